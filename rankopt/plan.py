@@ -1,0 +1,339 @@
+"""Compression plans: which method and ranks each layer gets, on disk as JSON.
+
+A :class:`CompressionPlan` records one per-layer choice for one model (identified by a
+fingerprint of its parameter names and shapes). :func:`apply_plan` builds the compressed
+model from it. Plans are validated on load; every error names the field, the value and the
+rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from rankopt.errors import InvalidPlanError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CompressionPlan",
+    "LayerPlan",
+    "apply_plan",
+    "model_fingerprint",
+]
+
+SCHEMA_VERSION = 1
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Hash of a model's parameter names and shapes (16 hex digits).
+
+    Two models with the same architecture share a fingerprint whatever their weights;
+    a plan made for one applies to the other.
+    """
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        digest.update(f"{name}:{tuple(param.shape)};".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The choice for one layer.
+
+    Attributes:
+        layer: Qualified module name (``"layer1.0.conv1"``).
+        method: Registered method name; ``"keep"`` leaves the layer dense.
+        ranks: Rank name -> value, e.g. ``{"r_in": 12, "r_out": 16}``; empty for ``keep``.
+        options: Method options, e.g. GKPD factor shape ``{"t1": 4, "s1": 4}``.
+        weight_shape: Shape of the dense weight the plan was made for.
+    """
+
+    layer: str
+    method: str
+    ranks: Mapping[str, int] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    weight_shape: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (keys sorted on dump)."""
+        return {
+            "layer": self.layer,
+            "method": self.method,
+            "ranks": {k: int(v) for k, v in sorted(self.ranks.items())},
+            "options": dict(sorted(self.options.items())),
+            "weight_shape": list(self.weight_shape),
+        }
+
+    def summary(self) -> str:
+        """Short text such as ``tucker2(r_in=4,r_out=8)`` or ``keep``."""
+        if not self.ranks:
+            return self.method
+        inner = ",".join(f"{k}={v}" for k, v in sorted(self.ranks.items()))
+        return f"{self.method}({inner})"
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """A per-layer decomposition choice for one model.
+
+    Layers the plan does not list stay dense.
+
+    Attributes:
+        model_name: Name of the model the plan was made for (informative).
+        fingerprint: :func:`model_fingerprint` of that model; checked by :func:`apply_plan`.
+        input_shape: Shape of one input image, ``(C, H, W)``.
+        layers: The per-layer choices.
+        metrics: Measured numbers (``accuracy``, ``macs``, ``n_params``, ...).
+        provenance: Where the plan came from (``study``, ``trial``, ``rankopt_version``).
+        schema_version: Version of the JSON layout.
+    """
+
+    model_name: str
+    fingerprint: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerPlan, ...]
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def layer(self, name: str) -> LayerPlan | None:
+        """The plan for layer ``name``, or None when it stays dense."""
+        for lp in self.layers:
+            if lp.layer == name:
+                return lp
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "schema_version": self.schema_version,
+            "model": {"name": self.model_name, "fingerprint": self.fingerprint},
+            "input_shape": list(self.input_shape),
+            "layers": [lp.to_dict() for lp in self.layers],
+            "metrics": _jsonable(dict(self.metrics)),
+            "provenance": _jsonable(dict(self.provenance)),
+        }
+
+    def to_json(self) -> str:
+        """Deterministic JSON text (sorted keys, 2-space indent, trailing newline)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plan as JSON to ``path`` and return the path."""
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CompressionPlan:
+        """Validate and build a plan from its dict form.
+
+        Raises:
+            InvalidPlanError: a field is missing or has the wrong type or value; the message
+                names the field.
+        """
+        return _parse_plan(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompressionPlan:
+        """Parse JSON text (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise InvalidPlanError(f"plan is not valid JSON: {exc}") from None
+        return _parse_plan(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CompressionPlan:
+        """Read a plan JSON file.
+
+        Raises:
+            InvalidPlanError: the file is missing, unreadable, or not a valid plan.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidPlanError(f"cannot read plan file {str(path)!r}: {exc}") from None
+        try:
+            return cls.from_json(text)
+        except InvalidPlanError as exc:
+            raise InvalidPlanError(f"{path}: {exc}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so metrics hold only JSON types."""
+    return json.loads(json.dumps(value, default=float))
+
+
+# ------------------------------------------------------------------------ parsing
+def _expect(cond: bool, field_name: str, value: Any, rule: str) -> None:
+    if not cond:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise InvalidPlanError(f"plan field {field_name!r} = {shown}: {rule}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_layer(data: Any, where: str) -> LayerPlan:
+    _expect(isinstance(data, dict), where, data, "must be an object")
+    for key in ("layer", "method"):
+        _expect(key in data, f"{where}.{key}", None, "is required")
+        _expect(
+            isinstance(data[key], str) and data[key] != "",
+            f"{where}.{key}",
+            data[key],
+            "must be a non-empty string",
+        )
+    ranks = data.get("ranks", {})
+    _expect(isinstance(ranks, dict), f"{where}.ranks", ranks, "must be an object")
+    for k, v in ranks.items():
+        _expect(_is_int(v), f"{where}.ranks.{k}", v, "must be an integer")
+    options = data.get("options", {})
+    _expect(isinstance(options, dict), f"{where}.options", options, "must be an object")
+    shape = data.get("weight_shape", [])
+    _expect(
+        isinstance(shape, list) and all(_is_int(s) and s > 0 for s in shape),
+        f"{where}.weight_shape",
+        shape,
+        "must be a list of positive integers",
+    )
+    return LayerPlan(
+        layer=data["layer"],
+        method=data["method"],
+        ranks={str(k): int(v) for k, v in ranks.items()},
+        options=dict(options),
+        weight_shape=tuple(shape),
+    )
+
+
+def _parse_plan(data: Any) -> CompressionPlan:
+    _expect(isinstance(data, dict), "(root)", data, "a plan must be a JSON object")
+    version = data.get("schema_version")
+    _expect(
+        version == SCHEMA_VERSION and _is_int(version),
+        "schema_version",
+        version,
+        f"this rankopt reads schema_version {SCHEMA_VERSION}",
+    )
+    model = data.get("model")
+    _expect(isinstance(model, dict), "model", model, "must be an object {name, fingerprint}")
+    for key in ("name", "fingerprint"):
+        _expect(isinstance(model.get(key), str), f"model.{key}", model.get(key), "must be a string")
+    shape = data.get("input_shape")
+    _expect(
+        isinstance(shape, list) and len(shape) >= 1 and all(_is_int(s) and s > 0 for s in shape),
+        "input_shape",
+        shape,
+        "must be a non-empty list of positive integers, e.g. [1, 28, 28]",
+    )
+    layers = data.get("layers")
+    _expect(isinstance(layers, list), "layers", layers, "must be a list")
+    parsed = tuple(_parse_layer(item, f"layers[{i}]") for i, item in enumerate(layers))
+    names = [lp.layer for lp in parsed]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    _expect(not dupes, "layers", dupes, "each layer may appear once")
+    for key in ("metrics", "provenance"):
+        _expect(isinstance(data.get(key, {}), dict), key, data.get(key), "must be an object")
+    return CompressionPlan(
+        model_name=model["name"],
+        fingerprint=model["fingerprint"],
+        input_shape=tuple(shape),
+        layers=parsed,
+        metrics=dict(data.get("metrics", {})),
+        provenance=dict(data.get("provenance", {})),
+    )
+
+
+# ------------------------------------------------------------------------ applying
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
+
+
+def apply_plan(model: nn.Module, plan: CompressionPlan, *, check_fingerprint: bool = True) -> nn.Module:
+    """Build the compressed model described by ``plan``.
+
+    The input model is left untouched: it is deep-copied and each planned layer of the copy
+    is replaced by the method's module (plain torch layers) initialised from the decomposed
+    dense weights. Layers the plan does not list, and ``keep`` layers, stay dense.
+
+    Args:
+        model: The dense model the plan was made for.
+        plan: The plan.
+        check_fingerprint: Reject a plan whose fingerprint differs from the model's.
+
+    Returns:
+        The compressed model, in the mode (train / eval) of ``model``.
+
+    Raises:
+        InvalidPlanError: the plan was made for another model (fingerprint, missing layer or
+            weight-shape mismatch; the message names the layer and both shapes) or a rank is
+            out of range.
+    """
+    from rankopt.spaces import build_module, describe_layer
+
+    fingerprint = model_fingerprint(model)
+    if check_fingerprint and plan.fingerprint != fingerprint:
+        _raise_mismatch(model, plan, fingerprint)
+    modules = dict(model.named_modules())
+    built: list[tuple[str, nn.Module]] = []
+    for lp in plan.layers:
+        module = modules.get(lp.layer)
+        if module is None:
+            candidates = [n for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
+            raise InvalidPlanError(
+                f"plan layer {lp.layer!r} is not in the model; its conv/linear layers are: "
+                f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}"
+            )
+        weight = getattr(module, "weight", None)
+        shape = tuple(weight.shape) if weight is not None else ()
+        if lp.weight_shape and shape != tuple(lp.weight_shape):
+            raise InvalidPlanError(
+                f"layer {lp.layer!r}: plan was made for weight shape {tuple(lp.weight_shape)} "
+                f"but the model's weight has shape {shape}"
+            )
+        if lp.method == "keep":
+            continue
+        info = describe_layer(lp.layer, module)
+        built.append((lp.layer, build_module(module, info, lp.method, lp.ranks, lp.options)))
+    compressed = copy.deepcopy(model)
+    for name, new in built:
+        _set_submodule(compressed, name, new)
+    compressed.train(model.training)
+    return compressed
+
+
+def _raise_mismatch(model: nn.Module, plan: CompressionPlan, fingerprint: str) -> None:
+    modules = dict(model.named_modules())
+    for lp in plan.layers:
+        module = modules.get(lp.layer)
+        weight = getattr(module, "weight", None) if module is not None else None
+        if weight is None:
+            raise InvalidPlanError(
+                f"plan is for model {plan.model_name!r} (fingerprint {plan.fingerprint}), not "
+                f"this one ({fingerprint}): layer {lp.layer!r} is not in this model"
+            )
+        if lp.weight_shape and tuple(weight.shape) != tuple(lp.weight_shape):
+            raise InvalidPlanError(
+                f"plan is for model {plan.model_name!r} (fingerprint {plan.fingerprint}), not "
+                f"this one ({fingerprint}): layer {lp.layer!r} has weight shape "
+                f"{tuple(weight.shape)} here but {tuple(lp.weight_shape)} in the plan"
+            )
+    raise InvalidPlanError(
+        f"plan is for model {plan.model_name!r} with fingerprint {plan.fingerprint}, but this "
+        f"model's fingerprint is {fingerprint} (parameter names or shapes differ)"
+    )
+
