@@ -189,7 +189,7 @@ def profile(model: nn.Module, example_input: torch.Tensor | tuple[int, ...]) -> 
     for name, module in model.named_modules():
         if not name or isinstance(module, _NORM_TYPES):
             continue
-        if isinstance(module, nn.Conv2d | nn.Linear | _UNSUPPORTED_COMPUTE):
+        if isinstance(module, (nn.Conv2d, nn.Linear, *_UNSUPPORTED_COMPUTE)):
             candidates[name] = module
         elif any(True for _ in module.parameters(recurse=False)):
             candidates[name] = module  # a custom module holding its own parameters

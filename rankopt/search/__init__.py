@@ -1,1 +1,16 @@
-"""rankopt.search."""
+"""Search: space, budget repair, VBMF seeding, objective, and the Optuna study loop."""
+
+from rankopt.search._budget import Budget, parse_budget
+from rankopt.search._run import SAMPLERS, make_sampler, mask_url, open_storage, search
+from rankopt.search._space import SearchSpace
+
+__all__ = [
+    "SAMPLERS",
+    "Budget",
+    "SearchSpace",
+    "make_sampler",
+    "mask_url",
+    "open_storage",
+    "parse_budget",
+    "search",
+]

@@ -1,0 +1,5 @@
+"""``python -m rankopt``."""
+
+from rankopt.cli import main
+
+raise SystemExit(main())

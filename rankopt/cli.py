@@ -1,0 +1,463 @@
+"""The ``rankopt`` command line: a thin layer over the public API.
+
+Bad input prints one line ``rankopt: error: ...`` and exits with code 2; heavy imports
+happen inside the commands so ``rankopt --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = "resnet8"
+DEFAULT_DATA = "mnist5k"
+DEFAULT_BUDGET = "50%"
+DEFAULT_RUN_DIR = "rankopt-runs"
+DEFAULT_TRIALS = 16
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- helpers
+def _add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="built-in model (see `rankopt models`), a torchvision architecture name with "
+        "--weights, or package.module:callable (default: %(default)s)",
+    )
+    p.add_argument("--weights", help="state_dict (.pt) of a user model")
+    p.add_argument("--num-classes", type=int, help="classes of a user model")
+    if data:
+        p.add_argument(
+            "--data",
+            default=DEFAULT_DATA,
+            help="built-in data set (mnist5k, digits), an ImageFolder directory, or a .pt "
+            "file of (images, labels) (default: %(default)s)",
+        )
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+
+
+def _add_study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: sqlite:///<run-dir>/study.db when it exists)",
+    )
+    p.add_argument("--study-name", help="study name (default: the only study in the storage)")
+    p.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="run directory (default: %(default)s)")
+
+
+def _storage_url(args: argparse.Namespace) -> str:
+    if args.storage:
+        return str(args.storage)
+    return f"sqlite:///{Path(args.run_dir).resolve() / 'study.db'}"
+
+
+def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> tuple[Any, Any]:
+    """(model, DataSplits) from --model / --weights / --num-classes / --data."""
+    import torch
+
+    from rankopt.data import load_data
+    from rankopt.models import get_pretrained, list_models, load_user_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(args.data) if need_data else None
+    if args.model in list_models() and args.weights is None:
+        if data is None:
+            from rankopt.errors import RankoptError
+
+            raise RankoptError("a built-in model needs --data to train or load its weights")
+        model, test_acc = get_pretrained(args.model, args.data, seed=args.seed, progress=_say)
+        _say(f"dense {args.model} on {data.name}: test accuracy {test_acc:.4f}")
+    else:
+        num_classes = args.num_classes or (data.num_classes if data is not None else None)
+        in_channels = data.input_shape[0] if data is not None else None
+        model = load_user_model(
+            args.model, weights=args.weights, num_classes=num_classes, in_channels=in_channels
+        )
+    model.eval()
+    return model, data
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run (or resume) a budget-constrained search."""
+    from rankopt.errors import StorageError
+    from rankopt.search import search
+    from rankopt.studies import pareto_front
+
+    max_macs = args.max_macs
+    if max_macs is None and args.max_params is None:
+        max_macs = DEFAULT_BUDGET
+    run_dir = Path(args.run_dir)
+    if not args.storage:
+        _check_run_dir(run_dir)
+    storage = _storage_url(args)
+    budget_tag = "-".join(
+        f"{k}{str(v).replace('%', 'pct')}" for k, v in (("macs", max_macs), ("params", args.max_params)) if v
+    )
+    study_name = args.study_name or f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
+    model, data = _load_model_and_data(args)
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    try:
+        study = search(
+            model,
+            data.train,
+            data.val,
+            max_macs=max_macs,
+            max_params=args.max_params,
+            objectives=objectives,
+            methods=methods,
+            n_trials=args.n_trials,
+            timeout=args.timeout,
+            sampler=args.sampler,
+            storage=storage,
+            study_name=study_name,
+            seed=args.seed,
+            repair=args.repair,
+            finetune_steps=args.finetune_steps,
+            finetune_samples=args.finetune_samples,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            measure_latency=args.measure_latency,
+            model_name=str(args.model),
+            data_name=str(args.data),
+            n_threads=args.threads,
+            progress=_say,
+        )
+    except KeyboardInterrupt:
+        _say(
+            f"interrupted: finished trials are kept in {storage} (study {study_name!r}); "
+            "run the same command again to resume"
+        )
+        return 130
+    except StorageError:
+        raise
+    front = pareto_front(study)
+    print(_format_table(front))
+    print(f"\nstudy {study_name!r} stored in {storage}")
+    print(
+        f"next: rankopt plot --storage {storage} --study-name {study_name}  |  "
+        f"rankopt export --storage {storage} --study-name {study_name} --trial N --out plan.json"
+    )
+    return 0
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """Fail before any trial when the run directory cannot be written."""
+    import shutil
+    import tempfile
+
+    from rankopt.errors import StorageError
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as fh:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise StorageError(
+            f"run directory {str(run_dir)!r} is not writable: {exc.strerror or exc}; "
+            "choose another with --run-dir"
+        ) from None
+    free = shutil.disk_usage(run_dir).free
+    if free < 10 * 2**20:
+        raise StorageError(
+            f"run directory {str(run_dir)!r} has only {free // 2**20} MiB free; "
+            "at least 10 MiB are needed for the study database"
+        )
+
+
+def _format_table(df: Any) -> str:
+    if df is None or len(df) == 0:
+        return "(no completed trials yet)"
+    cols = [
+        c
+        for c in (
+            "kind",
+            "trial",
+            "accuracy",
+            "accuracy_before_finetune",
+            "macs_ratio",
+            "params_ratio",
+            "macs",
+            "n_params",
+            "latency_ms",
+            "layers",
+        )
+        if c in df.columns
+    ]
+    view = df[cols].copy()
+    if "layers" in view.columns:
+        view["layers"] = view["layers"].astype(str).str.slice(0, 60)
+    return str(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _open_study(args: argparse.Namespace) -> Any:
+    from rankopt.studies import load_study
+
+    return load_study(_storage_url(args), args.study_name)
+
+
+def cmd_front(args: argparse.Namespace) -> int:
+    """Print the Pareto front."""
+    from rankopt.studies import pareto_front
+
+    df = pareto_front(_open_study(args), include_reference=not args.no_reference)
+    if args.format == "csv":
+        print(df.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(df.to_json(orient="records", indent=2))
+    else:
+        print(_format_table(df))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Write the Pareto / layer-map / history figures as standalone HTML (and PNG)."""
+    from rankopt.studies import plot_history, plot_layer_map, plot_pareto_front, write_html, write_png
+
+    study = _open_study(args)
+    figs = [plot_pareto_front(study), plot_layer_map(study), plot_history(study)]
+    out = Path(args.out)
+    write_html(figs, out, title=f"rankopt: {study.study_name}")
+    print(f"wrote {out}")
+    if args.png:
+        png = out.with_suffix(".png")
+        write_png(figs[0], png)
+        print(f"wrote {png}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one HTML report of the study."""
+    from rankopt.studies import report
+
+    path = report(_open_study(args), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a chosen trial's CompressionPlan as JSON."""
+    from rankopt.plan import CompressionPlan
+    from rankopt.studies import export_plan
+
+    if args.trial is None and args.max_macs is None:
+        from rankopt.errors import RankoptError
+
+        raise RankoptError("export needs --trial N or --max-macs X (best accuracy under X)")
+    plan = export_plan(_open_study(args), trial=args.trial, max_macs=args.max_macs)
+    if not isinstance(plan, CompressionPlan):
+        plan = CompressionPlan.from_dict(plan)
+    plan.save(args.out)
+    m = plan.metrics
+    print(
+        f"wrote {args.out}: trial {plan.provenance.get('trial')}, accuracy "
+        f"{m.get('accuracy', float('nan')):.4f}, macs {m.get('macs')}, params {m.get('n_params')}"
+    )
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Apply a plan to the model and save the compressed model."""
+    import torch
+
+    from rankopt.evaluators import count_macs
+    from rankopt.plan import CompressionPlan, apply_plan
+
+    plan = CompressionPlan.load(args.plan)
+    model, _ = _load_model_and_data(args, need_data=args.model in _builtin_models())
+    compressed = apply_plan(model, plan)
+    torch.save(compressed, args.out)
+    macs = count_macs(compressed, tuple(plan.input_shape))
+    n_params = sum(p.numel() for p in compressed.parameters())
+    print(f"wrote {args.out}: {macs} macs, {n_params} params (load with torch.load(..., weights_only=False))")
+    return 0
+
+
+def _builtin_models() -> list[str]:
+    from rankopt.models import list_models
+
+    return list_models()
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
+    import torch
+
+    from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune, measure_latency_ms
+    from rankopt.plan import CompressionPlan, apply_plan
+
+    plan = CompressionPlan.load(args.plan)
+    model, data = _load_model_and_data(args)
+    compressed = apply_plan(model, plan)
+    _say(f"fine-tuning for {args.epochs} epochs ...")
+    compressed = full_finetune(
+        compressed, model, data.train, epochs=args.epochs, seed=args.seed, progress=_say
+    )
+    shape = tuple(plan.input_shape)
+    rows = []
+    for label, net in (("dense", model), ("compressed", compressed)):
+        rows.append(
+            (
+                label,
+                evaluate_accuracy(net, *data.test),
+                count_macs(net, shape),
+                sum(p.numel() for p in net.parameters()),
+                measure_latency_ms(net, shape, batch_size=1),
+            )
+        )
+    print(f"{'model':<11} {'test_acc':>8} {'macs':>12} {'params':>10} {'latency_ms':>10}")
+    for label, acc, macs, params, lat in rows:
+        print(f"{label:<11} {acc:>8.4f} {macs:>12d} {params:>10d} {lat:>10.3f}")
+    d, c = rows
+    print(
+        f"ratios: macs {c[2] / d[2]:.3f}, params {c[3] / d[3]:.3f}, latency {c[4] / d[4]:.3f} "
+        f"(measured on this CPU, batch 1); accuracy change {c[1] - d[1]:+.4f}"
+    )
+    if args.out:
+        torch.save(compressed, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """List every layer, its dense cost and whether (and why not) it can be decomposed."""
+    from rankopt.evaluators import profile
+
+    model, data = _load_model_and_data(args, need_data=True)
+    prof = profile(model, data.input_shape)
+    print(f"{'layer':<28} {'kind':<7} {'weight shape':<18} {'macs':>10} {'params':>8}  eligible")
+    for info in prof.layers:
+        shape = "x".join(map(str, info.weight_shape)) if info.kind != "other" else "-"
+        flag = "yes" if info.eligible else f"no: {info.reason}"
+        print(f"{info.name:<28} {info.kind:<7} {shape:<18} {info.macs:>10} {info.n_params:>8}  {flag}")
+    print(f"total: {prof.macs} macs, {prof.n_params} params; fingerprint {prof.fingerprint}")
+    if prof.skipped_ops:
+        print("ops fvcore did not count: " + ", ".join(f"{k} x{v}" for k, v in prof.skipped_ops.items()))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List built-in models, data sets and methods."""
+    from rankopt.data import list_data
+    from rankopt.models import list_models
+    from rankopt.spaces import list_methods
+
+    print("models:  " + ", ".join(list_models()))
+    print("data:    " + ", ".join(list_data()))
+    print("methods: " + ", ".join(list_methods()))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rankopt``."""
+    parser = argparse.ArgumentParser(
+        prog="rankopt",
+        description="Search per-layer low-rank decompositions of a trained CNN under a budget.",
+    )
+    from rankopt import __version__
+
+    parser.add_argument("--version", action="version", version=f"rankopt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("search", help="run or resume a budget-constrained search")
+    _add_model_args(p)
+    _add_study_args(p)
+    p.add_argument("--max-macs", help="MACs budget: fraction (0.5), percent ('50%%') or absolute (4e6, 4M); default 50%%")
+    p.add_argument("--max-params", help="parameter budget, same forms")
+    p.add_argument("--objectives", default="accuracy,macs", help="comma list, accuracy first (default: %(default)s)")
+    p.add_argument("--methods", help="comma list of methods to offer (default: all)")
+    p.add_argument("--n-trials", type=int, default=DEFAULT_TRIALS, help="total trials in the study (default: %(default)s)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random (default: %(default)s)")
+    p.add_argument("--repair", default="repair", choices=("repair", "constraint"), help="budget handling (default: %(default)s)")
+    p.add_argument("--finetune-steps", type=int, default=120, help="proxy fine-tune steps per trial (default: %(default)s)")
+    p.add_argument("--finetune-samples", type=int, default=2048, help="training images for proxy fine-tunes (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="fine-tune batch size (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.01, help="fine-tune learning rate (default: %(default)s)")
+    p.add_argument("--measure-latency", action="store_true", help="store batch-1 CPU latency per trial")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("front", help="print the Pareto front")
+    _add_study_args(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--no-reference", action="store_true", help="omit the dense and VBMF rows")
+    p.set_defaults(func=cmd_front)
+
+    p = sub.add_parser("plot", help="write the figures as a standalone HTML file")
+    _add_study_args(p)
+    p.add_argument("--out", default="pareto.html", help="output HTML (default: %(default)s)")
+    p.add_argument("--png", action="store_true", help="also write a PNG of the Pareto front")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="write one HTML report of the study")
+    _add_study_args(p)
+    p.add_argument("--out", default="report.html", help="output HTML (default: %(default)s)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a trial's plan as JSON")
+    _add_study_args(p)
+    p.add_argument("--trial", type=int, help="trial number")
+    p.add_argument("--max-macs", help="best accuracy with macs <= X (absolute or fraction of dense)")
+    p.add_argument("--out", default="plan.json", help="output JSON (default: %(default)s)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("apply", help="apply a plan and save the compressed model")
+    p.add_argument("plan", help="plan JSON")
+    _add_model_args(p)
+    p.add_argument("--out", default="model.pt", help="output file (default: %(default)s)")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("finetune", help="fully fine-tune a plan and compare with the dense model")
+    p.add_argument("plan", help="plan JSON")
+    _add_model_args(p)
+    p.add_argument("--epochs", type=int, default=5, help="epochs (default: %(default)s)")
+    p.add_argument("--out", help="save the fine-tuned model here")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("profile", help="list layers, costs and eligibility")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("models", help="list built-in models, data sets and methods")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rankopt`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    from rankopt.errors import RankoptError
+
+    try:
+        return func(args)
+    except RankoptError as exc:
+        print(f"rankopt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rankopt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

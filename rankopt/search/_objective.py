@@ -1,0 +1,237 @@
+"""One trial: sample, repair, decompose, score before / after a proxy fine-tune."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+
+from rankopt.errors import DecompositionError, TrialFailedError
+from rankopt.evaluators import compute_logits, measure_latency_ms, proxy_finetune
+from rankopt.plan import apply_plan
+from rankopt.search._budget import Budget
+from rankopt.search._space import SearchSpace
+
+__all__ = ["FinetuneSettings", "Objective", "TrialData"]
+
+OBJECTIVE_DIRECTIONS = {
+    "accuracy": "maximize",
+    "macs": "minimize",
+    "n_params": "minimize",
+    "latency_ms": "minimize",
+}
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Proxy fine-tune settings (stored in the study's ``settings``).
+
+    Attributes:
+        steps: Optimiser steps per trial.
+        batch_size: Images per step.
+        lr: Learning rate (SGD with momentum 0.9).
+        temperature: Distillation temperature.
+        distill_weight: Weight of the distillation term (the rest is cross-entropy).
+        report_every: Steps between intermediate validation reports (pruning); 0 = none.
+    """
+
+    steps: int = 120
+    batch_size: int = 64
+    lr: float = 0.01
+    temperature: float = 4.0
+    distill_weight: float = 0.7
+    report_every: int = 0
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """Tensors every trial uses, prepared once per study and process.
+
+    Attributes:
+        train_images: Fine-tune subset.
+        train_labels: Its labels.
+        teacher_logits: Dense model's logits on the fine-tune subset.
+        val_images: Validation images (never used for training).
+        val_labels: Their labels.
+        val_teacher_logits: Dense model's logits on the validation images.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    teacher_logits: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    val_teacher_logits: torch.Tensor
+
+
+class Objective:
+    """The Optuna objective of a rankopt study.
+
+    Args:
+        model: The dense model (left untouched).
+        space: The search space.
+        budget: Absolute budget.
+        data: Tensors prepared once per study.
+        objectives: Names of the objectives, ``"accuracy"`` first.
+        repair: ``"repair"`` (global rank scaling) or ``"constraint"`` (Optuna constraints).
+        finetune: Proxy fine-tune settings.
+        seed: Base seed; trial ``n`` fine-tunes with ``seed + n``.
+        model_name: Stored in plans.
+        study_name: Stored in plans' provenance.
+        measure_latency: Also measure batch-1 CPU latency of every trial.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        space: SearchSpace,
+        budget: Budget,
+        data: TrialData,
+        *,
+        objectives: Sequence[str],
+        repair: str,
+        finetune: FinetuneSettings,
+        seed: int,
+        model_name: str,
+        study_name: str,
+        measure_latency: bool = False,
+    ) -> None:
+        self.model = model
+        self.space = space
+        self.budget = budget
+        self.data = data
+        self.objectives = tuple(objectives)
+        self.repair = repair
+        self.finetune = finetune
+        self.seed = seed
+        self.model_name = model_name
+        self.study_name = study_name
+        self.measure_latency = measure_latency or "latency_ms" in self.objectives
+        self.dense_macs = space.profile.macs
+        self.dense_params = space.profile.n_params
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        """Evaluate one trial (see the module docstring)."""
+        started = time.perf_counter()
+        proposals = self.space.suggest(trial)
+        if self.repair == "repair":
+            result = self.space.repair(proposals, self.budget)
+            if result is None:  # only when the budget is below min_cost (checked up front)
+                trial.set_user_attr("fail_reason", "no repair fits the budget")
+                raise optuna.TrialPruned("no repair fits the budget")
+            layers, macs, n_params = list(result.layers), result.macs, result.n_params
+            trial.set_user_attr("repair_scale", result.scale)
+            if result.converted:
+                trial.set_user_attr("repair_converted", list(result.converted))
+            feasible = True
+        else:
+            layers = self.space.realise(proposals)
+            macs, n_params = self.space.cost_of(layers)
+            violation = self.budget.violation(macs, n_params)
+            trial.set_user_attr("constraint", [violation])
+            feasible = violation <= 0
+        provenance = {"study": self.study_name, "trial": trial.number}
+        plan = self.space.plan(layers, model_name=self.model_name, provenance=provenance)
+        trial.set_user_attr("plan", plan.to_dict())
+        trial.set_user_attr("macs", macs)
+        trial.set_user_attr("n_params", n_params)
+        trial.set_user_attr("macs_ratio", macs / self.dense_macs)
+        trial.set_user_attr("params_ratio", n_params / self.dense_params)
+        trial.set_user_attr("feasible", feasible)
+
+        try:
+            student = apply_plan(self.model, plan)
+        except DecompositionError as exc:
+            trial.set_user_attr("fail_reason", f"decomposition failed: {exc}")
+            raise
+        decomposed_s = time.perf_counter() - started
+
+        logits = compute_logits(student, self.data.val_images)
+        acc_before = _accuracy(logits, self.data.val_labels)
+        teacher = self.data.val_teacher_logits
+        recon = float(torch.linalg.vector_norm(logits - teacher) / torch.linalg.vector_norm(teacher))
+        trial.set_user_attr("accuracy_before_finetune", acc_before)
+        trial.set_user_attr("reconstruction_error", recon)
+        if not math.isfinite(recon):
+            reason = "decomposed model produces non-finite logits"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailedError(reason)
+
+        accuracy = acc_before
+        finetune_s = 0.0
+        if feasible and self.finetune.steps > 0:
+            report = self._reporter(trial) if self.finetune.report_every > 0 else None
+            try:
+                result_ft = proxy_finetune(
+                    student,
+                    self.data.train_images,
+                    self.data.train_labels,
+                    self.data.teacher_logits,
+                    steps=self.finetune.steps,
+                    batch_size=self.finetune.batch_size,
+                    lr=self.finetune.lr,
+                    temperature=self.finetune.temperature,
+                    distill_weight=self.finetune.distill_weight,
+                    seed=self.seed + trial.number,
+                    val_images=self.data.val_images,
+                    val_labels=self.data.val_labels,
+                    report_every=self.finetune.report_every,
+                    report=report,
+                )
+            except TrialFailedError as exc:
+                trial.set_user_attr("fail_reason", str(exc))
+                raise
+            accuracy = result_ft.accuracy
+            finetune_s = result_ft.wall_time_s
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("finetune_time_s", finetune_s)
+        trial.set_user_attr("decompose_time_s", decomposed_s)
+
+        latency_ms = None
+        if self.measure_latency:
+            latency_ms = measure_latency_ms(student, tuple(self.space.profile.input_shape))
+            trial.set_user_attr("latency_ms", latency_ms)
+        metrics: dict[str, Any] = {
+            "accuracy": accuracy,
+            "accuracy_before_finetune": acc_before,
+            "macs": macs,
+            "n_params": n_params,
+            "macs_ratio": macs / self.dense_macs,
+            "params_ratio": n_params / self.dense_params,
+        }
+        if latency_ms is not None:
+            metrics["latency_ms"] = latency_ms
+        final = self.space.plan(
+            layers, model_name=self.model_name, metrics=metrics, provenance=provenance
+        )
+        trial.set_user_attr("plan", final.to_dict())
+        trial.set_user_attr("wall_time_s", time.perf_counter() - started)
+        values = {"accuracy": accuracy, "macs": float(macs), "n_params": float(n_params)}
+        if latency_ms is not None:
+            values["latency_ms"] = latency_ms
+        out = tuple(values[name] for name in self.objectives)
+        return out[0] if len(out) == 1 else out
+
+    def _reporter(self, trial: optuna.Trial) -> Any:
+        def report(step: int, accuracy: float) -> None:
+            trial.report(accuracy, step)
+            if len(self.objectives) == 1 and trial.should_prune():
+                trial.set_user_attr("accuracy", accuracy)
+                raise optuna.TrialPruned(f"pruned at step {step} (accuracy {accuracy:.4f})")
+
+        return report
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def settings_dict(finetune: FinetuneSettings) -> dict[str, Any]:
+    """JSON-ready form of the fine-tune settings."""
+    return asdict(finetune)

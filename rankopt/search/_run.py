@@ -1,0 +1,496 @@
+"""``rankopt.search``: one Optuna study over per-layer methods and ranks."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from rankopt import __version__
+from rankopt.errors import (
+    DecompositionError,
+    RankoptError,
+    StorageError,
+    TrialFailedError,
+    UnknownNameError,
+)
+from rankopt.evaluators import ModelProfile, compute_logits, evaluate_accuracy, profile
+from rankopt.search._budget import Budget, parse_budget
+from rankopt.search._objective import (
+    OBJECTIVE_DIRECTIONS,
+    FinetuneSettings,
+    Objective,
+    TrialData,
+    settings_dict,
+)
+from rankopt.search._seeding import seed_trials
+from rankopt.search._space import SearchSpace
+
+__all__ = ["SAMPLERS", "make_sampler", "mask_url", "open_storage", "search"]
+
+SAMPLERS = ("tpe", "nsga2", "random")
+Data = tuple[torch.Tensor, torch.Tensor]
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(
+    storage: str | BaseStorage | None,
+    *,
+    heartbeat_interval: int | None = None,
+    max_retry: int = 2,
+) -> BaseStorage | None:
+    """Open an Optuna storage from a URL.
+
+    SQLite URLs get a 60 s lock timeout; other RDB URLs (PostgreSQL, MySQL) get heartbeats
+    (``heartbeat_interval`` seconds, default 30) so trials of a killed worker are marked
+    failed and retried (:class:`optuna.storages.RetryFailedTrialCallback`).
+
+    Raises:
+        StorageError: the URL cannot be opened; the message masks the password.
+    """
+    if storage is None or isinstance(storage, BaseStorage):
+        return storage
+    url = str(storage)
+    try:
+        if url.startswith("sqlite"):
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": 60}}
+            )
+        interval = 30 if heartbeat_interval is None else heartbeat_interval
+        kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
+        if interval > 0:
+            kwargs.update(
+                heartbeat_interval=interval,
+                grace_period=max(2 * interval, interval + 10),
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                    max_retry=max_retry
+                ),
+            )
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"cannot open study storage {mask_url(url)}: {mask_url(first)}"
+        ) from None
+
+
+def make_sampler(
+    sampler: str | optuna.samplers.BaseSampler,
+    *,
+    seed: int | None,
+    n_objectives: int,
+    constraints: bool,
+    n_startup_trials: int = 10,
+) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler from a name (``tpe``, ``nsga2``, ``random``) or pass one through."""
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    constraints_func = _constraints if constraints else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=True,
+                n_startup_trials=n_startup_trials,
+                constraints_func=constraints_func,
+            )
+        if sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(
+                seed=seed, population_size=max(8, n_startup_trials), constraints_func=constraints_func
+            )
+        if sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+    raise UnknownNameError("sampler", sampler, SAMPLERS)
+
+
+def _constraints(trial: FrozenTrial) -> Sequence[float]:
+    return [float(v) for v in trial.user_attrs.get("constraint", [1.0])]
+
+
+def _validate_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
+    objs = tuple(objectives)
+    if not objs or objs[0] != "accuracy":
+        raise RankoptError(
+            f"objectives = {list(objs)}: the first objective must be 'accuracy'; "
+            f"then any of {sorted(set(OBJECTIVE_DIRECTIONS) - {'accuracy'})}"
+        )
+    for name in objs:
+        if name not in OBJECTIVE_DIRECTIONS:
+            raise UnknownNameError("objective", name, OBJECTIVE_DIRECTIONS)
+    if len(set(objs)) != len(objs):
+        raise RankoptError(f"objectives = {list(objs)} lists one objective twice")
+    return objs
+
+
+def _check_data(name: str, data: Data, input_shape: tuple[int, ...]) -> None:
+    images, labels = data
+    if images.dim() != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
+        raise RankoptError(
+            f"{name} images have shape {tuple(images.shape)}; expected (N, "
+            f"{', '.join(map(str, input_shape))}) to match the model input"
+        )
+    if labels.shape[0] != images.shape[0] or labels.dim() != 1:
+        raise RankoptError(
+            f"{name} labels have shape {tuple(labels.shape)}; expected ({images.shape[0]},)"
+        )
+
+
+def search(
+    model: nn.Module,
+    train_data: Data,
+    val_data: Data,
+    *,
+    max_macs: float | int | str | None = None,
+    max_params: float | int | str | None = None,
+    objectives: Sequence[str] = ("accuracy", "macs"),
+    methods: Sequence[str] | None = None,
+    n_trials: int = 30,
+    timeout: float | None = None,
+    sampler: str | optuna.samplers.BaseSampler = "tpe",
+    pruner: optuna.pruners.BasePruner | None = None,
+    storage: str | BaseStorage | None = None,
+    study_name: str | None = None,
+    seed: int = 0,
+    repair: str = "repair",
+    finetune_steps: int = 120,
+    finetune_samples: int = 2048,
+    batch_size: int = 64,
+    lr: float = 0.01,
+    distill_weight: float = 0.7,
+    temperature: float = 4.0,
+    report_every: int | None = None,
+    seed_with_vbmf: bool = True,
+    measure_latency: bool = False,
+    model_name: str = "model",
+    data_name: str = "data",
+    input_shape: Sequence[int] | None = None,
+    n_threads: int | None = None,
+    heartbeat_interval: int | None = None,
+    progress: Callable[[str], None] | bool | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+) -> optuna.Study:
+    """Search per-layer decomposition methods and ranks under a budget.
+
+    Each trial samples for every eligible layer a method (``keep`` included) and its ranks
+    as fractions of full rank, fits the result into the budget (``repair``: one global
+    factor on every fraction, by bisection on the analytic cost; ``constraint``: Optuna's
+    constraints instead), builds the compressed model, scores it before and after a short
+    fine-tune with distillation from the dense model, and stores plan and numbers in the
+    trial's ``user_attrs`` (see DEVELOPERS.md). The VBMF plan and uniform baselines are
+    enqueued first, once per study.
+
+    Args:
+        model: The trained dense model (left untouched).
+        train_data: ``(images, labels)`` for the proxy fine-tune.
+        val_data: ``(images, labels)`` scoring every trial (not the final test split).
+        max_macs: MACs budget: a fraction of dense (``0.5``, ``"50%"``) or absolute
+            (``4e6``, ``"4M"``).
+        max_params: Parameter budget, same forms.
+        objectives: ``("accuracy",)`` (single objective, pruning) or accuracy plus any of
+            ``"macs"``, ``"n_params"``, ``"latency_ms"`` (Pareto front).
+        methods: Methods to offer (default all registered); ``keep`` is always offered.
+        n_trials: Total finished (complete or pruned) trials the study should hold; a
+            resumed study runs only the rest, and several workers share this total.
+        timeout: Stop starting new trials after this many seconds.
+        sampler: ``"tpe"`` (multivariate), ``"nsga2"``, ``"random"`` or any Optuna sampler.
+        pruner: Optuna pruner for single-objective studies (default median pruner).
+        storage: Optuna storage URL (``sqlite:///run/study.db``, ``postgresql://...``) or
+            object; None keeps the study in memory.
+        study_name: Name of the study in the storage; the same name resumes it.
+        seed: Seed of the sampler and of every fine-tune (trial n uses ``seed + n``).
+        repair: ``"repair"`` or ``"constraint"``.
+        finetune_steps: Optimiser steps of each proxy fine-tune (0 disables it).
+        finetune_samples: Training images used by the proxy fine-tune.
+        batch_size: Images per fine-tune step.
+        lr: Fine-tune learning rate.
+        distill_weight: Weight of the distillation loss (rest: cross-entropy).
+        temperature: Distillation temperature.
+        report_every: Steps between intermediate reports (default: a quarter of the
+            steps for single-objective studies, none otherwise).
+        seed_with_vbmf: Enqueue the VBMF and uniform seed trials.
+        measure_latency: Store batch-1 CPU latency on every trial.
+        model_name: Name stored in plans and the study.
+        data_name: Name stored in the study.
+        input_shape: Shape of one image; default the training images' shape.
+        n_threads: torch CPU threads for this process.
+        heartbeat_interval: Seconds between heartbeats for non-SQLite RDB storages (0 off).
+        progress: Called with one line per finished trial; True prints to stderr.
+        callbacks: Extra Optuna callbacks.
+
+    Returns:
+        The study (also in ``storage`` when given).
+
+    Raises:
+        BudgetError: the budget is malformed or below the smallest reachable cost.
+        RankoptError: other bad input (objectives, data shapes, sampler, repair mode).
+        StorageError: the storage cannot be opened, or the named study was made for
+            another model or budget.
+    """
+    objs = _validate_objectives(objectives)
+    if repair not in ("repair", "constraint"):
+        raise RankoptError(f"repair = {repair!r}; choose 'repair' or 'constraint'")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise RankoptError(f"n_trials = {n_trials!r} must be an integer >= 1")
+    if timeout is not None and not timeout > 0:
+        raise RankoptError(f"timeout = {timeout!r} must be a positive number of seconds")
+    if isinstance(finetune_steps, bool) or finetune_steps < 0:
+        raise RankoptError(f"finetune_steps = {finetune_steps!r} must be >= 0")
+    if finetune_samples < 1 or batch_size < 1:
+        raise RankoptError(
+            f"finetune_samples = {finetune_samples} and batch_size = {batch_size} must be >= 1"
+        )
+    if n_threads is not None:
+        torch.set_num_threads(max(1, int(n_threads)))
+    say = _progress_printer(progress)
+
+    shape = tuple(input_shape) if input_shape is not None else tuple(train_data[0].shape[1:])
+    _check_data("training", train_data, shape)
+    _check_data("validation", val_data, shape)
+    model.eval()
+    prof = profile(model, shape)
+    budget = Budget(
+        max_macs=parse_budget(max_macs, prof.macs, what="macs"),
+        max_params=parse_budget(max_params, prof.n_params, what="params"),
+    )
+    space = SearchSpace(prof, methods)
+    space.check_budget(budget)
+
+    name = study_name or f"{model_name}-{data_name}"
+    directions = [OBJECTIVE_DIRECTIONS[o] for o in objs]
+    opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
+    single = len(objs) == 1
+    opt_sampler = make_sampler(
+        sampler, seed=seed, n_objectives=len(objs), constraints=repair == "constraint"
+    )
+    opt_pruner = pruner if pruner is not None else (
+        optuna.pruners.MedianPruner(n_startup_trials=5) if single else optuna.pruners.NopPruner()
+    )
+    study, created = _create_or_load(name, opened, directions, opt_sampler, opt_pruner)
+
+    val_images, val_labels = val_data
+    dense_val_acc = evaluate_accuracy(model, val_images, val_labels)
+    finetune = FinetuneSettings(
+        steps=finetune_steps,
+        batch_size=batch_size,
+        lr=lr,
+        temperature=temperature,
+        distill_weight=distill_weight,
+        report_every=(max(1, finetune_steps // 4) if single else 0)
+        if report_every is None
+        else report_every,
+    )
+    attrs = {
+        "rankopt_version": __version__,
+        "model": model_name,
+        "data": data_name,
+        "fingerprint": prof.fingerprint,
+        "input_shape": list(shape),
+        "dense": {"accuracy": dense_val_acc, "macs": prof.macs, "n_params": prof.n_params},
+        "budget": {"max_macs": budget.max_macs, "max_params": budget.max_params},
+        "objectives": list(objs),
+        "settings": {
+            "methods": list(methods) if methods is not None else None,
+            "repair": repair,
+            "seed": seed,
+            "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
+            "finetune": settings_dict(finetune),
+            "finetune_samples": finetune_samples,
+            "eligible_layers": list(space.layer_names),
+        },
+    }
+    if created:
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+    else:
+        _check_compatible(study, attrs, name)
+
+    if seed_with_vbmf and not study.user_attrs.get("seeded"):
+        seeds = seed_trials(space, model, budget)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for s in seeds:
+                study.enqueue_trial(dict(s.params), user_attrs={"seed": s.name}, skip_if_exists=True)
+        study.set_user_attr("seeded", [s.name for s in seeds])
+        say(f"enqueued {len(seeds)} seed trials: {', '.join(s.name for s in seeds)}")
+
+    data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
+    objective = Objective(
+        model,
+        space,
+        budget,
+        data,
+        objectives=objs,
+        repair=repair,
+        finetune=finetune,
+        seed=seed,
+        model_name=model_name,
+        study_name=name,
+        measure_latency=measure_latency,
+    )
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = len(study.get_trials(deepcopy=False, states=done_states))
+    remaining = n_trials - finished
+    say(
+        f"study {name!r}: {finished} finished trials, {max(0, remaining)} to run; "
+        f"dense: val accuracy {dense_val_acc:.4f}, {prof.macs} macs, {prof.n_params} params; "
+        f"budget: {budget.describe(prof.macs, prof.n_params)}; "
+        f"{len(space.layer_names)} searchable layers"
+    )
+    if remaining <= 0:
+        return study
+    reporter = _TrialReporter(say, budget, prof, objs)
+    stopper = optuna.study.MaxTrialsCallback(n_trials, states=done_states)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(
+            objective,
+            n_trials=remaining + max(5, remaining),  # room for failed trials
+            timeout=timeout,
+            catch=(TrialFailedError, DecompositionError),
+            callbacks=[reporter, stopper, *callbacks],
+            gc_after_trial=False,
+        )
+    return study
+
+
+def _create_or_load(
+    name: str,
+    storage: BaseStorage | None,
+    directions: list[str],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[optuna.Study, bool]:
+    """Create the study; when it exists (same command again, or another worker), load it.
+
+    Creation is atomic in the storage, so among workers that start together exactly one
+    creates the study (and seeds it).
+    """
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            directions=directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=False,
+        )
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        pass
+    except Exception as exc:
+        raise StorageError(f"cannot create study {name!r}: {_first_line(exc)}") from None
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise StorageError(
+            f"study {name!r} exists with directions "
+            f"{[d.name.lower() for d in study.directions]}, not {directions}; "
+            "use another --study-name for other objectives"
+        )
+    return study, False
+
+
+def _check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> None:
+    for key in ("fingerprint", "budget", "objectives"):
+        old = study.user_attrs.get(key)
+        if old is not None and old != attrs[key]:
+            raise StorageError(
+                f"study {name!r} in this storage was made with {key} = {old}, but this run "
+                f"has {key} = {attrs[key]}; resume with the same settings or choose another "
+                "--study-name"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _prepare_data(
+    model: nn.Module, train_data: Data, val_data: Data, n_samples: int, seed: int
+) -> TrialData:
+    images, labels = train_data
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(images.shape[0], generator=gen)[: min(n_samples, images.shape[0])]
+    train_x, train_y = images[order].contiguous(), labels[order].contiguous()
+    val_x, val_y = val_data
+    return TrialData(
+        train_images=train_x,
+        train_labels=train_y,
+        teacher_logits=compute_logits(model, train_x),
+        val_images=val_x,
+        val_labels=val_y,
+        val_teacher_logits=compute_logits(model, val_x),
+    )
+
+
+def _progress_printer(progress: Callable[[str], None] | bool | None) -> Callable[[str], None]:
+    if progress is True:
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    if callable(progress):
+        return progress
+    return lambda line: None
+
+
+class _TrialReporter:
+    """Optuna callback printing one line per finished trial."""
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        budget: Budget,
+        prof: ModelProfile,
+        objectives: tuple[str, ...],
+    ) -> None:
+        self.say = say
+        self.budget = budget
+        self.prof = prof
+        self.objectives = objectives
+        self.started = time.perf_counter()
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        attrs = trial.user_attrs
+        label = f" [{attrs['seed']}]" if "seed" in attrs else ""
+        if trial.state == TrialState.COMPLETE:
+            best = _best_feasible(study, self.budget)
+            best_txt = f"best {best[0]:.4f} (trial {best[1]})" if best else "best -"
+            self.say(
+                f"trial {trial.number:>3}{label}: accuracy {attrs.get('accuracy', math.nan):.4f} "
+                f"(before fine-tune {attrs.get('accuracy_before_finetune', math.nan):.4f}), "
+                f"macs {100 * attrs.get('macs_ratio', math.nan):.1f}%, "
+                f"params {100 * attrs.get('params_ratio', math.nan):.1f}%, "
+                f"{attrs.get('wall_time_s', math.nan):.1f}s | {best_txt}"
+            )
+        else:
+            reason = attrs.get("fail_reason", "")
+            self.say(f"trial {trial.number:>3}{label}: {trial.state.name.lower()} {reason}".rstrip())
+
+
+def _best_feasible(study: optuna.Study, budget: Budget) -> tuple[float, int] | None:
+    best: tuple[float, int] | None = None
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = t.user_attrs
+        if "accuracy" not in attrs or not attrs.get("feasible", True):
+            continue
+        if not budget.fits(int(attrs.get("macs", 0)), int(attrs.get("n_params", 0))):
+            continue
+        if best is None or attrs["accuracy"] > best[0]:
+            best = (float(attrs["accuracy"]), t.number)
+    return best
+
+
