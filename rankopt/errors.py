@@ -16,6 +16,7 @@ __all__ = [
     "InvalidPlanError",
     "ModelError",
     "RankoptError",
+    "SelectionError",
     "StorageError",
     "TrialFailedError",
     "UnknownNameError",
@@ -78,3 +79,7 @@ class StorageError(RankoptError):
 
 class TrialFailedError(RankoptError):
     """One trial failed for a stated reason (NaN loss, diverged decomposition, ...)."""
+
+
+class SelectionError(RankoptError, ValueError):
+    """A trial cannot be selected from a study as asked (missing, not complete, no plan)."""

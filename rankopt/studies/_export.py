@@ -1,0 +1,216 @@
+"""Choosing one trial of a finished study and exporting its compression plan."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from rankopt.errors import BudgetError, SelectionError
+
+from ._front import _float, completed_trials, dense_metrics
+from ._storage import abbreviate
+
+if TYPE_CHECKING:
+    from rankopt.plan import CompressionPlan
+
+__all__ = ["export_plan", "select_trial"]
+
+#: Trial user_attrs copied into the exported plan's ``metrics`` (when present).
+METRIC_KEYS: tuple[str, ...] = (
+    "accuracy",
+    "accuracy_before_finetune",
+    "macs",
+    "macs_ratio",
+    "n_params",
+    "params_ratio",
+    "latency_ms",
+    "reconstruction_error",
+)
+
+
+def _selectable(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials that carry a plan and finite accuracy and MACs."""
+    out = []
+    for t in completed_trials(study):
+        attrs = t.user_attrs
+        if not isinstance(attrs.get("plan"), dict):
+            continue
+        if math.isfinite(_accuracy(t)) and math.isfinite(_float(attrs.get("macs"))):
+            out.append(t)
+    return out
+
+
+def _accuracy(t: FrozenTrial) -> float:
+    values = t.values or []
+    return _float(t.user_attrs.get("accuracy", values[0] if values else None))
+
+
+def _available(trials: list[FrozenTrial]) -> str:
+    return abbreviate([str(t.number) for t in trials])
+
+
+def _best(trials: list[FrozenTrial]) -> FrozenTrial:
+    """Highest accuracy; ties go to fewer MACs, then the lower trial number."""
+    return min(trials, key=lambda t: (-_accuracy(t), _float(t.user_attrs["macs"]), t.number))
+
+
+def _fmt_macs(macs: float, dense_macs: float | None) -> str:
+    ratio = f" (ratio {macs / dense_macs:.3f})" if dense_macs else ""
+    return f"{macs:,.0f} MACs{ratio}"
+
+
+def _by_number(study: optuna.Study, number: int, selectable: list[FrozenTrial]) -> FrozenTrial:
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    listing = f"complete trials with a plan: {_available(selectable)}"
+    found = trials.get(number)
+    if found is None:
+        raise SelectionError(f"study {study.study_name!r} has no trial {number}; {listing}")
+    if found.state != TrialState.COMPLETE:
+        reason = found.user_attrs.get("fail_reason")
+        why = f" ({reason})" if reason else ""
+        raise SelectionError(f"trial {number} is {found.state.name}{why}, not COMPLETE; {listing}")
+    if found not in selectable:
+        raise SelectionError(
+            f"trial {number} has no plan with accuracy and macs in its user_attrs; {listing}"
+        )
+    return found
+
+
+def select_trial(
+    study: optuna.Study, *, trial: int | None = None, max_macs: float | None = None
+) -> FrozenTrial:
+    """Pick one COMPLETE trial (with a plan) of a finished study.
+
+    With neither argument, the recommended trial: the best accuracy within the study's own
+    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). Accuracy
+    ties go to fewer MACs, then to the lower trial number.
+
+    Args:
+        study: A loaded study.
+        trial: A trial number; it must be COMPLETE and carry a plan.
+        max_macs: Pick the best accuracy among trials with ``macs <= max_macs``. A value
+            above 1 is an absolute MAC count per image; a value in (0, 1] is a fraction of
+            the dense model's MACs (0.25 means at most a quarter of the dense MACs).
+
+    Returns:
+        The chosen frozen trial.
+
+    Raises:
+        SelectionError: both arguments given, the study has no selectable trial, or
+            ``trial`` is missing, not COMPLETE or has no plan; the message lists the
+            complete trial numbers (abbreviated when many).
+        BudgetError: ``max_macs`` is not positive, or no trial fits (the message gives the
+            smallest MACs available) — also when the study's own budget fits no trial.
+    """
+    if trial is not None and max_macs is not None:
+        raise SelectionError("give either trial or max_macs, not both")
+    selectable = _selectable(study)
+    if trial is not None:
+        try:
+            number = int(trial)
+        except (TypeError, ValueError):
+            number = -1
+        if number < 0 or number != trial:
+            raise SelectionError(
+                f"trial must be a trial number, got {trial!r} (reference rows of pareto_front "
+                f"have none); complete trials with a plan: {_available(selectable)}"
+            )
+        return _by_number(study, number, selectable)
+    if not selectable:
+        states: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            states[t.state.name] = states.get(t.state.name, 0) + 1
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials"
+        raise SelectionError(
+            f"study {study.study_name!r} has no COMPLETE trial with a plan ({counts})"
+        )
+    dense_macs = dense_metrics(study).get("macs")
+    dense_macs = dense_macs if dense_macs and math.isfinite(dense_macs) else None
+    smallest = min(selectable, key=lambda t: (_float(t.user_attrs["macs"]), t.number))
+    smallest_text = (
+        f"the smallest is {_fmt_macs(_float(smallest.user_attrs['macs']), dense_macs)} "
+        f"(trial {smallest.number})"
+    )
+    if max_macs is not None:
+        limit = float(max_macs)
+        if not math.isfinite(limit) or limit <= 0:
+            raise BudgetError(
+                f"max_macs={max_macs!r} is not allowed; give a MAC count > 1 or a fraction of "
+                "the dense MACs in (0, 1]"
+            )
+        if limit <= 1.0:
+            if dense_macs is not None:
+                fits = [t for t in selectable if _float(t.user_attrs["macs"]) <= limit * dense_macs]
+            else:
+                fits = [t for t in selectable if _float(t.user_attrs.get("macs_ratio")) <= limit]
+            asked = f"max_macs={limit:g} (fraction of dense MACs)"
+        else:
+            fits = [t for t in selectable if _float(t.user_attrs["macs"]) <= limit]
+            asked = f"max_macs={limit:,.0f}"
+        if not fits:
+            raise BudgetError(f"no complete trial fits {asked}; {smallest_text}")
+        return _best(fits)
+    budget = study.user_attrs.get("budget") or {}
+    fits = selectable
+    for key, attr in (("max_macs", "macs"), ("max_params", "n_params")):
+        bound = budget.get(key) if isinstance(budget, dict) else None
+        if bound is not None:
+            fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
+    if not fits:
+        raise BudgetError(f"no complete trial fits the study budget {budget}; {smallest_text}")
+    return _best(fits)
+
+
+def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
+    """The trial's plan dict with ``metrics`` and ``provenance`` filled in."""
+    plan: dict[str, Any] = copy.deepcopy(frozen.user_attrs["plan"])
+    metrics = dict(plan.get("metrics") or {})
+    for key in METRIC_KEYS:
+        value = _float(frozen.user_attrs.get(key))
+        if math.isfinite(value):
+            metrics[key] = int(value) if key in ("macs", "n_params") else value
+    plan["metrics"] = metrics
+    provenance = dict(plan.get("provenance") or {})
+    provenance["study"] = study.study_name
+    provenance["trial"] = frozen.number
+    if "rankopt_version" not in provenance:
+        version = study.user_attrs.get("rankopt_version")
+        if version is None:
+            from rankopt import __version__ as version
+        provenance["rankopt_version"] = version
+    if frozen.user_attrs.get("seed"):
+        provenance["seed"] = frozen.user_attrs["seed"]
+    plan["provenance"] = provenance
+    return plan
+
+
+def export_plan(
+    study: optuna.Study, *, trial: int | None = None, max_macs: float | None = None
+) -> CompressionPlan:
+    """The compression plan of one trial, ready to save and apply.
+
+    The trial is chosen by :func:`select_trial` (same arguments); its plan gets
+    ``metrics`` (accuracy, MACs, parameters, ratios, latency, ... from the trial) and
+    ``provenance`` (study name, trial number, rankopt version, seed name for seed trials).
+
+    Args:
+        study: A loaded study.
+        trial: A trial number (see :func:`select_trial`).
+        max_macs: MAC budget, absolute (> 1) or a fraction of dense MACs (<= 1).
+
+    Returns:
+        The validated :class:`rankopt.plan.CompressionPlan`.
+
+    Raises:
+        SelectionError: see :func:`select_trial`.
+        BudgetError: see :func:`select_trial`.
+        InvalidPlanError: the stored plan does not validate.
+    """
+    from rankopt.plan import CompressionPlan
+
+    chosen = select_trial(study, trial=trial, max_macs=max_macs)
+    return CompressionPlan.from_dict(plan_dict(study, chosen))

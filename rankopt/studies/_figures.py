@@ -1,0 +1,520 @@
+"""Plotly figures of a finished study, rendered from the tables in :mod:`._front`."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+
+from rankopt.errors import RankoptError
+
+from ._front import (
+    all_trials_table,
+    completed_trials,
+    cost_column,
+    dense_metrics,
+    front_trials,
+    layer_label,
+    ordered_ranks,
+    pareto_front,
+)
+
+__all__ = [
+    "FRONT_TRACE_NAME",
+    "plot_history",
+    "plot_layer_map",
+    "plot_pareto_front",
+    "write_html",
+    "write_png",
+]
+
+#: Name of the front trace in :func:`plot_pareto_front` (stable: tests and tools find it).
+FRONT_TRACE_NAME = "Pareto front"
+#: Name of the budget line shape in :func:`plot_pareto_front`.
+BUDGET_SHAPE_NAME = "budget"
+
+_AXIS_TITLES: dict[str, str] = {
+    "macs": "MACs per image",
+    "macs_ratio": "MACs / dense MACs",
+    "n_params": "parameters",
+    "params_ratio": "parameters / dense parameters",
+    "latency_ms": "latency (ms, CPU, batch 1)",
+}
+_BUDGET_KEYS: dict[str, tuple[str, str]] = {
+    # x column -> (budget key, dense key used to turn the budget into a ratio)
+    "macs": ("max_macs", ""),
+    "macs_ratio": ("max_macs", "macs"),
+    "n_params": ("max_params", ""),
+    "params_ratio": ("max_params", "n_params"),
+}
+_METHOD_COLORS: dict[str, str] = {
+    "keep": "#d9d9d9",
+    "tucker2": "#1f77b4",
+    "cp": "#ff7f0e",
+    "svd": "#2ca02c",
+    "spatial_svd": "#9467bd",
+    "gkpd": "#d62728",
+    "linear_svd": "#17becf",
+}
+_EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#aec7e8", "#ffbb78")
+
+
+def _wrap_layers(summary: str, per_line: int = 4) -> str:
+    """Break a ``" | "``-separated layer summary into hover lines of ``per_line`` layers."""
+    parts = summary.split(" | ") if summary else []
+    lines = [" | ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line)]
+    return "<br>".join(lines)
+
+
+def _hover(df: pd.DataFrame, x: str) -> tuple[list[list[Any]], str]:
+    custom = [
+        [
+            "dense" if pd.isna(r.trial) else f"trial {int(r.trial)}",
+            r.macs_ratio,
+            _wrap_layers(r.layers),
+            r.macs,
+            r.n_params,
+        ]
+        for r in df.itertuples()
+    ]
+    template = (
+        "<b>%{customdata[0]}</b><br>accuracy %{y:.2%}<br>"
+        "MACs %{customdata[3]:,.0f} (ratio %{customdata[1]:.3f})<br>"
+        "params %{customdata[4]:,.0f}<br>%{customdata[2]}<extra></extra>"
+    )
+    if x == "latency_ms":
+        template = template.replace("<br>params", "<br>latency %{x:.2f} ms<br>params")
+    return custom, template
+
+
+def _budget_x(study: optuna.Study, x: str) -> float | None:
+    keys = _BUDGET_KEYS.get(x)
+    budget = study.user_attrs.get("budget") or {}
+    if keys is None or not isinstance(budget, dict) or budget.get(keys[0]) is None:
+        return None
+    value = float(budget[keys[0]])
+    if keys[1]:
+        dense = dense_metrics(study).get(keys[1])
+        if not dense or math.isnan(dense):
+            return None
+        value /= dense
+    return value
+
+
+def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure:
+    """Accuracy vs cost: every completed trial faint, the Pareto front highlighted.
+
+    The front trace is named :data:`FRONT_TRACE_NAME` (``"Pareto front"``) and has one
+    marker per front row of :func:`pareto_front`. The dense model (star) and the VBMF seed
+    trial (diamond) are drawn as their own traces, and a vertical dashed line (a layout
+    shape named ``"budget"``) marks the study's budget when one is set for the x axis.
+    Hovering a point shows the trial number, accuracy, MACs ratio and per-layer plan.
+
+    Args:
+        study: A loaded study.
+        x: Column for the x axis: ``"macs"``, ``"macs_ratio"``, ``"n_params"``,
+            ``"params_ratio"`` or ``"latency_ms"``. Default: the study's cost objective
+            (``"macs"`` for accuracy-only studies).
+
+    Returns:
+        The plotly figure.
+
+    Raises:
+        RankoptError: ``x`` is not one of the columns above.
+    """
+    x = x or cost_column(study)
+    if x not in _AXIS_TITLES:
+        raise RankoptError(f"x axis {x!r} is not allowed; choose one of: {', '.join(_AXIS_TITLES)}")
+    table = pareto_front(study)
+    everything = all_trials_table(study)
+    front = table[table["kind"] == "trial"].sort_values([x, "trial"])
+    fig = go.Figure()
+
+    custom, template = _hover(everything, x)
+    fig.add_trace(
+        go.Scatter(
+            x=everything[x],
+            y=everything["accuracy"],
+            mode="markers",
+            name="All trials",
+            marker={"color": "rgba(120,120,120,0.35)", "size": 6},
+            customdata=custom,
+            hovertemplate=template,
+        )
+    )
+    custom, template = _hover(front, x)
+    fig.add_trace(
+        go.Scatter(
+            x=front[x],
+            y=front["accuracy"],
+            mode="lines+markers",
+            name=FRONT_TRACE_NAME,
+            line={"color": "#d62728", "shape": "linear"},
+            marker={"color": "#d62728", "size": 9},
+            customdata=custom,
+            hovertemplate=template,
+        )
+    )
+    for kind, name, symbol, color in (
+        ("dense", "Dense model", "star", "#111111"),
+        ("vbmf_seed", "VBMF seed", "diamond", "#1f77b4"),
+    ):
+        ref = table[table["kind"] == kind]
+        if ref.empty or ref[x].isna().all():
+            continue
+        custom, template = _hover(ref, x)
+        fig.add_trace(
+            go.Scatter(
+                x=ref[x],
+                y=ref["accuracy"],
+                mode="markers",
+                name=name,
+                marker={"symbol": symbol, "size": 15, "color": color, "line": {"width": 1}},
+                customdata=custom,
+                hovertemplate=template,
+            )
+        )
+    budget = _budget_x(study, x)
+    if budget is not None:
+        fig.add_shape(
+            type="line",
+            name=BUDGET_SHAPE_NAME,
+            xref="x",
+            yref="paper",
+            x0=budget,
+            x1=budget,
+            y0=0,
+            y1=1,
+            line={"dash": "dash", "color": "#2ca02c", "width": 2},
+        )
+        fig.add_annotation(
+            x=budget, y=1, xref="x", yref="paper", text="budget", showarrow=False, yanchor="bottom"
+        )
+    fig.update_layout(
+        title=f"Pareto front of study {study.study_name!r}",
+        xaxis_title=_AXIS_TITLES[x],
+        yaxis_title="validation accuracy",
+        yaxis_tickformat=".1%",
+        template="plotly_white",
+        hovermode="closest",
+        legend={"orientation": "h", "yanchor": "bottom", "y": -0.25},
+    )
+    return fig
+
+
+def _full_ranks(method: str, shape: Sequence[int], options: Mapping[str, Any]) -> dict[str, int]:
+    """Full rank per rank name, from the dense weight shape (empty when not defined)."""
+    if len(shape) == 4:
+        t, s, kh, kw = (int(v) for v in shape)
+        if method == "tucker2":
+            return {"r_in": s, "r_out": t}
+        if method == "svd":
+            return {"r": min(t, s * kh * kw)}
+        if method == "spatial_svd":
+            return {"r": min(s * kh, kw * t)}
+        if method == "gkpd":
+            t1, s1 = int(options.get("t1", 0) or 0), int(options.get("s1", 0) or 0)
+            if t1 and s1 and t % t1 == 0 and s % s1 == 0:
+                return {"r": min(t1 * s1, (t // t1) * (s // s1) * kh * kw)}
+    if len(shape) == 2 and method in ("linear_svd", "svd"):
+        return {"r": min(int(shape[0]), int(shape[1]))}
+    return {}
+
+
+def _rank_fraction(entry: Mapping[str, Any]) -> float:
+    """Mean of rank / full rank over the layer's ranks (1.0 for keep, NaN when unknown)."""
+    method = str(entry.get("method", ""))
+    if method == "keep":
+        return 1.0
+    ranks = entry.get("ranks") or {}
+    full = _full_ranks(method, entry.get("weight_shape") or [], entry.get("options") or {})
+    fractions = [float(v) / full[k] for k, v in ranks.items() if full.get(k)]
+    return sum(fractions) / len(fractions) if fractions else math.nan
+
+
+def plot_layer_map(study: optuna.Study) -> go.Figure:
+    """Per-layer method (colour) and rank fraction (text) of the front trials.
+
+    Rows are front trials (by MACs, smallest at the top), columns layers in model order.
+    The text shows the ranks and the mean rank / full rank where the full rank follows from
+    the weight shape; hovering gives method, ranks, options and weight shape.
+
+    Args:
+        study: A loaded study.
+
+    Returns:
+        The plotly figure (a heatmap; empty when the front has no plans).
+    """
+    front = pareto_front(study, include_reference=False)
+    by_number = {t.number: t for t in front_trials(study)}
+    plans = []
+    for n in front["trial"]:
+        plan = by_number[int(n)].user_attrs.get("plan") or {}
+        plans.append((int(n), {e.get("layer"): e for e in plan.get("layers") or []}))
+    layers: list[str] = []
+    for _, entries in plans:
+        layers.extend(name for name in entries if name not in layers)
+    used = {str(e.get("method")) for _, entries in plans for e in entries.values()}
+    methods = [m for m in _METHOD_COLORS if m in used] + sorted(used - set(_METHOD_COLORS))
+    z, text, hover = [], [], []
+    for number, entries in plans:
+        z_row: list[float | None] = []
+        text_row: list[str] = []
+        hover_row: list[str] = []
+        for name in layers:
+            entry = entries.get(name)
+            if entry is None:
+                z_row.append(None)
+                text_row.append("")
+                hover_row.append(f"trial {number}<br>{name}: not in plan (dense)")
+                continue
+            fraction = _rank_fraction(entry)
+            label = layer_label(entry)
+            frac_text = "" if math.isnan(fraction) else f"<br>{fraction:.0%}"
+            z_row.append(float(methods.index(str(entry.get("method")))))
+            text_row.append(label + frac_text)
+            ranks = ", ".join(f"{k}={v}" for k, v in ordered_ranks(entry.get("ranks") or {}))
+            hover_row.append(
+                f"trial {number}<br>{name}: {entry.get('method')} {ranks}<br>"
+                f"rank fraction {'n/a' if math.isnan(fraction) else f'{fraction:.1%}'}<br>"
+                f"options {entry.get('options') or {}}<br>weight {entry.get('weight_shape')}"
+            )
+        z.append(z_row)
+        text.append(text_row)
+        hover.append(hover_row)
+    n_methods = len(methods)
+    colorscale = []
+    for i, m in enumerate(methods):
+        color = _METHOD_COLORS.get(m, _EXTRA_COLORS[(i - len(_METHOD_COLORS)) % len(_EXTRA_COLORS)])
+        colorscale += [[i / n_methods, color], [(i + 1) / n_methods, color]]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=layers,
+            y=[f"trial {n}" for n, _ in plans],
+            text=text,
+            texttemplate="%{text}",
+            customdata=hover,
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale=colorscale,
+            zmin=-0.5,
+            zmax=n_methods - 0.5,
+            xgap=2,
+            ygap=2,
+            name="layer map",
+            colorbar={
+                "title": {"text": "method"},
+                "tickvals": list(range(n_methods)),
+                "ticktext": methods,
+            },
+        )
+    )
+    fig.update_layout(
+        title="Per-layer method and rank fraction on the Pareto front",
+        xaxis_title="layer",
+        yaxis_title="front trial (fewest MACs at the top)",
+        yaxis_autorange="reversed",
+        template="plotly_white",
+        height=max(320, 60 + 40 * len(plans)),
+    )
+    return fig
+
+
+def plot_history(study: optuna.Study) -> go.Figure:
+    """Accuracy of every completed trial over trial number, with the best-so-far line.
+
+    Args:
+        study: A loaded study.
+
+    Returns:
+        The plotly figure: trace ``"Trials"`` (one marker per completed trial, front trials
+        highlighted by colour) and trace ``"Best so far"``.
+    """
+    table = all_trials_table(study)
+    custom, template = _hover(table, "macs")
+    best = table["accuracy"].cummax()
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=table["trial"].astype(float),
+            y=table["accuracy"],
+            mode="markers",
+            name="Trials",
+            marker={
+                "color": ["#d62728" if f else "rgba(100,100,100,0.6)" for f in table["on_front"]],
+                "size": 7,
+            },
+            customdata=custom,
+            hovertemplate=template,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=table["trial"].astype(float),
+            y=best,
+            mode="lines",
+            name="Best so far",
+            line={"shape": "hv", "color": "#1f77b4"},
+            hoverinfo="skip",
+        )
+    )
+    n_total = len(study.get_trials(deepcopy=False))
+    fig.update_layout(
+        title=f"Accuracy over trials ({len(completed_trials(study))} of {n_total} completed; "
+        "red: on the Pareto front)",
+        xaxis_title="trial number",
+        yaxis_title="validation accuracy",
+        yaxis_tickformat=".1%",
+        template="plotly_white",
+    )
+    return fig
+
+
+def figures_html(figures: Iterable[go.Figure]) -> str:
+    """HTML fragment of the figures with plotly.js embedded once (before the first one)."""
+    parts = []
+    for i, fig in enumerate(figures):
+        parts.append(
+            fig.to_html(
+                full_html=False,
+                include_plotlyjs=(i == 0),
+                include_mathjax=False,
+                config={"displaylogo": False, "responsive": True},
+            )
+        )
+    return "\n".join(parts)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(title)}</title>\n"
+        "<style>body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+        "table{border-collapse:collapse;font-size:0.85em}"
+        "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td.l,th.l{text-align:left}pre{background:#f6f6f6;padding:0.6em}</style>\n"
+        f"</head>\n<body>\n<h1>{escape(title)}</h1>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def write_html(
+    figures: go.Figure | Sequence[go.Figure], path: str | Path, *, title: str = "rankopt"
+) -> Path:
+    """Write one or several figures to a standalone HTML page that works offline.
+
+    plotly.js is embedded in the page once (no CDN, no network needed to view it).
+
+    Args:
+        figures: A figure or a sequence of figures, drawn in order.
+        path: Output file; its parent directory must exist.
+        title: Page title and heading.
+
+    Returns:
+        The path written.
+    """
+    figs = [figures] if isinstance(figures, go.Figure) else list(figures)
+    path = Path(path)
+    path.write_text(_page(title, figures_html(figs)), encoding="utf-8")
+    return path
+
+
+_CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def _find_chromium() -> str | None:
+    for name in _CHROMIUM_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def write_png(fig: go.Figure, path: str | Path, *, width: int = 1000, height: int = 650) -> Path:
+    """Write a figure as a PNG image.
+
+    Uses kaleido (``fig.write_image``) when it is installed, otherwise a headless Chromium
+    screenshot of the offline HTML page (network disabled).
+
+    Args:
+        fig: The figure.
+        path: Output ``.png`` file.
+        width: Image width in pixels.
+        height: Image height in pixels.
+
+    Returns:
+        The path written.
+
+    Raises:
+        RankoptError: neither kaleido nor Chromium is installed, or Chromium failed.
+    """
+    path = Path(path)
+    kaleido_error = "the Python package 'kaleido' is not installed"
+    if importlib.util.find_spec("kaleido") is not None:
+        try:
+            fig.write_image(str(path), width=width, height=height)
+        except Exception as exc:  # kaleido needs its own Chrome; fall back to ours
+            kaleido_error = f"kaleido failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        else:
+            return path
+    chromium = _find_chromium()
+    if chromium is None:
+        raise RankoptError(
+            f"cannot write PNG: {kaleido_error} and no Chromium browser is on PATH; "
+            "pip install kaleido, or apt-get install chromium"
+        )
+    with tempfile.TemporaryDirectory(prefix="rankopt-png-") as tmp:
+        page = Path(tmp) / "figure.html"
+        sized = go.Figure(fig)
+        sized.update_layout(width=width, height=height, margin={"t": 60})
+        html = sized.to_html(full_html=True, include_plotlyjs=True, config={"staticPlot": True})
+        page.write_text(
+            html.replace("<head>", "<head><style>body{margin:0}</style>", 1), encoding="utf-8"
+        )
+        cmd = [
+            chromium,
+            *chromium_offline_flags(Path(tmp) / "profile"),
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=5000",
+            "--hide-scrollbars",
+            f"--screenshot={path.resolve()}",
+            page.resolve().as_uri(),
+        ]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RankoptError(f"cannot write PNG with {chromium}: {exc}") from None
+        if not path.exists():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RankoptError(
+                f"cannot write PNG: {chromium} exited {proc.returncode} without writing "
+                f"{path}: {last}"
+            )
+    return path
+
+
+def chromium_offline_flags(profile_dir: Path) -> list[str]:
+    """Command-line flags for headless Chromium with every network access disabled."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--proxy-server=127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={profile_dir}",
+    ]

@@ -1,0 +1,308 @@
+"""Tables computed from a finished study: the Pareto front and every completed trial.
+
+Compute first, render later (as optuna's ``_get_pareto_front_info``): the figures, the
+report and the command line all read the :class:`pandas.DataFrame` built here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "FRONT_COLUMNS",
+    "all_trials_table",
+    "layer_summary",
+    "pareto_front",
+]
+
+#: Columns of :func:`pareto_front` (and the first columns of :func:`all_trials_table`).
+FRONT_COLUMNS: tuple[str, ...] = (
+    "trial",
+    "accuracy",
+    "accuracy_before_finetune",
+    "macs",
+    "macs_ratio",
+    "n_params",
+    "params_ratio",
+    "latency_ms",
+    "layers",
+    "kind",
+)
+
+#: Short labels of the method names used in the per-layer summary.
+METHOD_ABBREVIATIONS: dict[str, str] = {
+    "tucker2": "T2",
+    "cp": "CP",
+    "svd": "SVD",
+    "spatial_svd": "SSVD",
+    "gkpd": "GKPD",
+    "linear_svd": "LSVD",
+    "keep": "keep",
+}
+
+#: Rank names in the order they are printed (others follow in their stored order).
+_RANK_ORDER: tuple[str, ...] = ("r_in", "r_out", "r")
+
+
+def _float(value: Any) -> float:
+    """``value`` as a float, NaN when missing or not a number."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def ordered_ranks(ranks: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Rank items in print order: ``r_in``, ``r_out``, ``r``, then the rest as stored."""
+    known = [(k, ranks[k]) for k in _RANK_ORDER if k in ranks]
+    rest = [(k, v) for k, v in ranks.items() if k not in _RANK_ORDER]
+    return known + rest
+
+
+def layer_label(entry: Mapping[str, Any]) -> str:
+    """Compact label of one plan layer, e.g. ``T2(4,8)``, ``SVD(12)`` or ``keep``."""
+    method = str(entry.get("method", "?"))
+    short = METHOD_ABBREVIATIONS.get(method, method)
+    ranks = entry.get("ranks") or {}
+    if not ranks or method == "keep":
+        return short
+    return f"{short}({','.join(str(v) for _, v in ordered_ranks(ranks))})"
+
+
+def layer_summary(plan: Mapping[str, Any] | None, *, separator: str = " | ") -> str:
+    """One-line summary of a plan dict: ``"conv1 T2(4,8) | layer1.0.conv1 SVD(12) | fc keep"``.
+
+    Args:
+        plan: A plan dict (``CompressionPlan.to_dict()``) or None.
+        separator: Text between layers.
+
+    Returns:
+        The summary, or ``""`` when there is no plan.
+    """
+    if not plan:
+        return ""
+    layers = plan.get("layers") or []
+    return separator.join(f"{e.get('layer', '?')} {layer_label(e)}" for e in layers)
+
+
+def dense_metrics(study: optuna.Study) -> dict[str, float]:
+    """The study's dense reference ``{"accuracy", "macs", "n_params", ...}`` (may be empty)."""
+    dense = study.user_attrs.get("dense") or {}
+    return {str(k): _float(v) for k, v in dense.items()} if isinstance(dense, dict) else {}
+
+
+def is_multi_objective(study: optuna.Study) -> bool:
+    """Whether the study has more than one objective."""
+    return len(study.directions) > 1
+
+
+def cost_column(study: optuna.Study) -> str:
+    """The table column of the study's cost objective (``macs`` unless asked otherwise).
+
+    Single-objective studies and studies whose second objective is MACs use ``macs``;
+    ``params`` / ``n_params`` map to ``n_params`` and ``latency`` / ``latency_ms`` to
+    ``latency_ms``.
+    """
+    objectives = study.user_attrs.get("objectives") or []
+    if is_multi_objective(study) and len(objectives) >= 2:
+        second = str(objectives[1])
+        if second in ("params", "n_params"):
+            return "n_params"
+        if second in ("latency", "latency_ms"):
+            return "latency_ms"
+    return "macs"
+
+
+def _is_feasible(trial: FrozenTrial) -> bool:
+    """False for trials marked infeasible (optuna constraints > 0 or ``feasible: False``)."""
+    if trial.user_attrs.get("feasible") is False:
+        return False
+    constraints = trial.system_attrs.get("constraints")
+    if constraints is None:
+        return True
+    return all(c <= 0.0 for c in constraints)
+
+
+def _row(trial: FrozenTrial, dense: Mapping[str, float], kind: str) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    values = trial.values or []
+    accuracy = _float(attrs.get("accuracy", values[0] if values else None))
+    macs = _float(attrs.get("macs"))
+    n_params = _float(attrs.get("n_params"))
+    macs_ratio = _float(attrs.get("macs_ratio"))
+    if math.isnan(macs_ratio) and dense.get("macs"):
+        macs_ratio = macs / dense["macs"]
+    params_ratio = _float(attrs.get("params_ratio"))
+    if math.isnan(params_ratio) and dense.get("n_params"):
+        params_ratio = n_params / dense["n_params"]
+    return {
+        "trial": trial.number,
+        "accuracy": accuracy,
+        "accuracy_before_finetune": _float(attrs.get("accuracy_before_finetune")),
+        "macs": macs,
+        "macs_ratio": macs_ratio,
+        "n_params": n_params,
+        "params_ratio": params_ratio,
+        "latency_ms": _float(attrs.get("latency_ms")),
+        "layers": layer_summary(attrs.get("plan")),
+        "kind": kind,
+    }
+
+
+def _dense_row(dense: Mapping[str, float]) -> dict[str, Any]:
+    return {
+        "trial": None,
+        "accuracy": dense.get("accuracy", math.nan),
+        "accuracy_before_finetune": dense.get("accuracy", math.nan),
+        "macs": dense.get("macs", math.nan),
+        "macs_ratio": 1.0,
+        "n_params": dense.get("n_params", math.nan),
+        "params_ratio": 1.0,
+        "latency_ms": dense.get("latency_ms", math.nan),
+        "layers": "dense (no layer decomposed)",
+        "kind": "dense",
+    }
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) -> pd.DataFrame:
+    columns = [*FRONT_COLUMNS, *extra]
+    df = pd.DataFrame(list(rows), columns=columns)
+    df["trial"] = df["trial"].astype("Int64")
+    for col in (
+        "accuracy",
+        "accuracy_before_finetune",
+        "macs",
+        "macs_ratio",
+        "n_params",
+        "params_ratio",
+        "latency_ms",
+    ):
+        df[col] = df[col].astype(float)
+    df["layers"] = df["layers"].astype(str)
+    df["kind"] = df["kind"].astype(str)
+    return df.reset_index(drop=True)
+
+
+def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's COMPLETE trials, by trial number."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(trials, key=lambda t: t.number)
+
+
+def _accuracy_macs_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Non-dominated trials for (accuracy up, macs down), optuna's dominance definition.
+
+    ``a`` dominates ``b`` when ``a`` is no worse in both and strictly better in one; trials
+    with identical values are all kept (as ``study.best_trials`` does). Trials without a
+    finite accuracy and macs cannot be placed and are left out.
+    """
+    points = []
+    for t in trials:
+        row = _row(t, {}, "trial")
+        if math.isfinite(row["accuracy"]) and math.isfinite(row["macs"]):
+            points.append((t, -row["accuracy"], row["macs"]))
+    # Sort by loss (−accuracy, macs); a point is on the front when its macs is below the
+    # minimum macs of every point with strictly better −accuracy, or equal to the best.
+    points.sort(key=lambda p: (p[1], p[2]))
+    front: list[FrozenTrial] = []
+    best_macs = math.inf  # min macs over points with strictly smaller loss0
+    i = 0
+    while i < len(points):
+        j = i
+        while j < len(points) and points[j][1] == points[i][1]:
+            j += 1
+        group_min = points[i][2]  # sorted, so the group's first has the smallest macs
+        if group_min < best_macs:
+            front.extend(p[0] for p in points[i:j] if p[2] == group_min)
+        best_macs = min(best_macs, group_min)
+        i = j
+    return front
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The non-dominated COMPLETE trials, by trial number.
+
+    Multi-objective studies use ``study.best_trials`` (feasible trials only when the study
+    is constrained). Single-objective (accuracy) studies get the accuracy-vs-MACs front of
+    the completed (feasible) trials, computed from their user_attrs.
+    """
+    if is_multi_objective(study):
+        trials = list(study.best_trials)
+    else:
+        feasible = [t for t in completed_trials(study) if _is_feasible(t)]
+        trials = _accuracy_macs_front(feasible)
+    return sorted(trials, key=lambda t: t.number)
+
+
+def vbmf_seed_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The completed trial enqueued as the VBMF seed (``user_attrs["seed"] == "vbmf"``)."""
+    for t in completed_trials(study):
+        if t.user_attrs.get("seed") == "vbmf":
+            return t
+    return None
+
+
+def pareto_front(study: optuna.Study, *, include_reference: bool = True) -> pd.DataFrame:
+    """The Pareto front of a finished study, one row per non-dominated COMPLETE trial.
+
+    Multi-objective studies use optuna's ``study.best_trials``; single-objective (accuracy)
+    studies get the accuracy-vs-MACs front of their completed trials. Ties follow optuna:
+    trials with identical objective values are all on the front.
+
+    Args:
+        study: A loaded study written by ``rankopt search``.
+        include_reference: Append the reference rows: the dense model (``kind == "dense"``,
+            ``trial`` is ``<NA>``, ratios 1.0) when the study records it, and the VBMF seed
+            trial (``kind == "vbmf_seed"``) when it completed. Reference rows are not front
+            rows; select front rows with ``df[df.kind == "trial"]``.
+
+    Returns:
+        DataFrame with columns :data:`FRONT_COLUMNS`: ``trial`` (Int64), ``accuracy``,
+        ``accuracy_before_finetune`` (fractions in [0, 1]), ``macs``, ``macs_ratio``,
+        ``n_params``, ``params_ratio``, ``latency_ms`` (NaN where not measured), ``layers``
+        (per-layer summary such as ``"conv1 T2(4,8) | fc keep"``) and ``kind``. Front rows
+        come first, sorted by ``macs`` ascending (then trial number), reference rows after.
+    """
+    dense = dense_metrics(study)
+    rows = [_row(t, dense, "trial") for t in front_trials(study)]
+    rows.sort(key=lambda r: (r["macs"], r["trial"]))
+    if include_reference:
+        if dense:
+            rows.append(_dense_row(dense))
+        seed = vbmf_seed_trial(study)
+        if seed is not None:
+            rows.append(_row(seed, dense, "vbmf_seed"))
+    return _frame(rows)
+
+
+def all_trials_table(study: optuna.Study) -> pd.DataFrame:
+    """Every COMPLETE trial, by trial number (the cloud behind the front, and the history).
+
+    Args:
+        study: A loaded study.
+
+    Returns:
+        DataFrame with the :func:`pareto_front` columns (``kind`` is ``"trial"``) plus
+        ``on_front`` (bool: the trial is a front row) and ``seed`` (the seed name of
+        enqueued seed trials, ``""`` otherwise).
+    """
+    dense = dense_metrics(study)
+    on_front = {t.number for t in front_trials(study)}
+    rows = []
+    for t in completed_trials(study):
+        row = _row(t, dense, "trial")
+        row["on_front"] = t.number in on_front
+        row["seed"] = str(t.user_attrs.get("seed") or "")
+        rows.append(row)
+    df = _frame(rows, extra=("on_front", "seed"))
+    df["on_front"] = df["on_front"].astype(bool)
+    df["seed"] = df["seed"].astype(str)
+    return df

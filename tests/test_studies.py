@@ -1,0 +1,473 @@
+"""Tests of rankopt.studies on synthetic studies built directly with optuna."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from optuna.trial import TrialState
+
+from rankopt.errors import BudgetError, RankoptError, SelectionError, StorageError
+from rankopt.studies import (
+    FRONT_COLUMNS,
+    FRONT_TRACE_NAME,
+    all_trials_table,
+    export_plan,
+    layer_summary,
+    load_study,
+    pareto_front,
+    plot_history,
+    plot_layer_map,
+    plot_pareto_front,
+    report,
+    select_trial,
+    write_html,
+)
+from rankopt.studies._storage import mask_url
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DENSE_MACS = 1_000_000
+DENSE_PARAMS = 50_000
+# (layer, weight shape, methods it may use)
+LAYERS: list[tuple[str, list[int], list[str]]] = [
+    ("conv1", [16, 1, 3, 3], ["keep", "tucker2", "svd"]),
+    ("layer1.0.conv1", [32, 16, 3, 3], ["keep", "tucker2", "cp", "svd"]),
+    ("layer1.0.conv2", [32, 32, 3, 3], ["keep", "tucker2", "spatial_svd"]),
+    ("fc", [10, 32], ["keep", "linear_svd"]),
+]
+
+
+def make_plan(rng: random.Random) -> dict[str, Any]:
+    """A random plan dict in the CompressionPlan layout."""
+    layers = []
+    for name, shape, methods in LAYERS:
+        method = rng.choice(methods)
+        if method == "tucker2":
+            ranks = {"r_in": rng.randint(1, shape[1]), "r_out": rng.randint(1, shape[0])}
+        elif method == "keep":
+            ranks = {}
+        else:
+            ranks = {"r": rng.randint(1, min(shape[0], shape[1] * 9 if len(shape) == 4 else 10))}
+        layers.append(
+            {"layer": name, "method": method, "ranks": ranks, "options": {}, "weight_shape": shape}
+        )
+    return {
+        "schema_version": 1,
+        "model": {"name": "tiny", "fingerprint": "0123456789abcdef"},
+        "input_shape": [1, 28, 28],
+        "layers": layers,
+        "metrics": {},
+        "provenance": {},
+    }
+
+
+def make_study(
+    seed: int = 0,
+    *,
+    n_complete: int = 20,
+    n_failed: int = 2,
+    n_pruned: int = 2,
+    multi: bool = True,
+    budget_macs: int | None = 600_000,
+    with_vbmf: bool = True,
+    storage: str | None = None,
+    name: str = "synthetic",
+    grid: bool = False,
+    values: list[tuple[float, int]] | None = None,
+) -> optuna.Study:
+    """A finished study matching the DEVELOPERS.md contracts, with random trials.
+
+    ``grid`` draws accuracy and MACs from a coarse grid so ties and duplicates are common;
+    ``values`` gives the (accuracy, macs) pairs of the complete trials explicitly.
+    """
+    rng = random.Random(seed)
+    directions = ["maximize", "minimize"] if multi else ["maximize"]
+    study = optuna.create_study(directions=directions, storage=storage, study_name=name)
+    study.set_user_attr("rankopt_version", "0.1.0")
+    study.set_user_attr("model", "tiny")
+    study.set_user_attr("data", "mnist")
+    study.set_user_attr("fingerprint", "0123456789abcdef")
+    study.set_user_attr("input_shape", [1, 28, 28])
+    study.set_user_attr("dense", {"accuracy": 0.98, "macs": DENSE_MACS, "n_params": DENSE_PARAMS})
+    study.set_user_attr("budget", {"max_macs": budget_macs, "max_params": None})
+    study.set_user_attr("objectives", ["accuracy", "macs"] if multi else ["accuracy"])
+    study.set_user_attr("settings", {"n_trials": n_complete, "sampler": "tpe"})
+    if values is None:
+        values = []
+        for _ in range(n_complete):
+            if grid:
+                values.append(
+                    (rng.choice([0.5, 0.6, 0.7, 0.8]), rng.choice([1, 2, 3, 4]) * 100_000)
+                )
+            else:
+                values.append((rng.uniform(0.5, 0.97), rng.randint(50_000, DENSE_MACS)))
+    kinds = ["complete"] * len(values) + ["fail"] * n_failed + ["pruned"] * n_pruned
+    rng.shuffle(kinds)
+    it = iter(values)
+    for i, kind in enumerate(kinds):
+        if kind == "fail":
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.FAIL, user_attrs={"fail_reason": "NaN loss"}
+                )
+            )
+            continue
+        if kind == "pruned":
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.PRUNED, user_attrs={"accuracy": 0.99, "macs": 1}
+                )
+            )
+            continue
+        acc, macs = next(it)
+        attrs: dict[str, Any] = {
+            "plan": make_plan(rng),
+            "macs": macs,
+            "n_params": int(macs / 20),
+            "macs_ratio": macs / DENSE_MACS,
+            "params_ratio": macs / 20 / DENSE_PARAMS,
+            "accuracy": acc,
+            "accuracy_before_finetune": acc / 2,
+            "reconstruction_error": 0.1,
+            "wall_time_s": 1.0,
+            "finetune_time_s": 0.5,
+        }
+        if i % 3 == 0:
+            attrs["latency_ms"] = 1.5
+        if with_vbmf and i == kinds.index("complete"):
+            attrs["seed"] = "vbmf"
+        study.add_trial(
+            optuna.trial.create_trial(values=[acc, macs] if multi else [acc], user_attrs=attrs)
+        )
+    return study
+
+
+def brute_force_front(study: optuna.Study) -> set[int]:
+    """Non-dominated complete trials for (accuracy up, macs down), optuna's definition."""
+    points = [
+        (t.number, t.user_attrs["accuracy"], t.user_attrs["macs"])
+        for t in study.trials
+        if t.state == TrialState.COMPLETE
+    ]
+
+    def dominates(a: tuple[int, float, int], b: tuple[int, float, int]) -> bool:
+        no_worse = a[1] >= b[1] and a[2] <= b[2]
+        better = a[1] > b[1] or a[2] < b[2]
+        return no_worse and better
+
+    return {p[0] for p in points if not any(dominates(q, p) for q in points)}
+
+
+def front_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["kind"] == "trial"]
+
+
+# ---------------------------------------------------------------- front table
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    n_complete=st.integers(0, 25),
+    n_failed=st.integers(0, 3),
+    n_pruned=st.integers(0, 3),
+    multi=st.booleans(),
+    grid=st.booleans(),
+)
+def test_front_equals_brute_force(
+    seed: int, n_complete: int, n_failed: int, n_pruned: int, multi: bool, grid: bool
+) -> None:
+    study = make_study(
+        seed, n_complete=n_complete, n_failed=n_failed, n_pruned=n_pruned, multi=multi, grid=grid
+    )
+    df = pareto_front(study)
+    rows = front_rows(df)
+    expected = brute_force_front(study)
+    assert set(rows["trial"].astype(int)) == expected
+    assert len(rows) == len(expected)  # no duplicates
+    assert list(rows["macs"]) == sorted(rows["macs"])
+    assert list(df.columns) == list(FRONT_COLUMNS)
+    if multi:
+        assert expected == {t.number for t in study.best_trials}
+    # Reference rows come after the front rows and are marked by kind.
+    assert set(df["kind"]) <= {"trial", "dense", "vbmf_seed"}
+    assert (df["kind"] == "dense").sum() == 1
+    assert (df["kind"] == "vbmf_seed").sum() == (1 if n_complete else 0)
+    assert list(front_rows(pareto_front(study, include_reference=False)).index) == list(
+        range(len(expected))
+    )
+
+
+def test_front_ties_keep_duplicates_and_drop_equal_accuracy_costlier() -> None:
+    values = [(0.9, 300_000), (0.9, 300_000), (0.9, 400_000), (0.8, 300_000), (0.7, 100_000)]
+    for multi in (True, False):
+        study = make_study(values=values, n_failed=0, n_pruned=0, multi=multi, with_vbmf=False)
+        rows = front_rows(pareto_front(study))
+        assert sorted(rows["trial"].astype(int)) == [0, 1, 4]
+
+
+def test_front_columns_and_reference_rows() -> None:
+    study = make_study(3)
+    df = pareto_front(study)
+    dense = df[df["kind"] == "dense"].iloc[0]
+    assert pd.isna(dense["trial"])
+    assert dense["macs"] == DENSE_MACS and dense["n_params"] == DENSE_PARAMS
+    assert dense["macs_ratio"] == 1.0 and dense["params_ratio"] == 1.0
+    seed = df[df["kind"] == "vbmf_seed"].iloc[0]
+    seed_trial = next(t for t in study.trials if t.user_attrs.get("seed") == "vbmf")
+    assert int(seed["trial"]) == seed_trial.number
+    rows = front_rows(df)
+    assert rows["macs_ratio"].tolist() == pytest.approx((rows["macs"] / DENSE_MACS).tolist())
+    # latency is NaN where not measured
+    assert rows["latency_ms"].isna().any() or (rows["latency_ms"] == 1.5).all()
+    for r in rows.itertuples():
+        plan = study.trials[int(r.trial)].user_attrs["plan"]
+        assert r.layers == layer_summary(plan)
+        assert r.layers.count(" | ") == len(LAYERS) - 1
+
+
+def test_layer_summary_is_compact() -> None:
+    plan = {
+        "layers": [
+            {"layer": "conv1", "method": "tucker2", "ranks": {"r_out": 8, "r_in": 4}},
+            {"layer": "layer1.0.conv1", "method": "svd", "ranks": {"r": 12}},
+            {"layer": "fc", "method": "keep", "ranks": {}},
+        ]
+    }
+    assert layer_summary(plan) == "conv1 T2(4,8) | layer1.0.conv1 SVD(12) | fc keep"
+    assert layer_summary(None) == ""
+
+
+def test_all_trials_table_has_every_complete_trial() -> None:
+    study = make_study(5, n_complete=15, n_failed=3, n_pruned=2)
+    table = all_trials_table(study)
+    complete = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    assert table["trial"].astype(int).tolist() == complete
+    front = set(front_rows(pareto_front(study))["trial"].astype(int))
+    assert set(table[table["on_front"]]["trial"].astype(int)) == front
+    assert (table["seed"] == "vbmf").sum() == 1
+
+
+def test_empty_study_gives_empty_front() -> None:
+    study = make_study(n_complete=0, n_failed=2, n_pruned=1)
+    df = pareto_front(study, include_reference=False)
+    assert df.empty and list(df.columns) == list(FRONT_COLUMNS)
+    fig = plot_pareto_front(study)
+    assert len(_trace(fig, FRONT_TRACE_NAME).x) == 0
+    assert len(plot_history(study).data[0].x) == 0
+
+
+# ---------------------------------------------------------------- figures
+def _trace(fig: Any, name: str) -> Any:
+    matches = [t for t in fig.data if t.name == name]
+    assert len(matches) == 1, [t.name for t in fig.data]
+    return matches[0]
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_pareto_figure_matches_table(multi: bool) -> None:
+    study = make_study(11, n_complete=30, multi=multi)
+    n_front = len(front_rows(pareto_front(study)))
+    fig = plot_pareto_front(study)
+    front = _trace(fig, FRONT_TRACE_NAME)
+    assert len(front.x) == len(front.y) == n_front > 0
+    assert front.mode == "lines+markers"
+    assert len(_trace(fig, "All trials").x) == 30
+    assert len(_trace(fig, "Dense model").x) == 1
+    assert len(_trace(fig, "VBMF seed").x) == 1
+    budget = [s for s in fig.layout.shapes if s.name == "budget"]
+    assert len(budget) == 1 and budget[0].x0 == 600_000
+    # hover carries the trial number and the per-layer plan
+    assert front.customdata[0][0].startswith("trial ")
+    assert "conv1" in front.customdata[0][2]
+    ratio_fig = plot_pareto_front(study, x="macs_ratio")
+    assert [s.x0 for s in ratio_fig.layout.shapes if s.name == "budget"] == [0.6]
+
+
+def test_pareto_figure_without_budget_has_no_line() -> None:
+    fig = plot_pareto_front(make_study(2, budget_macs=None))
+    assert not [s for s in fig.layout.shapes if s.name == "budget"]
+    with pytest.raises(RankoptError, match="x axis"):
+        plot_pareto_front(make_study(2), x="flops")
+
+
+def test_history_has_one_point_per_completed_trial() -> None:
+    study = make_study(7, n_complete=17, n_failed=4, n_pruned=3)
+    fig = plot_history(study)
+    trials = _trace(fig, "Trials")
+    assert len(trials.x) == 17
+    best = list(_trace(fig, "Best so far").y)
+    assert best == sorted(best)
+    assert best[-1] == max(t.user_attrs["accuracy"] for t in study.trials if t.values)
+
+
+def test_layer_map_rows_are_front_trials() -> None:
+    study = make_study(9, n_complete=25)
+    n_front = len(front_rows(pareto_front(study)))
+    heat = plot_layer_map(study).data[0]
+    assert len(heat.z) == n_front
+    assert list(heat.x) == [name for name, _, _ in LAYERS]
+    # keep cells show 100 %, other cells a fraction in (0, 100] %
+    for text_row in heat.text:
+        for cell in text_row:
+            assert cell == "keep<br>100%" or re.fullmatch(r"\w+\([\d,]+\)(<br>\d+%)?", cell)
+
+
+def test_write_html_embeds_plotly_once(tmp_path: Path) -> None:
+    study = make_study(1)
+    path = write_html(
+        [plot_pareto_front(study), plot_history(study)], tmp_path / "f.html", title="t"
+    )
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=[\"']https?:", text)
+    assert text.count("plotly.js v") <= 2  # the bundle's banner, once
+    assert text.count('class="plotly-graph-div"') == 2
+    assert len(text) > 1_000_000  # plotly.js is inside the file
+
+
+# ---------------------------------------------------------------- report
+def test_report_is_standalone_and_has_the_table(tmp_path: Path) -> None:
+    study = make_study(4, n_complete=20)
+    out = report(study, tmp_path / "report.html")
+    text = out.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=[\"']https?:", text)
+    assert text.count('class="plotly-graph-div"') == 3
+    assert 'class="dataframe front" id="pareto-front">' in text
+    n_rows = len(pareto_front(study))
+    table = text.split('id="pareto-front">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr") == n_rows + 1  # header + one per row
+    best = select_trial(study)
+    assert f"Trial <b>{best.number}</b>" in text
+    assert "layer1.0.conv2" in text and "weight shape" in text
+    assert "FAIL" in text and "mnist" in text
+
+
+# ---------------------------------------------------------------- selection and export
+def test_select_trial_by_number_and_budget() -> None:
+    study = make_study(8, n_complete=20)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert select_trial(study, trial=complete[3].number).number == complete[3].number
+    chosen = select_trial(study, max_macs=500_000)
+    fits = [t for t in complete if t.user_attrs["macs"] <= 500_000]
+    assert chosen.user_attrs["accuracy"] == max(t.user_attrs["accuracy"] for t in fits)
+    assert select_trial(study, max_macs=0.5).number == chosen.number  # fraction of dense
+    recommended = select_trial(study)  # study budget 600k MACs
+    within = [t for t in complete if t.user_attrs["macs"] <= 600_000]
+    assert recommended.user_attrs["accuracy"] == max(t.user_attrs["accuracy"] for t in within)
+
+
+def test_select_trial_errors_are_one_line_and_list_choices() -> None:
+    study = make_study(8, n_complete=6, n_failed=2)
+    complete = sorted(t.number for t in study.trials if t.state == TrialState.COMPLETE)
+    failed = next(t.number for t in study.trials if t.state == TrialState.FAIL)
+    listing = ", ".join(map(str, complete))
+    with pytest.raises(SelectionError) as info:
+        select_trial(study, trial=failed)
+    msg = str(info.value)
+    assert "\n" not in msg and "FAIL" in msg and "NaN loss" in msg and listing in msg
+    with pytest.raises(SelectionError) as info:
+        select_trial(study, trial=999)
+    assert "no trial 999" in str(info.value) and listing in str(info.value)
+    smallest = min(t.user_attrs["macs"] for t in study.trials if t.state == TrialState.COMPLETE)
+    with pytest.raises(BudgetError) as budget_info:
+        select_trial(study, max_macs=smallest - 1)
+    msg = str(budget_info.value)
+    assert "\n" not in msg and f"{smallest:,}" in msg
+    with pytest.raises(BudgetError):
+        select_trial(study, max_macs=-3)
+    with pytest.raises(SelectionError):
+        select_trial(study, trial=complete[0], max_macs=0.5)
+    dense_row = pareto_front(study).query("kind == 'dense'")
+    with pytest.raises(SelectionError, match="trial number"):
+        select_trial(study, trial=dense_row["trial"].iloc[0])
+    front = front_rows(pareto_front(study))
+    assert select_trial(study, trial=front["trial"].iloc[-1]).number == front["trial"].iloc[-1]
+
+
+def test_select_trial_abbreviates_long_listings() -> None:
+    study = make_study(1, n_complete=60, n_failed=0, n_pruned=0)
+    with pytest.raises(SelectionError, match=r"\.\.\. \(40 more\)"):
+        select_trial(study, trial=500)
+
+
+def test_export_plan_fills_metrics_and_provenance() -> None:
+    study = make_study(6)
+    chosen = select_trial(study)
+    plan = export_plan(study)
+    d = plan.to_dict() if hasattr(plan, "to_dict") else plan
+    assert d["provenance"]["study"] == "synthetic"
+    assert d["provenance"]["trial"] == chosen.number
+    assert d["provenance"]["rankopt_version"] == "0.1.0"
+    assert d["metrics"]["macs"] == chosen.user_attrs["macs"]
+    assert d["metrics"]["accuracy"] == chosen.user_attrs["accuracy"]
+    assert [e["layer"] for e in d["layers"]] == [name for name, _, _ in LAYERS]
+    # the stored plan in the study is not modified
+    assert chosen.user_attrs["plan"]["provenance"] == {}
+
+
+# ---------------------------------------------------------------- storage
+def test_load_study_by_name_and_errors(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(1, n_complete=4, storage=url, name="alpha")
+    loaded = load_study(url, None)  # one study: the name may be omitted
+    assert loaded.study_name == "alpha" and len(loaded.trials) == 8
+    assert len(front_rows(pareto_front(loaded))) == len(brute_force_front(loaded))
+    make_study(2, n_complete=2, storage=url, name="beta")
+    assert load_study(url, "beta").study_name == "beta"
+    with pytest.raises(StorageError) as info:
+        load_study(url, "gamma")
+    assert "alpha, beta" in str(info.value) and "'gamma'" in str(info.value)
+    with pytest.raises(StorageError, match=r"holds 2 studies.*alpha, beta"):
+        load_study(url, None)
+    assert optuna.get_all_study_names(url) == ["alpha", "beta"]  # nothing created
+
+
+def test_load_study_never_creates(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StorageError, match="no such file"):
+        load_study(f"sqlite:///{missing}", "x")
+    assert not missing.exists()
+    with pytest.raises(StorageError, match="no such file"):
+        load_study(str(missing), None)
+
+
+def test_storage_errors_mask_passwords() -> None:
+    assert mask_url("postgresql://user:s3cret@host:5432/db") == "postgresql://user:***@host:5432/db"
+    assert mask_url("sqlite:///a.db") == "sqlite:///a.db"
+    with pytest.raises(StorageError) as info:
+        load_study("notadriver://user:s3cret@127.0.0.1:9/db", "x")
+    msg = str(info.value)
+    assert "s3cret" not in msg and "user:***@127.0.0.1" in msg and "\n" not in msg
+
+
+def test_nan_free_metrics_in_export() -> None:
+    study = make_study(12)
+    d = export_plan(study, max_macs=0.9)
+    d = d.to_dict() if hasattr(d, "to_dict") else d
+    assert all(not (isinstance(v, float) and math.isnan(v)) for v in d["metrics"].values())
+
+
+def test_write_png_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import rankopt.studies._figures as figures
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "kaleido" else find_spec(n, *a)
+    )
+    monkeypatch.setattr(figures, "_find_chromium", lambda: None)
+    with pytest.raises(RankoptError, match=r"kaleido.*Chromium") as info:
+        figures.write_png(plot_history(make_study(1)), tmp_path / "x.png")
+    assert "\n" not in str(info.value)
