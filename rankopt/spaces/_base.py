@@ -144,6 +144,27 @@ class DecompositionMethod(abc.ABC):
         """Rank-independent work (e.g. a full SVD) that ``decompose`` may reuse; None if none."""
         return None
 
+    def decompose_from_basis(
+        self,
+        basis: Any,
+        weight: torch.Tensor,
+        layer: LayerInfo,
+        ranks: Ranks,
+        options: Options,
+    ) -> Factors:
+        """Factors at ``ranks`` from a basis made by :meth:`cache_basis` (cheap when cached).
+
+        The default ignores ``basis`` and calls :meth:`decompose`.
+        """
+        return self.decompose(weight, layer, ranks, options)
+
+    def reconstruct(self, layer: LayerInfo, factors: Factors, options: Options) -> torch.Tensor:
+        """The dense weight (float64, ``layer.weight_shape``) the factors stand for.
+
+        Used by :func:`rankopt.spaces.reconstruction_error`.
+        """
+        raise NotImplementedError(f"method {self.name!r} cannot reconstruct its dense weight")
+
 
 _REGISTRY: dict[str, DecompositionMethod] = {}
 

@@ -1,0 +1,220 @@
+"""``cp``: CP (canonical polyadic) decomposition of a conv kernel (Lebedev et al., 2015).
+
+``W[t, s, h, w] ~ sum_r K_t[t, r] * K_s[s, r] * K_h[h, r] * K_w[w, r]`` computed by
+``tensorly.decomposition.parafac`` (ALS, numpy backend, float64) on the 4-way kernel
+``(T, S, Dh, Dw)``. Built as ``1x1`` conv ``S -> R``; depthwise ``Dh x 1`` conv (``R`` groups,
+the H-axis stride/padding/dilation); depthwise ``1 x Dw`` conv (the W-axis ones); ``1x1`` conv
+``R -> T`` with the bias.
+
+ALS can diverge or degenerate. A run is rejected when its factors are not finite, its relative
+error exceeds 1 (worse than the zero tensor) or the norms of its rank-one terms exceed
+:data:`DEGENERACY_RATIO` times ``||W||`` (cancelling terms that float32 cannot represent). Tried
+in turn: ``init="svd"``, then ``init="random"`` with random states 0 and 1; when all fail,
+:class:`~rankopt.errors.DecompositionError` names the layer and the rank.
+
+Full rank: ``full = min(T, S)*Dh*Dw``. At ``R >= full`` ALS is not used; the exact
+construction indexes the components by ``(i, h', w')`` over the smaller of the two channel
+modes (say ``T <= S``: ``K_t = e_i``, ``K_h = e_h'``, ``K_w = e_w'``,
+``K_s = W[i, :, h', w']``), so that ``sum_r`` reproduces ``W`` exactly; components beyond
+``full`` are zero.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import tensorly as tl
+import torch
+from tensorly.decomposition import parafac
+from torch import nn
+
+from rankopt.errors import DecompositionError
+from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
+from rankopt.spaces._layer import LayerInfo
+from rankopt.spaces._svd import bias_params, conv
+
+__all__ = ["CP", "DEGENERACY_RATIO", "cp_exact"]
+
+DEGENERACY_RATIO = 1e4
+"""Largest allowed ``sum_r ||term_r|| / ||W||`` before an ALS result counts as degenerate."""
+
+CP_N_ITER_MAX = 200
+CP_TOL = 1e-8
+
+
+def cp_exact(weight: torch.Tensor, rank: int) -> Factors:
+    """Exact CP factors of ``weight`` with ``rank >= min(T, S)*Dh*Dw`` components.
+
+    Args:
+        weight: ``(T, S, Dh, Dw)`` float64 kernel.
+        rank: Number of components; those beyond ``min(T, S)*Dh*Dw`` are zero.
+
+    Returns:
+        ``(K_t (T, R), K_s (S, R), K_h (Dh, R), K_w (Dw, R))``.
+    """
+    t, s, dh, dw = weight.shape
+    small, big = (t, s) if t <= s else (s, t)
+    full = small * dh * dw
+    # Component r = (i, h', w') over the smaller channel mode.
+    idx = torch.arange(full)
+    i, hh, ww = idx // (dh * dw), (idx // dw) % dh, idx % dw
+    k_small = torch.zeros(small, rank, dtype=torch.float64)
+    k_h = torch.zeros(dh, rank, dtype=torch.float64)
+    k_w = torch.zeros(dw, rank, dtype=torch.float64)
+    k_small[i, idx] = 1.0
+    k_h[hh, idx] = 1.0
+    k_w[ww, idx] = 1.0
+    k_big = torch.zeros(big, rank, dtype=torch.float64)
+    if t <= s:
+        k_big[:, :full] = weight[i, :, hh, ww].T  # (S, full)
+        return k_small, k_big, k_h, k_w
+    k_big[:, :full] = weight[:, i, hh, ww]  # (T, full)
+    return k_big, k_small, k_h, k_w
+
+
+def _reconstruct(factors: Factors) -> torch.Tensor:
+    k_t, k_s, k_h, k_w = factors
+    return torch.einsum("tr,sr,hr,wr->tshw", k_t, k_s, k_h, k_w)
+
+
+def _run_parafac(weight: np.ndarray, rank: int, init: str, random_state: int | None) -> Factors:
+    with tl.backend_context("numpy"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            cp = parafac(
+                weight,
+                rank,
+                n_iter_max=CP_N_ITER_MAX,
+                init=init,
+                tol=CP_TOL,
+                random_state=random_state,
+                normalize_factors=False,
+            )
+    weights, mats = cp
+    mats = [np.asarray(m, dtype=np.float64) for m in mats]
+    mats[0] = mats[0] * np.asarray(weights, dtype=np.float64)[None, :]
+    return tuple(torch.from_numpy(np.ascontiguousarray(m)) for m in mats)
+
+
+def _diagnose(weight: torch.Tensor, factors: Factors) -> str | None:
+    """Why a CP result is unusable, or None when it is fine."""
+    if not all(bool(torch.isfinite(f).all()) for f in factors):
+        return "non-finite factors"
+    norm = float(weight.norm())
+    if norm == 0.0:
+        return None
+    error = float((weight - _reconstruct(factors)).norm()) / norm
+    if not np.isfinite(error) or error > 1.0 + 1e-9:
+        return f"relative error {error:.3g} > 1"
+    term_norms = torch.ones(factors[0].shape[1], dtype=torch.float64)
+    for f in factors:
+        term_norms = term_norms * f.norm(dim=0)
+    ratio = float(term_norms.sum()) / norm
+    if ratio > DEGENERACY_RATIO:
+        return f"degenerate terms (sum of term norms {ratio:.3g} x ||W||)"
+    return None
+
+
+@register_method("cp")
+class CP(DecompositionMethod):
+    """CP-ALS decomposition built as ``1x1``, depthwise ``Dh x 1``, depthwise ``1 x Dw``,
+    ``1x1`` convs. Rank ``r``, full ``min(T, S)*Dh*Dw`` (exact construction there).
+    """
+
+    rank_names = ("r",)
+
+    #: Attempts ``(init, random_state)`` in order.
+    attempts: tuple[tuple[str, int | None], ...] = (("svd", None), ("random", 0), ("random", 1))
+
+    def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
+        """``{"r": min(T, S)*Dh*Dw}``."""
+        kh, kw = layer.kernel_size
+        return {"r": min(layer.in_channels, layer.out_channels) * kh * kw}
+
+    def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
+        """``R*(S + Dh + Dw + T)`` plus the bias."""
+        kh, kw = layer.kernel_size
+        r = ranks["r"]
+        return r * (layer.in_channels + kh + kw + layer.out_channels) + bias_params(layer)
+
+    def macs(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
+        """``Hi*Wi*S*R + Ho*Wi*R*Dh + Ho*Wo*R*Dw + Ho*Wo*R*T`` per image (as built)."""
+        kh, kw = layer.kernel_size
+        r = ranks["r"]
+        ho, wo = layer.output_hw
+        wi = layer.input_hw[1]
+        return (
+            layer.in_positions * layer.in_channels * r
+            + ho * wi * r * kh
+            + ho * wo * r * kw
+            + ho * wo * r * layer.out_channels
+        )
+
+    def decompose(
+        self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
+    ) -> Factors:
+        """``(K_t (T, R), K_s (S, R), K_h (Dh, R), K_w (Dw, R))`` (float64).
+
+        Raises:
+            DecompositionError: every ALS attempt diverged or degenerated.
+        """
+        weight = weight.detach().to("cpu", torch.float64)
+        r = ranks["r"]
+        if r >= self.rank_space(layer)["r"]:
+            return cp_exact(weight, r)
+        array = weight.numpy()
+        problems = []
+        for init, state in self.attempts:
+            try:
+                factors = _run_parafac(array, r, init, state)
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+                problems.append(f"init={init!r} random_state={state}: {exc}")
+                continue
+            problem = _diagnose(weight, factors)
+            if problem is None:
+                return factors
+            problems.append(f"init={init!r} random_state={state}: {problem}")
+        raise DecompositionError(
+            f"layer {layer.name!r}: CP-ALS at rank r={r} failed after "
+            f"{len(self.attempts)} attempts ({'; '.join(problems)})"
+        )
+
+    def to_module(
+        self,
+        layer: LayerInfo,
+        factors: Factors,
+        bias: torch.Tensor | None,
+        options: Options,
+    ) -> nn.Module:
+        """``Sequential(1x1 S->R, depthwise Dhx1, depthwise 1xDw, 1x1 R->T + bias)``."""
+        k_t, k_s, k_h, k_w = factors
+        r = int(k_t.shape[1])
+        (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
+        kh, kw = int(k_h.shape[0]), int(k_w.shape[0])
+        return nn.Sequential(
+            conv(layer.in_channels, r, k_s.T[:, :, None, None]),
+            conv(
+                r,
+                r,
+                k_h.T.reshape(r, 1, kh, 1),
+                stride=(sh, 1),
+                padding=(ph, 0),
+                dilation=(dh, 1),
+                groups=r,
+            ),
+            conv(
+                r,
+                r,
+                k_w.T.reshape(r, 1, 1, kw),
+                stride=(1, sw),
+                padding=(0, pw),
+                dilation=(1, dw),
+                groups=r,
+            ),
+            conv(r, layer.out_channels, k_t[:, :, None, None], bias=bias),
+        )
+
+    def reconstruct(self, layer: LayerInfo, factors: Factors, options: Options) -> torch.Tensor:
+        """``sum_r K_t[:, r] ∘ K_s[:, r] ∘ K_h[:, r] ∘ K_w[:, r]``."""
+        return _reconstruct(factors)

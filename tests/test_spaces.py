@@ -1,0 +1,452 @@
+"""Shared test suite of every registered decomposition method (rankopt.spaces).
+
+Each test is parametrised over ``list_methods()``, so a new method is tested by registering
+it. Layers come from ``describe_layer`` + ``with_spatial``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorly as tl
+import torch
+from fvcore.nn import FlopCountAnalysis
+from tensorly.decomposition import partial_tucker
+from torch import nn
+
+from rankopt.errors import (
+    DecompositionError,
+    InvalidPlanError,
+    UnknownNameError,
+    UnsupportedLayerError,
+)
+from rankopt.spaces import (
+    DecompositionMethod,
+    LayerInfo,
+    build_module,
+    cache_info,
+    clear_cache,
+    conv_output_hw,
+    decompose,
+    describe_layer,
+    get_method,
+    list_methods,
+    reconstruction_error,
+    register_method,
+    set_cache_limit,
+)
+from rankopt.spaces import _cp as cp_module
+
+METHODS = list_methods()
+DECOMPOSING = [m for m in METHODS if m != "keep"]
+
+# Conv2d kwargs and input (H, W): stride 2 + padding + bias, dilation 2 without bias,
+# a non-square 3x5 kernel, one input channel, a 1x1 conv, and seeded random shapes.
+CONV_CASES: list[tuple[dict[str, Any], tuple[int, int]]] = [
+    (dict(in_channels=6, out_channels=8, kernel_size=3, stride=2, padding=1, bias=True), (9, 10)),
+    (
+        dict(in_channels=4, out_channels=6, kernel_size=3, padding=2, dilation=2, bias=False),
+        (11, 9),
+    ),
+    (
+        dict(in_channels=5, out_channels=7, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2)),
+        (10, 12),
+    ),
+    (dict(in_channels=1, out_channels=4, kernel_size=3, padding=1, bias=True), (8, 8)),
+    (dict(in_channels=12, out_channels=8, kernel_size=1, bias=True), (6, 6)),
+]
+_rng = np.random.default_rng(1234)
+for _ in range(3):
+    CONV_CASES.append(
+        (
+            dict(
+                in_channels=int(_rng.integers(2, 13)),
+                out_channels=int(_rng.integers(2, 13)),
+                kernel_size=(int(_rng.integers(1, 5)), int(_rng.integers(1, 5))),
+                stride=(int(_rng.integers(1, 3)), int(_rng.integers(1, 3))),
+                padding=(int(_rng.integers(0, 3)), int(_rng.integers(0, 3))),
+                dilation=(int(_rng.integers(1, 3)), int(_rng.integers(1, 3))),
+                bias=bool(_rng.integers(0, 2)),
+            ),
+            (int(_rng.integers(9, 14)), int(_rng.integers(9, 14))),
+        )
+    )
+CASE_IDS = [f"case{i}" for i in range(len(CONV_CASES))]
+LINEAR_CASES = [(20, 7, True), (5, 16, False)]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    clear_cache()
+    set_cache_limit(256 * 2**20)
+    yield
+    clear_cache()
+    set_cache_limit(256 * 2**20)
+
+
+def make_conv(index: int, seed: int = 0) -> tuple[nn.Conv2d, LayerInfo, torch.Tensor]:
+    """A seeded conv of ``CONV_CASES[index]``, its profiled LayerInfo and an input batch."""
+    kwargs, hw = CONV_CASES[index]
+    torch.manual_seed(seed + index)
+    conv = nn.Conv2d(**kwargs)
+    if conv.bias is not None:
+        nn.init.normal_(conv.bias)
+    layer = describe_layer(f"net.conv{index}", conv)
+    layer = layer.with_spatial(hw, conv_output_hw(layer, hw))
+    x = torch.randn(2, conv.in_channels, *hw)
+    return conv, layer, x
+
+
+def make_linear(index: int) -> tuple[nn.Linear, LayerInfo, torch.Tensor]:
+    """A seeded Linear of ``LINEAR_CASES[index]``, its LayerInfo and an input batch."""
+    n_in, n_out, bias = LINEAR_CASES[index]
+    torch.manual_seed(100 + index)
+    lin = nn.Linear(n_in, n_out, bias=bias)
+    return lin, describe_layer(f"head{index}", lin), torch.randn(3, n_in)
+
+
+def layers_for(method: str) -> list[tuple[nn.Module, LayerInfo, torch.Tensor]]:
+    """Every test layer the method supports."""
+    impl = get_method(method)
+    out: list[tuple[nn.Module, LayerInfo, torch.Tensor]] = []
+    for i in range(len(CONV_CASES)):
+        out.append(make_conv(i))
+    for i in range(len(LINEAR_CASES)):
+        out.append(make_linear(i))
+    return [item for item in out if impl.supports(item[1])]
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+def full_ranks(method: str, layer: LayerInfo, options: dict[str, Any] | None = None) -> dict:
+    return get_method(method).rank_space(layer, options)
+
+
+def fvcore_macs(module: nn.Module, x: torch.Tensor) -> int:
+    """fvcore's count (one MAC = one flop) of ``module`` on one example, warnings silenced."""
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = (
+            FlopCountAnalysis(module, (x[:1],))
+            .unsupported_ops_warnings(False)
+            .uncalled_modules_warnings(False)
+            .tracer_warnings("none")
+        )
+        return int(analysis.total())
+
+
+# ----------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_full_rank_reproduces_dense_output(method: str) -> None:
+    layers = layers_for(method)
+    assert layers, f"{method} supports none of the test layers"
+    for module, layer, x in layers:
+        built = build_module(module, layer, method, full_ranks(method, layer))
+        with torch.no_grad():
+            y, y_hat = module(x), built(x)
+        assert y_hat.dtype == torch.float32
+        scale = float(y.abs().max())
+        torch.testing.assert_close(y_hat, y, rtol=1e-4, atol=1e-5 * scale, msg=layer.name)
+        assert (
+            reconstruction_error(weight_of(module), layer, method, full_ranks(method, layer)) < 1e-6
+        )
+
+
+@pytest.mark.parametrize(("t1", "s1"), [(2, 3), (4, 1), (1, 6), (8, 2), (1, 1)])
+def test_gkpd_full_rank_any_factor_shape(t1: int, s1: int) -> None:
+    module, layer, x = make_conv(0)  # T=8, S=6, stride 2, bias
+    options = {"t1": t1, "s1": s1}
+    ranks = full_ranks("gkpd", layer, options)
+    assert ranks == {"r": min(t1 * s1, (8 // t1) * (6 // s1) * 9)}
+    built = build_module(module, layer, "gkpd", ranks, options)
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), module(x), rtol=1e-4, atol=1e-5)
+    assert sum(p.numel() for p in built.parameters()) == get_method("gkpd").n_params(
+        layer, ranks, options
+    )
+
+
+def test_built_modules_are_plain_float32_on_the_weight_device() -> None:
+    module, layer, _x = make_conv(0)
+    for method in METHODS:
+        if not get_method(method).supports(layer):
+            continue
+        built = build_module(module, layer, method, {k: 2 for k in full_ranks(method, layer)})
+        assert isinstance(built, nn.Sequential if method != "keep" else nn.Conv2d)
+        for p in built.parameters():
+            assert p.dtype == torch.float32 and p.device == module.weight.device
+        if method not in ("keep",):
+            last_conv = [m for m in built.modules() if isinstance(m, nn.Conv2d)][-1]
+            assert last_conv.bias is not None  # case 0 has a bias: it stays on the last conv
+        with warnings.catch_warnings():  # torch.jit.script is deprecated but still works
+            warnings.simplefilter("ignore")
+            torch.jit.script(built)  # saves/scripts like any model
+
+
+# ----------------------------------------------------------------------- costs
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_analytic_costs_match_fvcore_and_numel(method: str) -> None:
+    impl = get_method(method)
+    checked = 0
+    for module, layer, x in layers_for(method):
+        full = impl.rank_space(layer)
+        ladders = [{k: 1 for k in full}, {k: max(1, (2 * v) // 5) for k, v in full.items()}, full]
+        for ranks in ladders:
+            built = build_module(module, layer, method, ranks)
+            assert impl.n_params(layer, ranks) == sum(p.numel() for p in built.parameters()), (
+                layer.name,
+                ranks,
+            )
+            assert impl.macs(layer, ranks) == fvcore_macs(built, x), (layer.name, ranks)
+            checked += 1
+    assert checked >= 3
+
+
+def test_dense_costs_and_tucker2_formula() -> None:
+    module, layer, x = make_conv(0)
+    assert get_method("keep").macs(layer, {}) == fvcore_macs(module, x) == layer.macs
+    s, t, (hi, wi), (ho, wo) = 6, 8, layer.input_hw, layer.output_hw
+    r3, r4 = 2, 3
+    expected = hi * wi * s * r3 + ho * wo * 9 * r3 * r4 + ho * wo * r4 * t
+    assert get_method("tucker2").macs(layer, {"r_in": r3, "r_out": r4}) == expected
+    assert get_method("tucker2").n_params(layer, {"r_in": r3, "r_out": r4}) == (
+        s * r3 + 9 * r3 * r4 + r4 * t + t
+    )
+
+
+# ----------------------------------------------------------------------- error vs rank
+
+
+def _ladder(full: dict[str, int], steps: int = 6) -> list[dict[str, int]]:
+    fractions = np.linspace(0.0, 1.0, steps)
+    return [{k: max(1, round(f * v)) for k, v in full.items()} for f in fractions]
+
+
+@pytest.mark.parametrize("method", DECOMPOSING)
+def test_error_non_increasing_in_rank(method: str) -> None:
+    impl = get_method(method)
+    torch.manual_seed(7)
+    if method == "linear_svd":
+        weight = torch.randn(24, 18)
+        layer = describe_layer("fc", nn.Linear(18, 24))
+    else:
+        conv = nn.Conv2d(6, 8, 3, padding=1)
+        layer = describe_layer("conv", conv).with_spatial((8, 8), (8, 8))
+        weight = conv.weight.detach()
+    errors = [
+        reconstruction_error(weight, layer, method, r) for r in _ladder(impl.rank_space(layer))
+    ]
+    slack = 1e-3 if method == "cp" else 1e-9  # ALS is a local method
+    assert all(b <= a + slack for a, b in itertools.pairwise(errors)), errors
+    assert errors[0] > 0.3
+    assert errors[-1] < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("shape", "ranks"),
+    [((16, 12, 3, 3), (4, 6)), ((24, 20, 3, 3), (10, 5)), ((32, 16, 1, 1), (4, 8))],
+)
+def test_tucker2_within_one_percent_of_tensorly(
+    shape: tuple[int, int, int, int], ranks: tuple[int, int]
+) -> None:
+    torch.manual_seed(3)
+    conv = nn.Conv2d(shape[1], shape[0], shape[2:], bias=False)
+    with torch.no_grad():  # a decaying spectrum, like trained weights
+        conv.weight.mul_(torch.linspace(2.0, 0.1, shape[0])[:, None, None, None])
+    layer = describe_layer("conv", conv)
+    r_in, r_out = ranks
+    ours = reconstruction_error(conv.weight, layer, "tucker2", {"r_in": r_in, "r_out": r_out})
+    w = conv.weight.detach().double().numpy()
+    with tl.backend_context("numpy"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tensorly warns when a rank exceeds a mode size
+        (core, factors), _ = partial_tucker(w, rank=[r_out, r_in], modes=[0, 1])
+        rec = tl.tenalg.multi_mode_dot(core, factors, modes=[0, 1])
+    theirs = float(np.linalg.norm(w - rec) / np.linalg.norm(w))
+    assert ours <= theirs * 1.01, (ours, theirs)
+
+
+# ----------------------------------------------------------------------- eligibility
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_unsupported_layers_raise(method: str) -> None:
+    depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    dw_layer = describe_layer("dw", depthwise).with_spatial((6, 6), (6, 6))
+    impl = get_method(method)
+    if method == "keep":
+        built = build_module(depthwise, dw_layer, "keep", {})
+        x = torch.randn(1, 8, 6, 6)
+        torch.testing.assert_close(built(x), depthwise(x))
+        assert impl.macs(dw_layer, {}) == fvcore_macs(depthwise, x)
+        return
+    with pytest.raises(UnsupportedLayerError, match=r"depthwise|applies to Linear"):
+        build_module(depthwise, dw_layer, method, {k: 1 for k in impl.rank_names})
+    lin, lin_layer, _ = make_linear(0)
+    conv, conv_layer, _ = make_conv(0)
+    wrong = (conv, conv_layer) if method == "linear_svd" else (lin, lin_layer)
+    assert not impl.supports(wrong[1])
+    with pytest.raises(UnsupportedLayerError, match=method):
+        decompose(wrong[0].weight, wrong[1], method, {k: 1 for k in impl.rank_names})
+
+
+# ----------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("method", DECOMPOSING)
+def test_bad_ranks_raise_invalid_plan(method: str) -> None:
+    module, layer, _ = layers_for(method)[0]
+    impl = get_method(method)
+    full = impl.rank_space(layer)
+    key = next(iter(full))
+    for value in (0, -3, full[key] + 1):
+        ranks = {**full, key: value}
+        with pytest.raises(InvalidPlanError) as info:
+            decompose(weight_of(module), layer, method, ranks)
+        message = str(info.value)
+        assert layer.name in message and str(value) in message and f"[1, {full[key]}]" in message
+    with pytest.raises(InvalidPlanError, match="takes ranks"):
+        decompose(weight_of(module), layer, method, {"rank": 1})
+    with pytest.raises(InvalidPlanError, match="integer"):
+        decompose(weight_of(module), layer, method, {**full, key: 1.5})  # type: ignore[dict-item]
+
+
+def test_unknown_method_bad_options_and_duplicate_register() -> None:
+    module, layer, _ = make_conv(0)
+    with pytest.raises(UnknownNameError) as info:
+        build_module(module, layer, "tucker3", {"r": 1})
+    assert "tucker3" in str(info.value) and all(m in str(info.value) for m in METHODS)
+    with pytest.raises(InvalidPlanError, match="t1=3"):
+        decompose(module.weight, layer, "gkpd", {"r": 1}, {"t1": 3})  # 3 does not divide 8
+    with pytest.raises(InvalidPlanError, match="no option"):
+        decompose(module.weight, layer, "svd", {"r": 1}, {"t1": 2})
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_method("svd")
+        class Again(DecompositionMethod):  # pragma: no cover - never instantiated
+            pass
+
+
+# ----------------------------------------------------------------------- cache
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, impl: DecompositionMethod) -> dict[str, int]:
+    counts = {"cache_basis": 0, "decompose_from_basis": 0}
+    for name in counts:
+        original = getattr(impl, name)
+
+        def wrapper(*args: Any, _name: str = name, _orig: Any = original) -> Any:
+            counts[_name] += 1
+            return _orig(*args)
+
+        monkeypatch.setattr(impl, name, wrapper)
+    return counts
+
+
+@pytest.mark.parametrize("method", ["svd", "spatial_svd", "gkpd", "tucker2"])
+def test_cache_reuses_factors_and_basis(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(128, 192, 3, padding=1)
+    layer = describe_layer("big", conv).with_spatial((8, 8), (8, 8))
+    impl = get_method(method)
+    counts = _count_calls(monkeypatch, impl)
+    ranks = {k: v // 4 for k, v in impl.rank_space(layer).items()}
+
+    start = time.perf_counter()
+    first = decompose(conv.weight, layer, method, ranks)
+    cold_s = time.perf_counter() - start
+    warm_s = float("inf")
+    for _ in range(3):  # best of 3: the CPU is shared
+        start = time.perf_counter()
+        again = decompose(conv.weight, layer, method, ranks)
+        warm_s = min(warm_s, time.perf_counter() - start)
+    assert counts == {"cache_basis": 1, "decompose_from_basis": 1}
+    if method == "tucker2":  # eigh + HOOI dominate the cold call; the others are ~10 ms
+        assert warm_s < cold_s / 2, (cold_s, warm_s)
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    first[0].zero_()  # callers get copies: the cache is not modified
+    assert decompose(conv.weight, layer, method, ranks)[0].abs().sum() > 0
+
+    other = {k: v // 2 for k, v in impl.rank_space(layer).items()}
+    build_module(conv, layer, method, other)
+    assert counts == {"cache_basis": 1, "decompose_from_basis": 2}  # basis reused
+    assert cache_info()["hits"] >= 3
+
+
+def test_cache_is_bounded() -> None:
+    limit = 60_000  # about 4 of the 12 layers (basis + factors ~ 16 kB each)
+    set_cache_limit(limit)
+    for i in range(12):
+        torch.manual_seed(i)
+        conv = nn.Conv2d(16, 24, 3)
+        layer = describe_layer(f"c{i}", conv)
+        decompose(conv.weight, layer, "svd", {"r": 8})
+        assert cache_info()["stored_bytes"] <= limit
+    assert 0 < cache_info()["entries"] < 24  # old entries were evicted
+    set_cache_limit(0)
+    assert cache_info()["stored_bytes"] == 0 and cache_info()["entries"] == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        set_cache_limit(-1)
+
+
+def test_cache_key_uses_weight_content() -> None:
+    conv = nn.Conv2d(4, 6, 3)
+    layer = describe_layer("c", conv)
+    before = decompose(conv.weight, layer, "svd", {"r": 2})
+    with torch.no_grad():
+        conv.weight.mul_(2.0)
+    after = decompose(conv.weight, layer, "svd", {"r": 2})
+    torch.testing.assert_close(
+        after[1] @ after[0].reshape(2, -1), 2 * before[1] @ before[0].reshape(2, -1)
+    )
+
+
+# ----------------------------------------------------------------------- CP divergence
+
+
+def test_cp_divergence_raises_decomposition_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, layer, _ = make_conv(0)
+    calls: list[str] = []
+
+    def nan_parafac(tensor: np.ndarray, rank: int, **kwargs: Any) -> tuple[Any, list[Any]]:
+        calls.append(kwargs["init"])
+        return np.ones(rank), [np.full((n, rank), np.nan) for n in tensor.shape]
+
+    monkeypatch.setattr(cp_module, "parafac", nan_parafac)
+    with pytest.raises(DecompositionError) as info:
+        build_module(module, layer, "cp", {"r": 3})
+    assert layer.name in str(info.value) and "r=3" in str(info.value)
+    assert calls == ["svd", "random", "random"]  # retried before giving up
+
+
+def test_cp_retries_after_blow_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, layer, _ = make_conv(0)
+    real = cp_module.parafac
+    calls: list[str] = []
+
+    def flaky(tensor: np.ndarray, rank: int, **kwargs: Any) -> Any:
+        calls.append(kwargs["init"])
+        if kwargs["init"] == "svd":  # a blown-up first attempt
+            return np.ones(rank), [np.full((n, rank), 1e6) for n in tensor.shape]
+        return real(tensor, rank, **kwargs)
+
+    monkeypatch.setattr(cp_module, "parafac", flaky)
+    error = reconstruction_error(module.weight, layer, "cp", {"r": 6})
+    assert calls == ["svd", "random"]
+    assert 0.0 < error < 1.0
