@@ -28,9 +28,12 @@ from rankopt.spaces._build import (
 )
 from rankopt.spaces._cache import cache_info, clear_cache, set_cache_limit
 from rankopt.spaces._layer import LayerInfo, conv_output_hw, describe_layer
+from rankopt.spaces._vbmf import VBMF_METHODS, EVBMFResult, estimate_rank, evbmf, vbmf_ranks
 
 __all__ = [
+    "VBMF_METHODS",
     "DecompositionMethod",
+    "EVBMFResult",
     "Factors",
     "LayerInfo",
     "build_module",
@@ -39,10 +42,13 @@ __all__ = [
     "conv_output_hw",
     "decompose",
     "describe_layer",
+    "estimate_rank",
+    "evbmf",
     "get_method",
     "list_methods",
     "reconstruction_error",
     "register_method",
     "set_cache_limit",
     "set_decompose_threads",
+    "vbmf_ranks",
 ]
