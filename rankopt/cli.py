@@ -53,7 +53,9 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
         help="Optuna storage URL (default: sqlite:///<run-dir>/study.db when it exists)",
     )
     p.add_argument("--study-name", help="study name (default: the only study in the storage)")
-    p.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="run directory (default: %(default)s)")
+    p.add_argument(
+        "--run-dir", default=DEFAULT_RUN_DIR, help="run directory (default: %(default)s)"
+    )
 
 
 def _storage_url(args: argparse.Namespace) -> str:
@@ -104,9 +106,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         _check_run_dir(run_dir)
     storage = _storage_url(args)
     budget_tag = "-".join(
-        f"{k}{str(v).replace('%', 'pct')}" for k, v in (("macs", max_macs), ("params", args.max_params)) if v
+        f"{k}{str(v).replace('%', 'pct')}"
+        for k, v in (("macs", max_macs), ("params", args.max_params))
+        if v
     )
-    study_name = args.study_name or f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
+    study_name = (
+        args.study_name or f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
+    )
     model, data = _load_model_and_data(args)
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
@@ -227,7 +233,13 @@ def cmd_front(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """Write the Pareto / layer-map / history figures as standalone HTML (and PNG)."""
-    from rankopt.studies import plot_history, plot_layer_map, plot_pareto_front, write_html, write_png
+    from rankopt.studies import (
+        plot_history,
+        plot_layer_map,
+        plot_pareto_front,
+        write_html,
+        write_png,
+    )
 
     study = _open_study(args)
     figs = [plot_pareto_front(study), plot_layer_map(study), plot_history(study)]
@@ -284,7 +296,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     torch.save(compressed, args.out)
     macs = count_macs(compressed, tuple(plan.input_shape))
     n_params = sum(p.numel() for p in compressed.parameters())
-    print(f"wrote {args.out}: {macs} macs, {n_params} params (load with torch.load(..., weights_only=False))")
+    print(
+        f"wrote {args.out}: {macs} macs, {n_params} params "
+        "(load with torch.load(path, weights_only=False))"
+    )
     return 0
 
 
@@ -344,10 +359,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for info in prof.layers:
         shape = "x".join(map(str, info.weight_shape)) if info.kind != "other" else "-"
         flag = "yes" if info.eligible else f"no: {info.reason}"
-        print(f"{info.name:<28} {info.kind:<7} {shape:<18} {info.macs:>10} {info.n_params:>8}  {flag}")
+        print(
+            f"{info.name:<28} {info.kind:<7} {shape:<18} {info.macs:>10} {info.n_params:>8}  {flag}"
+        )
     print(f"total: {prof.macs} macs, {prof.n_params} params; fingerprint {prof.fingerprint}")
     if prof.skipped_ops:
-        print("ops fvcore did not count: " + ", ".join(f"{k} x{v}" for k, v in prof.skipped_ops.items()))
+        print(
+            "ops fvcore did not count: "
+            + ", ".join(f"{k} x{v}" for k, v in prof.skipped_ops.items())
+        )
     return 0
 
 
@@ -378,19 +398,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run or resume a budget-constrained search")
     _add_model_args(p)
     _add_study_args(p)
-    p.add_argument("--max-macs", help="MACs budget: fraction (0.5), percent ('50%%') or absolute (4e6, 4M); default 50%%")
+    p.add_argument(
+        "--max-macs",
+        help="MACs budget: fraction (0.5), percent ('50%%') or absolute (4e6, 4M); default 50%%",
+    )
     p.add_argument("--max-params", help="parameter budget, same forms")
-    p.add_argument("--objectives", default="accuracy,macs", help="comma list, accuracy first (default: %(default)s)")
+    p.add_argument(
+        "--objectives",
+        default="accuracy,macs",
+        help="comma list, accuracy first (default: %(default)s)",
+    )
     p.add_argument("--methods", help="comma list of methods to offer (default: all)")
-    p.add_argument("--n-trials", type=int, default=DEFAULT_TRIALS, help="total trials in the study (default: %(default)s)")
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=DEFAULT_TRIALS,
+        help="total trials in the study (default: %(default)s)",
+    )
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random (default: %(default)s)")
-    p.add_argument("--repair", default="repair", choices=("repair", "constraint"), help="budget handling (default: %(default)s)")
-    p.add_argument("--finetune-steps", type=int, default=120, help="proxy fine-tune steps per trial (default: %(default)s)")
-    p.add_argument("--finetune-samples", type=int, default=2048, help="training images for proxy fine-tunes (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="fine-tune batch size (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=0.01, help="fine-tune learning rate (default: %(default)s)")
-    p.add_argument("--measure-latency", action="store_true", help="store batch-1 CPU latency per trial")
+    p.add_argument(
+        "--repair",
+        default="repair",
+        choices=("repair", "constraint"),
+        help="budget handling (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=120,
+        help="proxy fine-tune steps per trial (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-samples",
+        type=int,
+        default=2048,
+        help="training images for proxy fine-tunes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="fine-tune batch size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lr", type=float, default=0.01, help="fine-tune learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--measure-latency", action="store_true", help="store batch-1 CPU latency per trial"
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("front", help="print the Pareto front")
@@ -413,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a trial's plan as JSON")
     _add_study_args(p)
     p.add_argument("--trial", type=int, help="trial number")
-    p.add_argument("--max-macs", help="best accuracy with macs <= X (absolute or fraction of dense)")
+    p.add_argument(
+        "--max-macs", help="best accuracy with macs <= X (absolute or fraction of dense)"
+    )
     p.add_argument("--out", default="plan.json", help="output JSON (default: %(default)s)")
     p.set_defaults(func=cmd_export)
 

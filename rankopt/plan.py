@@ -263,7 +263,9 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def apply_plan(model: nn.Module, plan: CompressionPlan, *, check_fingerprint: bool = True) -> nn.Module:
+def apply_plan(
+    model: nn.Module, plan: CompressionPlan, *, check_fingerprint: bool = True
+) -> nn.Module:
     """Build the compressed model described by ``plan``.
 
     The input model is left untouched: it is deep-copied and each planned layer of the copy
@@ -336,4 +338,3 @@ def _raise_mismatch(model: nn.Module, plan: CompressionPlan, fingerprint: str) -
         f"plan is for model {plan.model_name!r} with fingerprint {plan.fingerprint}, but this "
         f"model's fingerprint is {fingerprint} (parameter names or shapes differ)"
     )
-

@@ -73,8 +73,12 @@ def test_models_accept_rgb() -> None:
 
 @pytest.mark.parametrize(
     ("name", "n_params", "n_conv"),
-    [("resnet8", 77_754, 9), ("resnet20", 272_186, 21), ("vgg_small", 140_458, 5),
-     ("mobilenet_small", 21_018, 16)],
+    [
+        ("resnet8", 77_754, 9),
+        ("resnet20", 272_186, 21),
+        ("vgg_small", 140_458, 5),
+        ("mobilenet_small", 21_018, 16),
+    ],
 )
 def test_model_sizes(name: str, n_params: int, n_conv: int) -> None:
     model = create_model(name, in_channels=1, num_classes=10)
@@ -86,15 +90,20 @@ def test_resnet_structure() -> None:
     r20 = create_model("resnet20")
     shortcuts = [m for n, m in r20.named_modules() if n.endswith("shortcut.0")]
     assert [(c.kernel_size, c.stride, c.out_channels) for c in shortcuts] == [
-        ((1, 1), (2, 2), 32), ((1, 1), (2, 2), 64)]
+        ((1, 1), (2, 2), 32),
+        ((1, 1), (2, 2), 64),
+    ]
     widths = sorted({m.out_channels for m in r20.modules() if isinstance(m, nn.Conv2d)})
     assert widths == [16, 32, 64]
 
 
 def test_mobilenet_has_depthwise_convs() -> None:
     model = create_model("mobilenet_small")
-    dw = [m for m in model.modules()
-          if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels]
+    dw = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+    ]
     assert len(dw) == 5 and all(m.kernel_size == (3, 3) for m in dw)
     chans = {m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)}
     assert min(chans) == 16 and 64 in chans
@@ -121,8 +130,9 @@ def test_load_user_model_weight_errors_name_path_and_key(tmp_path: Path) -> None
     assert str(missing) in str(info.value)
 
     path = tmp_path / "r18_10.pt"
-    torch.save(load_user_model("resnet18", weights=None, num_classes=10,
-                               in_channels=1).state_dict(), path)
+    torch.save(
+        load_user_model("resnet18", weights=None, num_classes=10, in_channels=1).state_dict(), path
+    )
     with pytest.raises(ModelError) as info:
         load_user_model("resnet18", weights=str(path), num_classes=5, in_channels=1)
     msg = str(info.value)
@@ -144,32 +154,38 @@ def test_load_user_model_weight_errors_name_path_and_key(tmp_path: Path) -> None
 
 
 def test_load_user_model_callable_and_pickled_module(tmp_path: Path) -> None:
-    model = load_user_model("rankopt.models._zoo:VGGSmall", weights=None, num_classes=4,
-                            in_channels=1)
+    model = load_user_model(
+        "rankopt.models._zoo:VGGSmall", weights=None, num_classes=4, in_channels=1
+    )
     assert model(torch.randn(1, 1, 8, 8)).shape == (1, 4)
     whole = tmp_path / "whole.pt"
     torch.save(model, whole)  # a whole pickled module
-    again = load_user_model("rankopt.models._zoo:VGGSmall", weights=str(whole), num_classes=4,
-                            in_channels=1)
+    again = load_user_model(
+        "rankopt.models._zoo:VGGSmall", weights=str(whole), num_classes=4, in_channels=1
+    )
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
     # a checkpoint dict with a DataParallel prefix
     ckpt = tmp_path / "ckpt.pt"
-    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
-                "epoch": 3}, ckpt)
-    third = load_user_model("rankopt.models._zoo:VGGSmall", weights=str(ckpt), num_classes=4,
-                            in_channels=1)
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 3}, ckpt
+    )
+    third = load_user_model(
+        "rankopt.models._zoo:VGGSmall", weights=str(ckpt), num_classes=4, in_channels=1
+    )
     with torch.no_grad():
         assert torch.equal(third(x), model(x))
 
 
 @pytest.mark.parametrize(
     ("spec", "match"),
-    [("no_such_pkg_xyz.mod:f", "cannot import module"),
-     ("rankopt.models._zoo:nope", "has no attribute"),
-     ("rankopt.models._zoo:__all__", "not callable"),
-     ("not_an_architecture", "not a torchvision architecture")],
+    [
+        ("no_such_pkg_xyz.mod:f", "cannot import module"),
+        ("rankopt.models._zoo:nope", "has no attribute"),
+        ("rankopt.models._zoo:__all__", "not callable"),
+        ("not_an_architecture", "not a torchvision architecture"),
+    ],
 )
 def test_load_user_model_bad_spec(spec: str, match: str) -> None:
     with pytest.raises(ModelError, match=match):
@@ -188,11 +204,17 @@ def _row_hashes(images: torch.Tensor) -> set[str]:
 
 @pytest.mark.parametrize(
     ("name", "sizes", "shape", "per_class"),
-    [("mnist5k", (3500, 500, 1000), (1, 28, 28), (350, 50, 100)),
-     ("digits", (1257, 180, 360), (1, 8, 8), None)],
+    [
+        ("mnist5k", (3500, 500, 1000), (1, 28, 28), (350, 50, 100)),
+        ("digits", (1257, 180, 360), (1, 8, 8), None),
+    ],
 )
-def test_builtin_data(name: str, sizes: tuple[int, int, int], shape: tuple[int, int, int],
-                      per_class: tuple[int, int, int] | None) -> None:
+def test_builtin_data(
+    name: str,
+    sizes: tuple[int, int, int],
+    shape: tuple[int, int, int],
+    per_class: tuple[int, int, int] | None,
+) -> None:
     d = load_data(name)
     assert isinstance(d, DataSplits) and d.name == name
     assert d.num_classes == 10 and d.input_shape == shape
@@ -256,7 +278,8 @@ def test_load_pt_tuple_and_dict(tmp_path: Path) -> None:
     assert _row_hashes(d.train[0]).isdisjoint(_row_hashes(d.test[0]))
     assert torch.equal(load_data(p1).test[0], d.test[0])  # deterministic
     assert not torch.equal(load_data(p1, seed=1).test[1], d.test[1]) or not torch.equal(
-        load_data(p1, seed=1).test[0], d.test[0])
+        load_data(p1, seed=1).test[0], d.test[0]
+    )
     p2 = tmp_path / "set2.pt"
     torch.save({"images": (images * 255).to(torch.uint8).unsqueeze(1), "labels": labels}, p2)
     d2 = load_data(p2)
@@ -265,15 +288,17 @@ def test_load_pt_tuple_and_dict(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("payload", "match"),
-    [((torch.rand(20, 4), torch.arange(20) % 2), r"shape \(N, C, H, W\)"),
-     ((torch.rand(20, 1, 4, 4), (torch.arange(20) % 2).float()), "integer"),
-     ((torch.rand(20, 1, 4, 4), torch.arange(19) % 2), r"shape \(N,\)"),
-     ((torch.rand(20, 1, 4, 4), torch.zeros(20, dtype=torch.long)), "at least 2 classes"),
-     ((torch.rand(5, 1, 4, 4), torch.arange(5) % 2), "at least 10"),
-     ((torch.rand(20, 1, 4, 4), torch.arange(20) % 2 - 1), ">= 0"),
-     ((torch.full((20, 1, 4, 4), float("nan")), torch.arange(20) % 2), "NaN"),
-     ({"x": torch.rand(20, 1, 4, 4)}, "'images'"),
-     ([torch.rand(2)], "expected a tuple")],
+    [
+        ((torch.rand(20, 4), torch.arange(20) % 2), r"shape \(N, C, H, W\)"),
+        ((torch.rand(20, 1, 4, 4), (torch.arange(20) % 2).float()), "integer"),
+        ((torch.rand(20, 1, 4, 4), torch.arange(19) % 2), r"shape \(N,\)"),
+        ((torch.rand(20, 1, 4, 4), torch.zeros(20, dtype=torch.long)), "at least 2 classes"),
+        ((torch.rand(5, 1, 4, 4), torch.arange(5) % 2), "at least 10"),
+        ((torch.rand(20, 1, 4, 4), torch.arange(20) % 2 - 1), ">= 0"),
+        ((torch.full((20, 1, 4, 4), float("nan")), torch.arange(20) % 2), "NaN"),
+        ({"x": torch.rand(20, 1, 4, 4)}, "'images'"),
+        ([torch.rand(2)], "expected a tuple"),
+    ],
 )
 def test_load_pt_errors(tmp_path: Path, payload: object, match: str) -> None:
     path = tmp_path / "bad.pt"

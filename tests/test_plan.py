@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from rankopt.errors import InvalidPlanError, UnknownNameError, UnsupportedLayerError
+from rankopt.evaluators import cost, count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
-from rankopt.evaluators import cost, profile
-from rankopt.evaluators import count_macs
 
 SHAPE = (3, 16, 16)
 
@@ -34,7 +33,14 @@ def test_profile_lists_every_layer_with_reasons(tiny_resnet: nn.Module) -> None:
     prof = profile(tiny_resnet, SHAPE)
     by_name = {info.name: info for info in prof.layers}
     assert set(by_name) == {
-        "stem", "block1.conv1", "block1.conv2", "block1.short", "dw", "pw", "wide", "fc"
+        "stem",
+        "block1.conv1",
+        "block1.conv2",
+        "block1.short",
+        "dw",
+        "pw",
+        "wide",
+        "fc",
     }
     assert not by_name["dw"].eligible and "depthwise" in by_name["dw"].reason
     assert by_name["block1.conv1"].input_hw == (16, 16)

@@ -34,9 +34,15 @@ TINY = "tiny_cnn_for_tests"
 
 def _tiny(*, in_channels: int, num_classes: int) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+        nn.Conv2d(in_channels, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
     )
 
 
@@ -72,8 +78,9 @@ def digits() -> DataSplits:
 
 
 class _Trained:
-    def __init__(self, model: nn.Module, acc: float, cache: Path, log: _Log,
-                 train_s: float) -> None:
+    def __init__(
+        self, model: nn.Module, acc: float, cache: Path, log: _Log, train_s: float
+    ) -> None:
         self.model, self.acc, self.cache, self.log, self.train_s = model, acc, cache, log, train_s
 
 
@@ -122,8 +129,7 @@ def test_get_pretrained_trains_once_then_loads(first: _Trained, digits: DataSpli
     load_s = time.perf_counter() - t0
     assert log2.epochs() == 0 and any("loaded" in line for line in log2.lines)
     assert acc2 == acc and load_s < first.train_s
-    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items(),
-                              strict=True):
+    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -170,8 +176,9 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 # =============================================================================== accuracy
-def test_evaluate_accuracy_and_logits_restore_mode(trained: tuple[nn.Module, float, Path],
-                                                   digits: DataSplits) -> None:
+def test_evaluate_accuracy_and_logits_restore_mode(
+    trained: tuple[nn.Module, float, Path], digits: DataSplits
+) -> None:
     model = copy.deepcopy(trained[0]).train()
     acc = evaluate_accuracy(model, *digits.val, batch_size=50)
     assert model.training and all(m.training for m in model.modules())
@@ -184,17 +191,23 @@ def test_evaluate_accuracy_and_logits_restore_mode(trained: tuple[nn.Module, flo
 
 
 # =============================================================================== proxy fine-tune
-def _finetune(student: nn.Module, teacher: nn.Module, digits: DataSplits,
-              **kw: object) -> FinetuneResult:
+def _finetune(
+    student: nn.Module, teacher: nn.Module, digits: DataSplits, **kw: object
+) -> FinetuneResult:
     x, y = digits.train[0][:512], digits.train[1][:512]
-    args: dict[str, object] = {"steps": 60, "seed": 1, "val_images": digits.val[0],
-                               "val_labels": digits.val[1]}
+    args: dict[str, object] = {
+        "steps": 60,
+        "seed": 1,
+        "val_images": digits.val[0],
+        "val_labels": digits.val[1],
+    }
     args.update(kw)
     return proxy_finetune(student, x, y, compute_logits(teacher, x), **args)  # type: ignore[arg-type]
 
 
-def test_proxy_finetune_deterministic_and_improves(trained: tuple[nn.Module, float, Path],
-                                                   digits: DataSplits) -> None:
+def test_proxy_finetune_deterministic_and_improves(
+    trained: tuple[nn.Module, float, Path], digits: DataSplits
+) -> None:
     teacher = trained[0]
     student = _perturbed(teacher)
     before = evaluate_accuracy(student, *digits.val)
@@ -212,11 +225,16 @@ def test_proxy_finetune_deterministic_and_improves(trained: tuple[nn.Module, flo
     assert (rc.accuracy, rc.final_loss) != (ra.accuracy, ra.final_loss)
 
 
-def test_proxy_finetune_reports(trained: tuple[nn.Module, float, Path],
-                                digits: DataSplits) -> None:
+def test_proxy_finetune_reports(trained: tuple[nn.Module, float, Path], digits: DataSplits) -> None:
     calls: list[tuple[int, float]] = []
-    _finetune(_perturbed(trained[0]), trained[0], digits, steps=20, report_every=5,
-              report=lambda step, acc: calls.append((step, acc)))
+    _finetune(
+        _perturbed(trained[0]),
+        trained[0],
+        digits,
+        steps=20,
+        report_every=5,
+        report=lambda step, acc: calls.append((step, acc)),
+    )
     assert [s for s, _ in calls] == [5, 10, 15, 20]
     assert all(0.0 <= acc <= 1.0 for _, acc in calls)
 
@@ -231,14 +249,15 @@ def test_proxy_finetune_reports(trained: tuple[nn.Module, float, Path],
             raise PrunedError
 
     with pytest.raises(PrunedError):
-        _finetune(_perturbed(trained[0]), trained[0], digits, steps=40, report_every=5,
-                  report=prune_at_10)
+        _finetune(
+            _perturbed(trained[0]), trained[0], digits, steps=40, report_every=5, report=prune_at_10
+        )
     assert seen == [5, 10]
 
 
-def test_proxy_finetune_nan_loss_fails_trial(trained: tuple[nn.Module, float, Path],
-                                             digits: DataSplits,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxy_finetune_nan_loss_fails_trial(
+    trained: tuple[nn.Module, float, Path], digits: DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(TrialFailedError, match="non-finite loss"):
         _finetune(_perturbed(trained[0]), trained[0], digits, lr=1e20, steps=30)
 
@@ -266,18 +285,19 @@ def test_distillation_loss_is_hinton() -> None:
     got = _training.distillation_loss(s, y, t, temperature=T, distill_weight=w)
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
     assert float(_training.distillation_loss(s, y, None)) == pytest.approx(
-        float(nn.functional.cross_entropy(s, y)))
+        float(nn.functional.cross_entropy(s, y))
+    )
 
 
 # =============================================================================== epoch training
-def test_full_finetune_with_teacher_module(trained: tuple[nn.Module, float, Path],
-                                           digits: DataSplits) -> None:
+def test_full_finetune_with_teacher_module(
+    trained: tuple[nn.Module, float, Path], digits: DataSplits
+) -> None:
     teacher = trained[0]
     student = _perturbed(teacher)
     before = evaluate_accuracy(student, *digits.val)
     log = _Log()
-    out = full_finetune(student, teacher, digits.train, epochs=2, val=digits.val,
-                        progress=log)
+    out = full_finetune(student, teacher, digits.train, epochs=2, val=digits.val, progress=log)
     assert out is student and not out.training
     assert log.epochs() == 2 and "val accuracy" in log.lines[-1]
     assert evaluate_accuracy(out, *digits.val) > before

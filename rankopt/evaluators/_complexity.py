@@ -23,7 +23,10 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.LayerNorm,
     nn.GroupNorm,
 )
-_UNSUPPORTED_COMPUTE: tuple[type[nn.Module], ...] = (
+_CANDIDATE_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Conv2d,
+    nn.Linear,
+
     nn.Conv1d,
     nn.Conv3d,
     nn.ConvTranspose1d,
@@ -189,10 +192,10 @@ def profile(model: nn.Module, example_input: torch.Tensor | tuple[int, ...]) -> 
     for name, module in model.named_modules():
         if not name or isinstance(module, _NORM_TYPES):
             continue
-        if isinstance(module, (nn.Conv2d, nn.Linear, *_UNSUPPORTED_COMPUTE)):
+        if isinstance(module, _CANDIDATE_TYPES) or any(
+            True for _ in module.parameters(recurse=False)  # custom modules with parameters
+        ):
             candidates[name] = module
-        elif any(True for _ in module.parameters(recurse=False)):
-            candidates[name] = module  # a custom module holding its own parameters
 
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 

@@ -42,8 +42,10 @@ def measure_latency_ms(
         ValueError: ``n_runs`` < 1, ``batch_size`` < 1 or ``n_threads`` < 1.
     """
     if n_runs < 1 or batch_size < 1 or n_warmup < 0 or (n_threads is not None and n_threads < 1):
-        raise ValueError(f"n_runs={n_runs} and batch_size={batch_size} must be >= 1, "
-                         f"n_warmup={n_warmup} >= 0, n_threads={n_threads} >= 1 or None")
+        raise ValueError(
+            f"n_runs={n_runs} and batch_size={batch_size} must be >= 1, "
+            f"n_warmup={n_warmup} >= 0, n_threads={n_threads} >= 1 or None"
+        )
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

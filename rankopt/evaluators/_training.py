@@ -53,9 +53,11 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
 
 def _check_pair(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
     if images.dim() < 2 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
-        raise DataError(f"{what}: images {tuple(images.shape)} and labels "
-                        f"{tuple(labels.shape)} must have the same first dimension N and "
-                        f"labels must be 1-D")
+        raise DataError(
+            f"{what}: images {tuple(images.shape)} and labels "
+            f"{tuple(labels.shape)} must have the same first dimension N and "
+            f"labels must be 1-D"
+        )
     if images.shape[0] == 0:
         raise DataError(f"{what}: no samples")
 
@@ -216,6 +218,7 @@ def proxy_finetune(
     val_labels: torch.Tensor | None = None,
     report_every: int = 0,
     report: Callable[[int, float], None] | None = None,
+    max_grad_norm: float | None = 2.0,
 ) -> FinetuneResult:
     """Fine-tune a compressed model for a few hundred steps with knowledge distillation.
 
@@ -246,6 +249,9 @@ def proxy_finetune(
         val_labels: Validation labels.
         report_every: Report the validation accuracy every this many steps (0: never).
         report: Callback ``report(step, accuracy)``.
+        max_grad_norm: Clip the global gradient norm to this (None: no clipping). A freshly
+            decomposed chain of low-rank factors can have a few very large gradients in
+            its first steps; clipping keeps one such step from wrecking the model.
 
     Returns:
         A :class:`FinetuneResult`.
@@ -256,21 +262,25 @@ def proxy_finetune(
     """
     _check_pair(train_images, train_labels, "proxy_finetune train data")
     if teacher_logits is not None and teacher_logits.shape[0] != train_images.shape[0]:
-        raise DataError(f"proxy_finetune: teacher_logits has {teacher_logits.shape[0]} rows "
-                        f"for {train_images.shape[0]} training images; they must be row-aligned")
+        raise DataError(
+            f"proxy_finetune: teacher_logits has {teacher_logits.shape[0]} rows "
+            f"for {train_images.shape[0]} training images; they must be row-aligned"
+        )
     has_val = val_images is not None and val_labels is not None
     if report_every > 0 and report is not None and not has_val:
         raise DataError("proxy_finetune: report_every > 0 needs val_images and val_labels")
     if not 0.0 <= distill_weight <= 1.0 or temperature <= 0:
-        raise ValueError(f"distill_weight={distill_weight} must be in [0, 1] and "
-                         f"temperature={temperature} > 0")
+        raise ValueError(
+            f"distill_weight={distill_weight} must be in [0, 1] and temperature={temperature} > 0"
+        )
     start = time.perf_counter()
     device = _device_of(student)
     gen = torch.Generator().manual_seed(seed)
     sampler = _BatchSampler(train_images.shape[0], batch_size, gen)
     params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0,
-                          weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay
+    )
     recent: list[float] = []
     with _mode(student, True):
         for step in range(1, steps + 1):
@@ -280,20 +290,26 @@ def proxy_finetune(
             x = train_images[idx].to(device)
             y = train_labels[idx].to(device)
             t = teacher_logits[idx].to(device) if teacher_logits is not None else None
-            loss = distillation_loss(student(x), y, t, temperature=temperature,
-                                     distill_weight=distill_weight)
+            loss = distillation_loss(
+                student(x), y, t, temperature=temperature, distill_weight=distill_weight
+            )
             if not torch.isfinite(loss):
                 _raise_non_finite(loss, step, steps, lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             opt.step()
             recent.append(float(loss.item()))
             del recent[:-20]
             if report_every > 0 and report is not None and step % report_every == 0:
                 assert val_images is not None and val_labels is not None
                 report(step, evaluate_accuracy(student, val_images, val_labels))
-    accuracy = (evaluate_accuracy(student, val_images, val_labels)
-                if val_images is not None and val_labels is not None else float("nan"))
+    accuracy = (
+        evaluate_accuracy(student, val_images, val_labels)
+        if val_images is not None and val_labels is not None
+        else float("nan")
+    )
     return FinetuneResult(
         accuracy=accuracy,
         steps_done=steps,
@@ -345,8 +361,9 @@ def _train_epochs(
 ) -> DenseTrainResult:
     _check_pair(images, labels, what)
     if epochs < 0 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"{what}: epochs={epochs} must be >= 0, batch_size={batch_size} "
-                         f">= 1 and lr={lr} > 0")
+        raise ValueError(
+            f"{what}: epochs={epochs} must be >= 0, batch_size={batch_size} >= 1 and lr={lr} > 0"
+        )
     start = time.perf_counter()
     device = _device_of(model)
     # channels_last convs are ~30 % faster on CPU; the layout is undone at the end
@@ -358,8 +375,13 @@ def _train_epochs(
     steps_per_epoch = math.ceil(n / batch_size)
     total = max(1, epochs * steps_per_epoch)
     warmup = int(warmup_epochs * steps_per_epoch)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr,
-                          momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        momentum=momentum,
+        nesterov=momentum > 0,
+        weight_decay=weight_decay,
+    )
     step = 0
     epoch_loss = float("nan")
     val_acc = float("nan")
@@ -372,8 +394,11 @@ def _train_epochs(
                     if step < warmup:
                         cur = lr * (step + 1) / warmup
                     else:
-                        cur = lr * 0.5 * (1 + math.cos(math.pi * (step - warmup)
-                                                       / max(1, total - warmup)))
+                        cur = (
+                            lr
+                            * 0.5
+                            * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+                        )
                     for g in opt.param_groups:
                         g["lr"] = cur
                     idx = perm[i : i + batch_size]
@@ -382,8 +407,9 @@ def _train_epochs(
                         x = x.contiguous(memory_format=torch.channels_last)
                     y = labels[idx].to(device)
                     t = teacher_logits[idx].to(device) if teacher_logits is not None else None
-                    loss = distillation_loss(model(x), y, t, temperature=temperature,
-                                             distill_weight=distill_weight)
+                    loss = distillation_loss(
+                        model(x), y, t, temperature=temperature, distill_weight=distill_weight
+                    )
                     step += 1
                     if not torch.isfinite(loss):
                         _raise_non_finite(loss, step, total, lr)
@@ -402,8 +428,13 @@ def _train_epochs(
     finally:
         if fast_layout:
             model.to(memory_format=torch.contiguous_format)
-    return DenseTrainResult(epochs=epochs, steps=step, final_loss=epoch_loss,
-                            val_accuracy=val_acc, wall_time_s=time.perf_counter() - start)
+    return DenseTrainResult(
+        epochs=epochs,
+        steps=step,
+        final_loss=epoch_loss,
+        val_accuracy=val_acc,
+        wall_time_s=time.perf_counter() - start,
+    )
 
 
 def train_dense(
@@ -452,10 +483,24 @@ def train_dense(
         TrialFailedError: the loss became NaN or infinite.
     """
     return _train_epochs(
-        model, train_images, train_labels, None, epochs=epochs, batch_size=batch_size, lr=lr,
-        momentum=momentum, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        temperature=1.0, distill_weight=0.0, augment_shift=augment_shift, seed=seed,
-        val_images=val_images, val_labels=val_labels, progress=progress, what="train",
+        model,
+        train_images,
+        train_labels,
+        None,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        temperature=1.0,
+        distill_weight=0.0,
+        augment_shift=augment_shift,
+        seed=seed,
+        val_images=val_images,
+        val_labels=val_labels,
+        progress=progress,
+        what="train",
     )
 
 
@@ -515,15 +560,28 @@ def full_finetune(
     else:
         teacher_logits = teacher
     if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:
-        raise DataError(f"full_finetune: teacher logits have {teacher_logits.shape[0]} rows "
-                        f"for {images.shape[0]} training images; they must be row-aligned")
+        raise DataError(
+            f"full_finetune: teacher logits have {teacher_logits.shape[0]} rows "
+            f"for {images.shape[0]} training images; they must be row-aligned"
+        )
     _train_epochs(
-        student, images, labels, teacher_logits, epochs=epochs,
-        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        warmup_epochs=0.0, temperature=temperature, distill_weight=distill_weight,
-        augment_shift=augment_shift, seed=seed,
+        student,
+        images,
+        labels,
+        teacher_logits,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        warmup_epochs=0.0,
+        temperature=temperature,
+        distill_weight=distill_weight,
+        augment_shift=augment_shift,
+        seed=seed,
         val_images=val[0] if val is not None else None,
         val_labels=val[1] if val is not None else None,
-        progress=progress, what="finetune",
+        progress=progress,
+        what="finetune",
     )
     return student.eval()

@@ -135,15 +135,17 @@ def get_pretrained(
     def build() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return create_model(model, in_channels=splits.input_shape[0],
-                                num_classes=splits.num_classes)
+            return create_model(
+                model, in_channels=splits.input_shape[0], num_classes=splits.num_classes
+            )
 
     loaded = _try_load(folder, key, recipe, build, say, quiet_if_missing=True)
     if loaded is not None:
         return loaded
     with _file_lock(folder / f"{key}.lock"):
-        loaded = _try_load(folder, key, recipe, build, say, quiet_if_missing=True,
-                           quiet_if_bad=True)  # another process may have just finished
+        loaded = _try_load(
+            folder, key, recipe, build, say, quiet_if_missing=True, quiet_if_bad=True
+        )  # another process may have just finished
         if loaded is not None:
             return loaded
         return _train_and_save(folder, key, recipe, build, splits, model, data, seed, say)
@@ -173,8 +175,7 @@ def _try_load(
         return None
     except Exception as exc:
         if not quiet_if_bad:
-            say(f"cached weights {meta_path} are corrupt ({type(exc).__name__}: {exc}); "
-                f"retraining")
+            say(f"cached weights {meta_path} are corrupt ({type(exc).__name__}: {exc}); retraining")
         return None
     say(f"loaded pretrained {key} from {weights_path} (test accuracy {acc:.4f})")
     return net, acc
@@ -191,8 +192,9 @@ def _load_checked(
     if not isinstance(meta, dict):
         raise ValueError("metadata is not a JSON object")
     if meta.get("schema_version") != SCHEMA_VERSION:
-        raise _StaleCacheError(f"of schema_version {meta.get('schema_version')!r}, "
-                          f"not {SCHEMA_VERSION}")
+        raise _StaleCacheError(
+            f"of schema_version {meta.get('schema_version')!r}, not {SCHEMA_VERSION}"
+        )
     if meta.get("recipe") != asdict(recipe):
         raise _StaleCacheError(f"from another training recipe ({meta.get('recipe')})")
     acc = float(meta["test_accuracy"])
@@ -204,13 +206,16 @@ def _load_checked(
     blob = weights_path.read_bytes()
     sha = hashlib.sha256(blob).hexdigest()
     if sha != meta["weights_sha256"]:
-        raise ValueError(f"sha256 of {weights_path.name} is {sha[:16]}..., the metadata "
-                         f"says {str(meta['weights_sha256'])[:16]}...")
+        raise ValueError(
+            f"sha256 of {weights_path.name} is {sha[:16]}..., the metadata "
+            f"says {str(meta['weights_sha256'])[:16]}..."
+        )
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     net = build()
     net.load_state_dict(state, strict=True)
-    if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values()
-               if t.is_floating_point()):
+    if not all(
+        bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point()
+    ):
         raise ValueError("weights contain NaN or infinite values")
     return net.eval(), acc, weights_path
 
@@ -230,14 +235,24 @@ def _train_and_save(
     from rankopt import __version__
     from rankopt.evaluators._training import evaluate_accuracy, train_dense
 
-    say(f"training {model} on {data} (seed {seed}, {recipe.epochs} epochs, "
-        f"{torch.get_num_threads()} threads); cached afterwards in {folder}")
+    say(
+        f"training {model} on {data} (seed {seed}, {recipe.epochs} epochs, "
+        f"{torch.get_num_threads()} threads); cached afterwards in {folder}"
+    )
     net = build()
     started = time.perf_counter()
     result = train_dense(
-        net, *splits.train, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-        weight_decay=recipe.weight_decay, augment_shift=recipe.augment_shift, seed=seed,
-        val_images=splits.val[0], val_labels=splits.val[1], progress=say,
+        net,
+        *splits.train,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        augment_shift=recipe.augment_shift,
+        seed=seed,
+        val_images=splits.val[0],
+        val_labels=splits.val[1],
+        progress=say,
     )
     train_s = time.perf_counter() - started
     net.eval()
@@ -268,16 +283,20 @@ def _train_and_save(
     }
     try:
         _atomic_write(folder / weights_name, blob)
-        _atomic_write(folder / f"{key}.json",
-                      (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        _atomic_write(
+            folder / f"{key}.json",
+            (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+        )
     except OSError as exc:
         raise ModelError(f"cannot write pretrained weights to {str(folder)!r}: {exc}") from exc
     for old in folder.glob(f"{key}-*.pt"):
         if old.name != weights_name:
             with contextlib.suppress(OSError):
                 old.unlink()
-    say(f"trained {model} on {data} in {train_s:.1f} s: test accuracy {acc:.4f}; "
-        f"saved {folder / weights_name}")
+    say(
+        f"trained {model} on {data} in {train_s:.1f} s: test accuracy {acc:.4f}; "
+        f"saved {folder / weights_name}"
+    )
     return net, acc
 
 

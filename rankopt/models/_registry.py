@@ -69,8 +69,9 @@ def create_model(name: str, *, in_channels: int = 1, num_classes: int = 10) -> n
         raise UnknownNameError("model", name, _REGISTRY) from None
     for arg, value, low in (("in_channels", in_channels, 1), ("num_classes", num_classes, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ModelError(f"{arg}={value!r} is not allowed for model {name!r}; "
-                             f"it must be an integer >= {low}")
+            raise ModelError(
+                f"{arg}={value!r} is not allowed for model {name!r}; it must be an integer >= {low}"
+            )
     return factory(in_channels=in_channels, num_classes=num_classes)
 
 

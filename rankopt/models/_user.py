@@ -85,15 +85,17 @@ def _from_callable(spec: str, *, num_classes: int | None, in_channels: int | Non
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ModelError(f"model {spec!r}: cannot import module {module_name!r}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"model {spec!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     target: Any = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ModelError(f"model {spec!r}: module {module_name!r} has no attribute "
-                             f"{attr!r}") from None
+            raise ModelError(
+                f"model {spec!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
     if not callable(target):
         raise ModelError(f"model {spec!r}: {attr!r} is a {type(target).__name__}, not callable")
     kwargs: dict[str, int] = {}
@@ -108,11 +110,14 @@ def _from_callable(spec: str, *, num_classes: int | None, in_channels: int | Non
     try:
         model = target(**kwargs)
     except Exception as exc:
-        raise ModelError(f"model {spec!r}: calling {attr}({_fmt_kwargs(kwargs)}) failed: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"model {spec!r}: calling {attr}({_fmt_kwargs(kwargs)}) failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(model, nn.Module):
-        raise ModelError(f"model {spec!r}: {attr}() returned a {type(model).__name__}, "
-                         f"not a torch.nn.Module")
+        raise ModelError(
+            f"model {spec!r}: {attr}() returned a {type(model).__name__}, not a torch.nn.Module"
+        )
     return model
 
 
@@ -136,8 +141,10 @@ def _from_torchvision(spec: str, *, num_classes: int | None) -> nn.Module:
     try:
         model: nn.Module = torchvision.models.get_model(spec, **kwargs)
     except Exception as exc:
-        raise ModelError(f"torchvision model {spec!r} cannot be built with "
-                         f"{_fmt_kwargs(kwargs)}: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"torchvision model {spec!r} cannot be built with "
+            f"{_fmt_kwargs(kwargs)}: {type(exc).__name__}: {exc}"
+        ) from exc
     return model
 
 
@@ -149,8 +156,10 @@ def _adapt_in_channels(model: nn.Module, in_channels: int, spec: str) -> None:
         if child.in_channels == in_channels:
             return
         if child.groups != 1:
-            raise ModelError(f"model {spec!r}: its first conv {name!r} has groups="
-                             f"{child.groups}; cannot adapt it to {in_channels} input channels")
+            raise ModelError(
+                f"model {spec!r}: its first conv {name!r} has groups="
+                f"{child.groups}; cannot adapt it to {in_channels} input channels"
+            )
         new = nn.Conv2d(
             in_channels,
             child.out_channels,
@@ -194,11 +203,14 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         try:
             obj = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise ModelError(f"weights file {text!r} cannot be read: {_first_line(safe_exc)}"
-                             f" / {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise ModelError(
+                f"weights file {text!r} cannot be read: {_first_line(safe_exc)}"
+                f" / {type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
     except Exception as exc:
-        raise ModelError(f"weights file {text!r} cannot be read: {type(exc).__name__}: "
-                         f"{_first_line(exc)}") from exc
+        raise ModelError(
+            f"weights file {text!r} cannot be read: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     elif isinstance(obj, Mapping):
@@ -213,11 +225,13 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     if not isinstance(obj, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):
-        raise ModelError(f"weights file {text!r} holds a {type(obj).__name__}, not a "
-                         f"state_dict (a mapping of parameter names to tensors) or nn.Module")
+        raise ModelError(
+            f"weights file {text!r} holds a {type(obj).__name__}, not a "
+            f"state_dict (a mapping of parameter names to tensors) or nn.Module"
+        )
     state = dict(obj)
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -232,8 +246,9 @@ def _listed(keys: list[str]) -> str:
     return f"({len(keys)}) {shown}{more}"
 
 
-def _load_checked(model: nn.Module, state: Mapping[str, torch.Tensor], *, path: str,
-                  spec: str) -> None:
+def _load_checked(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, path: str, spec: str
+) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -244,17 +259,21 @@ def _load_checked(model: nn.Module, state: Mapping[str, torch.Tensor], *, path: 
     ]
     problems = []
     if mismatched:
-        problems.append(f"shape mismatch on key {'; on key '.join(mismatched[:_MAX_LISTED])}"
-                        + (f" ({len(mismatched)} keys in all)" if len(mismatched) > 1 else ""))
+        problems.append(
+            f"shape mismatch on key {'; on key '.join(mismatched[:_MAX_LISTED])}"
+            + (f" ({len(mismatched)} keys in all)" if len(mismatched) > 1 else "")
+        )
     if missing:
         problems.append(f"missing keys {_listed(missing)}")
     if unexpected:
         problems.append(f"unexpected keys {_listed(unexpected)}")
     if problems:
-        raise ModelError(f"weights file {path!r} does not fit model {spec!r}: "
-                         + "; ".join(problems))
+        raise ModelError(
+            f"weights file {path!r} does not fit model {spec!r}: " + "; ".join(problems)
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelError(f"weights file {path!r} does not fit model {spec!r}: "
-                         f"{_first_line(exc)}") from exc
+        raise ModelError(
+            f"weights file {path!r} does not fit model {spec!r}: {_first_line(exc)}"
+        ) from exc

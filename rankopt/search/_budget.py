@@ -38,8 +38,8 @@ def parse_budget(value: float | int | str | None, dense: int, *, what: str = "ma
     if value is None:
         return None
     allowed = (
-        f"allowed: a fraction of dense in (0, 1] like 0.5, a percentage like '50%', "
-        f"or an absolute count > 1 like 12e6 or '12M'"
+        "allowed: a fraction of dense in (0, 1] like 0.5, a percentage like '50%', "
+        "or an absolute count > 1 like 12e6 or '12M'"
     )
     fraction: float | None = None
     absolute: float | None = None

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import torch
@@ -20,7 +20,7 @@ from rankopt.search._space import SearchSpace
 
 __all__ = ["FinetuneSettings", "Objective", "TrialData"]
 
-OBJECTIVE_DIRECTIONS = {
+OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "accuracy": "maximize",
     "macs": "minimize",
     "n_params": "minimize",
@@ -155,7 +155,9 @@ class Objective:
         logits = compute_logits(student, self.data.val_images)
         acc_before = _accuracy(logits, self.data.val_labels)
         teacher = self.data.val_teacher_logits
-        recon = float(torch.linalg.vector_norm(logits - teacher) / torch.linalg.vector_norm(teacher))
+        recon = float(
+            torch.linalg.vector_norm(logits - teacher) / torch.linalg.vector_norm(teacher)
+        )
         trial.set_user_attr("accuracy_before_finetune", acc_before)
         trial.set_user_attr("reconstruction_error", recon)
         if not math.isfinite(recon):

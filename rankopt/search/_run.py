@@ -8,7 +8,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import torch
@@ -67,18 +67,14 @@ def open_storage(
     url = str(storage)
     try:
         if url.startswith("sqlite"):
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": 60}}
-            )
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
         interval = 30 if heartbeat_interval is None else heartbeat_interval
         kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
         if interval > 0:
             kwargs.update(
                 heartbeat_interval=interval,
                 grace_period=max(2 * interval, interval + 10),
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(
-                    max_retry=max_retry
-                ),
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=max_retry),
             )
         return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:
@@ -112,7 +108,9 @@ def make_sampler(
             )
         if sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(
-                seed=seed, population_size=max(8, n_startup_trials), constraints_func=constraints_func
+                seed=seed,
+                population_size=max(8, n_startup_trials),
+                constraints_func=constraints_func,
             )
         if sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
@@ -278,8 +276,14 @@ def search(
     opt_sampler = make_sampler(
         sampler, seed=seed, n_objectives=len(objs), constraints=repair == "constraint"
     )
-    opt_pruner = pruner if pruner is not None else (
-        optuna.pruners.MedianPruner(n_startup_trials=5) if single else optuna.pruners.NopPruner()
+    opt_pruner = (
+        pruner
+        if pruner is not None
+        else (
+            optuna.pruners.MedianPruner(n_startup_trials=5)
+            if single
+            else optuna.pruners.NopPruner()
+        )
     )
     study, created = _create_or_load(name, opened, directions, opt_sampler, opt_pruner)
 
@@ -325,7 +329,9 @@ def search(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for s in seeds:
-                study.enqueue_trial(dict(s.params), user_attrs={"seed": s.name}, skip_if_exists=True)
+                study.enqueue_trial(
+                    dict(s.params), user_attrs={"seed": s.name}, skip_if_exists=True
+                )
         study.set_user_attr("seeded", [s.name for s in seeds])
         say(f"enqueued {len(seeds)} seed trials: {', '.join(s.name for s in seeds)}")
 
@@ -372,7 +378,7 @@ def search(
 def _create_or_load(
     name: str,
     storage: BaseStorage | None,
-    directions: list[str],
+    directions: list[Literal["minimize", "maximize"]],
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
 ) -> tuple[optuna.Study, bool]:
@@ -395,6 +401,8 @@ def _create_or_load(
         pass
     except Exception as exc:
         raise StorageError(f"cannot create study {name!r}: {_first_line(exc)}") from None
+    if storage is None:  # in memory: nothing to load, so creation cannot have collided
+        raise StorageError(f"study {name!r} could not be created in memory")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(
@@ -478,7 +486,9 @@ class _TrialReporter:
             )
         else:
             reason = attrs.get("fail_reason", "")
-            self.say(f"trial {trial.number:>3}{label}: {trial.state.name.lower()} {reason}".rstrip())
+            self.say(
+                f"trial {trial.number:>3}{label}: {trial.state.name.lower()} {reason}".rstrip()
+            )
 
 
 def _best_feasible(study: optuna.Study, budget: Budget) -> tuple[float, int] | None:
@@ -492,5 +502,3 @@ def _best_feasible(study: optuna.Study, budget: Budget) -> tuple[float, int] | N
         if best is None or attrs["accuracy"] > best[0]:
             best = (float(attrs["accuracy"]), t.number)
     return best
-
-

@@ -33,17 +33,27 @@ def _vbmf_proposals(
     space: SearchSpace, modules: Mapping[str, nn.Module], *, weaken: float, shrink: float
 ) -> dict[str, Proposal]:
     """Kim et al.'s recipe: Tucker-2 on kxk convs, SVD on 1x1 convs and linear layers, at
-    the VBMF ranks (weakened toward full by ``weaken``, multiplied by ``shrink``); a layer
-    whose decomposition would cost more than dense stays ``keep``."""
+    the VBMF ranks (weakened toward full by ``weaken``, multiplied by ``shrink``).
+
+    A layer stays ``keep`` when its decomposition would cost more than dense, when it is
+    the input layer (3 or fewer input channels: Kim et al. leave the first conv dense), or
+    when VBMF finds no component above the noise level (rank clamped to 1: the matrix is
+    too small for VBMF to estimate anything, and rank 1 would cut the network).
+    """
     proposals: dict[str, Proposal] = {}
     for name, offered in space.choices.items():
         method = next((m for m in ("tucker2", "svd", "linear_svd") if m in offered), None)
-        if method is None:
+        info = space.layer(name)
+        if method is None or (info.kind == "conv2d" and info.in_channels <= 3):
             proposals[name] = Proposal("keep")
             continue
-        info = space.layer(name)
         options = get_method(method).default_options(info)
-        ranks = vbmf_ranks(modules[name], method, weaken=weaken)
+        module = modules[name]
+        assert isinstance(module, nn.Conv2d | nn.Linear)  # eligible layers are
+        if any(r <= 1 for r in vbmf_ranks(module, method).values()):
+            proposals[name] = Proposal("keep")
+            continue
+        ranks = vbmf_ranks(module, method, weaken=weaken)
         ranks = {k: max(1, math.ceil(v * shrink)) for k, v in ranks.items()}
         full = space.full_ranks(name, method, options)
         ranks = {k: min(full[k], v) for k, v in ranks.items()}

@@ -321,9 +321,9 @@ class SearchSpace:
                 continue
             full = self._max_full_ranks(name, fallback)
             props[name] = Proposal(
-                fallback, dict.fromkeys(full, 1.0), get_method(fallback).default_options(
-                    self._layers[name]
-                )
+                fallback,
+                dict.fromkeys(full, 1.0),
+                get_method(fallback).default_options(self._layers[name]),
             )
             converted.append(name)
 
@@ -360,4 +360,3 @@ class SearchSpace:
             metrics=dict(metrics or {}),
             provenance=dict(provenance or {}),
         )
-

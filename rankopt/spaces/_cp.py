@@ -39,8 +39,8 @@ __all__ = ["CP", "DEGENERACY_RATIO", "cp_exact"]
 DEGENERACY_RATIO = 1e4
 """Largest allowed ``sum_r ||term_r|| / ||W||`` before an ALS result counts as degenerate."""
 
-CP_N_ITER_MAX = 200
-CP_TOL = 1e-8
+CP_N_ITER_MAX = 60
+CP_TOL = 1e-6
 
 
 def cp_exact(weight: torch.Tensor, rank: int) -> Factors:
@@ -94,7 +94,21 @@ def _run_parafac(weight: np.ndarray, rank: int, init: str, random_state: int | N
     weights, mats = cp
     mats = [np.asarray(m, dtype=np.float64) for m in mats]
     mats[0] = mats[0] * np.asarray(weights, dtype=np.float64)[None, :]
-    return tuple(torch.from_numpy(np.ascontiguousarray(m)) for m in mats)
+    return _balance(tuple(torch.from_numpy(np.ascontiguousarray(m)) for m in mats))
+
+
+def _balance(factors: Factors) -> Factors:
+    """Give the columns of every factor of a term the same norm (their geometric mean).
+
+    ALS leaves each term's scale spread arbitrarily over its factors; a chain of layers
+    with badly unequal scales fine-tunes poorly (exploding gradients). The product, and so
+    the reconstruction, is unchanged.
+    """
+    norms = torch.stack([f.norm(dim=0) for f in factors])  # (n_factors, R)
+    if bool((norms == 0).any()):
+        return factors
+    target = norms.log().mean(dim=0).exp()
+    return tuple(f * (target / n)[None, :] for f, n in zip(factors, norms, strict=True))
 
 
 def _diagnose(weight: torch.Tensor, factors: Factors) -> str | None:
