@@ -94,9 +94,15 @@ def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) ->
 # --------------------------------------------------------------------------- commands
 def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a budget-constrained search."""
+    import optuna
+
     from rankopt.errors import StorageError
     from rankopt.search import search
     from rankopt.studies import pareto_front
+
+    # rankopt prints its own line per trial (failures with their reason); Optuna's INFO
+    # lines and caught-exception tracebacks would bury them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     max_macs = args.max_macs
     if max_macs is None and args.max_params is None:
