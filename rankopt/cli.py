@@ -71,6 +71,7 @@ def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) ->
     from rankopt.data import load_data
     from rankopt.models import get_pretrained, list_models, load_user_model
 
+    _check_common_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_data(args.data) if need_data else None
@@ -89,6 +90,35 @@ def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) ->
         )
     model.eval()
     return model, data
+
+
+def _check_common_args(args: argparse.Namespace) -> None:
+    """Reject out-of-range --threads / --num-classes / --seed before any work."""
+    from rankopt.errors import SettingsError
+
+    for flag, low, high in (
+        ("threads", 1, None),
+        ("num_classes", 1, None),
+        ("seed", 0, 2**32 - 1),
+    ):
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            rule = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise SettingsError(f"--{flag.replace('_', '-')}: {flag} = {value} must be {rule}")
+
+
+def _check_out(path: str | Path) -> None:
+    """Fail before any work when an output file cannot be created where asked."""
+    from rankopt.errors import StorageError
+
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise StorageError(
+            f"--out {str(path)!r}: directory {str(parent)!r} does not exist; create it first "
+            "or choose another path"
+        )
 
 
 # --------------------------------------------------------------------------- commands
@@ -121,7 +151,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     model, data = _load_model_and_data(args)
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    methods = (
+        [m.strip() for m in args.methods.split(",") if m.strip()]
+        if args.methods is not None
+        else None
+    )
     try:
         study = search(
             model,
@@ -247,6 +281,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         write_png,
     )
 
+    _check_out(args.out)
     study = _open_study(args)
     figs = [plot_pareto_front(study), plot_layer_map(study), plot_history(study)]
     out = Path(args.out)
@@ -263,6 +298,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write one HTML report of the study."""
     from rankopt.studies import report
 
+    _check_out(args.out)
     path = report(_open_study(args), args.out)
     print(f"wrote {path}")
     return 0
@@ -273,6 +309,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rankopt.plan import CompressionPlan
     from rankopt.studies import export_plan
 
+    _check_out(args.out)
     if args.trial is None and args.max_macs is None:
         from rankopt.errors import RankoptError
 
@@ -296,6 +333,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from rankopt.evaluators import count_macs
     from rankopt.plan import CompressionPlan, apply_plan
 
+    _check_out(args.out)
     plan = CompressionPlan.load(args.plan)
     model, _ = _load_model_and_data(args, need_data=args.model in _builtin_models())
     compressed = apply_plan(model, plan)
@@ -322,6 +360,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune, measure_latency_ms
     from rankopt.plan import CompressionPlan, apply_plan
 
+    if args.out:
+        _check_out(args.out)
     plan = CompressionPlan.load(args.plan)
     model, data = _load_model_and_data(args)
     compressed = apply_plan(model, plan)
@@ -503,7 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rankopt`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -513,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except RankoptError as exc:
-        print(f"rankopt: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"rankopt: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rankopt: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "RankoptError",
     "SelectionError",
+    "SettingsError",
     "StorageError",
     "TrialFailedError",
     "UnknownNameError",
@@ -71,6 +72,10 @@ class ModelError(RankoptError):
 
 class DataError(RankoptError):
     """A data set cannot be loaded or does not fit the model."""
+
+
+class SettingsError(RankoptError, ValueError):
+    """An option is outside its allowed range (``n_trials = 0``, ``lr = -0.1``, ...)."""
 
 
 class StorageError(RankoptError):

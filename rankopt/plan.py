@@ -126,9 +126,18 @@ class CompressionPlan:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save(self, path: str | Path) -> Path:
-        """Write the plan as JSON to ``path`` and return the path."""
+        """Write the plan as JSON to ``path`` and return the path.
+
+        Raises:
+            InvalidPlanError: the file cannot be written (the message names the path).
+        """
         path = Path(path)
-        path.write_text(self.to_json(), encoding="utf-8")
+        try:
+            path.write_text(self.to_json(), encoding="utf-8")
+        except OSError as exc:
+            raise InvalidPlanError(
+                f"cannot write plan file {str(path)!r}: {exc.strerror or exc}"
+            ) from None
         return path
 
     @classmethod

@@ -8,6 +8,8 @@ import time
 import torch
 from torch import nn
 
+from rankopt.errors import SettingsError
+
 __all__ = ["measure_latency_ms"]
 
 
@@ -39,10 +41,10 @@ def measure_latency_ms(
         Median latency of one forward pass of ``batch_size`` images, in ms (> 0).
 
     Raises:
-        ValueError: ``n_runs`` < 1, ``batch_size`` < 1 or ``n_threads`` < 1.
+        SettingsError: ``n_runs`` < 1, ``batch_size`` < 1 or ``n_threads`` < 1.
     """
     if n_runs < 1 or batch_size < 1 or n_warmup < 0 or (n_threads is not None and n_threads < 1):
-        raise ValueError(
+        raise SettingsError(
             f"n_runs={n_runs} and batch_size={batch_size} must be >= 1, "
             f"n_warmup={n_warmup} >= 0, n_threads={n_threads} >= 1 or None"
         )

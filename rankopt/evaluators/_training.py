@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankopt.errors import DataError, TrialFailedError
+from rankopt.errors import DataError, SettingsError, TrialFailedError
 
 __all__ = [
     "DenseTrainResult",
@@ -269,8 +269,8 @@ def proxy_finetune(
     has_val = val_images is not None and val_labels is not None
     if report_every > 0 and report is not None and not has_val:
         raise DataError("proxy_finetune: report_every > 0 needs val_images and val_labels")
-    if not 0.0 <= distill_weight <= 1.0 or temperature <= 0:
-        raise ValueError(
+    if not 0.0 <= distill_weight <= 1.0 or not temperature > 0:
+        raise SettingsError(
             f"distill_weight={distill_weight} must be in [0, 1] and temperature={temperature} > 0"
         )
     start = time.perf_counter()
@@ -360,8 +360,8 @@ def _train_epochs(
     what: str,
 ) -> DenseTrainResult:
     _check_pair(images, labels, what)
-    if epochs < 0 or batch_size < 1 or lr <= 0:
-        raise ValueError(
+    if epochs < 0 or batch_size < 1 or not 0 < lr < math.inf:
+        raise SettingsError(
             f"{what}: epochs={epochs} must be >= 0, batch_size={batch_size} >= 1 and lr={lr} > 0"
         )
     start = time.perf_counter()
@@ -552,7 +552,10 @@ def full_finetune(
     Raises:
         TrialFailedError: the loss became NaN or infinite.
         DataError: mismatched tensors.
+        SettingsError: ``epochs`` < 1, ``batch_size`` < 1 or ``lr`` not positive.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise SettingsError(f"full_finetune: epochs = {epochs!r} must be an integer >= 1")
     images, labels = train
     _check_pair(images, labels, "full_finetune train data")
     if isinstance(teacher, nn.Module):

@@ -18,8 +18,11 @@ from torch import nn
 
 from rankopt import __version__
 from rankopt.errors import (
+    DataError,
     DecompositionError,
+    ModelError,
     RankoptError,
+    SettingsError,
     StorageError,
     TrialFailedError,
     UnknownNameError,
@@ -35,6 +38,7 @@ from rankopt.search._objective import (
 )
 from rankopt.search._seeding import seed_trials
 from rankopt.search._space import SearchSpace
+from rankopt.spaces import list_methods
 
 __all__ = ["SAMPLERS", "make_sampler", "mask_url", "open_storage", "search"]
 
@@ -149,6 +153,38 @@ def _check_data(name: str, data: Data, input_shape: tuple[int, ...]) -> None:
         )
 
 
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if ok and high is not None and value > high:
+        ok = False
+    if not ok:
+        rule = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise SettingsError(f"{name} = {value!r} must be an integer {rule}")
+
+
+def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> None:
+    """Every label must index one of the model's outputs."""
+    with torch.no_grad():
+        out = model(train_data[0][:1])
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(
+            f"the model returns {shape} for one image; rankopt needs logits of shape "
+            "(batch, classes)"
+        )
+    n_outputs = int(out.shape[1])
+    for name, (_, labels) in (("training", train_data), ("validation", val_data)):
+        if labels.numel() == 0:
+            continue
+        low, top = int(labels.min()), int(labels.max())
+        if low < 0 or top >= n_outputs:
+            raise DataError(
+                f"{name} labels range over {low}..{top} ({top + 1} classes) but the model "
+                f"has {n_outputs} outputs; labels must lie in [0, {n_outputs}): use data with "
+                f"at most {n_outputs} classes or a model with {top + 1} outputs (--num-classes)"
+            )
+
+
 def search(
     model: nn.Module,
     train_data: Data,
@@ -236,25 +272,38 @@ def search(
 
     Raises:
         BudgetError: the budget is malformed or below the smallest reachable cost.
-        RankoptError: other bad input (objectives, data shapes, sampler, repair mode).
+        SettingsError: an option is out of range (n_trials, lr, seed, methods, ...).
+        DataError: a label does not index one of the model's outputs.
+        RankoptError: other bad input (objectives, data shapes, sampler).
         StorageError: the storage cannot be opened, or the named study was made for
             another model or budget.
     """
     objs = _validate_objectives(objectives)
     if repair not in ("repair", "constraint"):
-        raise RankoptError(f"repair = {repair!r}; choose 'repair' or 'constraint'")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise RankoptError(f"n_trials = {n_trials!r} must be an integer >= 1")
-    if timeout is not None and not timeout > 0:
-        raise RankoptError(f"timeout = {timeout!r} must be a positive number of seconds")
-    if isinstance(finetune_steps, bool) or finetune_steps < 0:
-        raise RankoptError(f"finetune_steps = {finetune_steps!r} must be >= 0")
-    if finetune_samples < 1 or batch_size < 1:
-        raise RankoptError(
-            f"finetune_samples = {finetune_samples} and batch_size = {batch_size} must be >= 1"
+        raise SettingsError(f"repair = {repair!r}; choose 'repair' or 'constraint'")
+    if methods is not None and len(methods) == 0:
+        raise SettingsError(
+            "methods = []: give at least one method, or None for all of: "
+            + ", ".join(list_methods())
         )
+    _check_int("n_trials", n_trials, 1)
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise SettingsError(f"timeout = {timeout!r} must be a positive number of seconds")
+    _check_int("finetune_steps", finetune_steps, 0)
+    _check_int("finetune_samples", finetune_samples, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0, 2**32 - 1)
     if n_threads is not None:
-        torch.set_num_threads(max(1, int(n_threads)))
+        _check_int("n_threads", n_threads, 1)
+    for label, number in (("lr", lr), ("temperature", temperature)):
+        if not isinstance(number, int | float) or isinstance(number, bool):
+            raise SettingsError(f"{label} = {number!r} must be a positive finite number")
+        if not 0.0 < number < math.inf:
+            raise SettingsError(f"{label} = {number!r} must be a positive finite number")
+    if isinstance(distill_weight, bool) or not 0.0 <= distill_weight <= 1.0:
+        raise SettingsError(f"distill_weight = {distill_weight!r} must be in [0, 1]")
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
     say = _progress_printer(progress)
 
     shape = tuple(input_shape) if input_shape is not None else tuple(train_data[0].shape[1:])
@@ -262,6 +311,7 @@ def search(
     _check_data("validation", val_data, shape)
     model.eval()
     prof = profile(model, shape)
+    _check_labels(model, train_data, val_data)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),

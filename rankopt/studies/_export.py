@@ -103,7 +103,7 @@ def select_trial(
         SelectionError: both arguments given, the study has no selectable trial, or
             ``trial`` is missing, not COMPLETE or has no plan; the message lists the
             complete trial numbers (abbreviated when many).
-        BudgetError: ``max_macs`` is not positive, or no trial fits (the message gives the
+        BudgetError: ``max_macs`` is not a positive number, or no trial fits (the message gives the
             smallest MACs available) — also when the study's own budget fits no trial.
     """
     if trial is not None and max_macs is not None:
@@ -136,8 +136,11 @@ def select_trial(
         f"(trial {smallest.number})"
     )
     if max_macs is not None:
-        limit = float(max_macs)
-        if not math.isfinite(limit) or limit <= 0:
+        try:
+            limit = float(max_macs)
+        except (TypeError, ValueError, OverflowError):
+            limit = math.nan
+        if isinstance(max_macs, bool) or not math.isfinite(limit) or limit <= 0:
             raise BudgetError(
                 f"max_macs={max_macs!r} is not allowed; give a MAC count > 1 or a fraction of "
                 "the dense MACs in (0, 1]"
