@@ -90,7 +90,7 @@ def test_export_apply_counts_the_recorded_macs(
         )
         assert rc == 0, err
         model_path = tmp_path / f"model{t.number}.pt"
-        rc, out, err = _cli(
+        rc, _out, err = _cli(
             capsys,
             "apply",
             str(plan_path),
@@ -168,7 +168,7 @@ def test_bad_selection_is_one_line_exit_2(
     base = ["--storage", finished_study["url"]]
     if "--study-name" not in args:
         base += ["--study-name", "cli"]
-    rc, out, err = _cli(capsys, args[0], *base, *args[1:])
+    rc, _out, err = _cli(capsys, args[0], *base, *args[1:])
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rankopt: error:"), err
