@@ -79,7 +79,7 @@ def test_export_apply_counts_the_recorded_macs(
     study = optuna.load_study(study_name="cli", storage=finished_study["url"])
     for t in study.get_trials(states=(TrialState.COMPLETE,))[:3]:
         plan_path = tmp_path / f"plan{t.number}.json"
-        rc, out, err = _cli(
+        rc, _out, err = _cli(
             capsys,
             "export",
             *_study_args(finished_study),
