@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,7 @@ class LayerPlan:
             "layer": self.layer,
             "method": self.method,
             "ranks": {k: int(v) for k, v in sorted(self.ranks.items())},
-            "options": dict(sorted(self.options.items())),
+            "options": _jsonable(dict(sorted(self.options.items()))),
             "weight_shape": list(self.weight_shape),
         }
 
@@ -122,8 +123,11 @@ class CompressionPlan:
         }
 
     def to_json(self) -> str:
-        """Deterministic JSON text (sorted keys, 2-space indent, trailing newline)."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        """Deterministic standard JSON text (sorted keys, 2-space indent, trailing newline).
+
+        Non-finite metric values are written as ``null``.
+        """
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
         """Write the plan as JSON to ``path`` and return the path.
@@ -178,8 +182,21 @@ class CompressionPlan:
 
 
 def _jsonable(value: Any) -> Any:
-    """Round-trip through JSON so metrics hold only JSON types."""
-    return json.loads(json.dumps(value, default=float))
+    """Round-trip through JSON so metrics hold only standard JSON types.
+
+    NaN and infinities (which standard JSON cannot hold) become ``None``.
+    """
+    return _finite(json.loads(json.dumps(value, default=float)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 # ------------------------------------------------------------------------ parsing

@@ -60,9 +60,15 @@ def load_user_model(
         The model, in eval mode.
 
     Raises:
-        ModelError: the model cannot be built, or the weights file is missing, unreadable
-            or does not fit (missing / unexpected keys, shape mismatches are listed).
+        ModelError: the model cannot be built, ``num_classes`` / ``in_channels`` is < 1, or
+            the weights file is missing, unreadable or does not fit (missing / unexpected
+            keys, shape mismatches are listed).
     """
+    for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ModelError(f"model {spec!r}: {key} = {value!r} must be an integer >= 1")
     if spec in list_models():
         model = create_model(spec, in_channels=in_channels or 1, num_classes=num_classes or 10)
     elif ":" in spec:

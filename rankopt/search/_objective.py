@@ -117,7 +117,19 @@ class Objective:
         self.dense_params = space.profile.n_params
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        """Evaluate one trial (see the module docstring)."""
+        """Evaluate one trial (see the module docstring).
+
+        Ctrl-C (KeyboardInterrupt) during a trial records ``fail_reason`` and propagates:
+        Optuna marks the trial FAIL and the study stops; running the same search again
+        resumes it.
+        """
+        try:
+            return self._evaluate(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C / SIGINT)")
+            raise
+
+    def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.perf_counter()
         proposals = self.space.suggest(trial)
         if self.repair == "repair":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import optuna
@@ -43,6 +45,8 @@ from rankopt.spaces import list_methods
 __all__ = ["SAMPLERS", "make_sampler", "mask_url", "open_storage", "search"]
 
 SAMPLERS = ("tpe", "nsga2", "random")
+SQLITE_TIMEOUT_ENV = "RANKOPT_SQLITE_TIMEOUT_S"
+DEFAULT_SQLITE_TIMEOUT_S = 60.0
 Data = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -69,9 +73,12 @@ def open_storage(
     if storage is None or isinstance(storage, BaseStorage):
         return storage
     url = str(storage)
+    timeout_s = sqlite_timeout_s() if url.startswith("sqlite") else DEFAULT_SQLITE_TIMEOUT_S
     try:
         if url.startswith("sqlite"):
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": timeout_s}}
+            )
         interval = 30 if heartbeat_interval is None else heartbeat_interval
         kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
         if interval > 0:
@@ -82,10 +89,67 @@ def open_storage(
             )
         return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:
+        if url.startswith("sqlite") and is_sqlite_locked(exc):
+            raise sqlite_locked_error(url) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
             f"cannot open study storage {mask_url(url)}: {mask_url(first)}"
         ) from None
+
+
+def sqlite_timeout_s() -> float:
+    """Seconds a SQLite write waits for another process's lock: ``RANKOPT_SQLITE_TIMEOUT_S``
+    (default 60).
+
+    Raises:
+        StorageError: the variable is set but not a number >= 0.
+    """
+    text = os.environ.get(SQLITE_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_SQLITE_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise StorageError(
+            f"{SQLITE_TIMEOUT_ENV} = {text!r}: give the lock timeout in seconds, a number >= 0"
+        )
+    return value
+
+
+def is_sqlite_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is SQLite's "database is locked"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if "database is locked" in str(current) or "database table is locked" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def sqlite_locked_error(url: str) -> StorageError:
+    """The error for a SQLite file another process holds locked past the timeout."""
+    return StorageError(
+        f"SQLite storage {mask_url(url)} is locked by another process (waited "
+        f"{sqlite_timeout_s():g} s, {SQLITE_TIMEOUT_ENV}); SQLite allows one writer at a "
+        "time: for concurrent workers use a PostgreSQL storage (--storage "
+        "postgresql://user:password@host/db), or stop the other process"
+    )
+
+
+@contextlib.contextmanager
+def _sqlite_lock_errors(storage: BaseStorage | None) -> Iterator[None]:
+    """Turn SQLite's "database is locked" raised inside the block into a StorageError."""
+    try:
+        yield
+    except Exception as exc:
+        url = getattr(storage, "url", None)
+        if isinstance(url, str) and url.startswith("sqlite") and is_sqlite_locked(exc):
+            raise sqlite_locked_error(url) from None
+        raise
 
 
 def make_sampler(
@@ -384,6 +448,8 @@ def search(
                 )
         study.set_user_attr("seeded", [s.name for s in seeds])
         say(f"enqueued {len(seeds)} seed trials: {', '.join(s.name for s in seeds)}")
+    elif seed_with_vbmf:
+        _requeue_interrupted_seeds(study, say)
 
     data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
     objective = Objective(
@@ -412,7 +478,7 @@ def search(
         return study
     reporter = _TrialReporter(say, budget, prof, objs)
     stopper = optuna.study.MaxTrialsCallback(n_trials, states=done_states)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sqlite_lock_errors(opened):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.optimize(
             objective,
@@ -423,6 +489,28 @@ def search(
             gc_after_trial=False,
         )
     return study
+
+
+def _requeue_interrupted_seeds(study: optuna.Study, say: Callable[[str], None]) -> None:
+    """Enqueue again the seed trials a Ctrl-C failed, so a resumed study loses no seed."""
+    trials = study.get_trials(deepcopy=False)
+    alive = {t.user_attrs.get("seed") for t in trials if t.state != TrialState.FAIL}
+    again = []
+    for t in trials:
+        seed_name = t.user_attrs.get("seed")
+        reason = str(t.user_attrs.get("fail_reason", ""))
+        if t.state != TrialState.FAIL or not seed_name or seed_name in alive:
+            continue
+        if not reason.startswith("interrupted"):
+            continue
+        params = dict(t.system_attrs.get("fixed_params", t.params))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.enqueue_trial(params, user_attrs={"seed": seed_name})
+        alive.add(seed_name)
+        again.append(str(seed_name))
+    if again:
+        say(f"enqueued again the seed trials interrupted before: {', '.join(again)}")
 
 
 def _create_or_load(
@@ -450,6 +538,9 @@ def _create_or_load(
     except optuna.exceptions.DuplicatedStudyError:
         pass
     except Exception as exc:
+        url = getattr(storage, "url", "")
+        if isinstance(url, str) and is_sqlite_locked(exc):
+            raise sqlite_locked_error(url) from None
         raise StorageError(f"cannot create study {name!r}: {_first_line(exc)}") from None
     if storage is None:  # in memory: nothing to load, so creation cannot have collided
         raise StorageError(f"study {name!r} could not be created in memory")

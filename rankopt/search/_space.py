@@ -291,7 +291,8 @@ class SearchSpace:
         The factor is found by bisection on the analytic cost. When even rank 1 everywhere
         does not fit (too many ``keep`` layers), ``keep`` layers are switched, largest MACs
         first, to their cheapest-structure method (``tucker2`` for kxk convs, ``svd`` for
-        1x1 convs, ``linear_svd`` for linear) at fraction 1 and the bisection is repeated.
+        1x1 convs, ``linear_svd`` for linear; else the first method offered, e.g. ``cp``
+        when only ``cp`` is allowed) at fraction 1 and the bisection is repeated.
 
         Returns:
             The realised plan, or None when nothing fits (only possible when the budget is
@@ -314,9 +315,9 @@ class SearchSpace:
             if not keeps:
                 return None
             name = keeps.pop(0)
-            fallback = next(
-                (m for m in ("tucker2", "svd", "linear_svd") if m in self.choices[name]), None
-            )
+            offered = [m for m in self.choices.get(name, ()) if m != "keep"]
+            preferred = [m for m in ("tucker2", "svd", "linear_svd") if m in offered]
+            fallback = (preferred or offered or [None])[0]
             if fallback is None:
                 continue
             full = self._max_full_ranks(name, fallback)
