@@ -109,6 +109,24 @@ def _tau(x: NDArray[np.float64], alpha: float) -> NDArray[np.float64]:
     return 0.5 * (shifted + root)
 
 
+def _singular_values(V: np.ndarray) -> np.ndarray:
+    """Singular values of ``V`` (L x M, L <= M), descending, float64.
+
+    For a wide matrix the eigenvalues of the L x L Gram matrix ``V V^T`` are the squared
+    singular values; one symmetric eigensolve of the small side is much faster here than
+    an SVD of the whole matrix (7.8 s vs 0.1 s for 512 x 4608 on 2 busy cores). Relative
+    accuracy of the smallest values suffers, which does not matter for VBMF: they sit in
+    the noise bulk and are compared with a threshold far above float64 round-off.
+    Uses torch's LAPACK: in a process that has imported torch, numpy's OpenBLAS threads
+    compete with torch's pool and run several times slower.
+    """
+    t = torch.from_numpy(V)
+    if V.shape[1] >= 2 * V.shape[0]:
+        eig = torch.linalg.eigvalsh(t @ t.T).clamp_min(0.0).sqrt()
+        return eig.flip(0).numpy()
+    return torch.linalg.svdvals(t).numpy()
+
+
 def _objective(
     log_sigma2: float,
     s2: NDArray[np.float64],
@@ -198,9 +216,7 @@ def evbmf(matrix: torch.Tensor | NDArray[Any], *, sigma2: float | None = None) -
         )
     if L == 0:
         return EVBMFResult(0, 0.0, 0.0, empty, empty, (L, M))
-    # torch's LAPACK: in a process that has imported torch, numpy's OpenBLAS threads
-    # compete with torch's thread pool and the same SVD runs several times slower.
-    s = torch.linalg.svdvals(torch.from_numpy(V)).numpy()
+    s = _singular_values(V)
     alpha = L / M
     tau_bar = _TAU_BAR_COEF * math.sqrt(alpha)
     x_bar = (1.0 + tau_bar) * (1.0 + alpha / tau_bar)
