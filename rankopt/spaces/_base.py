@@ -158,12 +158,12 @@ class DecompositionMethod(abc.ABC):
         """
         return self.decompose(weight, layer, ranks, options)
 
+    @abc.abstractmethod
     def reconstruct(self, layer: LayerInfo, factors: Factors, options: Options) -> torch.Tensor:
         """The dense weight (float64, ``layer.weight_shape``) the factors stand for.
 
         Used by :func:`rankopt.spaces.reconstruction_error`.
         """
-        raise NotImplementedError(f"method {self.name!r} cannot reconstruct its dense weight")
 
 
 _REGISTRY: dict[str, DecompositionMethod] = {}

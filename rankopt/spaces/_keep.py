@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rankopt.errors import UnsupportedLayerError
 from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
 from rankopt.spaces._layer import LayerInfo
 
@@ -71,7 +72,7 @@ class Keep(DecompositionMethod):
                 bias=bias is not None,
             )
         else:
-            raise NotImplementedError(
+            raise UnsupportedLayerError(
                 f"layer {layer.name!r}: keep cannot rebuild a {layer.kind!r} layer from its "
                 "weight; use rankopt.spaces.build_module, which copies the module"
             )
