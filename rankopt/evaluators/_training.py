@@ -358,6 +358,7 @@ def _train_epochs(
     val_labels: torch.Tensor | None,
     progress: Callable[[str], None] | None,
     what: str,
+    max_grad_norm: float | None = None,
 ) -> DenseTrainResult:
     _check_pair(images, labels, what)
     if epochs < 0 or batch_size < 1 or not 0 < lr < math.inf:
@@ -415,6 +416,8 @@ def _train_epochs(
                         _raise_non_finite(loss, step, total, lr)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if max_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                     opt.step()
                     loss_sum += float(loss.item()) * len(idx)
                     count += len(idx)
@@ -520,6 +523,7 @@ def full_finetune(
     seed: int = 0,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: Callable[[str], None] | None = None,
+    max_grad_norm: float | None = 2.0,
 ) -> nn.Module:
     """Fine-tune a chosen compressed model for whole epochs with knowledge distillation.
 
@@ -545,6 +549,9 @@ def full_finetune(
         seed: Seed of batch order and augmentation.
         val: Optional ``(images, labels)``; the accuracy is reported per epoch.
         progress: Callback receiving one line per epoch.
+        max_grad_norm: Clip the global gradient norm (None: no clipping), as
+            :func:`proxy_finetune` does: freshly decomposed factor chains (CP, GKPD) get
+            very large gradients in their first steps.
 
     Returns:
         ``student``, fine-tuned, in eval mode.
@@ -586,5 +593,6 @@ def full_finetune(
         val_labels=val[1] if val is not None else None,
         progress=progress,
         what="finetune",
+        max_grad_norm=max_grad_norm,
     )
     return student.eval()
