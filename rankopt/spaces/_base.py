@@ -122,11 +122,18 @@ class DecompositionMethod(abc.ABC):
         """
 
     # ----------------------------------------------------------------- build
-    @abc.abstractmethod
     def decompose(
         self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
     ) -> Factors:
-        """Factors of ``weight`` (float64) at ``ranks``; not cached (see ``spaces.decompose``)."""
+        """Factors of ``weight`` (float64) at ``ranks``; not cached (see ``spaces.decompose``).
+
+        The default truncates the rank-independent basis of :meth:`cache_basis` with
+        :meth:`decompose_from_basis`; a method overrides either this (no reusable basis,
+        e.g. CP) or those two.
+        """
+        return self.decompose_from_basis(
+            self.cache_basis(weight, layer, options), weight, layer, ranks, options
+        )
 
     @abc.abstractmethod
     def to_module(

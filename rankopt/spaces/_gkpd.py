@@ -126,14 +126,6 @@ class GKPD(DecompositionMethod):
         b = right.reshape(r, t2, s2, dh, dw).contiguous()
         return a, b
 
-    def decompose(
-        self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
-    ) -> Factors:
-        """Factors of ``weight`` at ``ranks`` (float64)."""
-        return self.decompose_from_basis(
-            self.cache_basis(weight, layer, options), weight, layer, ranks, options
-        )
-
     def to_module(
         self,
         layer: LayerInfo,

@@ -60,14 +60,6 @@ class LinearSVD(DecompositionMethod):
         left, right = split_truncated(basis, weight, ranks["r"])
         return right.contiguous(), left.contiguous()
 
-    def decompose(
-        self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
-    ) -> Factors:
-        """Factors of ``weight`` at ``ranks`` (float64)."""
-        return self.decompose_from_basis(
-            self.cache_basis(weight, layer, options), weight, layer, ranks, options
-        )
-
     def to_module(
         self,
         layer: LayerInfo,

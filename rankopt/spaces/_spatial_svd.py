@@ -71,14 +71,6 @@ class SpatialSVD(DecompositionMethod):
         horizontal = right.reshape(r, dw, t).permute(2, 0, 1).reshape(t, r, 1, dw).contiguous()
         return vertical, horizontal
 
-    def decompose(
-        self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
-    ) -> Factors:
-        """Factors of ``weight`` at ``ranks`` (float64)."""
-        return self.decompose_from_basis(
-            self.cache_basis(weight, layer, options), weight, layer, ranks, options
-        )
-
     def to_module(
         self,
         layer: LayerInfo,

@@ -149,14 +149,6 @@ class ChannelSVD(DecompositionMethod):
         left, right = split_truncated(basis, weight.reshape(weight.shape[0], -1), ranks["r"])
         return right.reshape(ranks["r"], *weight.shape[1:]).contiguous(), left.contiguous()
 
-    def decompose(
-        self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
-    ) -> Factors:
-        """Factors of ``weight`` at ``ranks`` (float64)."""
-        return self.decompose_from_basis(
-            self.cache_basis(weight, layer, options), weight, layer, ranks, options
-        )
-
     def to_module(
         self,
         layer: LayerInfo,

@@ -141,14 +141,6 @@ class Tucker2(DecompositionMethod):
         u_out, u_in = basis
         return hooi(weight, u_out[:, : ranks["r_out"]], u_in[:, : ranks["r_in"]])
 
-    def decompose(
-        self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
-    ) -> Factors:
-        """Factors of ``weight`` at ``ranks`` (float64)."""
-        return self.decompose_from_basis(
-            self.cache_basis(weight, layer, options), weight, layer, ranks, options
-        )
-
     def to_module(
         self,
         layer: LayerInfo,
