@@ -202,6 +202,7 @@ def test_single_objective_with_pruning(
         ({"max_macs": -1}, "must be positive"),
         ({"repair": "clip"}, "choose 'repair' or 'constraint'"),
         ({"n_trials": 0}, "n_trials = 0 must be an integer >= 1"),
+        ({"sampler": "random", "repair": "constraint"}, "cannot take Optuna constraints"),
     ],
 )
 def test_bad_arguments_raise_project_errors(
@@ -220,7 +221,7 @@ def test_constraint_mode_marks_over_budget_trials_infeasible(
         n_trials=6,
         max_macs=0.3,
         repair="constraint",
-        sampler="random",
+        sampler="tpe",
         seed_with_vbmf=False,
     )
     for t in _complete(study):
