@@ -64,6 +64,23 @@ def _storage_url(args: argparse.Namespace) -> str:
     return f"sqlite:///{Path(args.run_dir).resolve() / 'study.db'}"
 
 
+def _add_worker_args(p: argparse.ArgumentParser) -> None:
+    """Options of one worker among several on a study (search)."""
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        help="index of this worker among several on one study (0, 1, ...); its sampler seed is "
+        "--seed + index (default: derived from host and process id on server storages, so "
+        "workers started with the same command propose different trials)",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        help="seconds between heartbeats on server storages (PostgreSQL); a trial without one "
+        "for 3 intervals is marked failed and retried by another worker (default: 10; 0: off)",
+    )
+
+
 def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> tuple[Any, Any]:
     """(model, DataSplits) from --model / --weights / --num-classes / --data."""
     import torch
@@ -149,6 +166,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     study_name = (
         args.study_name or f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
     )
+    from rankopt.search import mask_url, open_storage
+
+    # Connect first: a wrong URL or a server that is down fails before the model is built.
+    opened = open_storage(storage, heartbeat_interval=args.heartbeat_interval)
     model, data = _load_model_and_data(args)
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     methods = (
@@ -168,7 +189,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             n_trials=args.n_trials,
             timeout=args.timeout,
             sampler=args.sampler,
-            storage=storage,
+            storage=opened,
             study_name=study_name,
             seed=args.seed,
             repair=args.repair,
@@ -180,11 +201,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             model_name=str(args.model),
             data_name=str(args.data),
             n_threads=args.threads,
+            worker_index=args.worker_index,
             progress=_say,
         )
     except KeyboardInterrupt:
         _say(
-            f"interrupted: finished trials are kept in {storage} (study {study_name!r}); "
+            f"interrupted: finished trials are kept in {mask_url(storage)} "
+            f"(study {study_name!r}); "
             "run the same command again to resume"
         )
         return 130
@@ -192,12 +215,148 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise
     front = pareto_front(study)
     print(_format_table(front))
-    print(f"\nstudy {study_name!r} stored in {storage}")
+    shown = mask_url(storage)
+    print(f"\nstudy {study_name!r} stored in {shown}")
     print(
-        f"next: rankopt plot --storage {storage} --study-name {study_name}  |  "
-        f"rankopt export --storage {storage} --study-name {study_name} --trial N --out plan.json"
+        f"next: rankopt plot --storage {shown} --study-name {study_name}  |  "
+        f"rankopt export --storage {shown} --study-name {study_name} --trial N --out plan.json"
     )
     return 0
+
+
+def _workers_study_name(args: argparse.Namespace) -> str:
+    """The study name ``rankopt search`` would use for these search options."""
+    if args.study_name:
+        return str(args.study_name)
+    max_macs = args.max_macs
+    if max_macs is None and args.max_params is None:
+        max_macs = DEFAULT_BUDGET
+    budget_tag = "-".join(
+        f"{k}{str(v).replace('%', 'pct')}"
+        for k, v in (("macs", max_macs), ("params", args.max_params))
+        if v
+    )
+    return f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    """Run N local ``rankopt search`` workers on one study; print the front at the end.
+
+    Every worker is a ``python -m rankopt search`` process with the given search options, the
+    same storage and study name, its own ``--worker-index`` (hence its own sampler seed) and
+    ``max(1, cores // N)`` torch threads (unless ``--threads`` is given). Their progress lines
+    are relayed with a ``[worker i]`` prefix; Ctrl-C (or SIGTERM) is forwarded to them as
+    SIGINT, a second Ctrl-C kills them.
+    """
+    import signal
+    import subprocess
+    import threading
+
+    from rankopt.errors import RankoptError, StorageError
+    from rankopt.search import mask_url, open_storage
+    from rankopt.studies import load_study, pareto_front
+
+    n = int(args.n_workers)
+    if n < 1:
+        raise RankoptError(f"rankopt workers N: N = {n} must be >= 1")
+    search_argv = list(args.search_args)
+    if search_argv[:1] == ["--"]:
+        search_argv = search_argv[1:]
+    sargs = build_parser().parse_args(["search", *search_argv])
+    storage = _storage_url(sargs)
+    if storage.startswith("sqlite") and n > 1:
+        raise StorageError(
+            f"rankopt workers {n}: the storage {mask_url(storage)} is SQLite, which locks under "
+            "concurrent writers; give a PostgreSQL database to share among the workers: "
+            "--storage postgresql://USER:PASSWORD@HOST:5432/DB (create it first: createdb DB)"
+        )
+    if not sargs.storage:
+        _check_run_dir(Path(sargs.run_dir))
+    # Connect (and create Optuna's tables) once here: a bad URL fails with one line, and
+    # the workers do not race on creating the tables.
+    probe = open_storage(storage, heartbeat_interval=0)
+    engine = getattr(probe, "engine", None)
+    if engine is not None:
+        engine.dispose()
+    name = _workers_study_name(sargs)
+    if sargs.model in _builtin_models() and sargs.weights is None:
+        _load_model_and_data(sargs)  # train (all cores) or load the cached dense model once
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = sargs.threads or max(1, (cores or 1) // n)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["PYTHONUNBUFFERED"] = "1"
+    _say(
+        f"starting {n} workers on study {name!r} in {mask_url(storage)}, "
+        f"{threads} torch thread(s) each"
+    )
+    procs: list[subprocess.Popen[str]] = []
+    relays: list[threading.Thread] = []
+
+    def relay(index: int, stream: Any) -> None:
+        for line in stream:
+            sys.stderr.write(f"[worker {index}] {line}")
+            sys.stderr.flush()
+
+    for index in range(n):
+        cmd = [sys.executable, "-m", "rankopt", "search", *search_argv]
+        cmd += ["--study-name", name, "--worker-index", str(index), "--threads", str(threads)]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,  # each worker's own front: printed once, below
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches the workers once, through us
+        )
+        procs.append(proc)
+        thread = threading.Thread(target=relay, args=(index, proc.stderr), daemon=True)
+        thread.start()
+        relays.append(thread)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    interrupted = False
+    try:
+        try:
+            for proc in procs:
+                proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            _say(f"interrupted: stopping {n} workers; finished trials stay in the study")
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            try:
+                for proc in procs:
+                    proc.wait()
+            except KeyboardInterrupt:
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.kill()
+                for proc in procs:
+                    proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        for thread in relays:
+            thread.join(timeout=5)
+    if interrupted:
+        return 130
+    codes = [proc.returncode for proc in procs]
+    failed = [f"worker {i} (exit code {c})" for i, c in enumerate(codes) if c != 0]
+    if failed:
+        _say("failed: " + ", ".join(failed))
+    try:
+        study = load_study(storage, name)
+    except StorageError:
+        return next(c for c in codes if c != 0) if failed else 2
+    print(_format_table(pareto_front(study)))
+    shown = mask_url(storage)
+    print(f"\nstudy {name!r} stored in {shown} ({n} workers)")
+    print(f"next: rankopt report --storage {shown} --study-name {name} --out report.html")
+    return next((c for c in codes if c != 0), 0)
 
 
 def _check_run_dir(run_dir: Path) -> None:
@@ -314,7 +473,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         from rankopt.errors import RankoptError
 
         raise RankoptError("export needs --trial N or --max-macs X (best accuracy under X)")
-    plan = export_plan(_open_study(args), trial=args.trial, max_macs=args.max_macs)
+    max_macs = None if args.max_macs is None else _number_or_percent("--max-macs", args.max_macs)
+    plan = export_plan(_open_study(args), trial=args.trial, max_macs=max_macs)
     if not isinstance(plan, CompressionPlan):
         plan = CompressionPlan.from_dict(plan)
     plan.save(args.out)
@@ -324,6 +484,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{m.get('accuracy', float('nan')):.4f}, macs {m.get('macs')}, params {m.get('n_params')}"
     )
     return 0
+
+
+def _number_or_percent(flag: str, text: str) -> float:
+    """``"0.4"`` -> 0.4, ``"40%"`` -> 0.4, ``"4e6"`` -> 4e6; else a one-line error."""
+    from rankopt.errors import RankoptError
+
+    value = text.strip()
+    try:
+        number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise RankoptError(
+            f"{flag} {text!r} is not a budget; allowed: a fraction of dense like 0.4, a "
+            "percentage like '40%', or an absolute count like 4e6"
+        )
+    return number
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -490,7 +667,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--measure-latency", action="store_true", help="store batch-1 CPU latency per trial"
     )
+    _add_worker_args(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "workers",
+        help="run N local search workers on one study (PostgreSQL storage)",
+        usage="rankopt workers N [search options]",
+        description="Start N `rankopt search` processes with the given search options on one "
+        "storage and study (each with its own --worker-index and max(1, cores // N) torch "
+        "threads), wait for them, forward Ctrl-C, and print the Pareto front.",
+    )
+    p.add_argument("n_workers", type=int, metavar="N", help="number of worker processes")
+    p.add_argument(
+        "search_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="options of `rankopt search` (see rankopt search --help)",
+    )
+    p.set_defaults(func=cmd_workers)
 
     p = sub.add_parser("front", help="print the Pareto front")
     _add_study_args(p)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
+import socket
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from rankopt import __version__
+from rankopt._rdb import connect_rdb, mask_url
 from rankopt.errors import (
     DataError,
     DecompositionError,
@@ -42,17 +44,41 @@ from rankopt.search._seeding import seed_trials
 from rankopt.search._space import SearchSpace
 from rankopt.spaces import list_methods
 
-__all__ = ["SAMPLERS", "make_sampler", "mask_url", "open_storage", "search"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
+    "SAMPLERS",
+    "grace_period_s",
+    "make_sampler",
+    "mask_url",
+    "open_storage",
+    "search",
+    "worker_sampler_seed",
+]
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SQLITE_TIMEOUT_ENV = "RANKOPT_SQLITE_TIMEOUT_S"
 DEFAULT_SQLITE_TIMEOUT_S = 60.0
+DEFAULT_HEARTBEAT_INTERVAL_S = 10
 Data = tuple[torch.Tensor, torch.Tensor]
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+def grace_period_s(heartbeat_interval_s: int) -> int:
+    """Seconds without a heartbeat after which a RUNNING trial counts as lost: 3 intervals.
+
+    Three missed heartbeats tolerate a worker whose heartbeat thread is briefly starved
+    (a loaded machine, a long GIL-holding step) without failing a live trial, and still
+    retry a killed worker's trial within half a minute at the default 10 s interval.
+    """
+    return 3 * heartbeat_interval_s
+
+
+def _is_shared(storage: str | BaseStorage | None) -> bool:
+    """True when other processes may work on the same study: any storage but memory/SQLite."""
+    if storage is None or isinstance(storage, optuna.storages.InMemoryStorage):
+        return False
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return not storage.url.startswith("sqlite")
+    return not str(storage).startswith("sqlite")
 
 
 def open_storage(
@@ -61,35 +87,55 @@ def open_storage(
     heartbeat_interval: int | None = None,
     max_retry: int = 2,
 ) -> BaseStorage | None:
-    """Open an Optuna storage from a URL.
+    """Open an Optuna storage from a URL, connecting up front.
 
-    SQLite URLs get a 60 s lock timeout; other RDB URLs (PostgreSQL, MySQL) get heartbeats
-    (``heartbeat_interval`` seconds, default 30) so trials of a killed worker are marked
-    failed and retried (:class:`optuna.storages.RetryFailedTrialCallback`).
+    SQLite URLs get a 60 s lock timeout. Other RDB URLs (PostgreSQL, MySQL) are connected
+    once right away (a wrong URL fails here, not after the model is built) and get
+    heartbeats: every ``heartbeat_interval`` seconds (default 10) the running trial records
+    that its worker is alive; a RUNNING trial without a heartbeat for
+    :func:`grace_period_s` (3 intervals) is marked failed by the next worker that starts a
+    trial and re-enqueued, at most ``max_retry`` times
+    (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
+
+    Args:
+        storage: URL, storage object (returned as is) or None (in memory).
+        heartbeat_interval: Seconds between heartbeats; 0 turns heartbeats (and the retry of
+            lost trials) off. Ignored for SQLite.
+        max_retry: How often one lost trial is retried.
 
     Raises:
-        StorageError: the URL cannot be opened; the message masks the password.
+        StorageError: the URL cannot be opened; one line, the password masked.
     """
     if storage is None or isinstance(storage, BaseStorage):
         return storage
     url = str(storage)
-    timeout_s = sqlite_timeout_s() if url.startswith("sqlite") else DEFAULT_SQLITE_TIMEOUT_S
+    interval = DEFAULT_HEARTBEAT_INTERVAL_S if heartbeat_interval is None else heartbeat_interval
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+        raise StorageError(
+            f"heartbeat_interval = {heartbeat_interval!r}: give whole seconds >= 1, or 0 to "
+            "turn heartbeats off"
+        )
+    if not url.startswith("sqlite"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs: dict[str, Any] = {}
+            if interval > 0:
+                kwargs.update(
+                    heartbeat_interval=interval,
+                    grace_period=grace_period_s(interval),
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+                    ),
+                )
+            storage_obj: BaseStorage = connect_rdb(url, **kwargs)
+        return storage_obj
+    timeout_s = sqlite_timeout_s()
     try:
-        if url.startswith("sqlite"):
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": timeout_s}}
-            )
-        interval = 30 if heartbeat_interval is None else heartbeat_interval
-        kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
-        if interval > 0:
-            kwargs.update(
-                heartbeat_interval=interval,
-                grace_period=max(2 * interval, interval + 10),
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=max_retry),
-            )
-        return optuna.storages.RDBStorage(url, **kwargs)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": timeout_s}}
+        )
     except Exception as exc:
-        if url.startswith("sqlite") and is_sqlite_locked(exc):
+        if is_sqlite_locked(exc):
             raise sqlite_locked_error(url) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
@@ -150,6 +196,25 @@ def _sqlite_lock_errors(storage: BaseStorage | None) -> Iterator[None]:
         if isinstance(url, str) and url.startswith("sqlite") and is_sqlite_locked(exc):
             raise sqlite_locked_error(url) from None
         raise
+
+
+def worker_sampler_seed(
+    seed: int, worker_index: int | None, storage: str | BaseStorage | None
+) -> int:
+    """The sampler seed of one worker: distinct per worker, so workers do not propose alike.
+
+    With the same seed, every worker's sampler would propose the same parameters. With
+    ``worker_index`` given the sampler seed is ``seed + worker_index`` (reproducible). Without
+    it, a worker on a server storage (PostgreSQL, MySQL: possibly one of many) derives it from
+    ``seed``, the host name and the process id; in memory or with SQLite (one process) it is
+    ``seed``. Fine-tune seeds do not depend on the worker: trial ``n`` uses ``seed + n``.
+    """
+    if worker_index is not None:
+        return (seed + worker_index) % 2**32
+    if not _is_shared(storage):
+        return seed
+    tag = f"{socket.gethostname()}:{os.getpid()}".encode()
+    return (seed + 1 + zlib.crc32(tag)) % 2**32
 
 
 def make_sampler(
@@ -280,6 +345,7 @@ def search(
     input_shape: Sequence[int] | None = None,
     n_threads: int | None = None,
     heartbeat_interval: int | None = None,
+    worker_index: int | None = None,
     progress: Callable[[str], None] | bool | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> optuna.Study:
@@ -311,7 +377,8 @@ def search(
         storage: Optuna storage URL (``sqlite:///run/study.db``, ``postgresql://...``) or
             object; None keeps the study in memory.
         study_name: Name of the study in the storage; the same name resumes it.
-        seed: Seed of the sampler and of every fine-tune (trial n uses ``seed + n``).
+        seed: Seed of the sampler and of every fine-tune (trial n uses ``seed + n``);
+            each worker's sampler gets its own seed (:func:`worker_sampler_seed`).
         repair: ``"repair"`` or ``"constraint"``.
         finetune_steps: Optimiser steps of each proxy fine-tune (0 disables it).
         finetune_samples: Training images used by the proxy fine-tune.
@@ -327,7 +394,12 @@ def search(
         data_name: Name stored in the study.
         input_shape: Shape of one image; default the training images' shape.
         n_threads: torch CPU threads for this process.
-        heartbeat_interval: Seconds between heartbeats for non-SQLite RDB storages (0 off).
+        heartbeat_interval: Seconds between heartbeats for non-SQLite RDB storages
+            (default 10; 0 off). A trial without a heartbeat for 3 intervals is failed and
+            retried by another worker.
+        worker_index: Index of this worker among several on one study (0, 1, ...): its
+            sampler seed is ``seed + worker_index``. None: ``seed`` for in-memory and
+            SQLite storages, one derived from host and process id for server storages.
         progress: Called with one line per finished trial; True prints to stderr.
         callbacks: Extra Optuna callbacks.
 
@@ -366,6 +438,10 @@ def search(
             raise SettingsError(f"{label} = {number!r} must be a positive finite number")
     if isinstance(distill_weight, bool) or not 0.0 <= distill_weight <= 1.0:
         raise SettingsError(f"distill_weight = {distill_weight!r} must be in [0, 1]")
+    if worker_index is not None and (
+        isinstance(worker_index, bool) or not isinstance(worker_index, int) or worker_index < 0
+    ):
+        raise RankoptError(f"worker_index = {worker_index!r} must be an integer >= 0")
     if n_threads is not None:
         torch.set_num_threads(n_threads)
     say = _progress_printer(progress)
@@ -387,8 +463,9 @@ def search(
     directions = [OBJECTIVE_DIRECTIONS[o] for o in objs]
     opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
     single = len(objs) == 1
+    sampler_seed = worker_sampler_seed(seed, worker_index, opened)
     opt_sampler = make_sampler(
-        sampler, seed=seed, n_objectives=len(objs), constraints=repair == "constraint"
+        sampler, seed=sampler_seed, n_objectives=len(objs), constraints=repair == "constraint"
     )
     opt_pruner = (
         pruner
@@ -438,7 +515,10 @@ def search(
     else:
         _check_compatible(study, attrs, name)
 
-    if seed_with_vbmf and not study.user_attrs.get("seeded"):
+    # Only the worker that created the study seeds it: creation is atomic, so seeds are
+    # enqueued exactly once however many workers start together (a worker that loads the
+    # study before its creator has enqueued them simply starts with sampled trials).
+    if seed_with_vbmf and created:
         seeds = seed_trials(space, model, budget)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -452,7 +532,7 @@ def search(
         _requeue_interrupted_seeds(study, say)
 
     data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
-    objective = Objective(
+    objective: Callable[[optuna.Trial], Any] = Objective(
         model,
         space,
         budget,
@@ -465,9 +545,17 @@ def search(
         study_name=name,
         measure_latency=measure_latency,
     )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    objective = _TaggedObjective(objective, worker)
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     finished = len(study.get_trials(deepcopy=False, states=done_states))
     remaining = n_trials - finished
+    if _is_shared(opened):
+        say(
+            f"worker {worker}"
+            + (f" (index {worker_index})" if worker_index is not None else "")
+            + f": sampler seed {sampler_seed}; the study's total is {n_trials} finished trials"
+        )
     say(
         f"study {name!r}: {finished} finished trials, {max(0, remaining)} to run; "
         f"dense: val accuracy {dense_val_acc:.4f}, {prof.macs} macs, {prof.n_params} params; "
@@ -552,6 +640,18 @@ def _create_or_load(
             "use another --study-name for other objectives"
         )
     return study, False
+
+
+class _TaggedObjective:
+    """Records which worker (``host:pid``) runs a trial in ``user_attrs["worker"]``."""
+
+    def __init__(self, objective: Callable[[optuna.Trial], Any], worker: str) -> None:
+        self.objective = objective
+        self.worker = worker
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        trial.set_user_attr("worker", self.worker)
+        return self.objective(trial)
 
 
 def _check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 
+from rankopt._rdb import connect_rdb
 from rankopt.errors import StorageError
 
 __all__ = ["load_study", "mask_url"]
@@ -52,6 +53,11 @@ def _open(url: str) -> optuna.storages.BaseStorage:
             f"cannot open storage {mask_url(url)!r}: no such file {str(path)!r} "
             "(give the SQLite file that 'rankopt search' wrote)"
         )
+    if path is None and not url.startswith("sqlite"):
+        # Server URLs (PostgreSQL, MySQL): connected up front, one line with the password
+        # masked when the server is down or the URL is wrong (same as rankopt search).
+        storage: optuna.storages.BaseStorage = connect_rdb(url)
+        return storage
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # sqlalchemy / driver errors vary by backend

@@ -1,0 +1,337 @@
+"""Many workers on one study in PostgreSQL: shared total, seeds once, heartbeats and retry.
+
+Every test creates its own database ``rankopt_test_<random>`` on the server at
+127.0.0.1:5432 (user ``postgres``, trust auth) and drops it afterwards. The workers are real
+``python -m rankopt search`` processes on a tiny digits CNN (``tests/_tiny_models.py``) with
+10-step proxy fine-tunes, so a trial takes well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.postgres
+
+HOST, PORT = "127.0.0.1", 5432
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parent
+
+
+def _server_down_reason() -> str | None:
+    try:
+        with socket.create_connection((HOST, PORT), timeout=2):
+            pass
+    except OSError as exc:
+        return f"PostgreSQL server not reachable on {HOST}:{PORT} ({exc})"
+    try:
+        import psycopg2
+    except ImportError:
+        return "psycopg2 is not installed (pip install 'rankopt[postgres]')"
+    try:
+        psycopg2.connect(host=HOST, port=PORT, user="postgres", dbname="postgres").close()
+    except Exception as exc:
+        return f"PostgreSQL on {HOST}:{PORT} refuses user postgres: {str(exc).strip()}"
+    return None
+
+
+_DOWN = _server_down_reason()
+if _DOWN is not None:
+    pytestmark = [pytest.mark.postgres, pytest.mark.skip(reason=_DOWN)]
+
+
+def _admin() -> object:
+    import psycopg2
+
+    conn = psycopg2.connect(host=HOST, port=PORT, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty database; dropped (connections terminated) after the test."""
+    name = f"rankopt_test_{uuid.uuid4().hex[:12]}"
+    conn = _admin()
+    with conn.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@{HOST}:{PORT}/{name}"
+    finally:
+        with conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(TESTS_DIR))
+    try:
+        from _tiny_models import train_digits_net
+    finally:
+        sys.path.remove(str(TESTS_DIR))
+    return train_digits_net(tmp_path_factory.mktemp("weights") / "digits_net.pt", steps=200)
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(TESTS_DIR), str(REPO), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    env["RANKOPT_CACHE_DIR"] = str(cache)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _search_args(url: str, weights: Path, study: str, n_trials: int, *extra: str) -> list[str]:
+    return [
+        "--model",
+        "_tiny_models:digits_net",
+        "--weights",
+        str(weights),
+        "--data",
+        "digits",
+        "--methods",
+        "tucker2,svd,linear_svd",
+        "--storage",
+        url,
+        "--study-name",
+        study,
+        "--n-trials",
+        str(n_trials),
+        "--finetune-samples",
+        "128",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def _start(args: list[str], tmp_path: Path, tag: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / f"{tag}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rankopt", *args],
+        env=_env(tmp_path / "cache"),
+        cwd=tmp_path,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return proc, log
+
+
+def _wait(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 300) -> str:
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"worker timed out; log:\n{log.read_text()[-4000:]}") from None
+    return log.read_text()
+
+
+def _load(url: str, study: str) -> object:
+    from rankopt.studies import load_study
+
+    return load_study(url, study)
+
+
+def test_two_workers_share_the_total_and_seed_once(
+    pg_url: str, tiny_weights: Path, tmp_path: Path
+) -> None:
+    from optuna.trial import TrialState
+
+    n_trials = 12
+    args = _search_args(pg_url, tiny_weights, "race", n_trials, "--finetune-steps", "10")
+    procs = [
+        _start(["search", *args, "--worker-index", str(i)], tmp_path, f"w{i}") for i in range(2)
+    ]
+    logs = [_wait(p, log) for p, log in procs]
+    for (proc, _), text in zip(procs, logs, strict=True):
+        assert proc.returncode == 0, text[-4000:]
+
+    study = _load(pg_url, "race")
+    trials = study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    # Each worker stops once the shared total is reached; the other's last trial may overrun.
+    assert n_trials <= len(done) <= n_trials + 1, [t.state for t in trials]
+    assert all(t.state != TrialState.RUNNING for t in trials)
+    for t in done:
+        assert t.user_attrs["plan"]["layers"], t.number
+        assert "accuracy" in t.user_attrs and "macs" in t.user_attrs
+    # Both workers ran trials (each records itself on the trials it runs).
+    workers = Counter(t.user_attrs.get("worker") for t in done)
+    assert len(workers) == 2, workers
+    # Seeds enqueued exactly once, whoever won the creation race.
+    seeded = study.user_attrs["seeded"]  # type: ignore[attr-defined]
+    seeds = Counter(t.user_attrs["seed"] for t in trials if "seed" in t.user_attrs)
+    assert seeds == Counter(seeded), (seeds, seeded)
+    assert sum("enqueued" in text for text in logs) == 1, logs
+    # Distinct sampler seeds per worker: no two sampled (non-seed) trials share parameters.
+    sampled = [tuple(sorted(t.params.items())) for t in done if "seed" not in t.user_attrs]
+    assert len(set(sampled)) == len(sampled)
+
+
+def test_killed_worker_trial_fails_and_is_retried(
+    pg_url: str, tiny_weights: Path, tmp_path: Path
+) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    n_trials = 10
+    # Longer fine-tunes (a few seconds a trial) so that the kill lands inside a trial.
+    args = _search_args(
+        pg_url,
+        tiny_weights,
+        "kill",
+        n_trials,
+        "--finetune-steps",
+        "120",
+        "--heartbeat-interval",
+        "2",
+    )
+    victim, victim_log = _start(["search", *args, "--worker-index", "0"], tmp_path, "victim")
+    survivor, survivor_log = _start(["search", *args, "--worker-index", "1"], tmp_path, "survivor")
+
+    from rankopt._rdb import resolve_url
+
+    storage = optuna.storages.RDBStorage(resolve_url(pg_url))
+    tag = f":{victim.pid}"
+
+    def victim_running() -> list[int]:
+        study = optuna.load_study(study_name="kill", storage=storage)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [t.number for t in running if str(t.user_attrs.get("worker", "")).endswith(tag)]
+
+    # Kill the victim with SIGKILL while it runs a trial (after a couple of trials finished).
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert victim.poll() is None, victim_log.read_text()[-4000:]
+        try:
+            study = optuna.load_study(study_name="kill", storage=storage)
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if done >= 2 and victim_running():
+            time.sleep(0.5)  # into the fine-tune, past the sampling of the parameters
+            os.kill(victim.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the victim never ran a trial"
+    lost = victim_running()  # what it held when it died (it may have just finished one)
+    if not lost:
+        survivor.kill()
+        survivor.wait()
+        pytest.fail("the kill landed between two trials of the victim; no lost trial to check")
+    killed_number = lost[0]
+
+    text = _wait(survivor, survivor_log)
+    assert survivor.returncode == 0, text[-4000:]
+    study = optuna.load_study(study_name="kill", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    assert by_number[killed_number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed_number]
+    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in trials]
+    retry = retries[0]
+    assert retry.state == TrialState.COMPLETE
+    # The retry runs the lost trial's parameters (those it had sampled before it died).
+    lost_params = by_number[killed_number].params
+    assert lost_params and {k: retry.params[k] for k in lost_params} == lost_params
+    assert retry.user_attrs["worker"].endswith(f":{survivor.pid}")
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(completed) >= n_trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    storage.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://postgres:secret@127.0.0.1:5999/x",
+            "postgresql://postgres:***@127.0.0.1:5999/x",
+        ),
+        (
+            f"postgresql://postgres:secret@{HOST}:{PORT}/rankopt_no_such_db",
+            f"postgresql://postgres:***@{HOST}:{PORT}/rankopt_no_such_db",
+        ),
+    ],
+    ids=["bad-port", "missing-database"],
+)
+@pytest.mark.parametrize("command", ["search", "front"])
+def test_bad_url_is_one_clear_line(url: str, shown: str, command: str, tmp_path: Path) -> None:
+    args = [command, "--storage", url, "--study-name", "s"]
+    if command == "search":  # the storage must be tried before the model is built or trained
+        args += ["--model", "_tiny_models:digits_net", "--data", "digits"]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rankopt", *args],
+        env=_env(tmp_path / "cache"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "secret" not in output
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("rankopt: error: ") and shown in lines[0], lines[0]
+    assert "Traceback" not in output
+    assert time.monotonic() - started < 60
+
+
+def test_workers_refuses_sqlite(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rankopt", "workers", "2", "--run-dir", str(tmp_path / "run")],
+        env=_env(tmp_path / "cache"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "postgresql://" in proc.stderr and "SQLite" in proc.stderr
+    assert not (tmp_path / "run" / "study.db").exists()
+
+
+def test_workers_command_runs_the_total(pg_url: str, tiny_weights: Path, tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    n_trials = 8
+    args = _search_args(pg_url, tiny_weights, "cmd", n_trials, "--finetune-steps", "10")
+    args.remove("--threads")
+    args.remove("1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rankopt", "workers", "2", *args],
+        env=_env(tmp_path / "cache"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "[worker 0]" in proc.stderr and "[worker 1]" in proc.stderr
+    assert "accuracy" in proc.stdout and "dense" in proc.stdout  # the front, printed once
+    study = _load(pg_url, "cmd")
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # type: ignore[attr-defined]
+    assert n_trials <= len(done) <= n_trials + 1
+    assert len({t.user_attrs["worker"] for t in done}) == 2
