@@ -246,6 +246,11 @@ def make_sampler(
                 constraints_func=constraints_func,
             )
         if sampler == "random":
+            if constraints:
+                raise RankoptError(
+                    "sampler 'random' cannot take Optuna constraints (repair='constraint'); "
+                    "use sampler 'tpe' or 'nsga2', or repair='repair'"
+                )
             return optuna.samplers.RandomSampler(seed=seed)
     raise UnknownNameError("sampler", sampler, SAMPLERS)
 
@@ -464,8 +469,14 @@ def search(
     opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
     single = len(objs) == 1
     sampler_seed = worker_sampler_seed(seed, worker_index, opened)
+    # With seeding, the seed trials (at most 8) are the sampler's start-up set: TPE models
+    # from them at once instead of first spending 10 trials on random configurations.
     opt_sampler = make_sampler(
-        sampler, seed=sampler_seed, n_objectives=len(objs), constraints=repair == "constraint"
+        sampler,
+        seed=sampler_seed,
+        n_objectives=len(objs),
+        constraints=repair == "constraint",
+        n_startup_trials=8 if seed_with_vbmf else 10,
     )
     opt_pruner = (
         pruner
