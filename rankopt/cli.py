@@ -405,6 +405,9 @@ def _format_table(df: Any) -> str:
         if c in df.columns
     ]
     view = df[cols].copy()
+    for col in ("macs", "n_params"):
+        if col in view.columns:
+            view[col] = view[col].round().astype("Int64")
     if "layers" in view.columns:
         view["layers"] = view["layers"].astype(str).str.slice(0, 60)
     return str(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
