@@ -72,7 +72,7 @@ def _study() -> Any:
 def _driver(tmp_path: Path) -> Any:
     pytest.importorskip("selenium")
     if not CHROMEDRIVER.exists():
-        pytest.skip("chromedriver not installed at /usr/bin/chromedriver")
+        pytest.skip(reason="chromedriver not installed at /usr/bin/chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
