@@ -7,17 +7,12 @@ from pathlib import Path
 
 import optuna
 
-from rankopt._rdb import connect_rdb
+from rankopt._rdb import connect_rdb, mask_url
 from rankopt.errors import StorageError
 
 __all__ = ["load_study", "mask_url"]
 
 _MAX_LISTED = 20
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (``postgresql://user:***@host/db``)."""
-    return re.sub(r"^([A-Za-z][\w+.-]*://[^:/@\s]*):[^@\s]*@", r"\1:***@", url)
 
 
 def abbreviate(items: list[str], limit: int = _MAX_LISTED) -> str:
