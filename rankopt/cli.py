@@ -468,7 +468,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write a chosen trial's CompressionPlan as JSON."""
-    from rankopt.plan import CompressionPlan
     from rankopt.studies import export_plan
 
     _check_out(args.out)
@@ -478,8 +477,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise RankoptError("export needs --trial N or --max-macs X (best accuracy under X)")
     max_macs = None if args.max_macs is None else _number_or_percent("--max-macs", args.max_macs)
     plan = export_plan(_open_study(args), trial=args.trial, max_macs=max_macs)
-    if not isinstance(plan, CompressionPlan):
-        plan = CompressionPlan.from_dict(plan)
     plan.save(args.out)
     m = plan.metrics
     print(
