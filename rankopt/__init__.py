@@ -26,7 +26,7 @@ from rankopt.errors import (
     UnknownNameError,
     UnsupportedLayerError,
 )
-from rankopt.evaluators import Cost, ModelProfile, cost, count_macs, profile
+from rankopt.evaluators import Cost, ModelProfile, calibrate_bn, cost, count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
 from rankopt.search import parse_budget, search
 from rankopt.spaces import (
@@ -60,6 +60,7 @@ __all__ = [
     "UnsupportedLayerError",
     "__version__",
     "apply_plan",
+    "calibrate_bn",
     "cost",
     "count_macs",
     "estimate_rank",

@@ -1,5 +1,6 @@
 """Evaluators: complexity (fvcore + analytic), fine-tunes, accuracy, latency."""
 
+from rankopt.evaluators._calibration import calibrate_bn
 from rankopt.evaluators._complexity import Cost, ModelProfile, cost, count_macs, profile
 from rankopt.evaluators._latency import measure_latency_ms
 from rankopt.evaluators._training import (
@@ -18,6 +19,7 @@ __all__ = [
     "DenseTrainResult",
     "FinetuneResult",
     "ModelProfile",
+    "calibrate_bn",
     "compute_logits",
     "cost",
     "count_macs",

@@ -13,9 +13,15 @@ import torch
 from torch import nn
 
 from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import compute_logits, measure_latency_ms, proxy_finetune
+from rankopt.evaluators import (
+    calibrate_bn,
+    compute_logits,
+    measure_latency_ms,
+    proxy_finetune,
+)
 from rankopt.plan import apply_plan
 from rankopt.search._budget import Budget
+from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import SearchSpace
 
 __all__ = ["FinetuneSettings", "Objective", "TrialData"]
@@ -60,6 +66,8 @@ class TrialData:
         val_images: Validation images (never used for training).
         val_labels: Their labels.
         val_teacher_logits: Dense model's logits on the validation images.
+        calibration_images: Training images that re-estimate BatchNorm statistics after
+            each decomposition (a prefix of ``train_images``).
     """
 
     train_images: torch.Tensor
@@ -68,6 +76,7 @@ class TrialData:
     val_images: torch.Tensor
     val_labels: torch.Tensor
     val_teacher_logits: torch.Tensor
+    calibration_images: torch.Tensor
 
 
 class Objective:
@@ -79,7 +88,9 @@ class Objective:
         budget: Absolute budget.
         data: Tensors prepared once per study.
         objectives: Names of the objectives, ``"accuracy"`` first.
-        repair: ``"repair"`` (global rank scaling) or ``"constraint"`` (Optuna constraints).
+        sensitivity: The study's per-layer sensitivity profile (the allocation's scores).
+        repair: ``"repair"`` (the allocation meets the budget) or ``"constraint"`` (the
+            allocation meets a sampled ``target``; the budget is an Optuna constraint).
         finetune: Proxy fine-tune settings.
         seed: Base seed; trial ``n`` fine-tunes with ``seed + n``.
         model_name: Stored in plans.
@@ -93,6 +104,7 @@ class Objective:
         space: SearchSpace,
         budget: Budget,
         data: TrialData,
+        sensitivity: SensitivityProfile,
         *,
         objectives: Sequence[str],
         repair: str,
@@ -106,8 +118,10 @@ class Objective:
         self.space = space
         self.budget = budget
         self.data = data
+        self.sensitivity = sensitivity
         self.objectives = tuple(objectives)
         self.repair = repair
+        self.with_target = space.needs_target(budget, repair)
         self.finetune = finetune
         self.seed = seed
         self.model_name = model_name
@@ -131,23 +145,16 @@ class Objective:
 
     def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.perf_counter()
-        proposals = self.space.suggest(trial)
-        if self.repair == "repair":
-            result = self.space.repair(proposals, self.budget)
-            if result is None:  # only when the budget is below min_cost (checked up front)
-                trial.set_user_attr("fail_reason", "no repair fits the budget")
-                raise optuna.TrialPruned("no repair fits the budget")
-            layers, macs, n_params = list(result.layers), result.macs, result.n_params
-            trial.set_user_attr("repair_scale", result.scale)
-            if result.converted:
-                trial.set_user_attr("repair_converted", list(result.converted))
-            feasible = True
-        else:
-            layers = self.space.realise(proposals)
-            macs, n_params = self.space.cost_of(layers)
-            violation = self.budget.violation(macs, n_params)
+        proposal = self.space.suggest(trial, with_target=self.with_target, budget=self.budget)
+        realised = self.space.realise(proposal, self.budget, self.sensitivity)
+        if realised is None:  # only when the budget is below min_cost (checked up front)
+            trial.set_user_attr("fail_reason", "no allocation fits the budget")
+            raise optuna.TrialPruned("no allocation fits the budget")
+        layers, macs, n_params = list(realised.layers), realised.macs, realised.n_params
+        violation = self.budget.violation(macs, n_params)
+        if self.repair == "constraint":
             trial.set_user_attr("constraint", [violation])
-            feasible = violation <= 0
+        feasible = violation <= 0
         provenance = {"study": self.study_name, "trial": trial.number}
         plan = self.space.plan(layers, model_name=self.model_name, provenance=provenance)
         trial.set_user_attr("plan", plan.to_dict())
@@ -164,6 +171,7 @@ class Objective:
             raise
         decomposed_s = time.perf_counter() - started
 
+        calibrate_bn(student, self.data.calibration_images)
         logits = compute_logits(student, self.data.val_images)
         acc_before = _accuracy(logits, self.data.val_labels)
         teacher = self.data.val_teacher_logits

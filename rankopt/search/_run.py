@@ -41,7 +41,8 @@ from rankopt.search._objective import (
     settings_dict,
 )
 from rankopt.search._seeding import seed_trials
-from rankopt.search._space import SearchSpace
+from rankopt.search._sensitivity import SensitivityProfile, measure_sensitivity
+from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
 from rankopt.spaces import list_methods
 
 __all__ = [
@@ -60,6 +61,8 @@ SQLITE_TIMEOUT_ENV = "RANKOPT_SQLITE_TIMEOUT_S"
 DEFAULT_SQLITE_TIMEOUT_S = 60.0
 DEFAULT_HEARTBEAT_INTERVAL_S = 10
 Data = tuple[torch.Tensor, torch.Tensor]
+CALIBRATION_IMAGES = 256
+"""Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
 
 
 def grace_period_s(heartbeat_interval_s: int) -> int:
@@ -296,8 +299,8 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise SettingsError(f"{name} = {value!r} must be an integer {rule}")
 
 
-def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> None:
-    """Every label must index one of the model's outputs."""
+def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
+    """Every label must index one of the model's outputs; returns the number of outputs."""
     with torch.no_grad():
         out = model(train_data[0][:1])
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
@@ -317,6 +320,7 @@ def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> None:
                 f"has {n_outputs} outputs; labels must lie in [0, {n_outputs}): use data with "
                 f"at most {n_outputs} classes or a model with {top + 1} outputs (--num-classes)"
             )
+    return n_outputs
 
 
 def search(
@@ -344,6 +348,8 @@ def search(
     temperature: float = 4.0,
     report_every: int | None = None,
     seed_with_vbmf: bool = True,
+    min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
+    rank_multiple: int = 1,
     measure_latency: bool = False,
     model_name: str = "model",
     data_name: str = "data",
@@ -456,12 +462,18 @@ def search(
     _check_data("validation", val_data, shape)
     model.eval()
     prof = profile(model, shape)
-    _check_labels(model, train_data, val_data)
+    n_outputs = _check_labels(model, train_data, val_data)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
     )
-    space = SearchSpace(prof, methods)
+    space = SearchSpace(
+        prof,
+        methods,
+        n_outputs=n_outputs,
+        min_layer_share=min_layer_share,
+        rank_multiple=rank_multiple,
+    )
     space.check_budget(budget)
 
     name = study_name or f"{model_name}-{data_name}"
@@ -469,20 +481,25 @@ def search(
     opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
     single = len(objs) == 1
     sampler_seed = worker_sampler_seed(seed, worker_index, opened)
-    # With seeding, the seed trials (at most 8) are the sampler's start-up set: TPE models
-    # from them at once instead of first spending 10 trials on random configurations.
+    # Seeds are at most a quarter of the trials, and they are the sampler's start-up set:
+    # the model-based sampler runs for the other three quarters.
+    max_seeds = max(1, n_trials // 4)
     opt_sampler = make_sampler(
         sampler,
         seed=sampler_seed,
         n_objectives=len(objs),
         constraints=repair == "constraint",
-        n_startup_trials=8 if seed_with_vbmf else 10,
+        n_startup_trials=max_seeds,
     )
+    # No pruning before half of the proxy steps: earlier, accuracy mostly says how fast the
+    # BatchNorm statistics recover, not how good the compressed network is.
     opt_pruner = (
         pruner
         if pruner is not None
         else (
-            optuna.pruners.MedianPruner(n_startup_trials=5)
+            optuna.pruners.MedianPruner(
+                n_startup_trials=5, n_warmup_steps=max(1, finetune_steps // 2)
+            )
             if single
             else optuna.pruners.NopPruner()
         )
@@ -517,6 +534,8 @@ def search(
             "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
             "finetune": settings_dict(finetune),
             "finetune_samples": finetune_samples,
+            "min_layer_share": min_layer_share,
+            "rank_multiple": rank_multiple,
             "eligible_layers": list(space.layer_names),
         },
     }
@@ -526,11 +545,20 @@ def search(
     else:
         _check_compatible(study, attrs, name)
 
+    data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
+    sensitivity = _sensitivity(study, model, space, data, say)
     # Only the worker that created the study seeds it: creation is atomic, so seeds are
     # enqueued exactly once however many workers start together (a worker that loads the
     # study before its creator has enqueued them simply starts with sampled trials).
     if seed_with_vbmf and created:
-        seeds = seed_trials(space, model, budget)
+        seeds = seed_trials(
+            space,
+            model,
+            budget,
+            sensitivity,
+            with_target=space.needs_target(budget, repair),
+            max_seeds=max_seeds,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for s in seeds:
@@ -542,12 +570,12 @@ def search(
     elif seed_with_vbmf:
         _requeue_interrupted_seeds(study, say)
 
-    data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
     objective: Callable[[optuna.Trial], Any] = Objective(
         model,
         space,
         budget,
         data,
+        sensitivity,
         objectives=objs,
         repair=repair,
         finetune=finetune,
@@ -696,7 +724,37 @@ def _prepare_data(
         val_images=val_x,
         val_labels=val_y,
         val_teacher_logits=compute_logits(model, val_x),
+        calibration_images=train_x[:CALIBRATION_IMAGES],
     )
+
+
+def _sensitivity(
+    study: optuna.Study,
+    model: nn.Module,
+    space: SearchSpace,
+    data: TrialData,
+    say: Callable[[str], None],
+) -> SensitivityProfile:
+    """The study's sensitivity profile: read from the study, else measured and stored.
+
+    Measuring is deterministic, so workers that start together and each measure it store
+    the same numbers.
+    """
+    stored = study.user_attrs.get("sensitivity")
+    if isinstance(stored, dict):
+        loaded = SensitivityProfile.from_dict(stored)
+        if loaded is not None and loaded.covers(space.choices):
+            return loaded
+    n = data.calibration_images.shape[0]
+    say(
+        f"measuring the sensitivity profile of {len(space.choices)} layers on {n} training "
+        "images (once per study)"
+    )
+    measured = measure_sensitivity(
+        model, space, data.calibration_images, data.teacher_logits[:n], progress=say
+    )
+    study.set_user_attr("sensitivity", measured.to_dict())
+    return measured
 
 
 def _progress_printer(progress: Callable[[str], None] | bool | None) -> Callable[[str], None]:

@@ -1,8 +1,14 @@
-"""Seed trials: the VBMF plan, weakened / strengthened variants, uniform baselines."""
+"""Seed trials: the sensitivity allocation, the VBMF-weighted recipe, one-method allocations.
+
+Every seed is a set of trial parameters of the search space (methods and weights), so a
+seed's plan is what the objective realises from its parameters, and the sampler learns
+from seeds like from any other trial. Seeds are at most a quarter of the study's trials.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,10 +16,14 @@ from typing import Any
 from torch import nn
 
 from rankopt.search._budget import Budget
-from rankopt.search._space import Proposal, SearchSpace
-from rankopt.spaces import get_method, vbmf_ranks
+from rankopt.search._sensitivity import SensitivityProfile
+from rankopt.search._space import WEIGHT_RANGE, Proposal, SearchSpace
+from rankopt.spaces import VBMF_METHODS, get_method, vbmf_ranks
 
 __all__ = ["Seed", "seed_trials"]
+
+NO_BUDGET_TARGET = 0.5
+"""Fraction of dense the seeds allocate when the study has no budget."""
 
 
 @dataclass(frozen=True)
@@ -21,126 +31,126 @@ class Seed:
     """One enqueued trial.
 
     Attributes:
-        name: Label stored in the trial's ``user_attrs["seed"]`` (``"vbmf"``, ...).
-        params: Trial parameters (already fitted into the budget).
+        name: Label stored in the trial's ``user_attrs["seed"]`` (``"sensitivity"``, ...).
+        params: Trial parameters.
     """
 
     name: str
     params: Mapping[str, Any]
 
 
-def _vbmf_proposals(
-    space: SearchSpace, modules: Mapping[str, nn.Module], *, weaken: float, shrink: float
-) -> dict[str, Proposal]:
-    """Kim et al.'s recipe: Tucker-2 on kxk convs, SVD on 1x1 convs and linear layers, at
-    the VBMF ranks (weakened toward full by ``weaken``, multiplied by ``shrink``).
-
-    A layer stays ``keep`` when its decomposition would cost more than dense, when it is
-    the input layer (3 or fewer input channels: Kim et al. leave the first conv dense), or
-    when VBMF finds no component above the noise level (rank clamped to 1: the matrix is
-    too small for VBMF to estimate anything, and rank 1 would cut the network).
-    """
-    proposals: dict[str, Proposal] = {}
-    for name, offered in space.choices.items():
-        method = next((m for m in ("tucker2", "svd", "linear_svd") if m in offered), None)
-        info = space.layer(name)
-        if method is None or (info.kind == "conv2d" and info.in_channels <= 3):
-            proposals[name] = Proposal("keep")
-            continue
-        options = get_method(method).default_options(info)
-        module = modules[name]
-        assert isinstance(module, nn.Conv2d | nn.Linear)  # eligible layers are
-        if any(r <= 1 for r in vbmf_ranks(module, method).values()):
-            proposals[name] = Proposal("keep")
-            continue
-        ranks = vbmf_ranks(module, method, weaken=weaken)
-        ranks = {k: max(1, math.ceil(v * shrink)) for k, v in ranks.items()}
-        full = space.full_ranks(name, method, options)
-        ranks = {k: min(full[k], v) for k, v in ranks.items()}
-        if get_method(method).macs(info, ranks, options) >= info.macs:
-            proposals[name] = Proposal("keep")
-        else:
-            proposals[name] = space.proposal_from_ranks(name, method, ranks, options)
-    return proposals
-
-
-def _uniform_proposals(space: SearchSpace, method: str) -> dict[str, Proposal] | None:
-    """``method`` at one rank fraction on every layer that offers it (fraction 1 here; the
-    budget fit scales it). Layers that do not offer it use the structure-preserving
-    fallback (``svd`` on 1x1 convs, ``linear_svd`` on linear layers) or stay dense."""
-    proposals: dict[str, Proposal] = {}
-    used = False
-    for name, offered in space.choices.items():
-        chosen = method if method in offered else None
-        if chosen is None:
-            chosen = next((m for m in ("svd", "linear_svd") if m in offered), None)
-        else:
-            used = True
-        if chosen is None:
-            proposals[name] = Proposal("keep")
-            continue
-        info = space.layer(name)
-        m = get_method(chosen)
-        options = m.default_options(info)
-        full = space.full_ranks(name, chosen, options)
-        proposals[name] = space.proposal_from_ranks(name, chosen, full, options)
-    return proposals if used else None
-
-
-def _fit(
-    space: SearchSpace, proposals: dict[str, Proposal], budget: Budget, fallback_scale: float
-) -> dict[str, Proposal] | None:
-    """Proposals whose realisation fits ``budget`` (fractions pre-scaled, so the trial's
-    parameters are what is realised), or None when they cannot fit."""
-    has_budget = budget.max_macs is not None or budget.max_params is not None
-    if not has_budget:
-        scale = fallback_scale
+def _target(space: SearchSpace, budget: Budget, with_target: bool) -> float | None:
+    if not with_target:
+        return None
+    low, high = space.target_range(budget)
+    if budget.max_macs is not None:
+        wanted = budget.max_macs / space.profile.macs
+    elif budget.max_params is not None:
+        wanted = budget.max_params / space.profile.n_params
     else:
-        result = space.repair(proposals, budget)
-        if result is None:
-            return None
-        return {
-            lp.layer: space.proposal_from_ranks(lp.layer, lp.method, lp.ranks, lp.options)
-            for lp in result.layers
-        }
+        wanted = NO_BUDGET_TARGET
+    return min(high, max(low, wanted))
+
+
+def _best_methods(
+    space: SearchSpace, budget: Budget, sensitivity: SensitivityProfile, target: float | None
+) -> dict[str, str]:
+    """Per layer, the method the allocation over every offered method picks (for a layer it
+    keeps dense: the method whose costliest useful point scores lowest)."""
+    proposal = Proposal(dict.fromkeys(space.choices, ""), {}, target)
+    realised = space.allocate_methods(
+        space.choices, {}, space.target_budget(proposal, budget), sensitivity
+    )
+    picked = {lp.layer: lp.method for lp in realised.layers} if realised else {}
+    out = {}
+    for name, offered in space.choices.items():
+        method = picked.get(name, "keep")
+        if method == "keep" or method not in offered:
+            measured = sensitivity.points.get(name, {})
+            # the method whose costliest useful point scores lowest
+            last = [measured[m][-1][1] if m in measured else math.inf for m in offered]
+            method = offered[last.index(min(last))]
+        out[name] = method
+    return out
+
+
+def _vbmf_weights(
+    space: SearchSpace, model: nn.Module, methods: Mapping[str, str]
+) -> dict[str, float]:
+    """Weights from VBMF: a layer whose VBMF rank is a larger share of its full rank
+    carries more signal above the noise and gets a larger weight (relative to the median,
+    clipped to the weight range)."""
+    modules = dict(model.named_modules())
+    fractions: dict[str, float] = {}
+    for name, method in methods.items():
+        if method not in VBMF_METHODS:
+            continue
+        module = modules[name]
+        assert isinstance(module, nn.Conv2d | nn.Linear)
+        info = space.layer(name)
+        full = get_method(method).rank_space(info, get_method(method).default_options(info))
+        ranks = vbmf_ranks(module, method)
+        parts = [max(1, ranks[k]) / full[k] for k in full]
+        fractions[name] = math.exp(sum(math.log(p) for p in parts) / len(parts))
+    if not fractions:
+        return {}
+    mid = statistics.median(fractions.values())
     return {
-        name: Proposal(p.method, {k: v * scale for k, v in p.fractions.items()}, p.options)
-        for name, p in proposals.items()
+        name: min(WEIGHT_RANGE[1], max(WEIGHT_RANGE[0], f / mid)) for name, f in fractions.items()
     }
 
 
-def seed_trials(space: SearchSpace, model: nn.Module, budget: Budget) -> list[Seed]:
-    """Seeds for a study, in enqueue order (the VBMF plan first).
+def _method_order(space: SearchSpace, sensitivity: SensitivityProfile) -> list[str]:
+    """Offered methods, the ones the profile finds least harmful first (mean over layers of
+    the score of the point nearest half the layer's MACs)."""
+    scores: dict[str, list[float]] = {}
+    for name, offered in space.choices.items():
+        half = space.layer(name).macs // 2
+        for m in offered:
+            if m in sensitivity.points.get(name, {}):
+                scores.setdefault(m, []).append(sensitivity.score(name, m, half))
+    return sorted(scores, key=lambda m: (statistics.fmean(scores[m]), m))
 
-    ``vbmf``: the VBMF Tucker-2/SVD plan (fitted into the budget by global rank scaling
-    when it does not fit); ``vbmf_w0.5``: VBMF ranks weakened halfway toward full rank;
-    ``vbmf_x0.5``: VBMF ranks halved; ``uniform_<method>``: one method everywhere at the
-    largest uniform rank fraction that fits the budget (0.5 without a budget). Duplicates
-    (same parameters) are dropped.
+
+def seed_trials(
+    space: SearchSpace,
+    model: nn.Module,
+    budget: Budget,
+    sensitivity: SensitivityProfile,
+    *,
+    with_target: bool,
+    max_seeds: int,
+) -> list[Seed]:
+    """Seeds for a study, in enqueue order; at most ``max_seeds``, duplicates dropped.
+
+    - ``sensitivity``: the allocation over every method (weights 1): per layer the method
+      and rank with the least sensitivity per unit of cost.
+    - ``vbmf``: Kim et al.'s method choice (Tucker-2 on kxk convs, SVD on 1x1 convs and
+      linear layers, where VBMF applies) with weights from the VBMF rank estimates.
+    - ``<method>_only``: one method on every layer that offers it (the ``sensitivity``
+      seed's choice elsewhere), weights 1, best-scoring methods first.
     """
-    modules = dict(model.named_modules())
+    if not space.choices or max_seeds <= 0:
+        return []
+    target = _target(space, budget, with_target)
+    best = _best_methods(space, budget, sensitivity, target)
+    proposals: list[tuple[str, Proposal]] = [("sensitivity", Proposal(best, {}, target))]
+    kim = {
+        name: next((m for m in offered if get_method(m).vbmf_seed), best[name])
+        for name, offered in space.choices.items()
+    }
+    proposals.append(("vbmf", Proposal(kim, _vbmf_weights(space, model, kim), target)))
+    for method in _method_order(space, sensitivity):
+        only = {n: method if method in offered else best[n] for n, offered in space.choices.items()}
+        proposals.append((f"{method}_only", Proposal(only, {}, target)))
     seeds: list[Seed] = []
     seen: list[dict[str, Any]] = []
-
-    def add(name: str, proposals: dict[str, Proposal] | None, fallback_scale: float) -> None:
-        if proposals is None:
-            return
-        fitted = _fit(space, proposals, budget, fallback_scale)
-        if fitted is None:
-            return
-        params = space.params_of(fitted)
+    for name, proposal in proposals:
+        params = space.params_of(proposal)
         if params in seen:
-            return
+            continue
         seen.append(params)
         seeds.append(Seed(name, params))
-
-    if not space.choices:
-        return seeds
-    add("vbmf", _vbmf_proposals(space, modules, weaken=0.0, shrink=1.0), 1.0)
-    add("vbmf_w0.5", _vbmf_proposals(space, modules, weaken=0.5, shrink=1.0), 1.0)
-    add("vbmf_x0.5", _vbmf_proposals(space, modules, weaken=0.0, shrink=0.5), 1.0)
-    offered = {m for methods in space.choices.values() for m in methods}
-    for method in ("tucker2", "svd", "cp", "gkpd", "spatial_svd"):
-        if method in offered:
-            add(f"uniform_{method}", _uniform_proposals(space, method), 0.5)
+        if len(seeds) >= max_seeds:
+            break
     return seeds

@@ -1,13 +1,23 @@
-"""The search space: per eligible layer a method, its rank fractions and its options.
+"""The search space: per searchable layer a method and a weight; an allocation sets the ranks.
 
-Parameter names are stable (plans, plots and resumed studies rely on them):
-``"<layer>/method"`` (categorical), ``"<layer>/<method>/<rank>"`` (rank as a fraction of
-full rank, uniform in [1/full, 1]) and ``"<layer>/<method>/<option>"`` (categorical).
+Parameters (names are stable: plans, plots and resumed studies rely on them):
 
-The fractions are uniform, not log-uniform as design.md first had it: under a budget the
-repair scales every fraction by one factor, so what matters is their ratio across layers,
-and a log-uniform prior put most sampled layers at rank 1-2 (a crushed network whose
-accuracy no proxy fine-tune recovers; seen on resnet8/mnist5k: 0.22 vs 0.97).
+- ``"<layer>/method"``: categorical over the compressing methods that can save something on
+  the layer (a method none of whose ranks is cheaper than the dense layer is not offered).
+- ``"<layer>/weight"``: log-uniform in [1/4, 4], the factor on the layer's sensitivity in the
+  allocation (a layer that matters more than its calibrated, un-fine-tuned score says gets
+  more rank).
+- ``"target"``: only without a budget, or with ``repair="constraint"``: the MACs (or, with a
+  parameter budget only, the parameters) to allocate, as a fraction of dense.
+
+The realised ranks are not sampled: :func:`~rankopt.search._allocation.allocate` chooses, for
+every layer, ``keep`` or a point of the sampled method's useful rank path, so that the model
+meets the budget (exactly, up to one rank step) with the least weighted sensitivity. The plan
+is a deterministic function of the parameters.
+
+Where the space differs from design.md's first picture: ranks are no longer fractions
+repaired by one global scale (that crushed sampled plans to rank 1-2 and hid the realised
+ranks from the sampler); GKPD uses its default factor shape.
 """
 
 from __future__ import annotations
@@ -21,88 +31,98 @@ import optuna
 from rankopt.errors import BudgetError, UnknownNameError
 from rankopt.evaluators import ModelProfile
 from rankopt.plan import CompressionPlan, LayerPlan
+from rankopt.search._allocation import Candidate, allocate
 from rankopt.search._budget import Budget
+from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
-__all__ = ["Proposal", "RepairResult", "SearchSpace", "default_methods_for"]
+__all__ = ["DEFAULT_MIN_LAYER_SHARE", "Proposal", "Realised", "SearchSpace"]
 
-_CONV_METHODS = ("tucker2", "cp", "svd", "spatial_svd", "gkpd")
+DEFAULT_MIN_LAYER_SHARE = 0.005
+"""Layers below this share of the dense model's MACs and of its parameters stay dense."""
+
+WEIGHT_RANGE = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
 class Proposal:
-    """A sampled choice for one layer, before repair.
+    """The sampled parameters of one trial.
 
     Attributes:
-        method: Method name.
-        fractions: Rank name -> fraction of full rank in (0, 1].
-        options: Method options (e.g. GKPD factor shape).
+        methods: Layer -> method to allocate ranks for (the allocation may still keep it).
+        weights: Layer -> factor on its sensitivity (> 0).
+        target: Fraction of dense to allocate (None: the budget).
     """
 
-    method: str
-    fractions: Mapping[str, float] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    methods: Mapping[str, str]
+    weights: Mapping[str, float] = field(default_factory=dict)
+    target: float | None = None
 
 
 @dataclass(frozen=True)
-class RepairResult:
-    """Outcome of fitting proposals into the budget.
+class Realised:
+    """A proposal's realised plan.
 
     Attributes:
-        layers: The realised per-layer plans (ranks are integers).
-        scale: Global factor applied to every rank fraction (1.0 when nothing was scaled).
-        macs: Analytic multiply-accumulates per image of the realised plan.
-        n_params: Analytic parameter count of the realised plan.
-        converted: Layers switched from ``keep`` to a compressing method to fit.
+        layers: The per-layer plans (model order, integer ranks).
+        macs: Analytic multiply-accumulates per image of the model.
+        n_params: Analytic parameter count of the model.
     """
 
     layers: tuple[LayerPlan, ...]
-    scale: float
     macs: int
     n_params: int
-    converted: tuple[str, ...] = ()
-
-
-def default_methods_for(layer: LayerInfo, allowed: Sequence[str]) -> tuple[str, ...]:
-    """Methods the search offers for ``layer`` (``keep`` always first).
-
-    A 1x1 conv is a matrix product: every conv method reduces to the same matrix
-    factorisation there, so only ``svd`` is offered. Linear layers get ``linear_svd``.
-    """
-    if not layer.eligible:
-        return ("keep",)
-    if layer.kind == "linear":
-        candidates: tuple[str, ...] = ("linear_svd",)
-    elif layer.kernel_size == (1, 1):
-        candidates = ("svd",)
-    else:
-        candidates = _CONV_METHODS
-    chosen = [m for m in candidates if m in allowed and get_method(m).supports(layer)]
-    return ("keep", *chosen)
 
 
 class SearchSpace:
-    """Search space over the eligible layers of a profiled model.
+    """Search space over the searchable layers of a profiled model.
 
     Args:
         profile: The dense model's profile.
-        methods: Methods to offer (``keep`` is always offered); None means all registered.
+        methods: Methods to offer (``keep`` is always possible); None means all registered.
+        n_outputs: The model's number of outputs: a layer that produces them (the
+            classifier) is never factorised below that rank.
+        min_layer_share: Layers whose MACs and parameters are both below this fraction of
+            the model's stay dense (0 searches every eligible layer).
+        rank_multiple: Round ranks to multiples of this (hardware-friendly shapes; 1: off).
     """
 
-    def __init__(self, profile: ModelProfile, methods: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        profile: ModelProfile,
+        methods: Sequence[str] | None = None,
+        *,
+        n_outputs: int | None = None,
+        min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
+        rank_multiple: int = 1,
+    ) -> None:
         registered = list_methods()
         allowed = list(registered if methods is None else methods)
         for name in allowed:
             if name not in registered:
                 raise UnknownNameError("method", name, registered)
         self.profile = profile
+        self.n_outputs = n_outputs
+        self.rank_multiple = rank_multiple
+        self._layers = {layer.name: layer for layer in profile.eligible_layers}
+        self._candidates: dict[tuple[str, str], tuple[Candidate, ...]] = {}
         self.choices: dict[str, tuple[str, ...]] = {}
         for layer in profile.eligible_layers:
-            offered = default_methods_for(layer, allowed)
-            if len(offered) > 1:
+            share = max(
+                layer.macs / max(1, profile.macs), layer.n_params / max(1, profile.n_params)
+            )
+            if share < min_layer_share:
+                continue
+            offered = tuple(
+                m
+                for m in allowed
+                if m != "keep"
+                and get_method(m).supports(layer)
+                and get_method(m).offered_for(layer)
+                and self.candidates(layer.name, m)
+            )
+            if offered:
                 self.choices[layer.name] = offered
-        self._layers = {layer.name: layer for layer in profile.eligible_layers}
-        self._full_cache: dict[tuple[str, str, tuple[tuple[str, Any], ...]], dict[str, int]] = {}
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -114,112 +134,160 @@ class SearchSpace:
         """The profiled layer called ``name``."""
         return self._layers[name]
 
-    def full_ranks(self, layer: str, method: str, options: Mapping[str, Any]) -> dict[str, int]:
-        """Full rank of each rank name for ``method`` on ``layer`` with ``options``."""
-        key = (layer, method, tuple(sorted(options.items())))
-        if key not in self._full_cache:
-            self._full_cache[key] = get_method(method).rank_space(self._layers[layer], options)
-        return self._full_cache[key]
-
-    def _max_full_ranks(self, layer: str, method: str) -> dict[str, int]:
-        """Largest full rank over all option values (fixes the fraction's lower bound)."""
-        info = self._layers[layer]
-        m = get_method(method)
-        space = m.option_space(info)
-        combos: list[dict[str, Any]] = [{}]
-        for key, values in space.items():
-            combos = [{**c, key: v} for c in combos for v in values]
-        best: dict[str, int] = {}
-        for combo in combos:
-            for rank_name, full in self.full_ranks(layer, method, combo).items():
-                best[rank_name] = max(best.get(rank_name, 1), full)
-        return best
-
     @staticmethod
     def param_name(layer: str, *parts: str) -> str:
-        """Stable parameter name, e.g. ``"layer1.0.conv1/tucker2/r_in"``."""
+        """Stable parameter name, e.g. ``"layer1.0.conv1/method"``."""
         return "/".join((layer, *parts))
 
-    # ------------------------------------------------------------------ sampling
-    def suggest(self, trial: optuna.Trial) -> dict[str, Proposal]:
-        """Sample one proposal per searchable layer from ``trial``."""
-        proposals: dict[str, Proposal] = {}
-        for name, offered in self.choices.items():
-            method = str(trial.suggest_categorical(self.param_name(name, "method"), offered))
-            if method == "keep":
-                proposals[name] = Proposal("keep")
-                continue
-            info = self._layers[name]
-            m = get_method(method)
-            options = {
-                key: trial.suggest_categorical(self.param_name(name, method, key), values)
-                for key, values in m.option_space(info).items()
-            }
-            fractions = {
-                rank_name: trial.suggest_float(
-                    self.param_name(name, method, rank_name), 1.0 / full, 1.0
-                )
-                for rank_name, full in self._max_full_ranks(name, method).items()
-            }
-            proposals[name] = Proposal(method, fractions, options)
-        return proposals
+    def min_rank(self, layer: LayerInfo) -> int:
+        """Smallest rank allowed on ``layer``: the class count for the classifier, else 1."""
+        if self.n_outputs is not None and layer.out_channels == self.n_outputs:
+            last = self.profile.eligible_layers[-1].name if self.profile.eligible_layers else ""
+            if layer.kind == "linear" or layer.name == last:
+                return self.n_outputs
+        return 1
 
-    def params_of(self, proposals: Mapping[str, Proposal]) -> dict[str, Any]:
-        """Trial parameters that make :meth:`suggest` return ``proposals`` (for seeding)."""
+    def candidates(self, layer: str, method: str) -> tuple[Candidate, ...]:
+        """The useful points of ``method`` on ``layer`` (cheaper than dense), by MACs.
+
+        Scores are 0 here; :meth:`realise` fills them from the sensitivity profile.
+        """
+        key = (layer, method)
+        if key not in self._candidates:
+            info = self._layers[layer]
+            m = get_method(method)
+            options = m.default_options(info)
+            seen: set[tuple[tuple[str, int], ...]] = set()
+            out = []
+            for ranks in m.useful_ranks(info, options, min_rank=self.min_rank(info)):
+                ranks = self._rounded(ranks, m.rank_space(info, options))
+                frozen = tuple(sorted(ranks.items()))
+                macs = m.macs(info, ranks, options)
+                n_params = m.n_params(info, ranks, options)
+                if frozen in seen or macs >= info.macs or n_params >= info.n_params:
+                    continue
+                seen.add(frozen)
+                out.append(Candidate(method, ranks, options, macs, n_params))
+            self._candidates[key] = tuple(sorted(out, key=lambda c: (c.macs, c.n_params)))
+        return self._candidates[key]
+
+    def _rounded(self, ranks: Mapping[str, int], full: Mapping[str, int]) -> dict[str, int]:
+        k = self.rank_multiple
+        if k <= 1:
+            return dict(ranks)
+        return {
+            name: min(full[name], max(k, k * round(r / k))) if full[name] >= k else full[name]
+            for name, r in ranks.items()
+        }
+
+    def layer_plan(self, layer: str, c: Candidate) -> LayerPlan:
+        """The :class:`LayerPlan` of candidate ``c`` on ``layer``."""
+        return LayerPlan(
+            layer=layer,
+            method=c.method,
+            ranks=dict(c.ranks),
+            options=dict(c.options),
+            weight_shape=self._layers[layer].weight_shape,
+        )
+
+    def keep(self, layer: str) -> Candidate:
+        """The ``keep`` candidate of ``layer`` (dense cost, score 0)."""
+        info = self._layers[layer]
+        return Candidate("keep", {}, {}, info.macs, info.n_params, 0.0)
+
+    # ------------------------------------------------------------------ sampling
+    def needs_target(self, budget: Budget, repair: str) -> bool:
+        """Whether trials sample the ``target`` fraction (no budget, or constraint mode)."""
+        return repair == "constraint" or (budget.max_macs is None and budget.max_params is None)
+
+    def target_range(self, budget: Budget) -> tuple[float, float]:
+        """Range of the ``target`` parameter: the cheapest reachable fraction to 1."""
+        macs, n_params = self.min_cost()
+        if budget.max_macs is None and budget.max_params is not None:
+            return min(1.0, n_params / self.profile.n_params), 1.0
+        return min(1.0, macs / self.profile.macs), 1.0
+
+    def suggest(self, trial: optuna.Trial, *, with_target: bool, budget: Budget) -> Proposal:
+        """Sample a :class:`Proposal` from ``trial``."""
+        methods: dict[str, str] = {}
+        weights: dict[str, float] = {}
+        for name, offered in self.choices.items():
+            methods[name] = str(trial.suggest_categorical(self.param_name(name, "method"), offered))
+            weights[name] = trial.suggest_float(
+                self.param_name(name, "weight"), *WEIGHT_RANGE, log=True
+            )
+        target = None
+        if with_target:
+            low, high = self.target_range(budget)
+            target = trial.suggest_float("target", low, high, log=True) if low < high else 1.0
+        return Proposal(methods, weights, target)
+
+    def params_of(self, proposal: Proposal) -> dict[str, Any]:
+        """Trial parameters that make :meth:`suggest` return ``proposal`` (for seeding)."""
         params: dict[str, Any] = {}
-        for name, prop in proposals.items():
-            if name not in self.choices:
-                continue
-            params[self.param_name(name, "method")] = prop.method
-            for key, value in prop.options.items():
-                params[self.param_name(name, prop.method, key)] = value
-            if prop.method == "keep":
-                continue
-            lows = self._max_full_ranks(name, prop.method)
-            for rank_name, frac in prop.fractions.items():
-                params[self.param_name(name, prop.method, rank_name)] = min(
-                    1.0, max(1.0 / lows[rank_name], float(frac))
-                )
+        for name in self.choices:
+            params[self.param_name(name, "method")] = proposal.methods[name]
+            w = float(proposal.weights.get(name, 1.0))
+            params[self.param_name(name, "weight")] = min(WEIGHT_RANGE[1], max(WEIGHT_RANGE[0], w))
+        if proposal.target is not None:
+            params["target"] = proposal.target
         return params
 
-    def proposal_from_ranks(
-        self, layer: str, method: str, ranks: Mapping[str, int], options: Mapping[str, Any]
-    ) -> Proposal:
-        """The proposal whose realisation at scale 1 gives exactly ``ranks``."""
-        if method == "keep":
-            return Proposal("keep")
-        full = self.full_ranks(layer, method, options)
-        maxf = self._max_full_ranks(layer, method)
-        # fraction is relative to the largest full rank over options, see realise().
-        fractions = {k: min(1.0, ranks[k] / maxf[k]) for k in full}
-        return Proposal(method, fractions, dict(options))
-
     # ------------------------------------------------------------------ realising
-    def _ranks(self, layer: str, prop: Proposal, scale: float) -> dict[str, int]:
-        full = self.full_ranks(layer, prop.method, prop.options)
-        maxf = self._max_full_ranks(layer, prop.method)
-        ranks = {}
-        for rank_name, f in prop.fractions.items():
-            value = round(scale * f * maxf[rank_name])
-            ranks[rank_name] = int(min(full[rank_name], max(1, value)))
-        return ranks
+    def scored(
+        self, layer: str, methods: Sequence[str], sensitivity: SensitivityProfile
+    ) -> list[Candidate]:
+        """``keep`` plus the candidates of ``methods`` on ``layer``, scored by ``sensitivity``."""
+        out = [self.keep(layer)]
+        for method in methods:
+            if method not in sensitivity.points.get(layer, {}):
+                continue  # every measured decomposition failed: not offered
+            for c in self.candidates(layer, method):
+                score = sensitivity.score(layer, method, c.macs)
+                out.append(Candidate(c.method, c.ranks, c.options, c.macs, c.n_params, score))
+        return out
 
-    def realise(self, proposals: Mapping[str, Proposal], scale: float = 1.0) -> list[LayerPlan]:
-        """Integer-rank layer plans for ``proposals`` with every fraction times ``scale``."""
-        layers = []
-        for name, prop in proposals.items():
-            info = self._layers[name]
-            ranks = {} if prop.method == "keep" else self._ranks(name, prop, scale)
-            layers.append(
-                LayerPlan(
-                    layer=name,
-                    method=prop.method,
-                    ranks=ranks,
-                    options=dict(prop.options),
-                    weight_shape=info.weight_shape,
-                )
-            )
-        return layers
+    def allocate_methods(
+        self,
+        methods: Mapping[str, Sequence[str]],
+        weights: Mapping[str, float],
+        budget: Budget,
+        sensitivity: SensitivityProfile,
+    ) -> Realised | None:
+        """Allocate ranks over per-layer method sets within ``budget``; None if none fits."""
+        names = list(self.choices)
+        fixed_macs = self.profile.macs - sum(self._layers[n].macs for n in names)
+        fixed_params = self.profile.n_params - sum(self._layers[n].n_params for n in names)
+        chosen = allocate(
+            [self.scored(n, methods[n], sensitivity) for n in names],
+            [float(weights.get(n, 1.0)) for n in names],
+            max_macs=budget.max_macs,
+            max_params=budget.max_params,
+            fixed_macs=fixed_macs,
+            fixed_params=fixed_params,
+        )
+        if chosen is None:
+            return None
+        layers = tuple(self.layer_plan(n, c) for n, c in zip(names, chosen, strict=True))
+        macs, n_params = self.cost_of(layers)
+        return Realised(layers, macs, n_params)
+
+    def target_budget(self, proposal: Proposal, budget: Budget) -> Budget:
+        """The budget a proposal is allocated to: its ``target`` fraction, else ``budget``."""
+        if proposal.target is None:
+            return budget
+        if budget.max_macs is None and budget.max_params is not None:
+            return Budget(max_params=int(proposal.target * self.profile.n_params))
+        return Budget(max_macs=int(proposal.target * self.profile.macs))
+
+    def realise(
+        self, proposal: Proposal, budget: Budget, sensitivity: SensitivityProfile
+    ) -> Realised | None:
+        """The plan of ``proposal``: each layer ``keep`` or its method at the allocated rank."""
+        methods = {n: [proposal.methods[n]] for n in self.choices}
+        return self.allocate_methods(
+            methods, proposal.weights, self.target_budget(proposal, budget), sensitivity
+        )
 
     def cost_of(self, layers: Sequence[LayerPlan]) -> tuple[int, int]:
         """Analytic ``(macs, n_params)`` of the model with ``layers`` applied."""
@@ -235,30 +303,15 @@ class SearchSpace:
         return macs, n_params
 
     def min_cost(self) -> tuple[int, int]:
-        """Smallest reachable ``(macs, n_params)``: each layer at its cheapest choice.
-
-        Layers are independent, so the minimum of the sum is the sum of the minima (taken
-        separately for macs and for params).
-        """
+        """Smallest reachable ``(macs, n_params)``: each searchable layer at its cheapest
+        candidate (taken separately for MACs and for parameters)."""
         macs = self.profile.macs
         n_params = self.profile.n_params
         for name, offered in self.choices.items():
             info = self._layers[name]
-            best_macs, best_params = info.macs, info.n_params
-            for method in offered:
-                if method == "keep":
-                    continue
-                m = get_method(method)
-                space = m.option_space(info)
-                combos: list[dict[str, Any]] = [{}]
-                for key, values in space.items():
-                    combos = [{**c, key: v} for c in combos for v in values]
-                for options in combos:
-                    ones = dict.fromkeys(self.full_ranks(name, method, options), 1)
-                    best_macs = min(best_macs, m.macs(info, ones, options))
-                    best_params = min(best_params, m.n_params(info, ones, options))
-            macs += best_macs - info.macs
-            n_params += best_params - info.n_params
+            cands = [c for m in offered for c in self.candidates(name, m)]
+            macs += min([info.macs, *(c.macs for c in cands)]) - info.macs
+            n_params += min([info.n_params, *(c.n_params for c in cands)]) - info.n_params
         return macs, n_params
 
     def check_budget(self, budget: Budget) -> None:
@@ -268,15 +321,18 @@ class SearchSpace:
             BudgetError: no configuration of this space meets ``budget``.
         """
         min_macs, min_params = self.min_cost()
-        if not self.choices and (budget.max_macs is not None or budget.max_params is not None):
-            dense_fits = budget.fits(self.profile.macs, self.profile.n_params)
-            if not dense_fits:
-                raise BudgetError(
-                    "the model has no layer that can be decomposed (every Conv2d/Linear is "
-                    "ineligible), so only the dense model "
-                    f"({self.profile.macs} macs, {self.profile.n_params} params) is reachable, "
-                    f"and it does not meet the budget"
-                )
+        has_budget = budget.max_macs is not None or budget.max_params is not None
+        if (
+            not self.choices
+            and has_budget
+            and not budget.fits(self.profile.macs, self.profile.n_params)
+        ):
+            raise BudgetError(
+                "the model has no layer that a decomposition can make cheaper (every "
+                "Conv2d/Linear is ineligible or too small), so only the dense model "
+                f"({self.profile.macs} macs, {self.profile.n_params} params) is "
+                "reachable, and it does not meet the budget"
+            )
         if budget.max_macs is not None and budget.max_macs < min_macs:
             raise BudgetError(
                 f"max_macs = {budget.max_macs} is below the smallest reachable cost of "
@@ -289,65 +345,6 @@ class SearchSpace:
                 f"{min_params} parameters ({100 * min_params / self.profile.n_params:.1f}% of "
                 f"dense {self.profile.n_params}); raise the budget to at least {min_params}"
             )
-
-    def repair(self, proposals: Mapping[str, Proposal], budget: Budget) -> RepairResult | None:
-        """Fit ``proposals`` into ``budget`` by one global factor on every rank fraction.
-
-        The factor is found by bisection on the analytic cost. When even rank 1 everywhere
-        does not fit (too many ``keep`` layers), ``keep`` layers are switched, largest MACs
-        first, to their cheapest-structure method (``tucker2`` for kxk convs, ``svd`` for
-        1x1 convs, ``linear_svd`` for linear; else the first method offered, e.g. ``cp``
-        when only ``cp`` is allowed) at fraction 1 and the bisection is repeated.
-
-        Returns:
-            The realised plan, or None when nothing fits (only possible when the budget is
-            below :meth:`min_cost`).
-        """
-        props = dict(proposals)
-        converted: list[str] = []
-        keeps = sorted(
-            (n for n, p in props.items() if p.method == "keep"),
-            key=lambda n: -self._layers[n].macs,
-        )
-        while True:
-            layers = self.realise(props, 1.0)
-            macs, n_params = self.cost_of(layers)
-            if budget.fits(macs, n_params):
-                return RepairResult(tuple(layers), 1.0, macs, n_params, tuple(converted))
-            low_layers = self.realise(props, 0.0)
-            if budget.fits(*self.cost_of(low_layers)):
-                return self._bisect(props, budget, converted)
-            if not keeps:
-                return None
-            name = keeps.pop(0)
-            offered = [m for m in self.choices.get(name, ()) if m != "keep"]
-            preferred = [m for m in ("tucker2", "svd", "linear_svd") if m in offered]
-            fallback = (preferred or offered or [None])[0]
-            if fallback is None:
-                continue
-            full = self._max_full_ranks(name, fallback)
-            props[name] = Proposal(
-                fallback,
-                dict.fromkeys(full, 1.0),
-                get_method(fallback).default_options(self._layers[name]),
-            )
-            converted.append(name)
-
-    def _bisect(
-        self, props: Mapping[str, Proposal], budget: Budget, converted: list[str]
-    ) -> RepairResult:
-        lo, hi = 0.0, 1.0  # cost(lo) fits, cost(hi) does not
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if budget.fits(*self.cost_of(self.realise(props, mid))):
-                lo = mid
-            else:
-                hi = mid
-            if hi - lo < 1e-6:
-                break
-        layers = self.realise(props, lo)
-        macs, n_params = self.cost_of(layers)
-        return RepairResult(tuple(layers), lo, macs, n_params, tuple(converted))
 
     def plan(
         self,

@@ -36,6 +36,12 @@ class DecompositionMethod(abc.ABC):
 
     name: ClassVar[str]
     rank_names: ClassVar[tuple[str, ...]]
+    spatial: ClassVar[bool] = False
+    """Whether the method factorises the kernel's spatial axes (Tucker-2, CP, spatial SVD,
+    GKPD): on a 1x1 conv it then reduces to channel SVD, so the search does not offer it."""
+    vbmf_seed: ClassVar[bool] = False
+    """Whether Kim et al.'s recipe (the search's ``vbmf`` seed) uses this method where it
+    applies: Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear layers."""
 
     # ----------------------------------------------------------------- eligibility
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
@@ -49,6 +55,14 @@ class DecompositionMethod(abc.ABC):
     def supports(self, layer: LayerInfo) -> bool:
         """Whether this method can be applied to ``layer``."""
         return self.unsupported_reason(layer) is None
+
+    def offered_for(self, layer: LayerInfo) -> bool:
+        """Whether the search offers this method on ``layer`` (it may still be applied).
+
+        A spatial method on a 1x1 conv is the same matrix factorisation as channel SVD;
+        only one of them is offered.
+        """
+        return not (self.spatial and layer.kernel_size == (1, 1))
 
     def check_supported(self, layer: LayerInfo) -> None:
         """Raise :class:`UnsupportedLayerError` when ``layer`` is not supported."""
@@ -68,6 +82,73 @@ class DecompositionMethod(abc.ABC):
     @abc.abstractmethod
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """Full (largest meaningful) value of each rank; the smallest allowed is 1."""
+
+    def rank_path(
+        self, layer: LayerInfo, options: Options | None = None, *, max_points: int = 48
+    ) -> list[dict[str, int]]:
+        """Ranks from smallest to full along one line: every rank at the same fraction f.
+
+        Tying the rank names to one fraction keeps multi-rank methods balanced (Tucker-2's
+        ``r_in`` and ``r_out`` shrink together instead of giving lopsided pairs such as
+        (52, 14)). The fractions step through the ranks of the largest rank name, every one
+        of them up to ``max_points``, else geometrically spaced (dense at low ranks, where
+        each step matters most). Duplicates are dropped; the list ends at full rank.
+
+        Args:
+            layer: The profiled layer.
+            options: Method options (defaults fill the rest).
+            max_points: Most points on the path (>= 2).
+
+        Returns:
+            Rank dicts in increasing order of every rank.
+        """
+        full = self.rank_space(layer, self.resolve_options(layer, options))
+        if not full:
+            return [{}]
+        top = max(full.values())
+        if top <= max_points:
+            steps = list(range(1, top + 1))
+        else:
+            ratio = top ** (1.0 / (max_points - 1))
+            steps = sorted({max(1, min(top, round(ratio**i))) for i in range(max_points)})
+            steps[-1] = top
+        path: list[dict[str, int]] = []
+        for step in steps:
+            f = step / top
+            ranks = {k: max(1, min(v, round(f * v))) for k, v in full.items()}
+            if not path or ranks != path[-1]:
+                path.append(ranks)
+        return path
+
+    def useful_ranks(
+        self,
+        layer: LayerInfo,
+        options: Options | None = None,
+        *,
+        min_rank: int = 1,
+        max_points: int = 48,
+    ) -> list[dict[str, int]]:
+        """The points of :meth:`rank_path` where this method is worth using on ``layer``.
+
+        A point is kept when it is strictly cheaper than the dense layer in multiply-
+        accumulates and in parameters (a decomposition that costs more than what it replaces
+        is never offered, seeded or realised), and when every rank is at least
+        ``min_rank`` (e.g. the classifier's number of outputs).
+
+        Returns:
+            Rank dicts in increasing order (empty when the method cannot save anything here).
+        """
+        resolved = self.resolve_options(layer, options)
+        out = []
+        for ranks in self.rank_path(layer, resolved, max_points=max_points):
+            if min(ranks.values(), default=min_rank) < min_rank:
+                continue
+            if self.macs(layer, ranks, resolved) >= layer.macs:
+                continue
+            if self.n_params(layer, ranks, resolved) >= layer.n_params:
+                continue
+            out.append(ranks)
+        return out
 
     def validate(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> None:
         """Check ranks and options for ``layer``; raise with the layer, value and range."""

@@ -137,6 +137,7 @@ class CP(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    spatial = True
 
     #: Attempts ``(init, random_state)`` in order.
     attempts: tuple[tuple[str, int | None], ...] = (("svd", None), ("random", 0), ("random", 1))

@@ -65,6 +65,7 @@ class GKPD(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    spatial = True
 
     def option_space(self, layer: LayerInfo) -> dict[str, list[Any]]:
         """``t1`` over the divisors of ``T``, ``s1`` over the divisors of ``S``."""

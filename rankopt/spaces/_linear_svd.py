@@ -23,6 +23,7 @@ class LinearSVD(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    vbmf_seed = True
 
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
         """Only ``Linear`` layers are supported."""

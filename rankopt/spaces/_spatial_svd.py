@@ -31,6 +31,7 @@ class SpatialSVD(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    spatial = True
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r": min(S*Dh, T*Dw)}``."""

@@ -116,6 +116,7 @@ class ChannelSVD(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    vbmf_seed = True
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r": min(T, S*Dh*Dw)}``."""

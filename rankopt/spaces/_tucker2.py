@@ -100,6 +100,8 @@ class Tucker2(DecompositionMethod):
     """
 
     rank_names = ("r_in", "r_out")
+    vbmf_seed = True
+    spatial = True
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r_in": S, "r_out": T}``."""
