@@ -508,7 +508,8 @@ def test_round_ranks_multiple_within_bounds() -> None:
     assert round_rank(11, 8, 64) == 8 and round_rank(12, 8, 64) == 16  # tie goes up
     assert round_rank(3, 8, 64) == 8  # never 0
     assert round_rank(3, 8, 5) == 5  # never above full
-    assert round_rank(19, 8, 20) == 16 and round_rank(20, 8, 20) == 20 and round_rank(21, 8, 22) == 22
+    assert round_rank(19, 8, 20) == 16 and round_rank(20, 8, 20) == 20
+    assert round_rank(21, 8, 22) == 22
     assert round_rank(15, 8, 64, "down") == 8 and round_rank(9, 8, 64, "up") == 16
     assert round_rank(5, 8, 64, "down") == 8  # down below one multiple -> one multiple
     assert round_rank(7, 1, 64) == 7 and round_rank(0, 4, 64) == 4 and round_rank(99, 4, 10) == 10
