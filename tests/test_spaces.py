@@ -450,3 +450,73 @@ def test_cp_retries_after_blow_up(monkeypatch: pytest.MonkeyPatch) -> None:
     error = reconstruction_error(module.weight, layer, "cp", {"r": 6})
     assert calls == ["svd", "random"]
     assert 0.0 < error < 1.0
+
+
+# ----------------------------------------------------------------------- CP fused module
+
+
+@pytest.mark.parametrize("index", range(len(CONV_CASES)), ids=CASE_IDS)
+def test_cp_fused_module_reproduces_unfused(index: int) -> None:
+    module, layer, x = make_conv(index)
+    r = max(1, get_method("cp").rank_space(layer)["r"] // 3)
+    factors = decompose(module.weight, layer, "cp", {"r": r})
+    bias = None if module.bias is None else module.bias.detach().double()
+    fused = get_method("cp").to_module(layer, factors, bias, {})
+    old = cp_module.unfused_module(layer, factors, bias)
+    assert len(fused) == 3 and fused[1].groups == r and fused[1].kernel_size == layer.kernel_size
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), old(x), rtol=1e-4, atol=1e-5)
+
+
+def test_cp_is_deterministic_and_ignores_numpy_global_rng() -> None:
+    module, layer, _ = make_conv(1)
+    first = decompose(module.weight, layer, "cp", {"r": 20})
+    clear_cache()
+    np.random.seed(123)
+    np.random.random(7)  # moves the global RNG; CP must not depend on it
+    second = decompose(module.weight, layer, "cp", {"r": 20})
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cp_settings_are_in_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, layer, _ = make_conv(0)
+    decompose(module.weight, layer, "cp", {"r": 3})
+    before = cache_info()["misses"]
+    monkeypatch.setattr(cp_module, "CP_SEED", 7)
+    monkeypatch.setattr(cp_module.CP, "attempts", (("svd", 7), ("random", 8)))
+    decompose(module.weight, layer, "cp", {"r": 3})
+    assert cache_info()["misses"] > before  # recomputed, not served from the old key
+
+
+def test_cp_als_iterations_are_capped_by_work() -> None:
+    assert cp_module.als_iterations((8, 6, 3, 3), 10) == cp_module.CP_N_ITER_MAX
+    big = cp_module.als_iterations((96, 96, 3, 3), 412)
+    assert cp_module.CP_MIN_ITER <= big < cp_module.CP_N_ITER_MAX
+
+
+# ----------------------------------------------------------------------- rank rounding
+
+
+def test_round_ranks_multiple_within_bounds() -> None:
+    from rankopt.spaces import round_rank, round_ranks
+
+    assert round_ranks({"r_in": 13, "r_out": 30}, 8, {"r_in": 16, "r_out": 32}) == {
+        "r_in": 16,
+        "r_out": 32,
+    }
+    assert round_rank(11, 8, 64) == 8 and round_rank(12, 8, 64) == 16  # tie goes up
+    assert round_rank(3, 8, 64) == 8  # never 0
+    assert round_rank(3, 8, 5) == 5  # never above full
+    assert round_rank(19, 8, 20) == 16 and round_rank(20, 8, 20) == 20
+    assert round_rank(21, 8, 22) == 22
+    assert round_rank(15, 8, 64, "down") == 8 and round_rank(9, 8, 64, "up") == 16
+    assert round_rank(5, 8, 64, "down") == 8  # down below one multiple -> one multiple
+    assert round_rank(7, 1, 64) == 7 and round_rank(0, 4, 64) == 4 and round_rank(99, 4, 10) == 10
+    for r in range(1, 40):
+        for full in (1, 5, 16, 37):
+            assert 1 <= round_rank(r, 8, full) <= full
+    with pytest.raises(ValueError):
+        round_rank(3, 0, 8)
+    with pytest.raises(ValueError):
+        round_ranks({"r": 3}, 8, {"q": 8})

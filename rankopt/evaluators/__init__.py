@@ -3,6 +3,14 @@
 from rankopt.evaluators._calibration import calibrate_bn
 from rankopt.evaluators._complexity import Cost, ModelProfile, cost, count_macs, profile
 from rankopt.evaluators._latency import measure_latency_ms
+from rankopt.evaluators._latency_table import (
+    LATENCY_SCHEMA_VERSION,
+    LatencyTable,
+    latency_table,
+    machine_signature,
+    rank_grid,
+    time_interleaved_ms,
+)
 from rankopt.evaluators._training import (
     DenseTrainResult,
     FinetuneResult,
@@ -15,9 +23,11 @@ from rankopt.evaluators._training import (
 )
 
 __all__ = [
+    "LATENCY_SCHEMA_VERSION",
     "Cost",
     "DenseTrainResult",
     "FinetuneResult",
+    "LatencyTable",
     "ModelProfile",
     "calibrate_bn",
     "compute_logits",
@@ -26,8 +36,12 @@ __all__ = [
     "distillation_loss",
     "evaluate_accuracy",
     "full_finetune",
+    "latency_table",
+    "machine_signature",
     "measure_latency_ms",
     "profile",
     "proxy_finetune",
+    "rank_grid",
+    "time_interleaved_ms",
     "train_dense",
 ]

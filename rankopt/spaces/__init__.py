@@ -28,6 +28,7 @@ from rankopt.spaces._build import (
 )
 from rankopt.spaces._cache import cache_info, clear_cache, set_cache_limit
 from rankopt.spaces._layer import LayerInfo, conv_output_hw, describe_layer
+from rankopt.spaces._rounding import round_rank, round_ranks
 from rankopt.spaces._vbmf import VBMF_METHODS, EVBMFResult, estimate_rank, evbmf, vbmf_ranks
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "list_methods",
     "reconstruction_error",
     "register_method",
+    "round_rank",
+    "round_ranks",
     "set_cache_limit",
     "set_decompose_threads",
     "vbmf_ranks",

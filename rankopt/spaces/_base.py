@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -42,6 +42,9 @@ class DecompositionMethod(abc.ABC):
     vbmf_seed: ClassVar[bool] = False
     """Whether Kim et al.'s recipe (the search's ``vbmf`` seed) uses this method where it
     applies: Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear layers."""
+    #: False when the built module's CPU latency does not follow its MACs (measured in
+    #: ``benchmarks/bench_modules.py``): a search under a latency budget may skip the method.
+    latency_friendly: ClassVar[bool] = True
 
     # ----------------------------------------------------------------- eligibility
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
@@ -203,6 +206,24 @@ class DecompositionMethod(abc.ABC):
         """
 
     # ----------------------------------------------------------------- build
+    def cache_token(self) -> Hashable:
+        """Settings of the algorithm that change the factors (part of the cache key).
+
+        Methods whose result depends only on the weight, ranks and options return ``()``.
+        """
+        return ()
+
+    def random_factors(
+        self, layer: LayerInfo, ranks: Ranks, options: Options, generator: torch.Generator
+    ) -> Factors:
+        """Factors of the right shapes for timing the built module (values meaningless).
+
+        The default decomposes a seeded random weight; methods with an expensive
+        decomposition (CP-ALS) override this with random factors.
+        """
+        weight = torch.randn(layer.weight_shape, generator=generator, dtype=torch.float64)
+        return self.decompose(weight, layer, ranks, options)
+
     def decompose(
         self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
     ) -> Factors:

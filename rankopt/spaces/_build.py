@@ -96,12 +96,13 @@ def _factors(
     cache = get_cache()
     digest = weight_digest(weight)
     opts = _freeze(options)
-    key: Hashable = ("factors", digest, layer.name, impl.name, _freeze(ranks), opts)
+    token = impl.cache_token()
+    key: Hashable = ("factors", digest, layer.name, impl.name, _freeze(ranks), opts, token)
     found = cache.get(key)
     if found is not None:
         return tuple(found)
     w64 = weight.to("cpu", torch.float64)
-    basis_key: Hashable = ("basis", digest, layer.name, impl.name, opts)
+    basis_key: Hashable = ("basis", digest, layer.name, impl.name, opts, token)
     with _decompose_threads():
         basis = cache.get(basis_key)
         if basis is None:
@@ -128,8 +129,10 @@ def decompose(
     """Factors of a layer's weight (float64, CPU), cached.
 
     The cache key is (content digest of ``weight``, ``layer.name``, ``method``, sorted
-    ``ranks``, sorted resolved ``options``). Rank-independent work (full SVDs, the Tucker-2
-    HOSVD basis) is cached separately, so another rank of the same layer is cheap.
+    ``ranks``, sorted resolved ``options``, the method's ``cache_token()``: algorithm
+    settings such as CP-ALS's seeds and iteration caps). Rank-independent work (full SVDs,
+    the Tucker-2 HOSVD basis) is cached separately, so another rank of the same layer is
+    cheap.
 
     Args:
         weight: The dense weight, ``layer.weight_shape`` (any dtype / device).

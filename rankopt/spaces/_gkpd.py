@@ -66,6 +66,11 @@ class GKPD(DecompositionMethod):
 
     rank_names = ("r",)
     spatial = True
+    #: Measured (``benchmarks/bench_modules.py``, 1 thread): at ~0.56 of the dense MACs the
+    #: module costs 1.4-4.3x the dense conv (16->16 at 28x28 and 64->64 at 14x14, batch 1 and
+    #: 64); a grouped-conv arrangement of B (B repeated S1 times) was no faster. Its latency
+    #: does not follow its MACs, so a latency-budgeted search should skip it.
+    latency_friendly = False
 
     def option_space(self, layer: LayerInfo) -> dict[str, list[Any]]:
         """``t1`` over the divisors of ``T``, ``s1`` over the divisors of ``S``."""

@@ -1,0 +1,485 @@
+"""Per-layer latency table: measured CPU time of each method's module on a grid of ranks.
+
+For every eligible layer of a profiled model, every requested method and a grid of ranks
+(rank 1 up to the largest rank whose MACs are below the dense layer's, the ranks of a
+multi-rank method scaled together), the built module (random weights: latency does not
+depend on the values) runs at the layer's real input size, **interleaved** with the dense
+layer (one call of each per round, the order rotated), after a warm-up, at the current torch
+thread count, for each batch size. A grid point stores its latency as a ratio to the dense
+layer measured in the same rounds, which cancels most of the drift of a shared machine.
+
+Prediction interpolates the ratio piecewise-linearly in the module's analytic MACs (so a
+Tucker-2 with unequal ``r_in`` / ``r_out`` or GKPD with non-default factor shapes is an
+approximation), extrapolating beyond the grid along its last segment, and multiplies it by
+the dense layer's time. A whole plan is predicted as the measured dense model time plus,
+per changed layer, ``predicted - dense`` layer time.
+
+The measurements are cached on disk (JSON, ``schema_version``) under
+``$RANKOPT_CACHE_DIR/latency`` (else ``~/.cache/rankopt/latency``), one file per machine
+(OS, architecture, CPU model), torch version, thread count and dtype; inside it, entries are
+keyed by layer signature (kind, channels, kernel, stride, padding, dilation, bias, input size),
+batch size and method, so a second run, another model with the same layer shapes or a new
+method only measures what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from rankopt.errors import SettingsError
+from rankopt.evaluators._complexity import profile
+from rankopt.evaluators._latency import measure_latency_ms
+from rankopt.plan import model_fingerprint
+from rankopt.spaces import LayerInfo, get_method, list_methods
+
+__all__ = [
+    "LATENCY_SCHEMA_VERSION",
+    "LatencyTable",
+    "latency_table",
+    "machine_signature",
+    "rank_grid",
+    "time_interleaved_ms",
+]
+
+LATENCY_SCHEMA_VERSION = 1
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, what)`` called after each measured unit."""
+
+
+class _LayerPlanLike(Protocol):
+    layer: str
+    method: str
+    ranks: Mapping[str, int]
+    options: Mapping[str, Any]
+
+
+def time_interleaved_ms(
+    modules: Sequence[nn.Module],
+    x: torch.Tensor,
+    *,
+    n_warmup: int = 3,
+    n_runs: int = 15,
+) -> list[float]:
+    """Median time of one forward pass of each module, measured interleaved, in ms.
+
+    Each round calls every module once (the order rotated each round) on the same input, so
+    slow drifts of a shared machine hit all modules alike.
+
+    Args:
+        modules: Modules taking ``x`` (run in eval mode under ``torch.inference_mode``).
+        x: The input batch.
+        n_warmup: Untimed rounds first.
+        n_runs: Timed rounds.
+
+    Returns:
+        Median latency_ms of each module, in the order given.
+    """
+    for m in modules:
+        m.eval()
+    times: list[list[float]] = [[] for _ in modules]
+    n = len(modules)
+    with torch.inference_mode():
+        for _ in range(n_warmup):
+            for m in modules:
+                m(x)
+        for run in range(n_runs):
+            for k in range(n):
+                i = (k + run) % n
+                start = time.perf_counter()
+                modules[i](x)
+                times[i].append((time.perf_counter() - start) * 1000.0)
+    return [float(statistics.median(t)) for t in times]
+
+
+def ranks_at_fraction(
+    method: str, layer: LayerInfo, fraction: float, options: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Every rank of ``method`` at ``fraction`` of its full rank (rounded, in ``[1, full]``)."""
+    full = get_method(method).rank_space(layer, options)
+    return {k: min(f, max(1, round(fraction * f))) for k, f in full.items()}
+
+
+def rank_grid(
+    method: str,
+    layer: LayerInfo,
+    n_points: int = 4,
+    options: Mapping[str, Any] | None = None,
+) -> list[dict[str, int]]:
+    """Ranks from 1 up to the largest (all ranks scaled together) with MACs below dense.
+
+    Args:
+        method: A registered method supporting ``layer``.
+        layer: A profiled layer (``macs`` > 0).
+        n_points: Grid points (>= 2), evenly spaced in the rank fraction.
+        options: Method options (defaults when None).
+
+    Returns:
+        Distinct rank dicts in increasing MACs; empty when even rank 1 is not cheaper.
+    """
+    impl = get_method(method)
+
+    def macs(f: float) -> int:
+        return impl.macs(layer, ranks_at_fraction(method, layer, f, options), options)
+
+    if macs(0.0) >= layer.macs:
+        return []
+    low, high = 0.0, 1.0
+    if macs(1.0) < layer.macs:
+        low = 1.0
+    else:
+        for _ in range(40):
+            mid = (low + high) / 2
+            low, high = (mid, high) if macs(mid) < layer.macs else (low, mid)
+    grid: list[dict[str, int]] = []
+    for i in range(n_points):
+        ranks = ranks_at_fraction(method, layer, low * i / (n_points - 1), options)
+        if ranks not in grid:
+            grid.append(ranks)
+    return grid
+
+
+def machine_signature() -> dict[str, str]:
+    """OS, architecture, CPU model and torch version of this machine."""
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+    }
+
+
+def _layer_signature(layer: LayerInfo) -> str:
+    return (
+        f"{layer.kind}:{layer.in_channels}->{layer.out_channels}:k{layer.kernel_size}"
+        f":s{layer.stride}:p{layer.padding}:d{layer.dilation}:g{layer.groups}"
+        f":b{int(layer.has_bias)}:in{layer.input_hw}"
+    ).replace(" ", "")
+
+
+def _dense_module(layer: LayerInfo) -> nn.Module:
+    if layer.kind == "linear":
+        return nn.Linear(layer.in_channels, layer.out_channels, bias=layer.has_bias)
+    return nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=layer.has_bias,
+    )
+
+
+def _method_module(
+    method: str, layer: LayerInfo, ranks: Mapping[str, int], gen: torch.Generator
+) -> nn.Module:
+    impl = get_method(method)
+    options = impl.resolve_options(layer, None)
+    factors = impl.random_factors(layer, ranks, options, gen)
+    bias = torch.zeros(layer.out_channels, dtype=torch.float64) if layer.has_bias else None
+    return impl.to_module(layer, factors, bias, options).to(torch.float32)
+
+
+def _layer_input(layer: LayerInfo, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    if layer.kind == "linear":
+        return torch.randn(batch_size, layer.in_channels, generator=gen)
+    return torch.randn(batch_size, layer.in_channels, *layer.input_hw, generator=gen)
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured per-layer latencies of one model on this machine (see the module docstring).
+
+    Attributes:
+        layers: The profiled layers by name (eligible ones).
+        batch_sizes: Batch sizes measured.
+        methods: Methods measured (where they support a layer).
+        dense_ms: ``(layer, batch_size) -> latency_ms`` of the dense layer.
+        curves: ``(layer, method, batch_size) -> ((macs, ratio_to_dense), ...)`` in
+            increasing MACs.
+        model_ms: ``batch_size -> latency_ms`` of the whole dense model.
+        n_threads: Torch intra-op threads during the measurements.
+        cache_path: The JSON file the measurements were read from / written to.
+    """
+
+    layers: Mapping[str, LayerInfo]
+    batch_sizes: tuple[int, ...]
+    methods: tuple[str, ...]
+    dense_ms: Mapping[tuple[str, int], float]
+    curves: Mapping[tuple[str, str, int], tuple[tuple[int, float], ...]]
+    model_ms: Mapping[int, float]
+    n_threads: int
+    cache_path: Path | None = None
+
+    def _check(self, layer_name: str, batch_size: int) -> LayerInfo:
+        if layer_name not in self.layers:
+            raise SettingsError(
+                f"layer {layer_name!r} is not in the latency table; it has {sorted(self.layers)}"
+            )
+        if batch_size not in self.batch_sizes:
+            raise SettingsError(
+                f"batch_size={batch_size} was not measured; the table has {self.batch_sizes}"
+            )
+        return self.layers[layer_name]
+
+    def dense_layer_ms(self, layer_name: str, batch_size: int = 1) -> float:
+        """Measured latency_ms of the dense layer at ``batch_size``.
+
+        Raises:
+            SettingsError: unknown layer or batch size.
+        """
+        self._check(layer_name, batch_size)
+        return self.dense_ms[(layer_name, batch_size)]
+
+    def predict_layer_ms(
+        self,
+        layer_name: str,
+        method: str,
+        ranks: Mapping[str, int],
+        options: Mapping[str, Any] | None = None,
+        batch_size: int = 1,
+    ) -> float:
+        """Predicted latency_ms of the layer replaced by ``method`` at ``ranks``.
+
+        ``keep`` gives the dense layer's time. Otherwise the ratio to dense is interpolated
+        in the module's analytic MACs between the measured grid points.
+
+        Raises:
+            SettingsError: unknown layer / batch size, or the method was not measured there.
+        """
+        layer = self._check(layer_name, batch_size)
+        dense = self.dense_ms[(layer_name, batch_size)]
+        if method == "keep":
+            return dense
+        curve = self.curves.get((layer_name, method, batch_size))
+        if not curve:
+            measured = sorted(m for (n, m, b) in self.curves if n == layer_name and b == batch_size)
+            raise SettingsError(
+                f"method {method!r} was not measured for layer {layer_name!r}; measured are "
+                f"{measured}"
+            )
+        macs = get_method(method).macs(layer, ranks, options)
+        xs = [float(p[0]) for p in curve]
+        ys = [p[1] for p in curve]
+        if len(xs) == 1:
+            ratio = ys[0] * macs / xs[0] if xs[0] > 0 else ys[0]
+        elif macs > xs[-1]:
+            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+            ratio = ys[-1] + slope * (macs - xs[-1])
+        else:
+            ratio = float(np.interp(macs, xs, ys))
+        return max(ratio, 0.0) * dense
+
+    def predict_model_ms(self, plan_layers: Iterable[_LayerPlanLike], batch_size: int = 1) -> float:
+        """Predicted latency_ms of the whole model with ``plan_layers`` applied.
+
+        Measured dense model time plus, per layer not kept, predicted minus dense layer time.
+
+        Args:
+            plan_layers: ``LayerPlan`` objects (``plan.layers``); absent layers stay dense.
+            batch_size: A measured batch size.
+
+        Raises:
+            SettingsError: unknown layer / batch size or unmeasured method.
+        """
+        if batch_size not in self.model_ms:
+            raise SettingsError(
+                f"batch_size={batch_size} was not measured; the table has {self.batch_sizes}"
+            )
+        total = self.model_ms[batch_size]
+        for lp in plan_layers:
+            if lp.method == "keep":
+                continue
+            total += self.predict_layer_ms(
+                lp.layer, lp.method, lp.ranks, lp.options, batch_size
+            ) - self.dense_layer_ms(lp.layer, batch_size)
+        return total
+
+
+def _cache_file(cache_dir: Path, key: Mapping[str, Any]) -> Path:
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8)
+    return cache_dir / "latency" / f"{digest.hexdigest()}.json"
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("RANKOPT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg).expanduser() / "rankopt" if xdg else Path.home() / ".cache" / "rankopt"
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def latency_table(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    methods: Sequence[str] | None = None,
+    *,
+    batch_sizes: Sequence[int] = (1, 64),
+    n_grid: int = 4,
+    n_warmup: int = 3,
+    n_runs: int = 15,
+    cache_dir: str | Path | None = None,
+    refresh: bool = False,
+    progress: ProgressFn | None = None,
+) -> LatencyTable:
+    """Measure (or load from the disk cache) the latency table of ``model`` on this machine.
+
+    Runs at the current ``torch.get_num_threads()``, on CPU, in float32.
+
+    Args:
+        model: The dense model (only its shapes matter; it is not modified).
+        input_shape: One input, e.g. ``(1, 28, 28)``.
+        methods: Methods to measure (default: every registered one but ``keep``); each layer
+            gets those that support it.
+        batch_sizes: Batch sizes (>= 1 each).
+        n_grid: Rank grid points per layer and method (>= 2).
+        n_warmup: Untimed rounds before each interleaved measurement.
+        n_runs: Timed rounds (the median is kept).
+        cache_dir: Cache root (default ``$RANKOPT_CACHE_DIR`` or ``~/.cache/rankopt``).
+        refresh: Measure everything again, ignoring cached entries.
+        progress: Called as ``progress(done, total, what)`` after each measured unit.
+
+    Returns:
+        The :class:`LatencyTable`.
+
+    Raises:
+        SettingsError: bad batch sizes, grid or run counts.
+        UnknownNameError: an unknown method.
+    """
+    if not batch_sizes or any(b < 1 for b in batch_sizes) or n_grid < 2 or n_runs < 1:
+        raise SettingsError(
+            f"batch_sizes={list(batch_sizes)} must be non-empty and >= 1, n_grid={n_grid} "
+            f">= 2, n_runs={n_runs} >= 1"
+        )
+    methods = tuple(m for m in (methods or list_methods()) if m != "keep")
+    for m in methods:
+        get_method(m)
+    n_threads = torch.get_num_threads()
+    key = {**machine_signature(), "threads": n_threads, "dtype": "float32"}
+    root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    path = _cache_file(root, key)
+    data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key}
+    data.update(layers={}, models={})
+    if not refresh and path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(path.read_text())
+            if loaded.get("schema_version") == LATENCY_SCHEMA_VERSION and loaded.get("key") == key:
+                data = loaded
+
+    prof = profile(model, input_shape)
+    layers = {layer.name: layer for layer in prof.eligible_layers}
+    model_key = f"{model_fingerprint(model)}:{tuple(input_shape)}"
+    gen = torch.Generator().manual_seed(0)
+
+    # Work still missing: (signature, batch_size) -> (layer, methods to measure).
+    todo: dict[tuple[str, int], tuple[LayerInfo, list[str]]] = {}
+    for layer in layers.values():
+        sig = _layer_signature(layer)
+        for bs in batch_sizes:
+            if (sig, bs) in todo:
+                continue
+            entry = data["layers"].get(sig, {}).get(str(bs), {})
+            have = entry.get("methods", {})
+            wanted = [m for m in methods if get_method(m).supports(layer) and m not in have]
+            if wanted or "dense_ms" not in entry:
+                todo[(sig, bs)] = (layer, wanted)
+    models_todo = [b for b in batch_sizes if str(b) not in data["models"].get(model_key, {})]
+    total, done = len(todo) + len(models_todo), 0
+
+    for (sig, bs), (layer, wanted) in todo.items():
+        modules: list[nn.Module] = [_dense_module(layer)]
+        grids: list[tuple[str, list[int]]] = []
+        points: list[tuple[str, dict[str, int]]] = []
+        for m in wanted:
+            grid = rank_grid(m, layer, n_grid)
+            grids.append((m, [get_method(m).macs(layer, r) for r in grid]))
+            for ranks in grid:
+                modules.append(_method_module(m, layer, ranks, gen))
+                points.append((m, ranks))
+        times = time_interleaved_ms(
+            modules, _layer_input(layer, bs, gen), n_warmup=n_warmup, n_runs=n_runs
+        )
+        entry = data["layers"].setdefault(sig, {}).setdefault(str(bs), {})
+        entry.setdefault("dense_ms", times[0])
+        k = 1
+        for m, macs_list in grids:
+            entry.setdefault("methods", {})[m] = {
+                "dense_ms": times[0],
+                "points": [
+                    {"ranks": points[k - 1 + j][1], "macs": mc, "latency_ms": times[k + j]}
+                    for j, mc in enumerate(macs_list)
+                ],
+            }
+            k += len(macs_list)
+        done += 1
+        if progress is not None:
+            progress(done, total, f"{layer.name} batch {bs}")
+    for bs in models_todo:
+        ms = measure_latency_ms(model, tuple(input_shape), batch_size=bs, n_runs=n_runs)
+        data["models"].setdefault(model_key, {})[str(bs)] = ms
+        done += 1
+        if progress is not None:
+            progress(done, total, f"dense model batch {bs}")
+    if total:
+        _write_json(path, data)
+
+    dense_ms: dict[tuple[str, int], float] = {}
+    curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
+    for name, layer in layers.items():
+        sig = _layer_signature(layer)
+        for bs in batch_sizes:
+            entry = data["layers"][sig][str(bs)]
+            dense_ms[(name, bs)] = float(entry["dense_ms"])
+            for m in methods:
+                found = entry.get("methods", {}).get(m)
+                if found and found["points"]:
+                    ref = float(found["dense_ms"])
+                    curves[(name, m, bs)] = tuple(
+                        (int(p["macs"]), float(p["latency_ms"]) / ref) for p in found["points"]
+                    )
+    return LatencyTable(
+        layers=layers,
+        batch_sizes=tuple(batch_sizes),
+        methods=methods,
+        dense_ms=dense_ms,
+        curves=curves,
+        model_ms={bs: float(data["models"][model_key][str(bs)]) for bs in batch_sizes},
+        n_threads=n_threads,
+        cache_path=path,
+    )

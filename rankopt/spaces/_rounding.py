@@ -1,0 +1,75 @@
+"""Rounding ranks to hardware-friendly multiples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+__all__ = ["round_rank", "round_ranks"]
+
+RoundMode = Literal["nearest", "down", "up"]
+
+
+def round_rank(rank: int, multiple: int, full: int, mode: RoundMode = "nearest") -> int:
+    """Round one rank to a multiple of ``multiple``, within ``[1, full]``.
+
+    ``full`` itself is always allowed (it is the dense layer's own shape), so a rank that
+    would round above ``full`` becomes ``full``, and a rank that would round to 0 becomes
+    ``min(multiple, full)``. Ties of ``"nearest"`` go up.
+
+    Args:
+        rank: The rank to round (any int; clamped to ``[1, full]`` first).
+        multiple: The multiple (>= 1; 1 leaves the rank as is).
+        full: The largest allowed rank (>= 1).
+        mode: ``"nearest"``, ``"down"`` (never above ``rank`` unless that is < 1 multiple)
+            or ``"up"``.
+
+    Returns:
+        The rounded rank, an int in ``[1, full]``.
+
+    Raises:
+        ValueError: ``multiple`` < 1, ``full`` < 1 or an unknown ``mode``.
+    """
+    if multiple < 1 or full < 1:
+        raise ValueError(f"multiple={multiple} and full={full} must both be >= 1")
+    if mode not in ("nearest", "down", "up"):
+        raise ValueError(f"mode={mode!r} must be one of 'nearest', 'down', 'up'")
+    rank = min(max(int(rank), 1), full)
+    if mode == "down":
+        steps = rank // multiple
+    elif mode == "up":
+        steps = -(-rank // multiple)
+    else:
+        steps = (2 * rank + multiple) // (2 * multiple)
+    rounded = steps * multiple
+    if rounded > full:
+        return full
+    if rounded < 1:
+        return min(multiple, full)
+    return rounded
+
+
+def round_ranks(
+    ranks: Mapping[str, int],
+    multiple: int,
+    full: Mapping[str, int],
+    mode: RoundMode = "nearest",
+) -> dict[str, int]:
+    """Round every rank of a layer with :func:`round_rank`.
+
+    Args:
+        ranks: Rank per rank name (``{"r_in": 13, "r_out": 30}``).
+        multiple: The multiple (>= 1), e.g. 8 for SIMD-friendly channel counts.
+        full: Largest rank per rank name (``method.rank_space(layer)``).
+        mode: ``"nearest"``, ``"down"`` or ``"up"``.
+
+    Returns:
+        A new dict with the same keys, each value in ``[1, full[name]]``.
+
+    Raises:
+        ValueError: bad ``multiple`` / ``mode``, or a rank name missing from ``full``.
+    """
+    missing = sorted(set(ranks) - set(full))
+    if missing:
+        raise ValueError(f"ranks {missing} have no full rank; known are {sorted(full)}")
+    return {name: round_rank(r, multiple, full[name], mode) for name, r in ranks.items()}

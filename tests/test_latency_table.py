@@ -1,0 +1,95 @@
+"""Per-layer latency table (rankopt.evaluators.latency_table) on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from rankopt_testmodels import small_net
+
+from rankopt.errors import SettingsError
+from rankopt.evaluators import LATENCY_SCHEMA_VERSION, latency_table, rank_grid
+from rankopt.plan import LayerPlan
+from rankopt.spaces import get_method
+
+INPUT = (1, 8, 8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
+    model = small_net()
+    calls: list[tuple[int, int, str]] = []
+    kwargs = dict(batch_sizes=(1, 4), n_grid=3, n_warmup=1, n_runs=3, cache_dir=tmp_path)
+    table = latency_table(
+        model,
+        INPUT,
+        ["svd", "tucker2", "cp", "linear_svd"],
+        progress=lambda *a: calls.append(a),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert calls and calls[-1][0] == calls[-1][1]  # progress reached its total
+    assert table.cache_path is not None and table.cache_path.is_file()
+    saved = json.loads(table.cache_path.read_text())
+    assert saved["schema_version"] == LATENCY_SCHEMA_VERSION
+    assert saved["key"]["threads"] == 1 and saved["key"]["dtype"] == "float32"
+
+    layer = table.layers["conv2"]
+    dense = table.dense_layer_ms("conv2", 4)
+    assert dense > 0 and table.predict_layer_ms("conv2", "keep", {}, None, 4) == dense
+    grid = rank_grid("svd", layer, 3)
+    assert len(grid) == 3 and grid[0] == {"r": 1}
+    impl = get_method("svd")
+    assert all(impl.macs(layer, r) < layer.macs for r in grid)
+    # At the grid points the prediction is the measured ratio times the dense time.
+    for (macs, ratio), ranks in zip(table.curves[("conv2", "svd", 4)], grid, strict=True):
+        assert macs == impl.macs(layer, ranks)
+        assert table.predict_layer_ms("conv2", "svd", ranks, None, 4) == pytest.approx(
+            ratio * dense
+        )
+    # Between grid points it interpolates.
+    lo, hi = grid[1]["r"], grid[2]["r"]
+    mid = table.predict_layer_ms("conv2", "svd", {"r": (lo + hi) // 2}, None, 4)
+    ends = [table.predict_layer_ms("conv2", "svd", g, None, 4) for g in grid[1:]]
+    assert min(ends) - 1e-9 <= mid <= max(ends) + 1e-9
+
+    plan = [
+        LayerPlan("conv2", "svd", {"r": grid[1]["r"]}, {}, (16, 8, 3, 3)),
+        LayerPlan("conv1", "keep", {}, {}, (8, 1, 3, 3)),
+    ]
+    whole = table.predict_model_ms(plan, 4)
+    expected = table.model_ms[4] + table.predict_layer_ms("conv2", "svd", plan[0].ranks, None, 4)
+    assert whole == pytest.approx(expected - dense)
+    with pytest.raises(SettingsError, match="batch_size=7"):
+        table.dense_layer_ms("conv2", 7)
+    with pytest.raises(SettingsError, match="gkpd"):
+        table.predict_layer_ms("conv2", "gkpd", {"r": 1}, None, 1)
+
+    # Second run: everything comes from disk (no progress calls, same numbers).
+    again: list[tuple[int, int, str]] = []
+    table2 = latency_table(
+        model,
+        INPUT,
+        ["svd", "tucker2", "cp", "linear_svd"],
+        progress=lambda *a: again.append(a),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert again == []
+    assert table2.dense_ms == table.dense_ms and table2.curves == table.curves
+    assert table2.model_ms == table.model_ms
+    # A new method measures only that method.
+    more: list[tuple[int, int, str]] = []
+    table3 = latency_table(
+        model,
+        INPUT,
+        ["svd", "spatial_svd"],
+        progress=lambda *a: more.append(a),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert more and ("conv2", "spatial_svd", 1) in table3.curves
+    assert table3.curves[("conv2", "svd", 1)] == table.curves[("conv2", "svd", 1)]
