@@ -283,11 +283,20 @@ class SearchSpace:
     def realise(
         self, proposal: Proposal, budget: Budget, sensitivity: SensitivityProfile
     ) -> Realised | None:
-        """The plan of ``proposal``: each layer ``keep`` or its method at the allocated rank."""
+        """The plan of ``proposal``: each layer ``keep`` or its method at the allocated rank.
+
+        When the sampled methods cannot meet the budget at all, every layer may use any of
+        its offered methods. None only when the budget is below :meth:`min_cost`.
+        """
+        target = self.target_budget(proposal, budget)
         methods = {n: [proposal.methods[n]] for n in self.choices}
-        return self.allocate_methods(
-            methods, proposal.weights, self.target_budget(proposal, budget), sensitivity
-        )
+        realised = self.allocate_methods(methods, proposal.weights, target, sensitivity)
+        if realised is None:
+            # The sampled methods cannot reach the budget (their cheapest points are too
+            # costly): let every layer use any offered method, keeping the weights. Still a
+            # function of the parameters.
+            realised = self.allocate_methods(self.choices, proposal.weights, target, sensitivity)
+        return realised
 
     def cost_of(self, layers: Sequence[LayerPlan]) -> tuple[int, int]:
         """Analytic ``(macs, n_params)`` of the model with ``layers`` applied."""
