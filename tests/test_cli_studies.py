@@ -154,7 +154,7 @@ def test_plot_and_report_write_offline_html(
         (["export", "--trial", "999"], r"no trial 999; complete trials with a plan: 0, 1, 2, 3, 4"),
         (["export", "--trial", "FAILED"], r"trial \d+ is FAIL"),
         (["export", "--max-macs", "1e-9"], r"smallest"),
-        (["export", "--max-macs", "abc"], r"--max-macs 'abc' is not a budget"),
+        (["export", "--max-macs", "abc"], r"max_macs = 'abc' is not a budget"),
         (["export"], r"--trial N or --max-macs"),
         (["front", "--study-name", "nope"], r"'nope'.*cli"),
     ],

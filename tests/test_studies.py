@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
+from rankopt._storage import mask_url
 from rankopt.errors import BudgetError, RankoptError, SelectionError, StorageError
 from rankopt.studies import (
     FRONT_COLUMNS,
@@ -31,7 +32,6 @@ from rankopt.studies import (
     select_trial,
     write_html,
 )
-from rankopt.studies._storage import mask_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

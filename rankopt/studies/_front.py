@@ -14,6 +14,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._metrics import TABLE_METRICS
+
 __all__ = [
     "FRONT_COLUMNS",
     "all_trials_table",
@@ -22,18 +24,7 @@ __all__ = [
 ]
 
 #: Columns of :func:`pareto_front` (and the first columns of :func:`all_trials_table`).
-FRONT_COLUMNS: tuple[str, ...] = (
-    "trial",
-    "accuracy",
-    "accuracy_before_finetune",
-    "macs",
-    "macs_ratio",
-    "n_params",
-    "params_ratio",
-    "latency_ms",
-    "layers",
-    "kind",
-)
+FRONT_COLUMNS: tuple[str, ...] = ("trial", *TABLE_METRICS, "layers", "kind")
 
 #: Short labels of the method names used in the per-layer summary.
 METHOD_ABBREVIATIONS: dict[str, str] = {
@@ -176,15 +167,7 @@ def _frame(rows: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) -> pd.D
     columns = [*FRONT_COLUMNS, *extra]
     df = pd.DataFrame(list(rows), columns=columns)
     df["trial"] = df["trial"].astype("Int64")
-    for col in (
-        "accuracy",
-        "accuracy_before_finetune",
-        "macs",
-        "macs_ratio",
-        "n_params",
-        "params_ratio",
-        "latency_ms",
-    ):
+    for col in TABLE_METRICS:
         df[col] = df[col].astype(float)
     df["layers"] = df["layers"].astype(str)
     df["kind"] = df["kind"].astype(str)
