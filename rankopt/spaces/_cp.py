@@ -137,6 +137,9 @@ class CP(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    label = "CP"
+    abbreviation = "CP"
+    color = "#ff7f0e"
 
     #: Attempts ``(init, random_state)`` in order.
     attempts: tuple[tuple[str, int | None], ...] = (("svd", None), ("random", 0), ("random", 1))

@@ -65,6 +65,9 @@ class GKPD(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    label = "GKPD"
+    abbreviation = "GKPD"
+    color = "#d62728"
 
     def option_space(self, layer: LayerInfo) -> dict[str, list[Any]]:
         """``t1`` over the divisors of ``T``, ``s1`` over the divisors of ``S``."""

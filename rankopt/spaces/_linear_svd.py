@@ -23,6 +23,9 @@ class LinearSVD(DecompositionMethod):
     """
 
     rank_names = ("r",)
+    label = "linear SVD"
+    abbreviation = "LSVD"
+    color = "#17becf"
 
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
         """Only ``Linear`` layers are supported."""

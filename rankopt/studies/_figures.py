@@ -7,7 +7,7 @@ import math
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from rankopt.errors import RankoptError
 
+from . import _methods
 from ._front import (
     all_trials_table,
     completed_trials,
@@ -57,16 +58,6 @@ _BUDGET_KEYS: dict[str, tuple[str, str]] = {
     "n_params": ("max_params", ""),
     "params_ratio": ("max_params", "n_params"),
 }
-_METHOD_COLORS: dict[str, str] = {
-    "keep": "#d9d9d9",
-    "tucker2": "#1f77b4",
-    "cp": "#ff7f0e",
-    "svd": "#2ca02c",
-    "spatial_svd": "#9467bd",
-    "gkpd": "#d62728",
-    "linear_svd": "#17becf",
-}
-_EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#aec7e8", "#ffbb78")
 
 
 def _wrap_layers(summary: str, per_line: int = 4) -> str:
@@ -212,36 +203,6 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
     return fig
 
 
-def _full_ranks(method: str, shape: Sequence[int], options: Mapping[str, Any]) -> dict[str, int]:
-    """Full rank per rank name, from the dense weight shape (empty when not defined)."""
-    if len(shape) == 4:
-        t, s, kh, kw = (int(v) for v in shape)
-        if method == "tucker2":
-            return {"r_in": s, "r_out": t}
-        if method == "svd":
-            return {"r": min(t, s * kh * kw)}
-        if method == "spatial_svd":
-            return {"r": min(s * kh, kw * t)}
-        if method == "gkpd":
-            t1, s1 = int(options.get("t1", 0) or 0), int(options.get("s1", 0) or 0)
-            if t1 and s1 and t % t1 == 0 and s % s1 == 0:
-                return {"r": min(t1 * s1, (t // t1) * (s // s1) * kh * kw)}
-    if len(shape) == 2 and method in ("linear_svd", "svd"):
-        return {"r": min(int(shape[0]), int(shape[1]))}
-    return {}
-
-
-def _rank_fraction(entry: Mapping[str, Any]) -> float:
-    """Mean of rank / full rank over the layer's ranks (1.0 for keep, NaN when unknown)."""
-    method = str(entry.get("method", ""))
-    if method == "keep":
-        return 1.0
-    ranks = entry.get("ranks") or {}
-    full = _full_ranks(method, entry.get("weight_shape") or [], entry.get("options") or {})
-    fractions = [float(v) / full[k] for k, v in ranks.items() if full.get(k)]
-    return sum(fractions) / len(fractions) if fractions else math.nan
-
-
 def plot_layer_map(study: optuna.Study) -> go.Figure:
     """Per-layer method (colour) and rank fraction (text) of the front trials.
 
@@ -265,7 +226,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
     for _, entries in plans:
         layers.extend(name for name in entries if name not in layers)
     used = {str(e.get("method")) for _, entries in plans for e in entries.values()}
-    methods = [m for m in _METHOD_COLORS if m in used] + sorted(used - set(_METHOD_COLORS))
+    methods = sorted(used)
     z, text, hover = [], [], []
     for number, entries in plans:
         z_row: list[float | None] = []
@@ -278,7 +239,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
                 text_row.append("")
                 hover_row.append(f"trial {number}<br>{name}: not in plan (dense)")
                 continue
-            fraction = _rank_fraction(entry)
+            fraction = _methods.rank_fraction(entry)
             label = layer_label(entry)
             frac_text = "" if math.isnan(fraction) else f"<br>{fraction:.0%}"
             z_row.append(float(methods.index(str(entry.get("method")))))
@@ -295,7 +256,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
     n_methods = len(methods)
     colorscale = []
     for i, m in enumerate(methods):
-        color = _METHOD_COLORS.get(m, _EXTRA_COLORS[(i - len(_METHOD_COLORS)) % len(_EXTRA_COLORS)])
+        color = _methods.color(m, i)
         colorscale += [[i / n_methods, color], [(i + 1) / n_methods, color]]
     fig = go.Figure(
         go.Heatmap(
@@ -315,7 +276,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
             colorbar={
                 "title": {"text": "method"},
                 "tickvals": list(range(n_methods)),
-                "ticktext": methods,
+                "ticktext": [_methods.label(m) for m in methods],
             },
         )
     )

@@ -16,6 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt._metrics import TABLE_METRICS
 
+from . import _methods
+
 __all__ = [
     "FRONT_COLUMNS",
     "all_trials_table",
@@ -25,17 +27,6 @@ __all__ = [
 
 #: Columns of :func:`pareto_front` (and the first columns of :func:`all_trials_table`).
 FRONT_COLUMNS: tuple[str, ...] = ("trial", *TABLE_METRICS, "layers", "kind")
-
-#: Short labels of the method names used in the per-layer summary.
-METHOD_ABBREVIATIONS: dict[str, str] = {
-    "tucker2": "T2",
-    "cp": "CP",
-    "svd": "SVD",
-    "spatial_svd": "SSVD",
-    "gkpd": "GKPD",
-    "linear_svd": "LSVD",
-    "keep": "keep",
-}
 
 #: Rank names in the order they are printed (others follow in their stored order).
 _RANK_ORDER: tuple[str, ...] = ("r_in", "r_out", "r")
@@ -61,9 +52,9 @@ def ordered_ranks(ranks: Mapping[str, Any]) -> list[tuple[str, Any]]:
 def layer_label(entry: Mapping[str, Any]) -> str:
     """Compact label of one plan layer, e.g. ``T2(4,8)``, ``SVD(12)`` or ``keep``."""
     method = str(entry.get("method", "?"))
-    short = METHOD_ABBREVIATIONS.get(method, method)
+    short = _methods.abbreviation(method)
     ranks = entry.get("ranks") or {}
-    if not ranks or method == "keep":
+    if not ranks:
         return short
     return f"{short}({','.join(str(v) for _, v in ordered_ranks(ranks))})"
 
