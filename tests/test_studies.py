@@ -461,7 +461,7 @@ def test_nan_free_metrics_in_export() -> None:
 def test_write_png_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    import rankopt.studies._figures as figures
+    import rankopt.studies._html as figures
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(

@@ -13,10 +13,9 @@ from ._figures import (
     plot_history,
     plot_layer_map,
     plot_pareto_front,
-    write_html,
-    write_png,
 )
 from ._front import FRONT_COLUMNS, all_trials_table, layer_summary, pareto_front
+from ._html import write_html, write_png
 from ._report import report
 
 __all__ = [
