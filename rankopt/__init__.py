@@ -11,8 +11,12 @@ Public API (everything else is private)::
     small = rankopt.apply_plan(model, plan)
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rankopt._version import __version__
 from rankopt.errors import (
     BudgetError,
     DataError,
@@ -26,19 +30,64 @@ from rankopt.errors import (
     UnknownNameError,
     UnsupportedLayerError,
 )
-from rankopt.evaluators import Cost, ModelProfile, calibrate_bn, cost, count_macs, profile
-from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
-from rankopt.search import parse_budget, search
-from rankopt.spaces import (
-    DecompositionMethod,
-    LayerInfo,
-    estimate_rank,
-    get_method,
-    list_methods,
-    register_method,
-    vbmf_ranks,
-)
-from rankopt.studies import export_plan, load_study, pareto_front, report
+
+if TYPE_CHECKING:
+    from rankopt._budget import parse_budget
+    from rankopt.evaluators import Cost, ModelProfile, calibrate_bn, cost, count_macs, profile
+    from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
+    from rankopt.search import search
+    from rankopt.spaces import (
+        DecompositionMethod,
+        LayerInfo,
+        estimate_rank,
+        get_method,
+        list_methods,
+        register_method,
+        vbmf_ranks,
+    )
+    from rankopt.studies import export_plan, load_study, pareto_front, report
+
+# Heavy parts (torch, optuna, pandas, plotly) load on first use, so that ``import rankopt``
+# and ``rankopt --help`` stay fast (PEP 562 module ``__getattr__``).
+_LAZY: dict[str, str] = {
+    "parse_budget": "rankopt._budget",
+    "Cost": "rankopt.evaluators",
+    "calibrate_bn": "rankopt.evaluators",
+    "ModelProfile": "rankopt.evaluators",
+    "cost": "rankopt.evaluators",
+    "count_macs": "rankopt.evaluators",
+    "profile": "rankopt.evaluators",
+    "CompressionPlan": "rankopt.plan",
+    "LayerPlan": "rankopt.plan",
+    "apply_plan": "rankopt.plan",
+    "model_fingerprint": "rankopt.plan",
+    "search": "rankopt.search",
+    "DecompositionMethod": "rankopt.spaces",
+    "LayerInfo": "rankopt.spaces",
+    "estimate_rank": "rankopt.spaces",
+    "get_method": "rankopt.spaces",
+    "list_methods": "rankopt.spaces",
+    "register_method": "rankopt.spaces",
+    "vbmf_ranks": "rankopt.spaces",
+    "export_plan": "rankopt.studies",
+    "load_study": "rankopt.studies",
+    "pareto_front": "rankopt.studies",
+    "report": "rankopt.studies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rankopt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BudgetError",

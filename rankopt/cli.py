@@ -59,9 +59,11 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
 
 
 def _storage_url(args: argparse.Namespace) -> str:
+    from rankopt._storage import run_dir_url
+
     if args.storage:
         return str(args.storage)
-    return f"sqlite:///{Path(args.run_dir).resolve() / 'study.db'}"
+    return run_dir_url(args.run_dir)
 
 
 def _add_worker_args(p: argparse.ArgumentParser) -> None:
@@ -143,6 +145,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a budget-constrained search."""
     import optuna
 
+    from rankopt._storage import mask_url, open_storage
     from rankopt.errors import StorageError
     from rankopt.search import search
     from rankopt.studies import pareto_front
@@ -151,23 +154,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     # lines and caught-exception tracebacks would bury them.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    max_macs = args.max_macs
-    if max_macs is None and args.max_params is None:
-        max_macs = DEFAULT_BUDGET
+    max_macs, max_params = _budget_args(args)
     run_dir = Path(args.run_dir)
     if not args.storage:
         _check_run_dir(run_dir)
     storage = _storage_url(args)
-    budget_tag = "-".join(
-        f"{k}{str(v).replace('%', 'pct')}"
-        for k, v in (("macs", max_macs), ("params", args.max_params))
-        if v
-    )
-    study_name = (
-        args.study_name or f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
-    )
-    from rankopt.search import mask_url, open_storage
-
+    study_name = _study_name(args)
     # Connect first: a wrong URL or a server that is down fails before the model is built.
     opened = open_storage(storage, heartbeat_interval=args.heartbeat_interval)
     model, data = _load_model_and_data(args)
@@ -183,7 +175,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             data.train,
             data.val,
             max_macs=max_macs,
-            max_params=args.max_params,
+            max_params=max_params,
             objectives=objectives,
             methods=methods,
             n_trials=args.n_trials,
@@ -224,19 +216,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workers_study_name(args: argparse.Namespace) -> str:
-    """The study name ``rankopt search`` would use for these search options."""
+def _study_name(args: argparse.Namespace) -> str:
+    """``--study-name``, or the name ``rankopt search`` derives from these search options."""
+    from rankopt._storage import default_study_name
+
     if args.study_name:
         return str(args.study_name)
+    return default_study_name(args.model, args.data, *_budget_args(args))
+
+
+def _budget_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(max_macs, max_params) as given; ``DEFAULT_BUDGET`` MACs when neither is."""
     max_macs = args.max_macs
     if max_macs is None and args.max_params is None:
         max_macs = DEFAULT_BUDGET
-    budget_tag = "-".join(
-        f"{k}{str(v).replace('%', 'pct')}"
-        for k, v in (("macs", max_macs), ("params", args.max_params))
-        if v
-    )
-    return f"{Path(str(args.model)).name}-{Path(str(args.data)).name}-{budget_tag}"
+    return max_macs, args.max_params
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
@@ -244,17 +238,12 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
     Every worker is a ``python -m rankopt search`` process with the given search options, the
     same storage and study name, its own ``--worker-index`` (hence its own sampler seed) and
-    ``max(1, cores // N)`` torch threads (unless ``--threads`` is given). Their progress lines
-    are relayed with a ``[worker i]`` prefix; Ctrl-C (or SIGTERM) is forwarded to them as
-    SIGINT, a second Ctrl-C kills them.
+    ``max(1, cores // N)`` torch threads (unless ``--threads`` is given); see
+    :mod:`rankopt._workers` for the supervision (relayed output, Ctrl-C forwarding).
     """
-    import signal
-    import subprocess
-    import threading
-
+    from rankopt._storage import mask_url, open_storage
+    from rankopt._workers import run_workers, threads_per_worker
     from rankopt.errors import RankoptError, StorageError
-    from rankopt.search import mask_url, open_storage
-    from rankopt.studies import load_study, pareto_front
 
     n = int(args.n_workers)
     if n < 1:
@@ -262,101 +251,46 @@ def cmd_workers(args: argparse.Namespace) -> int:
     search_argv = list(args.search_args)
     if search_argv[:1] == ["--"]:
         search_argv = search_argv[1:]
-    sargs = build_parser().parse_args(["search", *search_argv])
-    storage = _storage_url(sargs)
+    search_args = build_parser().parse_args(["search", *search_argv])
+    storage = _storage_url(search_args)
     if storage.startswith("sqlite") and n > 1:
         raise StorageError(
             f"rankopt workers {n}: the storage {mask_url(storage)} is SQLite, which locks under "
             "concurrent writers; give a PostgreSQL database to share among the workers: "
             "--storage postgresql://USER:PASSWORD@HOST:5432/DB (create it first: createdb DB)"
         )
-    if not sargs.storage:
-        _check_run_dir(Path(sargs.run_dir))
+    if not search_args.storage:
+        _check_run_dir(Path(search_args.run_dir))
     # Connect (and create Optuna's tables) once here: a bad URL fails with one line, and
     # the workers do not race on creating the tables.
     probe = open_storage(storage, heartbeat_interval=0)
     engine = getattr(probe, "engine", None)
     if engine is not None:
         engine.dispose()
-    name = _workers_study_name(sargs)
-    if sargs.model in _builtin_models() and sargs.weights is None:
-        _load_model_and_data(sargs)  # train (all cores) or load the cached dense model once
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = sargs.threads or max(1, (cores or 1) // n)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["PYTHONUNBUFFERED"] = "1"
+    name = _study_name(search_args)
+    if search_args.model in _builtin_models() and search_args.weights is None:
+        _load_model_and_data(search_args)  # train (all cores) or load the dense model once
+    threads = search_args.threads or threads_per_worker(n)
     _say(
         f"starting {n} workers on study {name!r} in {mask_url(storage)}, "
         f"{threads} torch thread(s) each"
     )
-    procs: list[subprocess.Popen[str]] = []
-    relays: list[threading.Thread] = []
+    outcome = run_workers(n, search_argv, study_name=name, threads=threads, say=_say)
+    if outcome.interrupted:
+        return outcome.exit_code
+    if outcome.failed:
+        _say("failed: " + ", ".join(outcome.failed))
+    from rankopt.studies import load_study, pareto_front
 
-    def relay(index: int, stream: Any) -> None:
-        for line in stream:
-            sys.stderr.write(f"[worker {index}] {line}")
-            sys.stderr.flush()
-
-    for index in range(n):
-        cmd = [sys.executable, "-m", "rankopt", "search", *search_argv]
-        cmd += ["--study-name", name, "--worker-index", str(index), "--threads", str(threads)]
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,  # each worker's own front: printed once, below
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches the workers once, through us
-        )
-        procs.append(proc)
-        thread = threading.Thread(target=relay, args=(index, proc.stderr), daemon=True)
-        thread.start()
-        relays.append(thread)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old_term = signal.signal(signal.SIGTERM, on_term)
-    interrupted = False
-    try:
-        try:
-            for proc in procs:
-                proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            _say(f"interrupted: stopping {n} workers; finished trials stay in the study")
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            try:
-                for proc in procs:
-                    proc.wait()
-            except KeyboardInterrupt:
-                for proc in procs:
-                    if proc.poll() is None:
-                        proc.kill()
-                for proc in procs:
-                    proc.wait()
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        for thread in relays:
-            thread.join(timeout=5)
-    if interrupted:
-        return 130
-    codes = [proc.returncode for proc in procs]
-    failed = [f"worker {i} (exit code {c})" for i, c in enumerate(codes) if c != 0]
-    if failed:
-        _say("failed: " + ", ".join(failed))
     try:
         study = load_study(storage, name)
     except StorageError:
-        return next(c for c in codes if c != 0) if failed else 2
+        return outcome.exit_code or 2
     print(_format_table(pareto_front(study)))
     shown = mask_url(storage)
     print(f"\nstudy {name!r} stored in {shown} ({n} workers)")
     print(f"next: rankopt report --storage {shown} --study-name {name} --out report.html")
-    return next((c for c in codes if c != 0), 0)
+    return outcome.exit_code
 
 
 def _check_run_dir(run_dir: Path) -> None:
@@ -388,24 +322,11 @@ def _check_run_dir(run_dir: Path) -> None:
 def _format_table(df: Any) -> str:
     if df is None or len(df) == 0:
         return "(no completed trials yet)"
-    cols = [
-        c
-        for c in (
-            "kind",
-            "trial",
-            "accuracy",
-            "accuracy_before_finetune",
-            "macs_ratio",
-            "params_ratio",
-            "macs",
-            "n_params",
-            "latency_ms",
-            "layers",
-        )
-        if c in df.columns
-    ]
+    from rankopt._metrics import COUNT_METRICS, TABLE_METRICS
+
+    cols = [c for c in ("kind", "trial", *TABLE_METRICS, "layers") if c in df.columns]
     view = df[cols].copy()
-    for col in ("macs", "n_params"):
+    for col in COUNT_METRICS:
         if col in view.columns:
             view[col] = view[col].round().astype("Int64")
     if "layers" in view.columns:
@@ -475,8 +396,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from rankopt.errors import RankoptError
 
         raise RankoptError("export needs --trial N or --max-macs X (best accuracy under X)")
-    max_macs = None if args.max_macs is None else _number_or_percent("--max-macs", args.max_macs)
-    plan = export_plan(_open_study(args), trial=args.trial, max_macs=max_macs)
+    plan = export_plan(_open_study(args), trial=args.trial, max_macs=args.max_macs)
     plan.save(args.out)
     m = plan.metrics
     print(
@@ -484,23 +404,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{m.get('accuracy', float('nan')):.4f}, macs {m.get('macs')}, params {m.get('n_params')}"
     )
     return 0
-
-
-def _number_or_percent(flag: str, text: str) -> float:
-    """``"0.4"`` -> 0.4, ``"40%"`` -> 0.4, ``"4e6"`` -> 4e6; else a one-line error."""
-    from rankopt.errors import RankoptError
-
-    value = text.strip()
-    try:
-        number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        number = float("nan")
-    if not number > 0 or number == float("inf"):
-        raise RankoptError(
-            f"{flag} {text!r} is not a budget; allowed: a fraction of dense like 0.4, a "
-            "percentage like '40%', or an absolute count like 4e6"
-        )
-    return number
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -613,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rankopt",
         description="Search per-layer low-rank decompositions of a trained CNN under a budget.",
     )
-    from rankopt import __version__
+    from rankopt._version import __version__
 
     parser.add_argument("--version", action="version", version=f"rankopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -708,7 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(p)
     p.add_argument("--trial", type=int, help="trial number")
     p.add_argument(
-        "--max-macs", help="best accuracy with macs <= X (absolute or fraction of dense)"
+        "--max-macs",
+        help="best accuracy with macs <= X: fraction (0.5), percent ('50%%') or absolute "
+        "(4e6, 4M), as in search",
     )
     p.add_argument("--out", default="plan.json", help="output JSON (default: %(default)s)")
     p.set_defaults(func=cmd_export)

@@ -54,6 +54,9 @@ class LayerPlan:
         ranks: Rank name -> value, e.g. ``{"r_in": 12, "r_out": 16}``; empty for ``keep``.
         options: Method options, e.g. GKPD factor shape ``{"t1": 4, "s1": 4}``.
         weight_shape: Shape of the dense weight the plan was made for.
+        full_ranks: Rank name -> its full (largest meaningful) value for this layer and
+            method, recorded when the plan is made so that readers (figures, reports) need
+            not know each method's rank rule; empty when not recorded (older plans).
     """
 
     layer: str
@@ -61,16 +64,20 @@ class LayerPlan:
     ranks: Mapping[str, int] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     weight_shape: tuple[int, ...] = ()
+    full_ranks: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (keys sorted on dump)."""
-        return {
+        """JSON-ready dict (keys sorted on dump); ``full_ranks`` only when recorded."""
+        out: dict[str, Any] = {
             "layer": self.layer,
             "method": self.method,
             "ranks": {k: int(v) for k, v in sorted(self.ranks.items())},
             "options": _jsonable(dict(sorted(self.options.items()))),
             "weight_shape": list(self.weight_shape),
         }
+        if self.full_ranks:
+            out["full_ranks"] = {k: int(v) for k, v in sorted(self.full_ranks.items())}
+        return out
 
     def summary(self) -> str:
         """Short text such as ``tucker2(r_in=4,r_out=8)`` or ``keep``."""
@@ -235,12 +242,17 @@ def _parse_layer(data: Any, where: str) -> LayerPlan:
         shape,
         "must be a list of positive integers",
     )
+    full = data.get("full_ranks", {})
+    _expect(isinstance(full, dict), f"{where}.full_ranks", full, "must be an object")
+    for k, v in full.items():
+        _expect(_is_int(v) and v >= 1, f"{where}.full_ranks.{k}", v, "must be an integer >= 1")
     return LayerPlan(
         layer=data["layer"],
         method=data["method"],
         ranks={str(k): int(v) for k, v in ranks.items()},
         options=dict(options),
         weight_shape=tuple(shape),
+        full_ranks={str(k): int(v) for k, v in full.items()},
     )
 
 

@@ -76,7 +76,7 @@ def _driver(tmp_path: Path) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from rankopt.studies._figures import chromium_offline_flags
+    from rankopt.studies._html import chromium_offline_flags
 
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not go online
     options = webdriver.ChromeOptions()

@@ -472,3 +472,33 @@ def test_full_run_dir_fails_before_any_trial(
     assert_one_error_line(rc, err, "has only 1 MiB free", "10 MiB")
     assert not (tmp_path / "run" / "study.db").exists()
     assert list((tmp_path / "run").iterdir()) == [], "the write test left a file behind"
+
+
+def test_help_imports_no_heavy_module() -> None:
+    """``rankopt --help`` loads neither torch, optuna, pandas nor plotly (so it is instant)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import rankopt
+
+    root = str(Path(rankopt.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rankopt", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage: rankopt" in done.stdout
+    # -X importtime writes "import time: self | cumulative | module" per imported module.
+    imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M))
+    assert "rankopt.cli" in imported
+    top_level = {name.split(".")[0] for name in imported}
+    assert not top_level & {"torch", "optuna", "pandas", "plotly"}, sorted(
+        top_level & {"torch", "optuna", "pandas", "plotly"}
+    )

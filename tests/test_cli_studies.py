@@ -134,6 +134,34 @@ def test_export_best_under_max_macs(
         assert plan["metrics"]["macs"] <= limit
 
 
+def test_export_reads_the_search_budget_grammar(
+    finished_study: dict[str, Any], capsys: Any, tmp_path: Path
+) -> None:
+    """``export --max-macs`` takes what ``search --max-macs`` takes: ``4M``, ``800k``, ``50%``."""
+    import math
+
+    study = optuna.load_study(study_name="cli", storage=finished_study["url"])
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    median = sorted(t.user_attrs["macs"] for t in done)[len(done) // 2]
+    kilo = math.ceil(median / 1000)
+    for flag, limit in (("4M", 4e6), (f"{kilo}k", kilo * 1000)):
+        out_path = tmp_path / "best.json"
+        rc, _, err = _cli(
+            capsys,
+            "export",
+            *_study_args(finished_study),
+            "--max-macs",
+            flag,
+            "--out",
+            str(out_path),
+        )
+        assert rc == 0, err
+        plan = json.loads(out_path.read_text())
+        best = max(t.user_attrs["accuracy"] for t in done if t.user_attrs["macs"] <= limit)
+        assert plan["metrics"]["accuracy"] == pytest.approx(best)
+        assert plan["metrics"]["macs"] <= limit
+
+
 def test_plot_and_report_write_offline_html(
     finished_study: dict[str, Any], capsys: Any, tmp_path: Path
 ) -> None:
@@ -154,7 +182,7 @@ def test_plot_and_report_write_offline_html(
         (["export", "--trial", "999"], r"no trial 999; complete trials with a plan: 0, 1, 2, 3, 4"),
         (["export", "--trial", "FAILED"], r"trial \d+ is FAIL"),
         (["export", "--max-macs", "1e-9"], r"smallest"),
-        (["export", "--max-macs", "abc"], r"--max-macs 'abc' is not a budget"),
+        (["export", "--max-macs", "abc"], r"max_macs = 'abc' is not a budget"),
         (["export"], r"--trial N or --max-macs"),
         (["front", "--study-name", "nope"], r"'nope'.*cli"),
     ],

@@ -196,3 +196,21 @@ def test_unreadable_plan_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
         CompressionPlan.load(bad)
     with pytest.raises(InvalidPlanError, match="cannot read plan file"):
         CompressionPlan.load(tmp_path / "missing.json")
+
+
+def test_layer_plan_full_ranks_round_trip_and_old_plans_still_read() -> None:
+    lp = LayerPlan(
+        "conv", "tucker2", {"r_in": 2, "r_out": 3}, {}, (8, 4, 3, 3), {"r_in": 4, "r_out": 8}
+    )
+    plan = CompressionPlan("m", "0" * 16, (1, 8, 8), (lp,))
+    data = plan.to_dict()
+    assert data["layers"][0]["full_ranks"] == {"r_in": 4, "r_out": 8}
+    assert CompressionPlan.from_json(plan.to_json()) == plan
+    # A plan written before full_ranks existed reads, and writes back without the key.
+    del data["layers"][0]["full_ranks"]
+    old = CompressionPlan.from_dict(data)
+    assert old.layers[0].full_ranks == {}
+    assert "full_ranks" not in old.to_dict()["layers"][0]
+    data["layers"][0]["full_ranks"] = {"r_in": 0}
+    with pytest.raises(InvalidPlanError, match=r"full_ranks\.r_in"):
+        CompressionPlan.from_dict(data)

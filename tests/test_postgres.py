@@ -207,7 +207,7 @@ def test_killed_worker_trial_fails_and_is_retried(
     victim, victim_log = _start(["search", *args, "--worker-index", "0"], tmp_path, "victim")
     survivor, survivor_log = _start(["search", *args, "--worker-index", "1"], tmp_path, "survivor")
 
-    from rankopt._rdb import resolve_url
+    from rankopt._storage import resolve_url
 
     storage = optuna.storages.RDBStorage(resolve_url(pg_url))
     tag = f":{victim.pid}"

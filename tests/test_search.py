@@ -16,7 +16,6 @@ from rankopt.evaluators import count_macs, profile
 from rankopt.plan import CompressionPlan, apply_plan
 from rankopt.search import _objective as objective_module
 from rankopt.search import parse_budget, search
-from rankopt.spaces import vbmf_ranks
 
 SHAPE = (1, 8, 8)
 FAST: dict[str, Any] = {"finetune_steps": 15, "finetune_samples": 256, "batch_size": 32}

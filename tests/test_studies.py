@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
+from rankopt._storage import mask_url
 from rankopt.errors import BudgetError, RankoptError, SelectionError, StorageError
 from rankopt.studies import (
     FRONT_COLUMNS,
@@ -31,7 +32,6 @@ from rankopt.studies import (
     select_trial,
     write_html,
 )
-from rankopt.studies._storage import mask_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -461,7 +461,7 @@ def test_nan_free_metrics_in_export() -> None:
 def test_write_png_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    import rankopt.studies._figures as figures
+    import rankopt.studies._html as figures
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
@@ -471,3 +471,38 @@ def test_write_png_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(RankoptError, match=r"kaleido.*Chromium") as info:
         figures.write_png(plot_history(make_study(1)), tmp_path / "x.png")
     assert "\n" not in str(info.value)
+
+
+def test_layer_map_takes_full_ranks_from_the_plan_or_the_registry() -> None:
+    """CP layers (no recorded full ranks) and recorded full ranks plot without NaN."""
+    layers = [
+        # CP: full rank min(T, S)*Dh*Dw = 16*9 = 144 from the registry -> 72/144 = 50 %
+        {"layer": "a", "method": "cp", "ranks": {"r": 72}, "weight_shape": [32, 16, 3, 3]},
+        # recorded full ranks win over the rule (which would give 4/16 and 4/32)
+        {
+            "layer": "b",
+            "method": "tucker2",
+            "ranks": {"r_in": 4, "r_out": 4},
+            "weight_shape": [32, 16, 3, 3],
+            "full_ranks": {"r_in": 8, "r_out": 16},
+        },
+        # a method this process does not know: only the recorded full ranks help
+        {"layer": "c", "method": "mine", "ranks": {"r": 5}, "full_ranks": {"r": 20}},
+        {"layer": "d", "method": "keep", "ranks": {}, "weight_shape": [10, 32]},
+    ]
+    plan = {**make_plan(random.Random(0)), "layers": [{"options": {}, **e} for e in layers]}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.9, 1000], user_attrs={"plan": plan, "accuracy": 0.9, "macs": 1000}
+        )
+    )
+    heat = plot_layer_map(study).data[0]
+    assert list(heat.text[0]) == [
+        "CP(72)<br>50%",
+        "T2(4,4)<br>38%",
+        "mine(5)<br>25%",
+        "keep<br>100%",
+    ]
+    assert not any("n/a" in cell for cell in heat.customdata[0])
+    assert "Tucker-2" in list(heat.colorbar.ticktext)

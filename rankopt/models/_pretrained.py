@@ -232,8 +232,8 @@ def _train_and_save(
     seed: int,
     say: Callable[[str], None],
 ) -> tuple[nn.Module, float]:
-    from rankopt import __version__
-    from rankopt.evaluators._training import evaluate_accuracy, train_dense
+    from rankopt._version import __version__
+    from rankopt.evaluators import evaluate_accuracy, train_dense
 
     say(
         f"training {model} on {data} (seed {seed}, {recipe.epochs} epochs, "

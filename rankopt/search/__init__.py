@@ -1,7 +1,8 @@
 """Search: space, budget repair, VBMF seeding, objective, and the Optuna study loop."""
 
+from rankopt._storage import mask_url, open_storage
 from rankopt.search._budget import Budget, parse_budget
-from rankopt.search._run import SAMPLERS, make_sampler, mask_url, open_storage, search
+from rankopt.search._run import SAMPLERS, make_sampler, search
 from rankopt.search._space import SearchSpace
 
 __all__ = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import socket
@@ -10,7 +9,7 @@ import sys
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import optuna
@@ -19,8 +18,10 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from rankopt import __version__
-from rankopt._rdb import connect_rdb, mask_url
+from rankopt._storage import is_shared as _is_shared
+from rankopt._storage import is_sqlite_locked, open_storage, sqlite_locked_error
+from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
+from rankopt._version import __version__
 from rankopt.errors import (
     DataError,
     DecompositionError,
@@ -46,159 +47,16 @@ from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
 from rankopt.spaces import list_methods
 
 __all__ = [
-    "DEFAULT_HEARTBEAT_INTERVAL_S",
     "SAMPLERS",
-    "grace_period_s",
     "make_sampler",
-    "mask_url",
-    "open_storage",
     "search",
     "worker_sampler_seed",
 ]
 
 SAMPLERS = ("tpe", "nsga2", "random")
-SQLITE_TIMEOUT_ENV = "RANKOPT_SQLITE_TIMEOUT_S"
-DEFAULT_SQLITE_TIMEOUT_S = 60.0
-DEFAULT_HEARTBEAT_INTERVAL_S = 10
 Data = tuple[torch.Tensor, torch.Tensor]
 CALIBRATION_IMAGES = 256
 """Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
-
-
-def grace_period_s(heartbeat_interval_s: int) -> int:
-    """Seconds without a heartbeat after which a RUNNING trial counts as lost: 3 intervals.
-
-    Three missed heartbeats tolerate a worker whose heartbeat thread is briefly starved
-    (a loaded machine, a long GIL-holding step) without failing a live trial, and still
-    retry a killed worker's trial within half a minute at the default 10 s interval.
-    """
-    return 3 * heartbeat_interval_s
-
-
-def _is_shared(storage: str | BaseStorage | None) -> bool:
-    """True when other processes may work on the same study: any storage but memory/SQLite."""
-    if storage is None or isinstance(storage, optuna.storages.InMemoryStorage):
-        return False
-    if isinstance(storage, optuna.storages.RDBStorage):
-        return not storage.url.startswith("sqlite")
-    return not str(storage).startswith("sqlite")
-
-
-def open_storage(
-    storage: str | BaseStorage | None,
-    *,
-    heartbeat_interval: int | None = None,
-    max_retry: int = 2,
-) -> BaseStorage | None:
-    """Open an Optuna storage from a URL, connecting up front.
-
-    SQLite URLs get a 60 s lock timeout. Other RDB URLs (PostgreSQL, MySQL) are connected
-    once right away (a wrong URL fails here, not after the model is built) and get
-    heartbeats: every ``heartbeat_interval`` seconds (default 10) the running trial records
-    that its worker is alive; a RUNNING trial without a heartbeat for
-    :func:`grace_period_s` (3 intervals) is marked failed by the next worker that starts a
-    trial and re-enqueued, at most ``max_retry`` times
-    (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
-
-    Args:
-        storage: URL, storage object (returned as is) or None (in memory).
-        heartbeat_interval: Seconds between heartbeats; 0 turns heartbeats (and the retry of
-            lost trials) off. Ignored for SQLite.
-        max_retry: How often one lost trial is retried.
-
-    Raises:
-        StorageError: the URL cannot be opened; one line, the password masked.
-    """
-    if storage is None or isinstance(storage, BaseStorage):
-        return storage
-    url = str(storage)
-    interval = DEFAULT_HEARTBEAT_INTERVAL_S if heartbeat_interval is None else heartbeat_interval
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
-        raise StorageError(
-            f"heartbeat_interval = {heartbeat_interval!r}: give whole seconds >= 1, or 0 to "
-            "turn heartbeats off"
-        )
-    if not url.startswith("sqlite"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs: dict[str, Any] = {}
-            if interval > 0:
-                kwargs.update(
-                    heartbeat_interval=interval,
-                    grace_period=grace_period_s(interval),
-                    heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-                    ),
-                )
-            storage_obj: BaseStorage = connect_rdb(url, **kwargs)
-        return storage_obj
-    timeout_s = sqlite_timeout_s()
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": timeout_s}}
-        )
-    except Exception as exc:
-        if is_sqlite_locked(exc):
-            raise sqlite_locked_error(url) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(
-            f"cannot open study storage {mask_url(url)}: {mask_url(first)}"
-        ) from None
-
-
-def sqlite_timeout_s() -> float:
-    """Seconds a SQLite write waits for another process's lock: ``RANKOPT_SQLITE_TIMEOUT_S``
-    (default 60).
-
-    Raises:
-        StorageError: the variable is set but not a number >= 0.
-    """
-    text = os.environ.get(SQLITE_TIMEOUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_SQLITE_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise StorageError(
-            f"{SQLITE_TIMEOUT_ENV} = {text!r}: give the lock timeout in seconds, a number >= 0"
-        )
-    return value
-
-
-def is_sqlite_locked(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) is SQLite's "database is locked"."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if "database is locked" in str(current) or "database table is locked" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def sqlite_locked_error(url: str) -> StorageError:
-    """The error for a SQLite file another process holds locked past the timeout."""
-    return StorageError(
-        f"SQLite storage {mask_url(url)} is locked by another process (waited "
-        f"{sqlite_timeout_s():g} s, {SQLITE_TIMEOUT_ENV}); SQLite allows one writer at a "
-        "time: for concurrent workers use a PostgreSQL storage (--storage "
-        "postgresql://user:password@host/db), or stop the other process"
-    )
-
-
-@contextlib.contextmanager
-def _sqlite_lock_errors(storage: BaseStorage | None) -> Iterator[None]:
-    """Turn SQLite's "database is locked" raised inside the block into a StorageError."""
-    try:
-        yield
-    except Exception as exc:
-        url = getattr(storage, "url", None)
-        if isinstance(url, str) and url.startswith("sqlite") and is_sqlite_locked(exc):
-            raise sqlite_locked_error(url) from None
-        raise
 
 
 def worker_sampler_seed(

@@ -28,7 +28,9 @@ Options = Mapping[str, Any]
 class DecompositionMethod(abc.ABC):
     """One way of replacing a dense layer by a chain of smaller standard layers.
 
-    Subclasses set :attr:`name` and :attr:`rank_names` and implement the abstract methods.
+    Subclasses set :attr:`rank_names` (``register_method`` sets :attr:`name`) and implement
+    the abstract methods; :attr:`label`, :attr:`abbreviation` and :attr:`color` say how
+    reports and figures show the method (label and abbreviation default to the name).
     ``n_params`` counts weights and biases of the built module exactly; ``macs`` counts its
     multiply-accumulates per image exactly as fvcore does (bias adds are not counted).
     Factors are computed in float64 and cached by :func:`rankopt.spaces.decompose`.
@@ -45,6 +47,12 @@ class DecompositionMethod(abc.ABC):
     #: False when the built module's CPU latency does not follow its MACs (measured in
     #: ``benchmarks/bench_modules.py``): a search under a latency budget may skip the method.
     latency_friendly: ClassVar[bool] = True
+    #: Human-readable name in legends and reports, e.g. ``"Tucker-2"``.
+    label: ClassVar[str] = ""
+    #: Short name in per-layer summaries, e.g. ``"T2"`` in ``T2(4,8)``.
+    abbreviation: ClassVar[str] = ""
+    #: Colour in figures (CSS, e.g. ``"#1f77b4"``); ``""`` lets the figures pick one.
+    color: ClassVar[str] = ""
 
     # ----------------------------------------------------------------- eligibility
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
@@ -291,6 +299,10 @@ def register_method(name: str) -> Callable[[M], M]:
         if name in _REGISTRY:
             raise ValueError(f"decomposition method {name!r} is already registered")
         cls.name = name
+        if not cls.label:
+            cls.label = name
+        if not cls.abbreviation:
+            cls.abbreviation = name
         _REGISTRY[name] = cls()
         return cls
 

@@ -189,6 +189,9 @@ class CP(DecompositionMethod):
     #: conv is slow on CPU; in channels_last it ran 5.7x faster, not used: the modules stay
     #: plain NCHW layers). Latency does not follow MACs, so a latency budget may skip CP.
     latency_friendly = False
+    label = "CP"
+    abbreviation = "CP"
+    color = "#ff7f0e"
 
     #: Attempts ``(init, random_state)`` in order; each state seeds a numpy ``RandomState``.
     attempts: tuple[tuple[str, int], ...] = (

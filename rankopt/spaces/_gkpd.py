@@ -71,6 +71,9 @@ class GKPD(DecompositionMethod):
     #: 64); a grouped-conv arrangement of B (B repeated S1 times) was no faster. Its latency
     #: does not follow its MACs, so a latency-budgeted search should skip it.
     latency_friendly = False
+    label = "GKPD"
+    abbreviation = "GKPD"
+    color = "#d62728"
 
     def option_space(self, layer: LayerInfo) -> dict[str, list[Any]]:
         """``t1`` over the divisors of ``T``, ``s1`` over the divisors of ``S``."""

@@ -21,6 +21,9 @@ class Keep(DecompositionMethod):
     """
 
     rank_names = ()
+    label = "keep (dense)"
+    abbreviation = "keep"
+    color = "#d9d9d9"
 
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
         """Always None: keeping a layer is always possible."""

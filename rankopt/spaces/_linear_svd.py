@@ -24,6 +24,9 @@ class LinearSVD(DecompositionMethod):
 
     rank_names = ("r",)
     vbmf_seed = True
+    label = "linear SVD"
+    abbreviation = "LSVD"
+    color = "#17becf"
 
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
         """Only ``Linear`` layers are supported."""

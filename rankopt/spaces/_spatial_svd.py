@@ -32,6 +32,9 @@ class SpatialSVD(DecompositionMethod):
 
     rank_names = ("r",)
     spatial = True
+    label = "spatial SVD"
+    abbreviation = "SSVD"
+    color = "#9467bd"
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r": min(S*Dh, T*Dw)}``."""

@@ -117,6 +117,9 @@ class ChannelSVD(DecompositionMethod):
 
     rank_names = ("r",)
     vbmf_seed = True
+    label = "channel SVD"
+    abbreviation = "SVD"
+    color = "#2ca02c"
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r": min(T, S*Dh*Dw)}``."""

@@ -102,6 +102,9 @@ class Tucker2(DecompositionMethod):
     rank_names = ("r_in", "r_out")
     vbmf_seed = True
     spatial = True
+    label = "Tucker-2"
+    abbreviation = "T2"
+    color = "#1f77b4"
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r_in": S, "r_out": T}``."""

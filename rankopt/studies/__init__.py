@@ -5,18 +5,18 @@ Compute first, then render: :func:`pareto_front` and :func:`all_trials_table` bu
 in DEVELOPERS.md); the figures and the report are drawn from those tables.
 """
 
+from rankopt._storage import load_study
+
 from ._export import export_plan, select_trial
 from ._figures import (
     FRONT_TRACE_NAME,
     plot_history,
     plot_layer_map,
     plot_pareto_front,
-    write_html,
-    write_png,
 )
 from ._front import FRONT_COLUMNS, all_trials_table, layer_summary, pareto_front
+from ._html import write_html, write_png
 from ._report import report
-from ._storage import load_study
 
 __all__ = [
     "FRONT_COLUMNS",

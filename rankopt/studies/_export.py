@@ -9,27 +9,17 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._budget import parse_amount
+from rankopt._metrics import COUNT_METRICS, PLAN_METRICS
+from rankopt._storage import abbreviate
 from rankopt.errors import BudgetError, SelectionError
 
 from ._front import _float, completed_trials, dense_metrics
-from ._storage import abbreviate
 
 if TYPE_CHECKING:
     from rankopt.plan import CompressionPlan
 
 __all__ = ["export_plan", "select_trial"]
-
-#: Trial user_attrs copied into the exported plan's ``metrics`` (when present).
-METRIC_KEYS: tuple[str, ...] = (
-    "accuracy",
-    "accuracy_before_finetune",
-    "macs",
-    "macs_ratio",
-    "n_params",
-    "params_ratio",
-    "latency_ms",
-    "reconstruction_error",
-)
 
 
 def _selectable(study: optuna.Study) -> list[FrozenTrial]:
@@ -81,7 +71,10 @@ def _by_number(study: optuna.Study, number: int, selectable: list[FrozenTrial]) 
 
 
 def select_trial(
-    study: optuna.Study, *, trial: int | None = None, max_macs: float | None = None
+    study: optuna.Study,
+    *,
+    trial: int | None = None,
+    max_macs: float | int | str | None = None,
 ) -> FrozenTrial:
     """Pick one COMPLETE trial (with a plan) of a finished study.
 
@@ -92,9 +85,11 @@ def select_trial(
     Args:
         study: A loaded study.
         trial: A trial number; it must be COMPLETE and carry a plan.
-        max_macs: Pick the best accuracy among trials with ``macs <= max_macs``. A value
-            above 1 is an absolute MAC count per image; a value in (0, 1] is a fraction of
-            the dense model's MACs (0.25 means at most a quarter of the dense MACs).
+        max_macs: Pick the best accuracy among trials with ``macs <= max_macs``, in the
+            budget grammar of ``rankopt search`` (:func:`rankopt.parse_budget`): a value
+            in (0, 1] or a percentage (``"25%"``) is a fraction of the dense model's MACs,
+            a value above 1 or a string like ``"4M"`` / ``"800k"`` an absolute MAC count
+            per image.
 
     Returns:
         The chosen frozen trial.
@@ -136,22 +131,17 @@ def select_trial(
         f"(trial {smallest.number})"
     )
     if max_macs is not None:
-        try:
-            limit = float(max_macs)
-        except (TypeError, ValueError, OverflowError):
-            limit = math.nan
-        if isinstance(max_macs, bool) or not math.isfinite(limit) or limit <= 0:
-            raise BudgetError(
-                f"max_macs={max_macs!r} is not allowed; give a MAC count > 1 or a fraction of "
-                "the dense MACs in (0, 1]"
-            )
-        if limit <= 1.0:
+        amount = parse_amount(max_macs, what="macs")
+        if amount.fraction is not None:
+            limit = amount.fraction
             if dense_macs is not None:
                 fits = [t for t in selectable if _float(t.user_attrs["macs"]) <= limit * dense_macs]
             else:
                 fits = [t for t in selectable if _float(t.user_attrs.get("macs_ratio")) <= limit]
             asked = f"max_macs={limit:g} (fraction of dense MACs)"
         else:
+            assert amount.absolute is not None
+            limit = amount.absolute
             fits = [t for t in selectable if _float(t.user_attrs["macs"]) <= limit]
             asked = f"max_macs={limit:,.0f}"
         if not fits:
@@ -172,10 +162,10 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
     """The trial's plan dict with ``metrics`` and ``provenance`` filled in."""
     plan: dict[str, Any] = copy.deepcopy(frozen.user_attrs["plan"])
     metrics = dict(plan.get("metrics") or {})
-    for key in METRIC_KEYS:
+    for key in PLAN_METRICS:
         value = _float(frozen.user_attrs.get(key))
         if math.isfinite(value):
-            metrics[key] = int(value) if key in ("macs", "n_params") else value
+            metrics[key] = int(value) if key in COUNT_METRICS else value
     plan["metrics"] = metrics
     provenance = dict(plan.get("provenance") or {})
     provenance["study"] = study.study_name
@@ -183,7 +173,7 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
     if "rankopt_version" not in provenance:
         version = study.user_attrs.get("rankopt_version")
         if version is None:
-            from rankopt import __version__ as version
+            from rankopt._version import __version__ as version
         provenance["rankopt_version"] = version
     if frozen.user_attrs.get("seed"):
         provenance["seed"] = frozen.user_attrs["seed"]
@@ -192,7 +182,10 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
 
 
 def export_plan(
-    study: optuna.Study, *, trial: int | None = None, max_macs: float | None = None
+    study: optuna.Study,
+    *,
+    trial: int | None = None,
+    max_macs: float | int | str | None = None,
 ) -> CompressionPlan:
     """The compression plan of one trial, ready to save and apply.
 
@@ -203,7 +196,8 @@ def export_plan(
     Args:
         study: A loaded study.
         trial: A trial number (see :func:`select_trial`).
-        max_macs: MAC budget, absolute (> 1) or a fraction of dense MACs (<= 1).
+        max_macs: MAC budget, as :func:`select_trial` reads it (``0.5``, ``"50%"``,
+            ``4e6``, ``"4M"``).
 
     Returns:
         The validated :class:`rankopt.plan.CompressionPlan`.

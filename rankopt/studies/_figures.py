@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from html import escape
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -18,6 +11,7 @@ import plotly.graph_objects as go
 
 from rankopt.errors import RankoptError
 
+from . import _methods
 from ._front import (
     all_trials_table,
     completed_trials,
@@ -34,8 +28,6 @@ __all__ = [
     "plot_history",
     "plot_layer_map",
     "plot_pareto_front",
-    "write_html",
-    "write_png",
 ]
 
 #: Name of the front trace in :func:`plot_pareto_front` (stable: tests and tools find it).
@@ -57,16 +49,6 @@ _BUDGET_KEYS: dict[str, tuple[str, str]] = {
     "n_params": ("max_params", ""),
     "params_ratio": ("max_params", "n_params"),
 }
-_METHOD_COLORS: dict[str, str] = {
-    "keep": "#d9d9d9",
-    "tucker2": "#1f77b4",
-    "cp": "#ff7f0e",
-    "svd": "#2ca02c",
-    "spatial_svd": "#9467bd",
-    "gkpd": "#d62728",
-    "linear_svd": "#17becf",
-}
-_EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#aec7e8", "#ffbb78")
 
 
 def _wrap_layers(summary: str, per_line: int = 4) -> str:
@@ -212,36 +194,6 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
     return fig
 
 
-def _full_ranks(method: str, shape: Sequence[int], options: Mapping[str, Any]) -> dict[str, int]:
-    """Full rank per rank name, from the dense weight shape (empty when not defined)."""
-    if len(shape) == 4:
-        t, s, kh, kw = (int(v) for v in shape)
-        if method == "tucker2":
-            return {"r_in": s, "r_out": t}
-        if method == "svd":
-            return {"r": min(t, s * kh * kw)}
-        if method == "spatial_svd":
-            return {"r": min(s * kh, kw * t)}
-        if method == "gkpd":
-            t1, s1 = int(options.get("t1", 0) or 0), int(options.get("s1", 0) or 0)
-            if t1 and s1 and t % t1 == 0 and s % s1 == 0:
-                return {"r": min(t1 * s1, (t // t1) * (s // s1) * kh * kw)}
-    if len(shape) == 2 and method in ("linear_svd", "svd"):
-        return {"r": min(int(shape[0]), int(shape[1]))}
-    return {}
-
-
-def _rank_fraction(entry: Mapping[str, Any]) -> float:
-    """Mean of rank / full rank over the layer's ranks (1.0 for keep, NaN when unknown)."""
-    method = str(entry.get("method", ""))
-    if method == "keep":
-        return 1.0
-    ranks = entry.get("ranks") or {}
-    full = _full_ranks(method, entry.get("weight_shape") or [], entry.get("options") or {})
-    fractions = [float(v) / full[k] for k, v in ranks.items() if full.get(k)]
-    return sum(fractions) / len(fractions) if fractions else math.nan
-
-
 def plot_layer_map(study: optuna.Study) -> go.Figure:
     """Per-layer method (colour) and rank fraction (text) of the front trials.
 
@@ -265,7 +217,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
     for _, entries in plans:
         layers.extend(name for name in entries if name not in layers)
     used = {str(e.get("method")) for _, entries in plans for e in entries.values()}
-    methods = [m for m in _METHOD_COLORS if m in used] + sorted(used - set(_METHOD_COLORS))
+    methods = sorted(used)
     z, text, hover = [], [], []
     for number, entries in plans:
         z_row: list[float | None] = []
@@ -278,7 +230,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
                 text_row.append("")
                 hover_row.append(f"trial {number}<br>{name}: not in plan (dense)")
                 continue
-            fraction = _rank_fraction(entry)
+            fraction = _methods.rank_fraction(entry)
             label = layer_label(entry)
             frac_text = "" if math.isnan(fraction) else f"<br>{fraction:.0%}"
             z_row.append(float(methods.index(str(entry.get("method")))))
@@ -295,7 +247,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
     n_methods = len(methods)
     colorscale = []
     for i, m in enumerate(methods):
-        color = _METHOD_COLORS.get(m, _EXTRA_COLORS[(i - len(_METHOD_COLORS)) % len(_EXTRA_COLORS)])
+        color = _methods.color(m, i)
         colorscale += [[i / n_methods, color], [(i + 1) / n_methods, color]]
     fig = go.Figure(
         go.Heatmap(
@@ -315,7 +267,7 @@ def plot_layer_map(study: optuna.Study) -> go.Figure:
             colorbar={
                 "title": {"text": "method"},
                 "tickvals": list(range(n_methods)),
-                "ticktext": methods,
+                "ticktext": [_methods.label(m) for m in methods],
             },
         )
     )
@@ -378,143 +330,3 @@ def plot_history(study: optuna.Study) -> go.Figure:
         template="plotly_white",
     )
     return fig
-
-
-def figures_html(figures: Iterable[go.Figure]) -> str:
-    """HTML fragment of the figures with plotly.js embedded once (before the first one)."""
-    parts = []
-    for i, fig in enumerate(figures):
-        parts.append(
-            fig.to_html(
-                full_html=False,
-                include_plotlyjs=(i == 0),
-                include_mathjax=False,
-                config={"displaylogo": False, "responsive": True},
-            )
-        )
-    return "\n".join(parts)
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{escape(title)}</title>\n"
-        "<style>body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
-        "table{border-collapse:collapse;font-size:0.85em}"
-        "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td.l,th.l{text-align:left}pre{background:#f6f6f6;padding:0.6em}</style>\n"
-        f"</head>\n<body>\n<h1>{escape(title)}</h1>\n{body}\n</body>\n</html>\n"
-    )
-
-
-def write_html(
-    figures: go.Figure | Sequence[go.Figure], path: str | Path, *, title: str = "rankopt"
-) -> Path:
-    """Write one or several figures to a standalone HTML page that works offline.
-
-    plotly.js is embedded in the page once (no CDN, no network needed to view it).
-
-    Args:
-        figures: A figure or a sequence of figures, drawn in order.
-        path: Output file; its parent directory must exist.
-        title: Page title and heading.
-
-    Returns:
-        The path written.
-    """
-    figs = [figures] if isinstance(figures, go.Figure) else list(figures)
-    path = Path(path)
-    path.write_text(_page(title, figures_html(figs)), encoding="utf-8")
-    return path
-
-
-_CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
-
-
-def _find_chromium() -> str | None:
-    for name in _CHROMIUM_CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-
-
-def write_png(fig: go.Figure, path: str | Path, *, width: int = 1000, height: int = 650) -> Path:
-    """Write a figure as a PNG image.
-
-    Uses kaleido (``fig.write_image``) when it is installed, otherwise a headless Chromium
-    screenshot of the offline HTML page (network disabled).
-
-    Args:
-        fig: The figure.
-        path: Output ``.png`` file.
-        width: Image width in pixels.
-        height: Image height in pixels.
-
-    Returns:
-        The path written.
-
-    Raises:
-        RankoptError: neither kaleido nor Chromium is installed, or Chromium failed.
-    """
-    path = Path(path)
-    kaleido_error = "the Python package 'kaleido' is not installed"
-    if importlib.util.find_spec("kaleido") is not None:
-        try:
-            fig.write_image(str(path), width=width, height=height)
-        except Exception as exc:  # kaleido needs its own Chrome; fall back to ours
-            kaleido_error = f"kaleido failed: {type(exc).__name__}: {exc}".splitlines()[0]
-        else:
-            return path
-    chromium = _find_chromium()
-    if chromium is None:
-        raise RankoptError(
-            f"cannot write PNG: {kaleido_error} and no Chromium browser is on PATH; "
-            "pip install kaleido, or apt-get install chromium"
-        )
-    with tempfile.TemporaryDirectory(prefix="rankopt-png-") as tmp:
-        page = Path(tmp) / "figure.html"
-        sized = go.Figure(fig)
-        sized.update_layout(width=width, height=height, margin={"t": 60})
-        html = sized.to_html(full_html=True, include_plotlyjs=True, config={"staticPlot": True})
-        page.write_text(
-            html.replace("<head>", "<head><style>body{margin:0}</style>", 1), encoding="utf-8"
-        )
-        cmd = [
-            chromium,
-            *chromium_offline_flags(Path(tmp) / "profile"),
-            f"--window-size={width},{height}",
-            "--virtual-time-budget=5000",
-            "--hide-scrollbars",
-            f"--screenshot={path.resolve()}",
-            page.resolve().as_uri(),
-        ]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RankoptError(f"cannot write PNG with {chromium}: {exc}") from None
-        if not path.exists():
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RankoptError(
-                f"cannot write PNG: {chromium} exited {proc.returncode} without writing "
-                f"{path}: {last}"
-            )
-    return path
-
-
-def chromium_offline_flags(profile_dir: Path) -> list[str]:
-    """Command-line flags for headless Chromium with every network access disabled."""
-    return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--proxy-server=127.0.0.1:9",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={profile_dir}",
-    ]

@@ -14,6 +14,10 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._metrics import TABLE_METRICS
+
+from . import _methods
+
 __all__ = [
     "FRONT_COLUMNS",
     "all_trials_table",
@@ -22,29 +26,7 @@ __all__ = [
 ]
 
 #: Columns of :func:`pareto_front` (and the first columns of :func:`all_trials_table`).
-FRONT_COLUMNS: tuple[str, ...] = (
-    "trial",
-    "accuracy",
-    "accuracy_before_finetune",
-    "macs",
-    "macs_ratio",
-    "n_params",
-    "params_ratio",
-    "latency_ms",
-    "layers",
-    "kind",
-)
-
-#: Short labels of the method names used in the per-layer summary.
-METHOD_ABBREVIATIONS: dict[str, str] = {
-    "tucker2": "T2",
-    "cp": "CP",
-    "svd": "SVD",
-    "spatial_svd": "SSVD",
-    "gkpd": "GKPD",
-    "linear_svd": "LSVD",
-    "keep": "keep",
-}
+FRONT_COLUMNS: tuple[str, ...] = ("trial", *TABLE_METRICS, "layers", "kind")
 
 #: Rank names in the order they are printed (others follow in their stored order).
 _RANK_ORDER: tuple[str, ...] = ("r_in", "r_out", "r")
@@ -70,9 +52,9 @@ def ordered_ranks(ranks: Mapping[str, Any]) -> list[tuple[str, Any]]:
 def layer_label(entry: Mapping[str, Any]) -> str:
     """Compact label of one plan layer, e.g. ``T2(4,8)``, ``SVD(12)`` or ``keep``."""
     method = str(entry.get("method", "?"))
-    short = METHOD_ABBREVIATIONS.get(method, method)
+    short = _methods.abbreviation(method)
     ranks = entry.get("ranks") or {}
-    if not ranks or method == "keep":
+    if not ranks:
         return short
     return f"{short}({','.join(str(v) for _, v in ordered_ranks(ranks))})"
 
@@ -176,15 +158,7 @@ def _frame(rows: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) -> pd.D
     columns = [*FRONT_COLUMNS, *extra]
     df = pd.DataFrame(list(rows), columns=columns)
     df["trial"] = df["trial"].astype("Int64")
-    for col in (
-        "accuracy",
-        "accuracy_before_finetune",
-        "macs",
-        "macs_ratio",
-        "n_params",
-        "params_ratio",
-        "latency_ms",
-    ):
+    for col in TABLE_METRICS:
         df[col] = df[col].astype(float)
     df["layers"] = df["layers"].astype(str)
     df["kind"] = df["kind"].astype(str)

@@ -14,8 +14,9 @@ import pandas as pd
 from rankopt.errors import RankoptError
 
 from ._export import plan_dict, select_trial
-from ._figures import _page, figures_html, plot_history, plot_layer_map, plot_pareto_front
+from ._figures import plot_history, plot_layer_map, plot_pareto_front
 from ._front import ordered_ranks, pareto_front
+from ._html import figures_html, page_html
 
 __all__ = ["front_table_html", "report"]
 
@@ -154,5 +155,5 @@ def report(study: optuna.Study, path: str | Path) -> Path:
         + _plan_html(study)
     )
     path = Path(path)
-    path.write_text(_page(f"rankopt report: study {study.study_name}", body), encoding="utf-8")
+    path.write_text(page_html(f"rankopt report: study {study.study_name}", body), encoding="utf-8")
     return path
