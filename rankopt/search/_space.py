@@ -181,13 +181,16 @@ class SearchSpace:
         }
 
     def layer_plan(self, layer: str, c: Candidate) -> LayerPlan:
-        """The :class:`LayerPlan` of candidate ``c`` on ``layer``."""
+        """The :class:`LayerPlan` of candidate ``c`` on ``layer`` (with its full ranks, so that
+        readers of the plan need not know the method's rank rule)."""
+        info = self._layers[layer]
         return LayerPlan(
             layer=layer,
             method=c.method,
             ranks=dict(c.ranks),
             options=dict(c.options),
-            weight_shape=self._layers[layer].weight_shape,
+            weight_shape=info.weight_shape,
+            full_ranks=get_method(c.method).rank_space(info, c.options) if c.ranks else {},
         )
 
     def keep(self, layer: str) -> Candidate:
