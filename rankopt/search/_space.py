@@ -236,6 +236,14 @@ class SearchSpace:
             params["target"] = proposal.target
         return params
 
+    def proposal_from_params(self, params: Mapping[str, Any]) -> Proposal:
+        """The :class:`Proposal` a trial with ``params`` samples (inverse of
+        :meth:`params_of`)."""
+        methods = {n: str(params[self.param_name(n, "method")]) for n in self.choices}
+        weights = {n: float(params[self.param_name(n, "weight")]) for n in self.choices}
+        target = params.get("target")
+        return Proposal(methods, weights, None if target is None else float(target))
+
     # ------------------------------------------------------------------ realising
     def scored(
         self, layer: str, methods: Sequence[str], sensitivity: SensitivityProfile

@@ -1,0 +1,289 @@
+"""The search's allocation: BN calibration, offered choices, budgets met, plans from params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+from rankopt import calibrate_bn
+from rankopt.errors import DataError, SettingsError
+from rankopt.evaluators import count_macs, evaluate_accuracy, profile
+from rankopt.plan import CompressionPlan, apply_plan
+from rankopt.search import search
+from rankopt.search._allocation import Candidate, allocate
+from rankopt.search._budget import Budget
+from rankopt.search._sensitivity import SensitivityProfile
+from rankopt.search._space import SearchSpace
+
+SHAPE = (1, 8, 8)
+FAST: dict[str, Any] = {"finetune_steps": 15, "finetune_samples": 256, "batch_size": 32}
+
+
+class BNDigitsNet(nn.Module):
+    """DigitsNet with BatchNorm after every conv (8x8 digits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.conv3 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
+        x = torch.relu(self.bn3(self.conv3(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def bn_net(digits_data: dict[str, Any]) -> nn.Module:
+    torch.manual_seed(0)
+    model = BNDigitsNet()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = digits_data["train"]
+    gen = torch.Generator().manual_seed(1)
+    model.train()
+    for _ in range(300):
+        idx = torch.randint(0, len(y), (64,), generator=gen)
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+# ---------------------------------------------------------------- BN calibration
+def test_calibration_leaves_the_dense_model_unchanged(
+    bn_net: nn.Module, digits_data: dict[str, Any]
+) -> None:
+    x_val, y_val = digits_data["val"]
+    before = evaluate_accuracy(bn_net, x_val, y_val)
+    model = apply_plan(bn_net, _plan(bn_net, {}))  # a copy
+    assert calibrate_bn(model, digits_data["train"][0]) is model
+    after = evaluate_accuracy(model, x_val, y_val)
+    assert before > 0.8
+    assert abs(after - before) <= 0.02
+    assert not model.training and not model.bn1.training  # modes restored
+    assert model.bn1.momentum == 0.1  # momentum restored
+
+
+def test_calibration_raises_a_truncated_tucker2_plan(
+    bn_net: nn.Module, digits_data: dict[str, Any]
+) -> None:
+    x_val, y_val = digits_data["val"]
+    ranks = {"conv2": {"r_in": 12, "r_out": 12}, "conv3": {"r_in": 12, "r_out": 12}}
+    small = apply_plan(bn_net, _plan(bn_net, {k: ("tucker2", v) for k, v in ranks.items()}))
+    stale = evaluate_accuracy(small, x_val, y_val)
+    calibrate_bn(small, digits_data["train"][0][:512])
+    calibrated = evaluate_accuracy(small, x_val, y_val)
+    # measured: 0.20 with the dense statistics, 0.91 re-calibrated (dense: 1.00)
+    assert calibrated >= stale + 0.3, (stale, calibrated)
+
+
+def test_calibration_rejects_bad_input(bn_net: nn.Module) -> None:
+    with pytest.raises(SettingsError, match="batch_size = 1"):
+        calibrate_bn(bn_net, torch.zeros(4, 1, 8, 8), batch_size=1)
+    with pytest.raises(DataError, match="at least 2 images"):
+        calibrate_bn(bn_net, torch.zeros(1, 1, 8, 8))
+
+
+def _plan(model: nn.Module, layers: dict[str, tuple[str, dict[str, int]]]) -> CompressionPlan:
+    prof = profile(model, SHAPE)
+    space = SearchSpace(prof, min_layer_share=0.0)
+    from rankopt.plan import LayerPlan
+
+    lps = [
+        LayerPlan(
+            layer=name,
+            method=method,
+            ranks=ranks,
+            options={},
+            weight_shape=prof.layer(name).weight_shape,
+        )
+        for name, (method, ranks) in layers.items()
+    ]
+    return space.plan(lps, model_name="bn")
+
+
+# ---------------------------------------------------------------- offered choices
+def test_no_offered_choice_costs_as_much_as_the_dense_layer(
+    trained_digits_net: nn.Module, tiny_resnet: nn.Module
+) -> None:
+    for model, shape in ((trained_digits_net, SHAPE), (tiny_resnet, (3, 16, 16))):
+        space = SearchSpace(profile(model, shape), min_layer_share=0.0)
+        assert space.choices
+        for name, methods in space.choices.items():
+            info = space.layer(name)
+            for method in methods:
+                cands = space.candidates(name, method)
+                assert cands, (name, method)
+                for c in cands:
+                    assert c.macs < info.macs and c.n_params < info.n_params, (name, c)
+
+
+def test_input_conv_gets_no_costlier_tucker2_and_1x1_gets_only_svd(
+    trained_digits_net: nn.Module,
+) -> None:
+    space = SearchSpace(profile(trained_digits_net, SHAPE), min_layer_share=0.0)
+    # conv1 is 1 -> 16 channels: Tucker-2 (r_in = 1) is cheaper than dense only while
+    # 1 + 9*r_out + 16*r_out < 9*16 per pixel, i.e. r_out <= 5
+    assert max(c.ranks["r_out"] for c in space.candidates("conv1", "tucker2")) == 5
+    assert space.choices["conv4"] == ("svd",)  # 1x1 conv: the matrix factorisation only
+
+
+def test_the_classifier_is_never_factorised_below_its_outputs(
+    trained_digits_net: nn.Module,
+) -> None:
+    prof = profile(trained_digits_net, SHAPE)
+    space = SearchSpace(prof, min_layer_share=0.0, n_outputs=10)
+    assert space.min_rank(prof.layer("fc")) == 10
+    # rank >= 10 on a 32 -> 10 Linear always costs more than the dense layer
+    assert "fc" not in space.choices
+    free = SearchSpace(prof, min_layer_share=0.0)
+    assert "fc" in free.choices and free.candidates("fc", "linear_svd")[0].ranks == {"r": 1}
+
+
+def test_negligible_layers_are_kept(trained_digits_net: nn.Module) -> None:
+    prof = profile(trained_digits_net, SHAPE)
+    shares = {
+        info.name: max(info.macs / prof.macs, info.n_params / prof.n_params)
+        for info in prof.eligible_layers
+    }
+    threshold = sorted(shares.values())[1] + 1e-9  # the two smallest layers
+    space = SearchSpace(prof, min_layer_share=threshold)
+    kept = {n for n, s in shares.items() if s < threshold}
+    assert len(kept) == 2 and not kept & set(space.choices)
+
+
+# ---------------------------------------------------------------- allocation
+def _cands(dense: int, scores: list[float]) -> list[Candidate]:
+    n = len(scores)
+    out = [Candidate("keep", {}, {}, dense, dense, 0.0)]
+    out += [
+        Candidate("svd", {"r": i + 1}, {}, dense * (i + 1) // (n + 1), 0, s)
+        for i, s in enumerate(scores)
+    ]
+    return out
+
+
+def test_allocation_meets_the_budget_and_spends_it_where_it_matters() -> None:
+    sensitive = _cands(1000, [8.0, 4.0, 2.0, 1.0])  # costs 200, 400, 600, 800
+    robust = _cands(1000, [0.4, 0.2, 0.1, 0.05])
+    chosen = allocate(
+        [sensitive, robust],
+        [1.0, 1.0],
+        max_macs=1000,
+        max_params=None,
+        fixed_macs=0,
+        fixed_params=0,
+    )
+    assert chosen is not None
+    assert sum(c.macs for c in chosen) <= 1000
+    assert chosen[0].macs > chosen[1].macs  # the sensitive layer gets the larger rank
+    # a larger weight on the robust layer moves rank to it
+    swapped = allocate(
+        [sensitive, robust],
+        [1.0, 100.0],
+        max_macs=1000,
+        max_params=None,
+        fixed_macs=0,
+        fixed_params=0,
+    )
+    assert swapped is not None and swapped[1].macs > chosen[1].macs
+    # below the cheapest reachable total: None
+    assert (
+        allocate(
+            [sensitive, robust],
+            [1.0, 1.0],
+            max_macs=399,
+            max_params=None,
+            fixed_macs=0,
+            fixed_params=0,
+        )
+        is None
+    )
+    # no budget: the lowest weighted score, i.e. keep
+    free = allocate(
+        [sensitive, robust],
+        [1.0, 1.0],
+        max_macs=None,
+        max_params=None,
+        fixed_macs=0,
+        fixed_params=0,
+    )
+    assert free is not None and [c.method for c in free] == ["keep", "keep"]
+
+
+def test_allocation_fills_the_budget() -> None:
+    layers = [_cands(1000, [5.0 / (i + 1) ** 2 for i in range(9)]) for _ in range(4)]
+    for budget in (900, 1700, 2600, 3500):
+        chosen = allocate(
+            layers,
+            [1.0, 2.0, 0.5, 1.0],
+            max_macs=budget,
+            max_params=None,
+            fixed_macs=0,
+            fixed_params=0,
+        )
+        assert chosen is not None
+        total = sum(c.macs for c in chosen)
+        assert budget - 100 < total <= budget  # one rank step (100 macs) of slack at most
+
+
+# ---------------------------------------------------------------- search
+def test_realised_plans_are_a_function_of_the_trial_parameters(
+    bn_net: nn.Module, digits_data: dict[str, Any]
+) -> None:
+    study = search(
+        bn_net,
+        digits_data["train"],
+        digits_data["val"],
+        model_name="bn",
+        max_macs=0.4,
+        n_trials=6,
+        sampler="random",
+        **FAST,
+    )
+    prof = profile(bn_net, SHAPE)
+    space = SearchSpace(prof, n_outputs=10)
+    sensitivity = SensitivityProfile.from_dict(study.user_attrs["sensitivity"])
+    assert sensitivity is not None
+    budget = Budget(max_macs=study.user_attrs["budget"]["max_macs"])
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 6
+    for t in trials:
+        again = space.realise(space.proposal_from_params(t.params), budget, sensitivity)
+        assert again is not None
+        stored = CompressionPlan.from_dict(t.user_attrs["plan"])
+        assert [(lp.layer, lp.method, dict(lp.ranks)) for lp in again.layers] == [
+            (lp.layer, lp.method, dict(lp.ranks)) for lp in stored.layers
+        ]
+        # the recorded cost is fvcore's on the applied plan, and within the budget
+        assert t.user_attrs["macs"] == count_macs(apply_plan(bn_net, stored), SHAPE)
+        assert t.user_attrs["macs"] <= budget.max_macs
+
+
+def test_the_sensitivity_profile_is_measured_once_per_study(
+    bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    lines: list[str] = []
+    kwargs: dict[str, Any] = dict(
+        model_name="bn", max_macs=0.5, storage=url, study_name="s", progress=lines.append, **FAST
+    )
+    search(bn_net, digits_data["train"], digits_data["val"], n_trials=2, **kwargs)
+    assert any("measuring the sensitivity profile" in line for line in lines)
+    lines.clear()
+    study = search(bn_net, digits_data["train"], digits_data["val"], n_trials=3, **kwargs)
+    assert not any("measuring the sensitivity profile" in line for line in lines)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    optuna.delete_study(study_name="s", storage=url)
