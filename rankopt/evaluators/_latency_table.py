@@ -63,10 +63,14 @@ ProgressFn = Callable[[int, int, str], None]
 
 
 class _LayerPlanLike(Protocol):
-    layer: str
-    method: str
-    ranks: Mapping[str, int]
-    options: Mapping[str, Any]
+    @property
+    def layer(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def ranks(self) -> Mapping[str, int]: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
 
 
 def time_interleaved_ms(

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Candidate", "allocate"]
+__all__ = ["Candidate", "allocate", "resource"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Candidate:
         macs: Multiply-accumulates per image of the layer built so.
         n_params: Parameters of the layer built so.
         score: Sensitivity (output degradation, >= 0; 0 for ``keep``).
+        latency_ms: Batch size -> predicted latency of the layer built so (from the
+            latency table; empty without a latency budget).
     """
 
     method: str
@@ -39,59 +41,56 @@ class Candidate:
     macs: int = 0
     n_params: int = 0
     score: float = 0.0
+    latency_ms: Mapping[int, float] = field(default_factory=dict)
+
+
+def resource(c: Candidate, key: str) -> float:
+    """A candidate's cost in one resource: ``"macs"``, ``"n_params"`` or
+    ``"latency_ms@<batch size>"``."""
+    if key == "macs":
+        return float(c.macs)
+    if key == "n_params":
+        return float(c.n_params)
+    return float(c.latency_ms[int(key.split("@", 1)[1])])
 
 
 def _norm_cost(c: Candidate, limits: Mapping[str, float]) -> float:
     """Cost of a candidate in units of the budget (sum over the budgeted resources)."""
-    total = 0.0
-    if "macs" in limits:
-        total += c.macs / limits["macs"]
-    if "n_params" in limits:
-        total += c.n_params / limits["n_params"]
-    return total
+    return sum(resource(c, key) / limit for key, limit in limits.items())
 
 
 def _fits(totals: Mapping[str, float], limits: Mapping[str, float]) -> bool:
-    return all(totals[k] <= limits[k] for k in limits)
+    return all(totals[k] <= limits[k] * (1 + 1e-12) for k in limits)
 
 
-def _totals(chosen: Sequence[Candidate], base: Mapping[str, int]) -> dict[str, float]:
-    return {
-        "macs": base["macs"] + sum(c.macs for c in chosen),
-        "n_params": base["n_params"] + sum(c.n_params for c in chosen),
-    }
+def _totals(
+    chosen: Sequence[Candidate], base: Mapping[str, float], limits: Mapping[str, float]
+) -> dict[str, float]:
+    return {k: base.get(k, 0.0) + sum(resource(c, k) for c in chosen) for k in limits}
 
 
 def allocate(
     candidates: Sequence[Sequence[Candidate]],
     weights: Sequence[float],
-    *,
-    max_macs: float | None,
-    max_params: float | None,
-    fixed_macs: int,
-    fixed_params: int,
+    limits: Mapping[str, float],
+    fixed: Mapping[str, float],
 ) -> list[Candidate] | None:
     """One candidate per layer minimising the weighted score within the budget.
 
     Args:
-        candidates: Per layer, its candidates (at least one; the cheapest must exist).
+        candidates: Per layer, its candidates (at least one).
         weights: Per layer, the factor on its scores (> 0).
-        max_macs: Budget on the whole model's MACs, or None.
-        max_params: Budget on the whole model's parameters, or None.
-        fixed_macs: MACs of everything the allocation does not choose (other layers, ...).
-        fixed_params: Parameters of everything the allocation does not choose.
+        limits: Budget of the whole model per resource (see :func:`resource`); empty for
+            no budget.
+        fixed: Cost per resource of everything the allocation does not choose (the other
+            layers, the rest of the network).
 
     Returns:
         The chosen candidate per layer, or None when even the cheapest choice of every layer
         does not fit. Without any budget every layer gets its lowest weighted score (ties:
         the cheaper).
     """
-    limits: dict[str, float] = {}
-    if max_macs is not None:
-        limits["macs"] = float(max_macs)
-    if max_params is not None:
-        limits["n_params"] = float(max_params)
-    base = {"macs": fixed_macs, "n_params": fixed_params}
+    base = dict(fixed)
     ordered = [
         sorted(cands, key=lambda c: (_norm_cost(c, limits), c.macs, c.n_params))
         for cands in candidates
@@ -104,26 +103,33 @@ def allocate(
             out.append(cands[values.index(min(values))])  # ties: the cheaper
         return out
 
+    def fits(chosen: Sequence[Candidate]) -> bool:
+        return _fits(_totals(chosen, base, limits), limits)
+
     if not limits:
         return pick(0.0)
     cheapest = [cands[0] for cands in ordered]
-    if not _fits(_totals(cheapest, base), limits):
-        return None
+    if not fits(cheapest):
+        # the normalised order need not be cheapest in every resource: try each one's minimum
+        per_resource = [[_cheapest(cands, k) for cands in ordered] for k in limits]
+        cheapest = next((choice for choice in per_resource if fits(choice)), cheapest)
+        if not fits(cheapest):
+            return None
     chosen = pick(0.0)
-    if not _fits(_totals(chosen, base), limits):
+    if not fits(chosen):
         # Total cost falls (weakly) as lam grows: bisect lam geometrically for the smallest
         # price that fits. Above 1e18 the scores no longer matter: take the cheapest.
         lo, hi = 1e-12, 1e-12
-        while not _fits(_totals(pick(hi), base), limits) and hi < 1e18:
+        while not fits(pick(hi)) and hi < 1e18:
             lo, hi = hi, hi * 8.0
-        if not _fits(_totals(pick(hi), base), limits):
+        if not fits(pick(hi)):
             chosen = cheapest
         else:
             for _ in range(100):
                 if hi / lo < 1 + 1e-9:
                     break
                 mid = math.sqrt(lo * hi)
-                if _fits(_totals(pick(mid), base), limits):
+                if fits(pick(mid)):
                     hi = mid
                 else:
                     lo = mid
@@ -131,17 +137,22 @@ def allocate(
     return _fill(ordered, list(chosen), weights, limits, base)
 
 
+def _cheapest(cands: Sequence[Candidate], key: str) -> Candidate:
+    costs = [resource(c, key) for c in cands]
+    return cands[costs.index(min(costs))]
+
+
 def _fill(
     ordered: Sequence[Sequence[Candidate]],
     chosen: list[Candidate],
     weights: Sequence[float],
     limits: Mapping[str, float],
-    base: Mapping[str, int],
+    base: Mapping[str, float],
 ) -> list[Candidate]:
     """Spend the slack the Lagrangian left: repeatedly take the single-layer change that
     lowers the weighted score most per unit of added cost and still fits."""
     while True:
-        totals = _totals(chosen, base)
+        totals = _totals(chosen, base, limits)
         best: tuple[float, int, Candidate] | None = None
         for i, (cands, w) in enumerate(zip(ordered, weights, strict=True)):
             now = chosen[i]
@@ -149,9 +160,7 @@ def _fill(
                 gain = w * (now.score - c.score)
                 if gain <= 0:
                     continue
-                trial = dict(totals)
-                trial["macs"] += c.macs - now.macs
-                trial["n_params"] += c.n_params - now.n_params
+                trial = {k: totals[k] + resource(c, k) - resource(now, k) for k in limits}
                 if not _fits(trial, limits):
                     continue
                 extra = _norm_cost(c, limits) - _norm_cost(now, limits)

@@ -32,8 +32,15 @@ from rankopt.errors import (
     TrialFailedError,
     UnknownNameError,
 )
-from rankopt.evaluators import ModelProfile, compute_logits, evaluate_accuracy, profile
-from rankopt.search._budget import Budget, parse_budget
+from rankopt.evaluators import (
+    LatencyTable,
+    ModelProfile,
+    compute_logits,
+    evaluate_accuracy,
+    latency_table,
+    profile,
+)
+from rankopt.search._budget import Budget, parse_budget, parse_latency_budget
 from rankopt.search._objective import (
     OBJECTIVE_DIRECTIONS,
     FinetuneSettings,
@@ -188,6 +195,7 @@ def search(
     *,
     max_macs: float | int | str | None = None,
     max_params: float | int | str | None = None,
+    max_latency: float | str | None = None,
     objectives: Sequence[str] = ("accuracy", "macs"),
     methods: Sequence[str] | None = None,
     n_trials: int = 30,
@@ -321,9 +329,15 @@ def search(
     model.eval()
     prof = profile(model, shape)
     n_outputs = _check_labels(model, train_data, val_data)
+    table = None
+    if max_latency is not None or "latency_ms" in objs:
+        table = _latency_table(model, shape, methods, say)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
+        max_latency_ms=(
+            parse_latency_budget(max_latency, dict(table.model_ms)) if table is not None else ()
+        ),
     )
     space = SearchSpace(
         prof,
@@ -331,6 +345,7 @@ def search(
         n_outputs=n_outputs,
         min_layer_share=min_layer_share,
         rank_multiple=rank_multiple,
+        latency=table,
     )
     space.check_budget(budget)
 
@@ -382,8 +397,17 @@ def search(
         "data": data_name,
         "fingerprint": prof.fingerprint,
         "input_shape": list(shape),
-        "dense": {"accuracy": dense_val_acc, "macs": prof.macs, "n_params": prof.n_params},
-        "budget": {"max_macs": budget.max_macs, "max_params": budget.max_params},
+        "dense": {
+            "accuracy": dense_val_acc,
+            "macs": prof.macs,
+            "n_params": prof.n_params,
+            **({"latency_ms": {str(b): ms for b, ms in table.model_ms.items()}} if table else {}),
+        },
+        "budget": {
+            "max_macs": budget.max_macs,
+            "max_params": budget.max_params,
+            **({"max_latency_ms": [list(p) for p in budget.max_latency_ms]} if table else {}),
+        },
         "objectives": list(objs),
         "settings": {
             "methods": list(methods) if methods is not None else None,
@@ -456,7 +480,7 @@ def search(
     say(
         f"study {name!r}: {finished} finished trials, {max(0, remaining)} to run; "
         f"dense: val accuracy {dense_val_acc:.4f}, {prof.macs} macs, {prof.n_params} params; "
-        f"budget: {budget.describe(prof.macs, prof.n_params)}; "
+        f"budget: {budget.describe(prof.macs, prof.n_params, table.model_ms if table else None)}; "
         f"{len(space.layer_names)} searchable layers"
     )
     if remaining <= 0:
@@ -584,6 +608,33 @@ def _prepare_data(
         val_teacher_logits=compute_logits(model, val_x),
         calibration_images=train_x[:CALIBRATION_IMAGES],
     )
+
+
+def _latency_table(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    methods: Sequence[str] | None,
+    say: Callable[[str], None],
+) -> LatencyTable:
+    """The per-layer latency table of ``model`` on this machine (from the disk cache when
+    it was measured before), for the latency-friendly methods among ``methods``."""
+    from rankopt.spaces import get_method
+
+    wanted = [
+        m
+        for m in (methods if methods is not None else list_methods())
+        if m != "keep" and get_method(m).latency_friendly
+    ]
+    last = [0.0]
+
+    def progress(done: int, total: int, what: str) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            say(f"latency table: {done}/{total} measured ({what})")
+            last[0] = now
+
+    say(f"latency table on this machine ({torch.get_num_threads()} threads; cached on disk)")
+    return latency_table(model, shape, wanted, progress=progress)
 
 
 def _sensitivity(

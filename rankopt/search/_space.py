@@ -29,9 +29,9 @@ from typing import Any
 import optuna
 
 from rankopt.errors import BudgetError, UnknownNameError
-from rankopt.evaluators import ModelProfile
+from rankopt.evaluators import LatencyTable, ModelProfile
 from rankopt.plan import CompressionPlan, LayerPlan
-from rankopt.search._allocation import Candidate, allocate
+from rankopt.search._allocation import Candidate, allocate, resource
 from rankopt.search._budget import Budget
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.spaces import LayerInfo, get_method, list_methods
@@ -85,6 +85,9 @@ class SearchSpace:
         min_layer_share: Layers whose MACs and parameters are both below this fraction of
             the model's stay dense (0 searches every eligible layer).
         rank_multiple: Round ranks to multiples of this (hardware-friendly shapes; 1: off).
+        latency: Measured per-layer latency table: candidates then carry their predicted
+            latency (a latency budget or objective), and methods whose latency does not
+            follow their MACs (``latency_friendly = False``) are not offered.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class SearchSpace:
         n_outputs: int | None = None,
         min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
         rank_multiple: int = 1,
+        latency: LatencyTable | None = None,
     ) -> None:
         registered = list_methods()
         allowed = list(registered if methods is None else methods)
@@ -104,6 +108,7 @@ class SearchSpace:
         self.profile = profile
         self.n_outputs = n_outputs
         self.rank_multiple = rank_multiple
+        self.latency = latency
         self._layers = {layer.name: layer for layer in profile.eligible_layers}
         self._candidates: dict[tuple[str, str], tuple[Candidate, ...]] = {}
         self.choices: dict[str, tuple[str, ...]] = {}
@@ -117,6 +122,7 @@ class SearchSpace:
                 m
                 for m in allowed
                 if m != "keep"
+                and (latency is None or get_method(m).latency_friendly)
                 and get_method(m).supports(layer)
                 and get_method(m).offered_for(layer)
                 and self.candidates(layer.name, m)
@@ -167,9 +173,31 @@ class SearchSpace:
                 if frozen in seen or macs >= info.macs or n_params >= info.n_params:
                     continue
                 seen.add(frozen)
-                out.append(Candidate(method, ranks, options, macs, n_params))
+                latency_ms = self._latency_ms(layer, method, ranks, options)
+                out.append(Candidate(method, ranks, options, macs, n_params, 0.0, latency_ms))
             self._candidates[key] = tuple(sorted(out, key=lambda c: (c.macs, c.n_params)))
         return self._candidates[key]
+
+    def _latency_ms(
+        self, layer: str, method: str, ranks: Mapping[str, int], options: Mapping[str, Any]
+    ) -> dict[int, float]:
+        """Predicted latency of the layer built so, per measured batch size (empty without a
+        latency table)."""
+        table = self.latency
+        if table is None:
+            return {}
+        if method == "keep":
+            return {b: table.dense_layer_ms(layer, b) for b in table.batch_sizes}
+        return {
+            b: table.predict_layer_ms(layer, method, ranks, options, b) for b in table.batch_sizes
+        }
+
+    def predicted_latency_ms(self, layers: Sequence[LayerPlan]) -> dict[int, float]:
+        """Predicted whole-model latency per batch size of a plan (empty without a table)."""
+        table = self.latency
+        if table is None:
+            return {}
+        return {b: table.predict_model_ms(layers, b) for b in table.batch_sizes}
 
     def _rounded(self, ranks: Mapping[str, int], full: Mapping[str, int]) -> dict[str, int]:
         k = self.rank_multiple
@@ -196,18 +224,23 @@ class SearchSpace:
     def keep(self, layer: str) -> Candidate:
         """The ``keep`` candidate of ``layer`` (dense cost, score 0)."""
         info = self._layers[layer]
-        return Candidate("keep", {}, {}, info.macs, info.n_params, 0.0)
+        latency_ms = self._latency_ms(layer, "keep", {}, {})
+        return Candidate("keep", {}, {}, info.macs, info.n_params, 0.0, latency_ms)
 
     # ------------------------------------------------------------------ sampling
     def needs_target(self, budget: Budget, repair: str) -> bool:
         """Whether trials sample the ``target`` fraction (no budget, or constraint mode)."""
-        return repair == "constraint" or (budget.max_macs is None and budget.max_params is None)
+        return repair == "constraint" or not budget.is_set
 
     def target_range(self, budget: Budget) -> tuple[float, float]:
         """Range of the ``target`` parameter: the cheapest reachable fraction to 1."""
         macs, n_params = self.min_cost()
         if budget.max_macs is None and budget.max_params is not None:
             return min(1.0, n_params / self.profile.n_params), 1.0
+        if budget.max_macs is None and budget.max_latency_ms:
+            low = self.min_latency_ms()
+            dense = self.dense_costs()
+            return min(1.0, max(low[b] / dense[f"latency_ms@{b}"] for b in low)), 1.0
         return min(1.0, macs / self.profile.macs), 1.0
 
     def suggest(self, trial: optuna.Trial, *, with_target: bool, budget: Budget) -> Proposal:
@@ -255,7 +288,9 @@ class SearchSpace:
                 continue  # every measured decomposition failed: not offered
             for c in self.candidates(layer, method):
                 score = sensitivity.score(layer, method, c.macs)
-                out.append(Candidate(c.method, c.ranks, c.options, c.macs, c.n_params, score))
+                out.append(
+                    Candidate(c.method, c.ranks, c.options, c.macs, c.n_params, score, c.latency_ms)
+                )
         return out
 
     def allocate_methods(
@@ -267,15 +302,15 @@ class SearchSpace:
     ) -> Realised | None:
         """Allocate ranks over per-layer method sets within ``budget``; None if none fits."""
         names = list(self.choices)
-        fixed_macs = self.profile.macs - sum(self._layers[n].macs for n in names)
-        fixed_params = self.profile.n_params - sum(self._layers[n].n_params for n in names)
+        limits = budget.limits()
+        keeps = [self.keep(n) for n in names]
+        dense = self.dense_costs()
+        fixed = {k: dense[k] - sum(resource(c, k) for c in keeps) for k in limits}
         chosen = allocate(
             [self.scored(n, methods[n], sensitivity) for n in names],
             [float(weights.get(n, 1.0)) for n in names],
-            max_macs=budget.max_macs,
-            max_params=budget.max_params,
-            fixed_macs=fixed_macs,
-            fixed_params=fixed_params,
+            limits,
+            fixed,
         )
         if chosen is None:
             return None
@@ -283,12 +318,28 @@ class SearchSpace:
         macs, n_params = self.cost_of(layers)
         return Realised(layers, macs, n_params)
 
+    def dense_costs(self) -> dict[str, float]:
+        """The dense model's cost per resource (``macs``, ``n_params``,
+        ``latency_ms@<batch>`` when a latency table is at hand)."""
+        out = {"macs": float(self.profile.macs), "n_params": float(self.profile.n_params)}
+        if self.latency is not None:
+            for b, ms in self.latency.model_ms.items():
+                out[f"latency_ms@{b}"] = float(ms)
+        return out
+
     def target_budget(self, proposal: Proposal, budget: Budget) -> Budget:
         """The budget a proposal is allocated to: its ``target`` fraction, else ``budget``."""
         if proposal.target is None:
             return budget
         if budget.max_macs is None and budget.max_params is not None:
             return Budget(max_params=int(proposal.target * self.profile.n_params))
+        if budget.max_macs is None and budget.max_latency_ms:
+            return Budget(
+                max_latency_ms=tuple(
+                    (b, proposal.target * self.dense_costs()[f"latency_ms@{b}"])
+                    for b, _ in budget.max_latency_ms
+                )
+            )
         return Budget(max_macs=int(proposal.target * self.profile.macs))
 
     def realise(
@@ -334,6 +385,23 @@ class SearchSpace:
             n_params += min([info.n_params, *(c.n_params for c in cands)]) - info.n_params
         return macs, n_params
 
+    def min_latency_ms(self) -> dict[int, float]:
+        """Smallest predicted whole-model latency per batch size (each layer at its fastest
+        choice, ``keep`` included); empty without a latency table."""
+        if self.latency is None:
+            return {}
+        out = {}
+        dense = self.dense_costs()
+        for b in self.latency.batch_sizes:
+            key = f"latency_ms@{b}"
+            total = dense[key]
+            for name, offered in self.choices.items():
+                keep = self.keep(name)
+                cands = [keep, *(c for m in offered for c in self.candidates(name, m))]
+                total += min(resource(c, key) for c in cands) - resource(keep, key)
+            out[b] = total
+        return out
+
     def check_budget(self, budget: Budget) -> None:
         """Reject a budget below the smallest reachable cost, with both numbers.
 
@@ -341,14 +409,14 @@ class SearchSpace:
             BudgetError: no configuration of this space meets ``budget``.
         """
         min_macs, min_params = self.min_cost()
-        has_budget = budget.max_macs is not None or budget.max_params is not None
+        has_budget = budget.is_set
         if (
             not self.choices
             and has_budget
             and not budget.fits(self.profile.macs, self.profile.n_params)
         ):
             raise BudgetError(
-                "the model has no layer that a decomposition can make cheaper (every "
+                "the model has no layer that can be decomposed into something cheaper (every "
                 "Conv2d/Linear is ineligible or too small), so only the dense model "
                 f"({self.profile.macs} macs, {self.profile.n_params} params) is "
                 "reachable, and it does not meet the budget"
@@ -359,6 +427,16 @@ class SearchSpace:
                 f"{min_macs} macs ({100 * min_macs / self.profile.macs:.1f}% of dense "
                 f"{self.profile.macs}); raise the budget to at least {min_macs}"
             )
+        lowest = self.min_latency_ms()
+        for b, ms in budget.max_latency_ms:
+            if b in lowest and ms < lowest[b]:
+                dense = self.dense_costs()[f"latency_ms@{b}"]
+                raise BudgetError(
+                    f"max_latency = {ms:.3g} ms at batch size {b} is below the smallest "
+                    f"predicted latency of {lowest[b]:.3g} ms ({100 * lowest[b] / dense:.1f}% "
+                    f"of dense {dense:.3g} ms, measured on this machine); raise the budget to "
+                    f"at least {100 * lowest[b] / dense:.0f}%"
+                )
         if budget.max_params is not None and budget.max_params < min_params:
             raise BudgetError(
                 f"max_params = {budget.max_params} is below the smallest reachable "
