@@ -5,6 +5,11 @@ pytest puts ``tests/`` on ``sys.path``; subprocesses get it through ``PYTHONPATH
 
 from __future__ import annotations
 
+import os
+import time
+import weakref
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -30,6 +35,43 @@ def small_net(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """The :class:`SmallNet` (accepts ``num_classes`` / ``in_channels``)."""
     torch.manual_seed(0)
     return SmallNet(num_classes=num_classes, in_channels=in_channels)
+
+
+#: Env var naming the file :class:`InterruptibleSmallNet` writes when it blocks in a trial.
+READY_FILE_ENV = "RANKOPT_TEST_READY_FILE"
+_trained_instances: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_n_trained_instances = [0]  # ever seen: the WeakSet forgets the instances of past trials
+
+
+class InterruptibleSmallNet(SmallNet):
+    """:class:`SmallNet` whose second trial blocks in its fine-tune until Ctrl-C (SIGINT).
+
+    Only when the environment variable ``RANKOPT_TEST_READY_FILE`` names a file: each trial
+    fine-tunes its own copy of the model, so the first training-mode forward of the second
+    distinct instance in this process is inside the second trial's fine-tune. That forward
+    writes the file (the signal to the test that a trial is really in progress) and sleeps
+    until the KeyboardInterrupt of a SIGINT arrives (at most 120 s, then it raises). Without
+    the variable it is a plain :class:`SmallNet` (same state_dict).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ready = os.environ.get(READY_FILE_ENV)
+        if ready and self.training and self not in _trained_instances:
+            _trained_instances.add(self)
+            _n_trained_instances[0] += 1
+            if _n_trained_instances[0] == 2:
+                Path(ready).write_text(str(os.getpid()))
+                deadline = time.monotonic() + 120.0
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)  # SIGINT raises KeyboardInterrupt here
+                raise RuntimeError("InterruptibleSmallNet: no SIGINT within 120 s")
+        return super().forward(x)
+
+
+def interruptible_small_net(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """The :class:`InterruptibleSmallNet` (same weights as :func:`small_net`)."""
+    torch.manual_seed(0)
+    return InterruptibleSmallNet(num_classes=num_classes, in_channels=in_channels)
 
 
 def five_class_net() -> nn.Module:
