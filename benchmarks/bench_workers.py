@@ -2,7 +2,7 @@
 
 Runs ``rankopt workers 1 ...`` and ``rankopt workers 2 ...`` one after the other, each on a
 fresh database, with the same total of trials, on a tiny setting: a small CNN on sklearn's
-8x8 digits (``tests/_tiny_models.py``, trained in seconds) with the CLI's default proxy
+8x8 digits (``tests/rankopt_testmodels.py``, trained in seconds) with the CLI's default proxy
 fine-tune (120 steps of batch 64). ``rankopt workers`` gives each worker
 ``max(1, cores // N)`` torch threads, so 1 worker uses every core and 2 workers one core
 each on a 2-core machine. Throughput is completed trials over the span from the first
@@ -60,7 +60,7 @@ def _run(
     )
     cmd = [
         sys.executable, "-m", "rankopt", "workers", str(n_workers),
-        "--model", "_tiny_models:digits_net", "--weights", str(weights), "--data", "digits",
+        "--model", "rankopt_testmodels:digits_net", "--weights", str(weights), "--data", "digits",
         "--storage", url, "--study-name", "bench", "--n-trials", str(args.trials),
         "--finetune-steps", str(args.finetune_steps),
     ]  # fmt: skip
@@ -114,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(TESTS))
-    from _tiny_models import train_digits_net
+    from rankopt_testmodels import train_digits_net
 
     tmp = Path(tempfile.mkdtemp(prefix="rankopt-bench-workers-"))
     weights = train_digits_net(tmp / "digits_net.pt", steps=300)

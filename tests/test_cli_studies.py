@@ -95,7 +95,7 @@ def test_export_apply_counts_the_recorded_macs(
             "apply",
             str(plan_path),
             "--model",
-            "conftest:DigitsNet",
+            "rankopt_testmodels:DigitsNet",
             "--weights",
             str(finished_study["weights"]),
             "--num-classes",

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from rankopt.data import DataSplits, list_data, load_data, split_indices
+from rankopt.data import BUILTIN_DATA, DataSplits, list_data, load_data, split_indices
 from rankopt.errors import DataError, ModelError, RankoptError, UnknownNameError
 from rankopt.models import create_model, list_models, load_user_model, register_model
 
@@ -247,6 +247,29 @@ def test_builtin_data(
     assert not torch.equal(load_data(name).train[0], d.train[0])
 
 
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_builtin_splits_are_shuffled_and_every_prefix_is_class_balanced(name: str) -> None:
+    d = load_data(name)
+    for (_, labels), n in zip((d.train, d.val, d.test), (200, 50, 100), strict=True):
+        counts = torch.bincount(labels[:n], minlength=10)
+        assert int(counts.min()) >= 1, (name, counts.tolist())  # all 10 classes in train[:200]
+        assert int(counts.max() - counts.min()) <= 2, (name, counts.tolist())
+        for m in (10, 37, len(labels)):  # any prefix: each class in its share, give or take 1
+            share = torch.bincount(labels, minlength=10).double() * m / len(labels)
+            assert float((torch.bincount(labels[:m], minlength=10) - share).abs().max()) <= 1.5
+        assert not bool((labels[1:] >= labels[:-1]).all())  # not sorted by class
+    # disjoint, together every image once; the same order on every load
+    spec = BUILTIN_DATA[name]
+    from rankopt.data._builtin import _arrays
+
+    _, all_labels, parts = _arrays(name)
+    joined = np.concatenate(parts)
+    assert sorted(joined.tolist()) == list(range(len(all_labels)))
+    assert [len(p) for p in parts[1:]] == [spec.n_val, spec.n_test]
+    _, _, again = _arrays.__wrapped__(name)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
+
+
 def test_split_indices_partition() -> None:
     labels = np.repeat(np.arange(5), 20)
     tr, va, te = split_indices(labels, n_val=10, n_test=20, seed=3)
@@ -257,6 +280,9 @@ def test_split_indices_partition() -> None:
     assert np.array_equal(te, te2) and np.array_equal(va, va2)
     _, _, te3 = split_indices(labels, n_val=10, n_test=20, seed=4)
     assert not np.array_equal(te, te3)
+    # class-sorted labels give class-interleaved splits: every 5 in a row hold 5 classes
+    for part in (tr, va, te):
+        assert all(len(set(labels[part[i : i + 5]].tolist())) == 5 for i in range(0, len(part), 5))
 
 
 def test_list_data_and_unknown_name() -> None:

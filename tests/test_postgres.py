@@ -2,7 +2,7 @@
 
 Every test creates its own database ``rankopt_test_<random>`` on the server at
 127.0.0.1:5432 (user ``postgres``, trust auth) and drops it afterwards. The workers are real
-``python -m rankopt search`` processes on a tiny digits CNN (``tests/_tiny_models.py``) with
+``python -m rankopt search`` processes on a tiny digits CNN (``tests/rankopt_testmodels.py``) with
 10-step proxy fine-tunes, so a trial takes well under a second.
 """
 
@@ -82,7 +82,7 @@ def pg_url() -> Iterator[str]:
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sys.path.insert(0, str(TESTS_DIR))
     try:
-        from _tiny_models import train_digits_net
+        from rankopt_testmodels import train_digits_net
     finally:
         sys.path.remove(str(TESTS_DIR))
     return train_digits_net(tmp_path_factory.mktemp("weights") / "digits_net.pt", steps=200)
@@ -101,7 +101,7 @@ def _env(cache: Path) -> dict[str, str]:
 def _search_args(url: str, weights: Path, study: str, n_trials: int, *extra: str) -> list[str]:
     return [
         "--model",
-        "_tiny_models:digits_net",
+        "rankopt_testmodels:digits_net",
         "--weights",
         str(weights),
         "--data",
@@ -279,7 +279,7 @@ def test_killed_worker_trial_fails_and_is_retried(
 def test_bad_url_is_one_clear_line(url: str, shown: str, command: str, tmp_path: Path) -> None:
     args = [command, "--storage", url, "--study-name", "s"]
     if command == "search":  # the storage must be tried before the model is built or trained
-        args += ["--model", "_tiny_models:digits_net", "--data", "digits"]
+        args += ["--model", "rankopt_testmodels:digits_net", "--data", "digits"]
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "rankopt", *args],

@@ -448,12 +448,18 @@ def _cli_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _search_argv(
-    data: Path, weights: Path, run_dir: Path, *, n_trials: int, steps: int = 4
+    data: Path,
+    weights: Path,
+    run_dir: Path,
+    *,
+    n_trials: int,
+    steps: int = 4,
+    model: str = "rankopt_testmodels:small_net",
 ) -> list[str]:
     return [
         "search",
         "--model",
-        "rankopt_testmodels:small_net",
+        model,
         "--weights",
         str(weights),
         "--data",
@@ -482,31 +488,39 @@ def test_sigint_during_a_trial_stops_cleanly_and_the_same_command_resumes(
 ) -> None:
     data, weights = _cli_files(tmp_path)
     run_dir = tmp_path / "run"
+    ready = tmp_path / "trial-in-progress"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         "RANKOPT_CACHE_DIR": str(tmp_path / "cache"),
+        # the model blocks in the second trial's fine-tune after writing this file
+        rankopt_testmodels.READY_FILE_ENV: str(ready),
     }
-    # long fine-tunes, so that the signal lands inside a trial
     argv = [sys.executable, "-m", "rankopt"]
-    argv += _search_argv(data, weights, run_dir, n_trials=3, steps=60)
-    proc = subprocess.Popen(
-        argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    argv += _search_argv(
+        data, weights, run_dir, n_trials=3, model="rankopt_testmodels:interruptible_small_net"
     )
-    assert proc.stderr is not None
-    lines = []
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:
-        lines.append(line)
-        if line.lstrip().startswith("trial") and line.split()[1].rstrip(":") == "0":
-            break
-        assert time.monotonic() < deadline, "".join(lines)
-    else:
-        pytest.fail("no trial finished:\n" + "".join(lines) + proc.stdout.read())  # type: ignore[union-attr]
-    time.sleep(0.3)  # into the next trial's fine-tune
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=60)
-    err = "".join(lines) + rest
+    with (tmp_path / "stderr.txt").open("w+") as err_file:
+        proc = subprocess.Popen(
+            argv, env=env, stderr=err_file, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not ready.exists():
+                proc.kill()
+                proc.wait()
+                err_file.seek(0)
+                pytest.fail("no trial reached its second fine-tune:\n" + err_file.read())
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err_file.seek(0)
+        err = err_file.read()
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     assert "run the same command again to resume" in err, err
@@ -520,9 +534,11 @@ def test_sigint_during_a_trial_stops_cleanly_and_the_same_command_resumes(
     assert not study.get_trials(states=(TrialState.RUNNING,))
     lost_seed = failed[0].user_attrs["seed"]  # trials 0.. are the enqueued seed trials
 
-    # the same command resumes (run in-process: it saves a second interpreter start)
+    # the same command resumes (run in-process: it saves a second interpreter start; the
+    # model does not block here, the test process has no RANKOPT_TEST_READY_FILE)
     from rankopt.cli import main
 
+    monkeypatch.delenv(rankopt_testmodels.READY_FILE_ENV, raising=False)
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     assert main(argv[3:]) == 0

@@ -6,6 +6,7 @@ it. Layers come from ``describe_layer`` + ``with_spatial``.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import logging
 import time
@@ -340,6 +341,73 @@ def test_unknown_method_bad_options_and_duplicate_register() -> None:
         @register_method("svd")
         class Again(DecompositionMethod):  # pragma: no cover - never instantiated
             pass
+
+
+class _Rest:
+    """Mixin: every abstract method of DecompositionMethod, none of the decompose pair."""
+
+    rank_names = ("r",)
+
+    def rank_space(self, layer: LayerInfo, options: Any = None) -> dict[str, int]:
+        return {"r": 1}
+
+    def n_params(self, layer: LayerInfo, ranks: Any, options: Any = None) -> int:
+        return 1
+
+    def macs(self, layer: LayerInfo, ranks: Any, options: Any = None) -> int:
+        return 1
+
+    def to_module(self, layer: LayerInfo, factors: Any, bias: Any, options: Any) -> nn.Module:
+        return nn.Identity()
+
+    def reconstruct(self, layer: LayerInfo, factors: Any, options: Any) -> torch.Tensor:
+        return factors[0]
+
+
+def test_a_method_must_override_decompose_or_decompose_from_basis() -> None:
+    # concrete (no abstract method left) and overriding neither: refused when defined
+    with pytest.raises(
+        TypeError, match=r"Neither overrides neither decompose nor decompose_from_basis"
+    ):
+
+        class Neither(_Rest, DecompositionMethod):
+            pass
+
+    # an abstract intermediate class may leave both to its subclasses
+    class Intermediate(DecompositionMethod):
+        @abc.abstractmethod
+        def extra(self) -> None: ...
+
+    _, layer, _ = make_conv(0)
+    weight = torch.ones(layer.weight_shape, dtype=torch.float64)
+
+    class OnlyDecompose(_Rest, DecompositionMethod):
+        def decompose(self, weight: Any, layer: Any, ranks: Any, options: Any) -> Any:
+            return (2 * weight,)
+
+    class OnlyFromBasis(_Rest, DecompositionMethod):
+        def cache_basis(self, weight: Any, layer: Any, options: Any) -> Any:
+            return 3.0
+
+        def decompose_from_basis(
+            self, basis: Any, weight: Any, layer: Any, ranks: Any, options: Any
+        ) -> Any:
+            return (basis * weight,)
+
+    a, b = OnlyDecompose(), OnlyFromBasis()
+    assert float(a.decompose(weight, layer, {"r": 1}, {})[0].max()) == 2.0
+    assert float(a.decompose_from_basis(None, weight, layer, {"r": 1}, {})[0].max()) == 2.0
+    assert float(b.decompose(weight, layer, {"r": 1}, {})[0].max()) == 3.0  # via cache_basis
+    assert "extra" in Intermediate.__abstractmethods__
+
+    # the defaults never recurse, even on a class changed after it was defined
+    del OnlyDecompose.decompose
+    for call in (
+        lambda: a.decompose(weight, layer, {"r": 1}, {}),
+        lambda: a.decompose_from_basis(None, weight, layer, {"r": 1}, {}),
+    ):
+        with pytest.raises(NotImplementedError, match=r"OnlyDecompose\) must override"):
+            call()
 
 
 # ----------------------------------------------------------------------- cache

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from rankopt.data import DataSplits, load_data
+from rankopt.data import SPLIT_VERSION, DataSplits, load_data
 from rankopt.errors import DataError, TrialFailedError, UnknownNameError
 from rankopt.evaluators import _training
 from rankopt.evaluators._latency import measure_latency_ms
@@ -119,6 +119,7 @@ def test_get_pretrained_trains_once_then_loads(first: _Trained, digits: DataSpli
     folder = first.cache / "pretrained"
     meta = json.loads((folder / f"{TINY}_digits_seed0.json").read_text())
     assert meta["schema_version"] == 1 and meta["test_accuracy"] == acc
+    assert meta["data_split_version"] == SPLIT_VERSION
     assert meta["recipe"]["epochs"] == 30 and meta["train_time_s"] > 0
     assert meta["rankopt_version"] and (folder / meta["weights_file"]).is_file()
     assert not list(folder.glob("*.tmp"))
@@ -156,6 +157,19 @@ def test_corrupt_cache_is_retrained(first: _Trained, tmp_path: Path, damage: str
     log2 = _Log()
     get_pretrained(TINY, "digits", cache_dir=cache, progress=log2)
     assert log2.epochs() == 0
+
+
+def test_cache_trained_on_another_data_split_is_retrained(first: _Trained, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(first.cache, cache)
+    meta_path = cache / "pretrained" / f"{TINY}_digits_seed0.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["data_split_version"]  # as written before the split changed
+    meta_path.write_text(json.dumps(meta))
+    log = _Log()
+    _, acc = get_pretrained(TINY, "digits", cache_dir=cache, progress=log)
+    assert any("data split version None" in line and "retraining" in line for line in log.lines)
+    assert log.epochs() == 30 and acc == first.acc
 
 
 def test_get_pretrained_unknown_names(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ Built-in: ``mnist5k`` (5,000 MNIST digits, 1x28x28, split 3,500 / 500 / 1,000) a
 
 from rankopt.data._builtin import BUILTIN_DATA
 from rankopt.data._loaders import list_data, load_data, split_tensors
-from rankopt.data._splits import DataSplits, split_indices
+from rankopt.data._splits import SPLIT_VERSION, DataSplits, split_indices
 
 __all__ = [
     "BUILTIN_DATA",
+    "SPLIT_VERSION",
     "DataSplits",
     "list_data",
     "load_data",

@@ -10,9 +10,11 @@ digits     ``sklearn.datasets.load_digits()``: 1,797    1,257   180    360    1x
 =========  ==========================================  ======  =====  =====  =========
 
 Both are stratified by class with seed 0 (see :func:`rankopt.data.split_indices`); mnist5k
-has exactly 350 / 50 / 100 images of each digit. Pixels are scaled to [0, 1] and then
-normalised with fixed constants: mnist5k with the usual MNIST mean 0.1307 and std 0.3081,
-digits with the mean 0.3053 and std 0.3760 of the whole digits set.
+has exactly 350 / 50 / 100 images of each digit. Each split is in a fixed, seeded order that
+interleaves the classes, so every prefix (``train[:200]``) holds each digit in its share
+(the sources are sorted by class; before split version 2 the splits were too). Pixels are
+scaled to [0, 1] and then normalised with fixed constants: mnist5k with the usual MNIST mean
+0.1307 and std 0.3081, digits with the mean 0.3053 and std 0.3760 of the whole digits set.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Both files are written atomically (temp file + ``os.replace``), the weights file
 by its content hash and the JSON (written last) records that hash, so concurrent writers
 never leave a torn or mismatched pair. A second process that wants the same model waits on
 the lock and then loads what the first one saved. A file that fails any check (JSON, hash,
-keys, shapes, finite values, training recipe) is reported through ``progress`` and the
-model is retrained.
+keys, shapes, finite values, training recipe, data split version) is reported through
+``progress`` and the model is retrained.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankopt.data import SPLIT_VERSION
 from rankopt.errors import ModelError, UnknownNameError
 from rankopt.models._registry import create_model, list_models
 
@@ -197,6 +198,11 @@ def _load_checked(
         )
     if meta.get("recipe") != asdict(recipe):
         raise _StaleCacheError(f"from another training recipe ({meta.get('recipe')})")
+    if meta.get("data_split_version") != SPLIT_VERSION:
+        raise _StaleCacheError(
+            f"trained on data split version {meta.get('data_split_version')!r}, not "
+            f"{SPLIT_VERSION} (the order or members of the training split changed)"
+        )
     acc = float(meta["test_accuracy"])
     if not (0.0 <= acc <= 1.0):
         raise ValueError(f"test_accuracy {acc} outside [0, 1]")
@@ -271,6 +277,7 @@ def _train_and_save(
         "val_accuracy": result.val_accuracy,
         "final_train_loss": result.final_loss if math.isfinite(result.final_loss) else None,
         "recipe": asdict(recipe),
+        "data_split_version": SPLIT_VERSION,
         "optimizer": "SGD(momentum=0.9, nesterov) + 1 warm-up epoch + cosine decay",
         "weights_file": weights_name,
         "weights_sha256": sha,

@@ -34,6 +34,11 @@ class DecompositionMethod(abc.ABC):
     ``n_params`` counts weights and biases of the built module exactly; ``macs`` counts its
     multiply-accumulates per image exactly as fvcore does (bias adds are not counted).
     Factors are computed in float64 and cached by :func:`rankopt.spaces.decompose`.
+
+    A concrete subclass must also override :meth:`decompose` (no reusable basis, e.g. CP)
+    or :meth:`decompose_from_basis` (with :meth:`cache_basis`), or both: each default is
+    written in terms of the other, so a class that overrides neither raises ``TypeError``
+    when it is defined.
     """
 
     name: ClassVar[str]
@@ -53,6 +58,21 @@ class DecompositionMethod(abc.ABC):
     abbreviation: ClassVar[str] = ""
     #: Colour in figures (CSS, e.g. ``"#1f77b4"``); ``""`` lets the figures pick one.
     color: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        abstract = any(
+            getattr(getattr(cls, n, None), "__isabstractmethod__", False) for n in dir(cls)
+        )
+        if not abstract and not (
+            _overrides(cls, "decompose") or _overrides(cls, "decompose_from_basis")
+        ):
+            raise TypeError(
+                f"decomposition method class {cls.__qualname__} overrides neither decompose "
+                "nor decompose_from_basis; it must override one of them (decompose for a "
+                "method without a rank-independent basis, else cache_basis and "
+                "decompose_from_basis)"
+            )
 
     # ----------------------------------------------------------------- eligibility
     def unsupported_reason(self, layer: LayerInfo) -> str | None:
@@ -241,6 +261,11 @@ class DecompositionMethod(abc.ABC):
         :meth:`decompose_from_basis`; a method overrides either this (no reusable basis,
         e.g. CP) or those two.
         """
+        if not _overrides(type(self), "decompose_from_basis"):
+            raise NotImplementedError(
+                f"method {getattr(self, 'name', '?')!r} ({type(self).__qualname__}) must override "
+                "decompose or decompose_from_basis"
+            )
         return self.decompose_from_basis(
             self.cache_basis(weight, layer, options), weight, layer, ranks, options
         )
@@ -273,6 +298,11 @@ class DecompositionMethod(abc.ABC):
 
         The default ignores ``basis`` and calls :meth:`decompose`.
         """
+        if not _overrides(type(self), "decompose"):
+            raise NotImplementedError(
+                f"method {getattr(self, 'name', '?')!r} ({type(self).__qualname__}) must override "
+                "decompose or decompose_from_basis"
+            )
         return self.decompose(weight, layer, ranks, options)
 
     @abc.abstractmethod
@@ -281,6 +311,11 @@ class DecompositionMethod(abc.ABC):
 
         Used by :func:`rankopt.spaces.reconstruction_error`.
         """
+
+
+def _overrides(cls: type[DecompositionMethod], name: str) -> bool:
+    """Whether ``cls`` (or a base between it and DecompositionMethod) defines ``name``."""
+    return getattr(cls, name) is not getattr(DecompositionMethod, name)
 
 
 _REGISTRY: dict[str, DecompositionMethod] = {}
