@@ -176,6 +176,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             data.val,
             max_macs=max_macs,
             max_params=max_params,
+            max_latency=args.max_latency,
+            rank_multiple=args.rank_multiple,
+            min_layer_share=args.min_layer_share,
             objectives=objectives,
             methods=methods,
             n_trials=args.n_trials,
@@ -529,6 +532,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="MACs budget: fraction (0.5), percent ('50%%') or absolute (4e6, 4M); default 50%%",
     )
     p.add_argument("--max-params", help="parameter budget, same forms")
+    p.add_argument(
+        "--max-latency",
+        help="latency budget from this machine's per-layer latency table: '50%%' of dense at "
+        "batch 1 and 64, or '2.5ms' at batch 1",
+    )
+    p.add_argument(
+        "--rank-multiple",
+        type=int,
+        default=1,
+        help="round ranks to multiples of this, for hardware-friendly shapes (default: 1)",
+    )
+    p.add_argument(
+        "--min-layer-share",
+        type=float,
+        default=0.005,
+        help="layers below this share of the model's MACs and params stay dense "
+        "(default: %(default)s; 0 searches every layer)",
+    )
     p.add_argument(
         "--objectives",
         default="accuracy,macs",

@@ -243,6 +243,9 @@ def search(
         max_macs: MACs budget: a fraction of dense (``0.5``, ``"50%"``) or absolute
             (``4e6``, ``"4M"``).
         max_params: Parameter budget, same forms.
+        max_latency: Latency budget from this machine's per-layer latency table (measured
+            once, cached on disk): a fraction of the dense model's latency (``0.5``,
+            ``"50%"``) at every measured batch size (1 and 64), or ``"2.5ms"`` at batch 1.
         objectives: ``("accuracy",)`` (single objective, pruning) or accuracy plus any of
             ``"macs"``, ``"n_params"``, ``"latency_ms"`` (Pareto front).
         methods: Methods to offer (default all registered); ``keep`` is always offered.
@@ -265,7 +268,11 @@ def search(
         temperature: Distillation temperature.
         report_every: Steps between intermediate reports (default: a quarter of the
             steps for single-objective studies, none otherwise).
-        seed_with_vbmf: Enqueue the VBMF and uniform seed trials.
+        min_layer_share: Layers below this share of the model's MACs and of its parameters
+            stay dense (0 searches every eligible layer).
+        rank_multiple: Round every rank to a multiple of this (1: off).
+        seed_with_vbmf: Enqueue the seed trials (sensitivity allocation, VBMF recipe,
+            one-method allocations; at most a quarter of ``n_trials``).
         measure_latency: Store batch-1 CPU latency on every trial.
         model_name: Name stored in plans and the study.
         data_name: Name stored in the study.
@@ -306,6 +313,12 @@ def search(
     _check_int("finetune_samples", finetune_samples, 1)
     _check_int("batch_size", batch_size, 1)
     _check_int("seed", seed, 0, 2**32 - 1)
+    _check_int("rank_multiple", rank_multiple, 1)
+    if isinstance(min_layer_share, bool) or not 0.0 <= min_layer_share < 1.0:
+        raise SettingsError(
+            f"min_layer_share = {min_layer_share!r} must be a fraction in [0, 1) (0 searches "
+            "every eligible layer)"
+        )
     if n_threads is not None:
         _check_int("n_threads", n_threads, 1)
     for label, number in (("lr", lr), ("temperature", temperature)):
