@@ -73,7 +73,9 @@ def test_seeds_are_the_sensitivity_allocation_then_the_vbmf_recipe(
     # Kim et al.'s choice: Tucker-2 on kxk convs, SVD on 1x1 (or keep, when allocated so)
     for lp in vbmf.values():
         assert lp["method"] in ("keep", "tucker2", "svd", "linear_svd")
-    assert any(lp["method"] == "tucker2" for lp in vbmf.values())
+    params = study.trials[1].params
+    assert params["conv2/method"] == params["conv3/method"] == "tucker2"
+    assert params["conv4/method"] == "svd"
 
 
 def test_budget_below_reachable_fails_before_any_trial(

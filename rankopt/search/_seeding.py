@@ -136,7 +136,9 @@ def seed_trials(
     best = _best_methods(space, budget, sensitivity, target)
     proposals: list[tuple[str, Proposal]] = [("sensitivity", Proposal(best, {}, target))]
     kim = {
-        name: next((m for m in offered if get_method(m).vbmf_seed), best[name])
+        name: max(offered, key=lambda m: get_method(m).vbmf_seed)
+        if any(get_method(m).vbmf_seed for m in offered)
+        else best[name]
         for name, offered in space.choices.items()
     }
     proposals.append(("vbmf", Proposal(kim, _vbmf_weights(space, model, kim), target)))

@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,6 +29,8 @@ from rankopt.plan import apply_plan
 __all__ = ["SCHEMA_VERSION", "SensitivityProfile", "measure_sensitivity"]
 
 SCHEMA_VERSION = 1
+FAILED_SCORE = 1e3
+"""Score of a point whose decomposition failed or whose output is not finite (nats)."""
 MEASURED_SHARE = 0.6
 """Measured points lie at or below this fraction of the dense layer's MACs."""
 Points = tuple[tuple[int, float], ...]
@@ -44,12 +46,15 @@ class SensitivityProfile:
         dense_macs: ``layer -> dense MACs`` (the score there is 0).
         n_images: Images the scores were measured on.
         wall_time_s: Time the measurement took.
+        failed: ``layer -> method -> reason`` where a decomposition failed (those points
+            score :data:`FAILED_SCORE`).
     """
 
     points: Mapping[str, Mapping[str, Points]]
     dense_macs: Mapping[str, int]
     n_images: int = 0
     wall_time_s: float = 0.0
+    failed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def score(self, layer: str, method: str, macs: int) -> float:
         """Interpolated score of ``method`` on ``layer`` at ``macs`` (linear in log MACs).
@@ -85,6 +90,7 @@ class SensitivityProfile:
             "dense_macs": dict(self.dense_macs),
             "n_images": self.n_images,
             "wall_time_s": self.wall_time_s,
+            "failed": {layer: dict(m) for layer, m in self.failed.items()},
         }
 
     @classmethod
@@ -100,6 +106,7 @@ class SensitivityProfile:
             dense_macs={k: int(v) for k, v in data["dense_macs"].items()},
             n_images=int(data.get("n_images", 0)),
             wall_time_s=float(data.get("wall_time_s", 0.0)),
+            failed={k: dict(v) for k, v in data.get("failed", {}).items()},
         )
 
     def covers(self, choices: Mapping[str, Any]) -> bool:
@@ -162,6 +169,7 @@ def measure_sensitivity(
     say = progress or (lambda _line: None)
     started = time.perf_counter()
     points: dict[str, dict[str, Points]] = {}
+    failed: dict[str, dict[str, str]] = {}
     jobs = [(layer, m) for layer, methods in space.choices.items() for m in methods]
     last_note = started
     for done, (layer, method) in enumerate(jobs):
@@ -179,11 +187,15 @@ def measure_sensitivity(
             plan = space.plan([space.layer_plan(layer, c)], model_name="sensitivity")
             try:
                 student = apply_plan(model, plan)
-            except DecompositionError:
+            except DecompositionError as exc:
+                # Scored as catastrophic (the allocation avoids it unless the budget forces
+                # it; a trial that uses it then fails with this reason).
+                failed.setdefault(layer, {})[method] = str(exc)
+                measured.append((c.macs, FAILED_SCORE))
                 continue
             calibrate_bn(student, images)
             score = kl_score(compute_logits(student, images), teacher_logits)
-            measured.append((c.macs, score if math.isfinite(score) else 1e3))
+            measured.append((c.macs, score if math.isfinite(score) else FAILED_SCORE))
         if measured:
             # Monotone: a costlier point of the same path never scores worse.
             monotone: list[tuple[int, float]] = []
@@ -193,6 +205,8 @@ def measure_sensitivity(
                 monotone.append((macs, floor))
             points.setdefault(layer, {})[method] = tuple(sorted(monotone))
         now = time.perf_counter()
+        if method in failed.get(layer, {}):
+            say(f"sensitivity profile: {method} on {layer} failed: {failed[layer][method]}")
         if now - last_note > 10 or done + 1 == len(jobs):
             say(
                 f"sensitivity profile: {done + 1}/{len(jobs)} (layer, method) pairs "
@@ -205,4 +219,5 @@ def measure_sensitivity(
         dense_macs=dense,
         n_images=int(images.shape[0]),
         wall_time_s=time.perf_counter() - started,
+        failed=failed,
     )

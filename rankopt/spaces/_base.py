@@ -46,9 +46,10 @@ class DecompositionMethod(abc.ABC):
     spatial: ClassVar[bool] = False
     """Whether the method factorises the kernel's spatial axes (Tucker-2, CP, spatial SVD,
     GKPD): on a 1x1 conv it then reduces to channel SVD, so the search does not offer it."""
-    vbmf_seed: ClassVar[bool] = False
-    """Whether Kim et al.'s recipe (the search's ``vbmf`` seed) uses this method where it
-    applies: Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear layers."""
+    vbmf_seed: ClassVar[int] = 0
+    """Preference of Kim et al.'s recipe (the search's ``vbmf`` seed) for this method: it
+    takes, per layer, the offered method with the highest value (0: never). Tucker-2 (2) on
+    kxk convs, channel SVD (1) on 1x1 convs, SVD (1) on linear layers."""
     #: False when the built module's CPU latency does not follow its MACs (measured in
     #: ``benchmarks/bench_modules.py``): a search under a latency budget may skip the method.
     latency_friendly: ClassVar[bool] = True

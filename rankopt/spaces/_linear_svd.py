@@ -23,7 +23,7 @@ class LinearSVD(DecompositionMethod):
     """
 
     rank_names = ("r",)
-    vbmf_seed = True
+    vbmf_seed = 1
     label = "linear SVD"
     abbreviation = "LSVD"
     color = "#17becf"

@@ -116,7 +116,7 @@ class ChannelSVD(DecompositionMethod):
     """
 
     rank_names = ("r",)
-    vbmf_seed = True
+    vbmf_seed = 1
     label = "channel SVD"
     abbreviation = "SVD"
     color = "#2ca02c"

@@ -100,7 +100,7 @@ class Tucker2(DecompositionMethod):
     """
 
     rank_names = ("r_in", "r_out")
-    vbmf_seed = True
+    vbmf_seed = 2
     spatial = True
     label = "Tucker-2"
     abbreviation = "T2"
