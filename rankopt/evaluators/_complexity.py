@@ -26,7 +26,6 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 _CANDIDATE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv2d,
     nn.Linear,
-
     nn.Conv1d,
     nn.Conv3d,
     nn.ConvTranspose1d,
@@ -193,7 +192,8 @@ def profile(model: nn.Module, example_input: torch.Tensor | tuple[int, ...]) -> 
         if not name or isinstance(module, _NORM_TYPES):
             continue
         if isinstance(module, _CANDIDATE_TYPES) or any(
-            True for _ in module.parameters(recurse=False)  # custom modules with parameters
+            True
+            for _ in module.parameters(recurse=False)  # custom modules with parameters
         ):
             candidates[name] = module
 

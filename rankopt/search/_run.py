@@ -159,9 +159,12 @@ def search(
 
 @contextmanager
 def _quiet_optuna() -> Iterator[None]:
-    """Optuna logs at WARNING while a search runs (no ``Trial N finished`` lines); restored."""
+    """Optuna logs at WARNING or quieter while a search runs (no ``Trial N finished`` lines).
+
+    The previous verbosity comes back afterwards; a quieter one (the CLI's ERROR) is kept.
+    """
     previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
     try:
         yield
     finally:
