@@ -250,3 +250,13 @@ def test_search_from_python_does_not_print_optuna_trial_lines(
     trial_lines = [r.getMessage() for r in caplog.records if "Trial" in r.getMessage()]
     assert trial_lines == []
     assert "finished with value" not in capsys.readouterr().err
+
+
+def test_the_search_subpackage_does_not_hide_the_search_function() -> None:
+    import sys
+
+    import rankopt
+    from rankopt.search import SearchSpace  # noqa: F401  (imports the subpackage)
+
+    assert callable(rankopt.search)
+    assert rankopt.search is sys.modules["rankopt.search"].search
