@@ -16,7 +16,6 @@ from torch import nn
 from rankopt.spaces import LayerInfo, get_method
 
 __all__ = [
-    "dense_module",
     "layer_input",
     "layer_signature",
     "machine_signature",
@@ -135,22 +134,6 @@ def layer_signature(layer: LayerInfo) -> str:
         f":s{layer.stride}:p{layer.padding}:d{layer.dilation}:g{layer.groups}"
         f":b{int(layer.has_bias)}:in{layer.input_hw}"
     ).replace(" ", "")
-
-
-def dense_module(layer: LayerInfo) -> nn.Module:
-    """The dense layer ``layer`` describes (random weights)."""
-    if layer.kind == "linear":
-        return nn.Linear(layer.in_channels, layer.out_channels, bias=layer.has_bias)
-    return nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.has_bias,
-    )
 
 
 def method_module(

@@ -42,7 +42,6 @@ from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import profile
 from rankopt.evaluators._latency import measure_latency_ms
 from rankopt.evaluators._latency_grid import (
-    dense_module,
     layer_input,
     layer_signature,
     machine_signature,
@@ -289,7 +288,8 @@ def latency_table(
     total, done = len(todo) + len(models_todo), 0
 
     for (sig, bs), (layer, wanted) in todo.items():
-        modules: list[nn.Module] = [dense_module(layer)]
+        # the dense layer is the ``keep`` method's module
+        modules: list[nn.Module] = [method_module("keep", layer, {}, gen)]
         grids: list[tuple[str, list[int]]] = []
         points: list[tuple[str, dict[str, int]]] = []
         for m in wanted:
