@@ -14,6 +14,8 @@ Public API (everything else is private)::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from rankopt._version import __version__
@@ -87,6 +89,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _RootModule(types.ModuleType):
+    """The package module, whose API names win over its subpackages' names.
+
+    Importing the subpackage ``rankopt.search`` binds it as the attribute ``search`` of the
+    package, which would hide the function :func:`rankopt.search` (loaded lazily); such a
+    binding is skipped (the subpackage stays in ``sys.modules``).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _RootModule
 
 
 __all__ = [

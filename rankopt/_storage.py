@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from rankopt.errors import StorageError
+from rankopt.errors import StorageError, first_line
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -73,8 +73,7 @@ def resolve_url(url: str) -> str:
 
 def _reason(exc: BaseException, url: str) -> str:
     """The first line of ``exc`` without SQLAlchemy's ``(driver.Error)`` prefix or a password."""
-    text = str(exc).strip()
-    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    line = first_line(exc).strip()
     line = re.sub(r"^\([\w.]+\)\s*", "", line)
     line = line.replace(url, mask_url(url))
     password = re.match(r"^[A-Za-z][\w+.-]*://[^:/@\s]*:(\S*)@", url)
@@ -225,8 +224,9 @@ def open_storage(
     except Exception as exc:
         if is_sqlite_locked(exc):
             raise sqlite_locked_error(url) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open {what} {mask_url(url)}: {mask_url(first)}") from None
+        raise StorageError(
+            f"cannot open {what} {mask_url(url)}: {mask_url(first_line(exc))}"
+        ) from None
 
 
 def sqlite_timeout_s() -> float:

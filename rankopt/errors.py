@@ -88,3 +88,9 @@ class TrialFailedError(RankoptError):
 
 class SelectionError(RankoptError, ValueError):
     """A trial cannot be selected from a study as asked (missing, not complete, no plan)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -232,3 +232,33 @@ def test_data_of_the_wrong_shape_is_rejected(trained_digits_net: nn.Module) -> N
     y = torch.zeros(10, dtype=torch.int64)
     with pytest.raises(RankoptError, match=r"validation images have shape \(10, 3, 8, 8\)"):
         search(trained_digits_net, (x, y), (torch.zeros(10, 3, 8, 8), y), n_trials=1)
+
+
+def test_search_from_python_does_not_print_optuna_trial_lines(
+    trained_digits_net: nn.Module,
+    digits_data: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level("INFO", logger="optuna"):
+            _run(trained_digits_net, digits_data, n_trials=2, seed_with_vbmf=False)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored
+    finally:
+        optuna.logging.disable_propagation()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial_lines = [r.getMessage() for r in caplog.records if "Trial" in r.getMessage()]
+    assert trial_lines == []
+    assert "finished with value" not in capsys.readouterr().err
+
+
+def test_the_search_subpackage_does_not_hide_the_search_function() -> None:
+    import sys
+
+    import rankopt
+    from rankopt.search import SearchSpace  # noqa: F401  (imports the subpackage)
+
+    assert callable(rankopt.search)
+    assert rankopt.search is sys.modules["rankopt.search"].search

@@ -1,7 +1,7 @@
-"""Shared test suite of every registered decomposition method (rankopt.spaces).
+"""Decomposition methods beyond the shared suite (tests/test_method_suite.py).
 
-Each test is parametrised over ``list_methods()``, so a new method is tested by registering
-it. Layers come from ``describe_layer`` + ``with_spatial``.
+The checks every method must pass live in :class:`rankopt.testing.MethodTestSuite`; here are
+method-specific ones (GKPD factor shapes, Tucker-2 vs tensorly, CP-ALS), validation, cache.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from rankopt.errors import (
     DecompositionError,
     InvalidPlanError,
     UnknownNameError,
-    UnsupportedLayerError,
 )
 from rankopt.spaces import (
     DecompositionMethod,
@@ -34,7 +33,6 @@ from rankopt.spaces import (
     build_module,
     cache_info,
     clear_cache,
-    conv_output_hw,
     decompose,
     describe_layer,
     get_method,
@@ -44,25 +42,16 @@ from rankopt.spaces import (
     set_cache_limit,
 )
 from rankopt.spaces import _cp as cp_module
+from rankopt.testing import CONV_CASES as SUITE_CONV_CASES
+from rankopt.testing import LINEAR_CASES as SUITE_LINEAR_CASES
+from rankopt.testing import make_conv as suite_conv
+from rankopt.testing import make_linear as suite_linear
 
 METHODS = list_methods()
 DECOMPOSING = [m for m in METHODS if m != "keep"]
 
-# Conv2d kwargs and input (H, W): stride 2 + padding + bias, dilation 2 without bias,
-# a non-square 3x5 kernel, one input channel, a 1x1 conv, and seeded random shapes.
-CONV_CASES: list[tuple[dict[str, Any], tuple[int, int]]] = [
-    (dict(in_channels=6, out_channels=8, kernel_size=3, stride=2, padding=1, bias=True), (9, 10)),
-    (
-        dict(in_channels=4, out_channels=6, kernel_size=3, padding=2, dilation=2, bias=False),
-        (11, 9),
-    ),
-    (
-        dict(in_channels=5, out_channels=7, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2)),
-        (10, 12),
-    ),
-    (dict(in_channels=1, out_channels=4, kernel_size=3, padding=1, bias=True), (8, 8)),
-    (dict(in_channels=12, out_channels=8, kernel_size=1, bias=True), (6, 6)),
-]
+# The suite's layers (rankopt.testing) and seeded random shapes.
+CONV_CASES: list[tuple[dict[str, Any], tuple[int, int]]] = list(SUITE_CONV_CASES)
 _rng = np.random.default_rng(1234)
 for _ in range(3):
     CONV_CASES.append(
@@ -80,7 +69,7 @@ for _ in range(3):
         )
     )
 CASE_IDS = [f"case{i}" for i in range(len(CONV_CASES))]
-LINEAR_CASES = [(20, 7, True), (5, 16, False)]
+LINEAR_CASES = list(SUITE_LINEAR_CASES)
 
 
 @pytest.fixture(autouse=True)
@@ -95,22 +84,16 @@ def _fresh_cache() -> Iterator[None]:
 def make_conv(index: int, seed: int = 0) -> tuple[nn.Conv2d, LayerInfo, torch.Tensor]:
     """A seeded conv of ``CONV_CASES[index]``, its profiled LayerInfo and an input batch."""
     kwargs, hw = CONV_CASES[index]
-    torch.manual_seed(seed + index)
-    conv = nn.Conv2d(**kwargs)
-    if conv.bias is not None:
-        nn.init.normal_(conv.bias)
-    layer = describe_layer(f"net.conv{index}", conv)
-    layer = layer.with_spatial(hw, conv_output_hw(layer, hw))
-    x = torch.randn(2, conv.in_channels, *hw)
-    return conv, layer, x
+    case = suite_conv(kwargs, hw, name=f"net.conv{index}", seed=seed + index)
+    assert isinstance(case.module, nn.Conv2d)
+    return case.module, case.layer, case.x
 
 
 def make_linear(index: int) -> tuple[nn.Linear, LayerInfo, torch.Tensor]:
     """A seeded Linear of ``LINEAR_CASES[index]``, its LayerInfo and an input batch."""
-    n_in, n_out, bias = LINEAR_CASES[index]
-    torch.manual_seed(100 + index)
-    lin = nn.Linear(n_in, n_out, bias=bias)
-    return lin, describe_layer(f"head{index}", lin), torch.randn(3, n_in)
+    case = suite_linear(*LINEAR_CASES[index], name=f"head{index}", seed=100 + index)
+    assert isinstance(case.module, nn.Linear)
+    return case.module, case.layer, case.x
 
 
 def layers_for(method: str) -> list[tuple[nn.Module, LayerInfo, torch.Tensor]]:
@@ -151,22 +134,6 @@ def fvcore_macs(module: nn.Module, x: torch.Tensor) -> int:
 # ----------------------------------------------------------------------- exactness
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_full_rank_reproduces_dense_output(method: str) -> None:
-    layers = layers_for(method)
-    assert layers, f"{method} supports none of the test layers"
-    for module, layer, x in layers:
-        built = build_module(module, layer, method, full_ranks(method, layer))
-        with torch.no_grad():
-            y, y_hat = module(x), built(x)
-        assert y_hat.dtype == torch.float32
-        scale = float(y.abs().max())
-        torch.testing.assert_close(y_hat, y, rtol=1e-4, atol=1e-5 * scale, msg=layer.name)
-        assert (
-            reconstruction_error(weight_of(module), layer, method, full_ranks(method, layer)) < 1e-6
-        )
-
-
 @pytest.mark.parametrize(("t1", "s1"), [(2, 3), (4, 1), (1, 6), (8, 2), (1, 1)])
 def test_gkpd_full_rank_any_factor_shape(t1: int, s1: int) -> None:
     module, layer, x = make_conv(0)  # T=8, S=6, stride 2, bias
@@ -201,24 +168,6 @@ def test_built_modules_are_plain_float32_on_the_weight_device() -> None:
 # ----------------------------------------------------------------------- costs
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_analytic_costs_match_fvcore_and_numel(method: str) -> None:
-    impl = get_method(method)
-    checked = 0
-    for module, layer, x in layers_for(method):
-        full = impl.rank_space(layer)
-        ladders = [{k: 1 for k in full}, {k: max(1, (2 * v) // 5) for k, v in full.items()}, full]
-        for ranks in ladders:
-            built = build_module(module, layer, method, ranks)
-            assert impl.n_params(layer, ranks) == sum(p.numel() for p in built.parameters()), (
-                layer.name,
-                ranks,
-            )
-            assert impl.macs(layer, ranks) == fvcore_macs(built, x), (layer.name, ranks)
-            checked += 1
-    assert checked >= 3
-
-
 def test_dense_costs_and_tucker2_formula() -> None:
     module, layer, x = make_conv(0)
     assert get_method("keep").macs(layer, {}) == fvcore_macs(module, x) == layer.macs
@@ -232,31 +181,6 @@ def test_dense_costs_and_tucker2_formula() -> None:
 
 
 # ----------------------------------------------------------------------- error vs rank
-
-
-def _ladder(full: dict[str, int], steps: int = 6) -> list[dict[str, int]]:
-    fractions = np.linspace(0.0, 1.0, steps)
-    return [{k: max(1, round(f * v)) for k, v in full.items()} for f in fractions]
-
-
-@pytest.mark.parametrize("method", DECOMPOSING)
-def test_error_non_increasing_in_rank(method: str) -> None:
-    impl = get_method(method)
-    torch.manual_seed(7)
-    if method == "linear_svd":
-        weight = torch.randn(24, 18)
-        layer = describe_layer("fc", nn.Linear(18, 24))
-    else:
-        conv = nn.Conv2d(6, 8, 3, padding=1)
-        layer = describe_layer("conv", conv).with_spatial((8, 8), (8, 8))
-        weight = conv.weight.detach()
-    errors = [
-        reconstruction_error(weight, layer, method, r) for r in _ladder(impl.rank_space(layer))
-    ]
-    slack = 1e-3 if method == "cp" else 1e-9  # ALS is a local method
-    assert all(b <= a + slack for a, b in itertools.pairwise(errors)), errors
-    assert errors[0] > 0.3
-    assert errors[-1] < 1e-6
 
 
 @pytest.mark.parametrize(
@@ -285,25 +209,13 @@ def test_tucker2_within_one_percent_of_tensorly(
 # ----------------------------------------------------------------------- eligibility
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_unsupported_layers_raise(method: str) -> None:
+def test_keep_builds_any_layer() -> None:
     depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
     dw_layer = describe_layer("dw", depthwise).with_spatial((6, 6), (6, 6))
-    impl = get_method(method)
-    if method == "keep":
-        built = build_module(depthwise, dw_layer, "keep", {})
-        x = torch.randn(1, 8, 6, 6)
-        torch.testing.assert_close(built(x), depthwise(x))
-        assert impl.macs(dw_layer, {}) == fvcore_macs(depthwise, x)
-        return
-    with pytest.raises(UnsupportedLayerError, match=r"depthwise|applies to Linear"):
-        build_module(depthwise, dw_layer, method, {k: 1 for k in impl.rank_names})
-    lin, lin_layer, _ = make_linear(0)
-    conv, conv_layer, _ = make_conv(0)
-    wrong = (conv, conv_layer) if method == "linear_svd" else (lin, lin_layer)
-    assert not impl.supports(wrong[1])
-    with pytest.raises(UnsupportedLayerError, match=method):
-        decompose(wrong[0].weight, wrong[1], method, {k: 1 for k in impl.rank_names})
+    built = build_module(depthwise, dw_layer, "keep", {})
+    x = torch.randn(1, 8, 6, 6)
+    torch.testing.assert_close(built(x), depthwise(x))
+    assert get_method("keep").macs(dw_layer, {}) == fvcore_macs(depthwise, x)
 
 
 # ----------------------------------------------------------------------- validation

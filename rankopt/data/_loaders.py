@@ -11,7 +11,7 @@ import torch
 
 from rankopt.data._builtin import BUILTIN_DATA, load_builtin
 from rankopt.data._splits import DataSplits, split_indices
-from rankopt.errors import DataError, UnknownNameError
+from rankopt.errors import DataError, UnknownNameError, first_line
 
 __all__ = ["TENSOR_SUFFIXES", "list_data", "load_data", "split_tensors"]
 
@@ -176,9 +176,8 @@ def _load_tensor_file(path: Path, *, seed: int) -> DataSplits:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"data file {name!r} cannot be read as a torch tensor file: {first}"
+            f"data file {name!r} cannot be read as a torch tensor file: {first_line(exc)}"
         ) from exc
     if isinstance(obj, dict):
         missing = [k for k in ("images", "labels") if k not in obj]

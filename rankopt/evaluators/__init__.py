@@ -2,6 +2,7 @@
 
 from rankopt.evaluators._calibration import calibrate_bn
 from rankopt.evaluators._complexity import Cost, ModelProfile, cost, count_macs, profile
+from rankopt.evaluators._epochs import DenseTrainResult, full_finetune, train_dense
 from rankopt.evaluators._latency import measure_latency_ms
 from rankopt.evaluators._latency_table import (
     LATENCY_SCHEMA_VERSION,
@@ -12,14 +13,11 @@ from rankopt.evaluators._latency_table import (
     time_interleaved_ms,
 )
 from rankopt.evaluators._training import (
-    DenseTrainResult,
     FinetuneResult,
     compute_logits,
     distillation_loss,
     evaluate_accuracy,
-    full_finetune,
     proxy_finetune,
-    train_dense,
 )
 
 __all__ = [

@@ -28,10 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +41,14 @@ from torch import nn
 from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import profile
 from rankopt.evaluators._latency import measure_latency_ms
+from rankopt.evaluators._latency_grid import (
+    layer_input,
+    layer_signature,
+    machine_signature,
+    method_module,
+    rank_grid,
+    time_interleaved_ms,
+)
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
@@ -71,146 +76,6 @@ class _LayerPlanLike(Protocol):
     def ranks(self) -> Mapping[str, int]: ...
     @property
     def options(self) -> Mapping[str, Any]: ...
-
-
-def time_interleaved_ms(
-    modules: Sequence[nn.Module],
-    x: torch.Tensor,
-    *,
-    n_warmup: int = 3,
-    n_runs: int = 15,
-) -> list[float]:
-    """Median time of one forward pass of each module, measured interleaved, in ms.
-
-    Each round calls every module once (the order rotated each round) on the same input, so
-    slow drifts of a shared machine hit all modules alike.
-
-    Args:
-        modules: Modules taking ``x`` (run in eval mode under ``torch.inference_mode``).
-        x: The input batch.
-        n_warmup: Untimed rounds first.
-        n_runs: Timed rounds.
-
-    Returns:
-        Median latency_ms of each module, in the order given.
-    """
-    for m in modules:
-        m.eval()
-    times: list[list[float]] = [[] for _ in modules]
-    n = len(modules)
-    with torch.inference_mode():
-        for _ in range(n_warmup):
-            for m in modules:
-                m(x)
-        for run in range(n_runs):
-            for k in range(n):
-                i = (k + run) % n
-                start = time.perf_counter()
-                modules[i](x)
-                times[i].append((time.perf_counter() - start) * 1000.0)
-    return [float(statistics.median(t)) for t in times]
-
-
-def ranks_at_fraction(
-    method: str, layer: LayerInfo, fraction: float, options: Mapping[str, Any] | None = None
-) -> dict[str, int]:
-    """Every rank of ``method`` at ``fraction`` of its full rank (rounded, in ``[1, full]``)."""
-    full = get_method(method).rank_space(layer, options)
-    return {k: min(f, max(1, round(fraction * f))) for k, f in full.items()}
-
-
-def rank_grid(
-    method: str,
-    layer: LayerInfo,
-    n_points: int = 4,
-    options: Mapping[str, Any] | None = None,
-) -> list[dict[str, int]]:
-    """Ranks from 1 up to the largest (all ranks scaled together) with MACs below dense.
-
-    Args:
-        method: A registered method supporting ``layer``.
-        layer: A profiled layer (``macs`` > 0).
-        n_points: Grid points (>= 2), evenly spaced in the rank fraction.
-        options: Method options (defaults when None).
-
-    Returns:
-        Distinct rank dicts in increasing MACs; empty when even rank 1 is not cheaper.
-    """
-    impl = get_method(method)
-
-    def macs(f: float) -> int:
-        return impl.macs(layer, ranks_at_fraction(method, layer, f, options), options)
-
-    if macs(0.0) >= layer.macs:
-        return []
-    low, high = 0.0, 1.0
-    if macs(1.0) < layer.macs:
-        low = 1.0
-    else:
-        for _ in range(40):
-            mid = (low + high) / 2
-            low, high = (mid, high) if macs(mid) < layer.macs else (low, mid)
-    grid: list[dict[str, int]] = []
-    for i in range(n_points):
-        ranks = ranks_at_fraction(method, layer, low * i / (n_points - 1), options)
-        if ranks not in grid:
-            grid.append(ranks)
-    return grid
-
-
-def machine_signature() -> dict[str, str]:
-    """OS, architecture, CPU model and torch version of this machine."""
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "system": platform.system(),
-        "machine": platform.machine(),
-        "cpu": cpu,
-        "torch": torch.__version__,
-    }
-
-
-def _layer_signature(layer: LayerInfo) -> str:
-    return (
-        f"{layer.kind}:{layer.in_channels}->{layer.out_channels}:k{layer.kernel_size}"
-        f":s{layer.stride}:p{layer.padding}:d{layer.dilation}:g{layer.groups}"
-        f":b{int(layer.has_bias)}:in{layer.input_hw}"
-    ).replace(" ", "")
-
-
-def _dense_module(layer: LayerInfo) -> nn.Module:
-    if layer.kind == "linear":
-        return nn.Linear(layer.in_channels, layer.out_channels, bias=layer.has_bias)
-    return nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.has_bias,
-    )
-
-
-def _method_module(
-    method: str, layer: LayerInfo, ranks: Mapping[str, int], gen: torch.Generator
-) -> nn.Module:
-    impl = get_method(method)
-    options = impl.resolve_options(layer, None)
-    factors = impl.random_factors(layer, ranks, options, gen)
-    bias = torch.zeros(layer.out_channels, dtype=torch.float64) if layer.has_bias else None
-    return impl.to_module(layer, factors, bias, options).to(torch.float32)
-
-
-def _layer_input(layer: LayerInfo, batch_size: int, gen: torch.Generator) -> torch.Tensor:
-    if layer.kind == "linear":
-        return torch.randn(batch_size, layer.in_channels, generator=gen)
-    return torch.randn(batch_size, layer.in_channels, *layer.input_hw, generator=gen)
 
 
 @dataclass(frozen=True)
@@ -414,7 +279,7 @@ def latency_table(
     # Work still missing: (signature, batch_size) -> (layer, methods to measure).
     todo: dict[tuple[str, int], tuple[LayerInfo, list[str]]] = {}
     for layer in layers.values():
-        sig = _layer_signature(layer)
+        sig = layer_signature(layer)
         for bs in batch_sizes:
             if (sig, bs) in todo:
                 continue
@@ -427,17 +292,18 @@ def latency_table(
     total, done = len(todo) + len(models_todo), 0
 
     for (sig, bs), (layer, wanted) in todo.items():
-        modules: list[nn.Module] = [_dense_module(layer)]
+        # the dense layer is the ``keep`` method's module
+        modules: list[nn.Module] = [method_module("keep", layer, {}, gen)]
         grids: list[tuple[str, list[int]]] = []
         points: list[tuple[str, dict[str, int]]] = []
         for m in wanted:
             grid = rank_grid(m, layer, n_grid)
             grids.append((m, [get_method(m).macs(layer, r) for r in grid]))
             for ranks in grid:
-                modules.append(_method_module(m, layer, ranks, gen))
+                modules.append(method_module(m, layer, ranks, gen))
                 points.append((m, ranks))
         times = time_interleaved_ms(
-            modules, _layer_input(layer, bs, gen), n_warmup=n_warmup, n_runs=n_runs
+            modules, layer_input(layer, bs, gen), n_warmup=n_warmup, n_runs=n_runs
         )
         entry = data["layers"].setdefault(sig, {}).setdefault(str(bs), {})
         entry.setdefault("dense_ms", times[0])
@@ -466,7 +332,7 @@ def latency_table(
     dense_ms: dict[tuple[str, int], float] = {}
     curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
     for name, layer in layers.items():
-        sig = _layer_signature(layer)
+        sig = layer_signature(layer)
         for bs in batch_sizes:
             entry = data["layers"][sig][str(bs)]
             dense_ms[(name, bs)] = float(entry["dense_ms"])

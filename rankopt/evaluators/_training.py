@@ -1,4 +1,4 @@
-"""Accuracy, teacher logits, the proxy fine-tune, and dense / full training.
+"""Accuracy, teacher logits and the proxy fine-tune (epoch training: ``_epochs.py``).
 
 Everything here is deterministic under a seed on CPU: batch order and augmentation come from
 a private :class:`torch.Generator`, never from the global random state.
@@ -19,19 +19,16 @@ from torch import nn
 from rankopt.errors import DataError, SettingsError, TrialFailedError
 
 __all__ = [
-    "DenseTrainResult",
     "FinetuneResult",
     "compute_logits",
     "distillation_loss",
     "evaluate_accuracy",
-    "full_finetune",
     "proxy_finetune",
-    "train_dense",
 ]
 
 
 # ============================================================================ helpers
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     for b in model.buffers():
@@ -40,7 +37,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
+def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
     """Put ``model`` in train/eval mode for the block, then restore each module's mode."""
     saved = [(m, m.training) for m in model.modules()]
     model.train(training)
@@ -51,7 +48,7 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
             m.training = was
 
 
-def _check_pair(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
+def check_pair(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
     if images.dim() < 2 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{what}: images {tuple(images.shape)} and labels "
@@ -62,7 +59,7 @@ def _check_pair(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
         raise DataError(f"{what}: no samples")
 
 
-def _shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+def shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Randomly translate each image by up to ``max_shift`` pixels (edge padding)."""
     if max_shift <= 0:
         return x
@@ -77,7 +74,7 @@ def _shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     return padded[batch, chans, rows, cols]
 
 
-class _BatchSampler:
+class BatchSampler:
     """Endless seeded mini-batches: a fresh permutation per pass, last partial batch kept."""
 
     def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
@@ -130,7 +127,7 @@ def distillation_loss(
     return (1.0 - distill_weight) * ce + distill_weight * (t * t) * kl
 
 
-def _raise_non_finite(loss: torch.Tensor, step: int, steps: int | None, lr: float) -> None:
+def raise_non_finite(loss: torch.Tensor, step: int, steps: int | None, lr: float) -> None:
     total = f" of {steps}" if steps is not None else ""
     raise TrialFailedError(
         f"non-finite loss ({loss.item()}) at step {step}{total} (lr={lr:g}); the model "
@@ -153,9 +150,9 @@ def compute_logits(
     Returns:
         (N, K) float32 tensor on the CPU.
     """
-    device = _device_of(model)
+    device = device_of(model)
     outs = []
-    with _mode(model, False):
+    with model_mode(model, False):
         for i in range(0, images.shape[0], batch_size):
             outs.append(model(images[i : i + batch_size].to(device)).float().cpu())
     if not outs:
@@ -177,7 +174,7 @@ def evaluate_accuracy(
     Returns:
         Fraction of correctly classified images, in [0, 1].
     """
-    _check_pair(images, labels, "evaluate_accuracy")
+    check_pair(images, labels, "evaluate_accuracy")
     logits = compute_logits(model, images, batch_size=batch_size)
     return float((logits.argmax(dim=1) == labels.cpu()).float().mean().item())
 
@@ -260,7 +257,7 @@ def proxy_finetune(
         TrialFailedError: the loss became NaN or infinite (message: "non-finite loss ...").
         DataError: mismatched tensors, or reports asked for without validation data.
     """
-    _check_pair(train_images, train_labels, "proxy_finetune train data")
+    check_pair(train_images, train_labels, "proxy_finetune train data")
     if teacher_logits is not None and teacher_logits.shape[0] != train_images.shape[0]:
         raise DataError(
             f"proxy_finetune: teacher_logits has {teacher_logits.shape[0]} rows "
@@ -274,15 +271,15 @@ def proxy_finetune(
             f"distill_weight={distill_weight} must be in [0, 1] and temperature={temperature} > 0"
         )
     start = time.perf_counter()
-    device = _device_of(student)
+    device = device_of(student)
     gen = torch.Generator().manual_seed(seed)
-    sampler = _BatchSampler(train_images.shape[0], batch_size, gen)
+    sampler = BatchSampler(train_images.shape[0], batch_size, gen)
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.SGD(
         params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay
     )
     recent: list[float] = []
-    with _mode(student, True):
+    with model_mode(student, True):
         for step in range(1, steps + 1):
             for g in opt.param_groups:
                 g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps))
@@ -294,7 +291,7 @@ def proxy_finetune(
                 student(x), y, t, temperature=temperature, distill_weight=distill_weight
             )
             if not torch.isfinite(loss):
-                _raise_non_finite(loss, step, steps, lr)
+                raise_non_finite(loss, step, steps, lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm is not None:
@@ -316,283 +313,3 @@ def proxy_finetune(
         final_loss=sum(recent) / len(recent) if recent else float("nan"),
         wall_time_s=time.perf_counter() - start,
     )
-
-
-# ============================================================================ epoch training
-@dataclass(frozen=True)
-class DenseTrainResult:
-    """Outcome of :func:`train_dense` / :func:`full_finetune`.
-
-    Attributes:
-        epochs: Epochs trained.
-        steps: Optimiser steps taken.
-        final_loss: Mean training loss of the last epoch.
-        val_accuracy: Validation accuracy at the end (NaN without val data).
-        wall_time_s: Wall time of the training (s).
-    """
-
-    epochs: int
-    steps: int
-    final_loss: float
-    val_accuracy: float
-    wall_time_s: float
-
-
-def _train_epochs(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    teacher_logits: torch.Tensor | None,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    warmup_epochs: float,
-    temperature: float,
-    distill_weight: float,
-    augment_shift: int,
-    seed: int,
-    val_images: torch.Tensor | None,
-    val_labels: torch.Tensor | None,
-    progress: Callable[[str], None] | None,
-    what: str,
-    max_grad_norm: float | None = None,
-) -> DenseTrainResult:
-    _check_pair(images, labels, what)
-    if epochs < 0 or batch_size < 1 or not 0 < lr < math.inf:
-        raise SettingsError(
-            f"{what}: epochs={epochs} must be >= 0, batch_size={batch_size} >= 1 and lr={lr} > 0"
-        )
-    start = time.perf_counter()
-    device = _device_of(model)
-    # channels_last convs are ~30 % faster on CPU; the layout is undone at the end
-    fast_layout = device.type == "cpu" and images.dim() == 4
-    if fast_layout:
-        model.to(memory_format=torch.channels_last)
-    gen = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    warmup = int(warmup_epochs * steps_per_epoch)
-    opt = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=lr,
-        momentum=momentum,
-        nesterov=momentum > 0,
-        weight_decay=weight_decay,
-    )
-    step = 0
-    epoch_loss = float("nan")
-    val_acc = float("nan")
-    try:
-        with _mode(model, True):
-            for epoch in range(1, epochs + 1):
-                perm = torch.randperm(n, generator=gen)
-                loss_sum, count = 0.0, 0
-                for i in range(0, n, batch_size):
-                    if step < warmup:
-                        cur = lr * (step + 1) / warmup
-                    else:
-                        cur = (
-                            lr
-                            * 0.5
-                            * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-                        )
-                    for g in opt.param_groups:
-                        g["lr"] = cur
-                    idx = perm[i : i + batch_size]
-                    x = _shift_batch(images[idx], augment_shift, gen).to(device)
-                    if fast_layout:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    y = labels[idx].to(device)
-                    t = teacher_logits[idx].to(device) if teacher_logits is not None else None
-                    loss = distillation_loss(
-                        model(x), y, t, temperature=temperature, distill_weight=distill_weight
-                    )
-                    step += 1
-                    if not torch.isfinite(loss):
-                        _raise_non_finite(loss, step, total, lr)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                    opt.step()
-                    loss_sum += float(loss.item()) * len(idx)
-                    count += len(idx)
-                epoch_loss = loss_sum / max(1, count)
-                msg = f"{what}: epoch {epoch}/{epochs} loss {epoch_loss:.4f}"
-                if val_images is not None and val_labels is not None:
-                    val_acc = evaluate_accuracy(model, val_images, val_labels)
-                    msg += f" val accuracy {val_acc:.4f}"
-                if progress is not None:
-                    progress(msg + f" ({time.perf_counter() - start:.1f} s)")
-    finally:
-        if fast_layout:
-            model.to(memory_format=torch.contiguous_format)
-    return DenseTrainResult(
-        epochs=epochs,
-        steps=step,
-        final_loss=epoch_loss,
-        val_accuracy=val_acc,
-        wall_time_s=time.perf_counter() - start,
-    )
-
-
-def train_dense(
-    model: nn.Module,
-    train_images: torch.Tensor,
-    train_labels: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    warmup_epochs: float = 1.0,
-    augment_shift: int = 0,
-    seed: int = 0,
-    val_images: torch.Tensor | None = None,
-    val_labels: torch.Tensor | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> DenseTrainResult:
-    """Train a model from scratch with cross-entropy (in place).
-
-    SGD with Nesterov momentum, linear warm-up for ``warmup_epochs`` then cosine decay to 0;
-    optional random translation by up to ``augment_shift`` pixels; seeded batch order and
-    augmentation. One progress message per epoch.
-
-    Args:
-        model: The network (trained in place; its training mode is restored).
-        train_images: (N, C, H, W) float tensor.
-        train_labels: (N,) int64 tensor.
-        epochs: Passes over the training set.
-        batch_size: Images per step.
-        lr: Peak learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        warmup_epochs: Length of the linear warm-up, in epochs.
-        augment_shift: Maximum random translation in pixels (0: no augmentation).
-        seed: Seed of batch order and augmentation.
-        val_images: Optional validation images (accuracy reported per epoch).
-        val_labels: Optional validation labels.
-        progress: Callback receiving one line per epoch.
-
-    Returns:
-        A :class:`DenseTrainResult`.
-
-    Raises:
-        TrialFailedError: the loss became NaN or infinite.
-    """
-    return _train_epochs(
-        model,
-        train_images,
-        train_labels,
-        None,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        temperature=1.0,
-        distill_weight=0.0,
-        augment_shift=augment_shift,
-        seed=seed,
-        val_images=val_images,
-        val_labels=val_labels,
-        progress=progress,
-        what="train",
-    )
-
-
-def full_finetune(
-    student: nn.Module,
-    teacher: nn.Module | torch.Tensor | None,
-    train: tuple[torch.Tensor, torch.Tensor],
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    temperature: float = 4.0,
-    distill_weight: float = 0.5,
-    augment_shift: int = 0,
-    seed: int = 0,
-    val: tuple[torch.Tensor, torch.Tensor] | None = None,
-    progress: Callable[[str], None] | None = None,
-    max_grad_norm: float | None = 2.0,
-) -> nn.Module:
-    """Fine-tune a chosen compressed model for whole epochs with knowledge distillation.
-
-    Same loss as :func:`proxy_finetune` (:func:`distillation_loss`), SGD with Nesterov
-    momentum and cosine decay from ``lr`` (no warm-up), seeded, one progress line per epoch.
-    Used after the search, on the plan a person picked.
-
-    Args:
-        student: The compressed model (fine-tuned in place and returned).
-        teacher: The dense model (its logits on the training images are computed once, in
-            eval mode), or those logits, (N, K), row-aligned with ``train``; None for plain
-            cross-entropy.
-        train: ``(images (N, C, H, W), labels (N,))``, typically the whole training split.
-        epochs: Passes over the training set.
-        batch_size: Images per step.
-        lr: Initial learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        temperature: Distillation temperature T.
-        distill_weight: Weight w of the distillation term, in [0, 1].
-        augment_shift: Maximum random translation in pixels (0: none). The teacher logits
-            are those of the unshifted images, so keep 0 when distilling.
-        seed: Seed of batch order and augmentation.
-        val: Optional ``(images, labels)``; the accuracy is reported per epoch.
-        progress: Callback receiving one line per epoch.
-        max_grad_norm: Clip the global gradient norm (None: no clipping), as
-            :func:`proxy_finetune` does: freshly decomposed factor chains (CP, GKPD) get
-            very large gradients in their first steps.
-
-    Returns:
-        ``student``, fine-tuned, in eval mode.
-
-    Raises:
-        TrialFailedError: the loss became NaN or infinite.
-        DataError: mismatched tensors.
-        SettingsError: ``epochs`` < 1, ``batch_size`` < 1 or ``lr`` not positive.
-    """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise SettingsError(f"full_finetune: epochs = {epochs!r} must be an integer >= 1")
-    images, labels = train
-    _check_pair(images, labels, "full_finetune train data")
-    if isinstance(teacher, nn.Module):
-        teacher_logits: torch.Tensor | None = compute_logits(teacher, images)
-    else:
-        teacher_logits = teacher
-    if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:
-        raise DataError(
-            f"full_finetune: teacher logits have {teacher_logits.shape[0]} rows "
-            f"for {images.shape[0]} training images; they must be row-aligned"
-        )
-    _train_epochs(
-        student,
-        images,
-        labels,
-        teacher_logits,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        warmup_epochs=0.0,
-        temperature=temperature,
-        distill_weight=distill_weight,
-        augment_shift=augment_shift,
-        seed=seed,
-        val_images=val[0] if val is not None else None,
-        val_labels=val[1] if val is not None else None,
-        progress=progress,
-        what="finetune",
-        max_grad_norm=max_grad_norm,
-    )
-    return student.eval()

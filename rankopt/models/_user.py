@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt.errors import ModelError
+from rankopt.errors import ModelError, first_line
 from rankopt.models._registry import create_model, list_models
 
 __all__ = ["load_state_dict_file", "load_user_model"]
@@ -210,12 +210,12 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             obj = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as exc:
             raise ModelError(
-                f"weights file {text!r} cannot be read: {_first_line(safe_exc)}"
-                f" / {type(exc).__name__}: {_first_line(exc)}"
+                f"weights file {text!r} cannot be read: {first_line(safe_exc)}"
+                f" / {type(exc).__name__}: {first_line(exc)}"
             ) from exc
     except Exception as exc:
         raise ModelError(
-            f"weights file {text!r} cannot be read: {type(exc).__name__}: {_first_line(exc)}"
+            f"weights file {text!r} cannot be read: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
@@ -239,11 +239,6 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _listed(keys: list[str]) -> str:
@@ -281,5 +276,5 @@ def _load_checked(
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(
-            f"weights file {path!r} does not fit model {spec!r}: {_first_line(exc)}"
+            f"weights file {path!r} does not fit model {spec!r}: {first_line(exc)}"
         ) from exc

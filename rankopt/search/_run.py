@@ -1,16 +1,13 @@
-"""``rankopt.search``: one Optuna study over per-layer methods and ranks."""
+"""``rankopt.search``: the study loop (settings, sampler and progress live next door)."""
 
 from __future__ import annotations
 
-import math
 import os
 import socket
-import sys
-import time
 import warnings
-import zlib
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import optuna
 import torch
@@ -18,174 +15,30 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from rankopt._storage import is_shared as _is_shared
-from rankopt._storage import is_sqlite_locked, open_storage, sqlite_locked_error
+from rankopt._storage import is_shared, open_storage
 from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
 from rankopt._version import __version__
-from rankopt.errors import (
-    DataError,
-    DecompositionError,
-    ModelError,
-    RankoptError,
-    SettingsError,
-    StorageError,
-    TrialFailedError,
-    UnknownNameError,
-)
-from rankopt.evaluators import (
-    LatencyTable,
-    ModelProfile,
-    compute_logits,
-    evaluate_accuracy,
-    latency_table,
-    profile,
-)
+from rankopt.errors import DecompositionError, TrialFailedError
+from rankopt.evaluators import evaluate_accuracy, profile
 from rankopt.search._budget import Budget, parse_budget, parse_latency_budget
-from rankopt.search._objective import (
-    OBJECTIVE_DIRECTIONS,
-    FinetuneSettings,
-    Objective,
-    TrialData,
-    settings_dict,
+from rankopt.search._inputs import (
+    Data,
+    check_data,
+    check_labels,
+    measure_latency_table,
+    prepare_data,
 )
+from rankopt.search._objective import OBJECTIVE_DIRECTIONS, Objective
+from rankopt.search._progress import TrialReporter, progress_printer
+from rankopt.search._reach import check_budget
+from rankopt.search._sampler import default_pruner, make_sampler, worker_sampler_seed
 from rankopt.search._seeding import seed_trials
-from rankopt.search._sensitivity import SensitivityProfile, measure_sensitivity
+from rankopt.search._sensitivity import study_sensitivity
+from rankopt.search._settings import SearchSettings
 from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
-from rankopt.spaces import list_methods
+from rankopt.search._study import check_compatible, create_or_load, requeue_interrupted_seeds
 
-__all__ = [
-    "SAMPLERS",
-    "make_sampler",
-    "search",
-    "worker_sampler_seed",
-]
-
-SAMPLERS = ("tpe", "nsga2", "random")
-Data = tuple[torch.Tensor, torch.Tensor]
-CALIBRATION_IMAGES = 256
-"""Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
-
-
-def worker_sampler_seed(
-    seed: int, worker_index: int | None, storage: str | BaseStorage | None
-) -> int:
-    """The sampler seed of one worker: distinct per worker, so workers do not propose alike.
-
-    With the same seed, every worker's sampler would propose the same parameters. With
-    ``worker_index`` given the sampler seed is ``seed + worker_index`` (reproducible). Without
-    it, a worker on a server storage (PostgreSQL, MySQL: possibly one of many) derives it from
-    ``seed``, the host name and the process id; in memory or with SQLite (one process) it is
-    ``seed``. Fine-tune seeds do not depend on the worker: trial ``n`` uses ``seed + n``.
-    """
-    if worker_index is not None:
-        return (seed + worker_index) % 2**32
-    if not _is_shared(storage):
-        return seed
-    tag = f"{socket.gethostname()}:{os.getpid()}".encode()
-    return (seed + 1 + zlib.crc32(tag)) % 2**32
-
-
-def make_sampler(
-    sampler: str | optuna.samplers.BaseSampler,
-    *,
-    seed: int | None,
-    n_objectives: int,
-    constraints: bool,
-    n_startup_trials: int = 10,
-) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler from a name (``tpe``, ``nsga2``, ``random``) or pass one through."""
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    constraints_func = _constraints if constraints else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if sampler == "tpe":
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                multivariate=True,
-                group=True,
-                n_startup_trials=n_startup_trials,
-                constraints_func=constraints_func,
-            )
-        if sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(
-                seed=seed,
-                population_size=max(8, n_startup_trials),
-                constraints_func=constraints_func,
-            )
-        if sampler == "random":
-            if constraints:
-                raise RankoptError(
-                    "sampler 'random' cannot take Optuna constraints (repair='constraint'); "
-                    "use sampler 'tpe' or 'nsga2', or repair='repair'"
-                )
-            return optuna.samplers.RandomSampler(seed=seed)
-    raise UnknownNameError("sampler", sampler, SAMPLERS)
-
-
-def _constraints(trial: FrozenTrial) -> Sequence[float]:
-    return [float(v) for v in trial.user_attrs.get("constraint", [1.0])]
-
-
-def _validate_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
-    objs = tuple(objectives)
-    if not objs or objs[0] != "accuracy":
-        raise RankoptError(
-            f"objectives = {list(objs)}: the first objective must be 'accuracy'; "
-            f"then any of {sorted(set(OBJECTIVE_DIRECTIONS) - {'accuracy'})}"
-        )
-    for name in objs:
-        if name not in OBJECTIVE_DIRECTIONS:
-            raise UnknownNameError("objective", name, OBJECTIVE_DIRECTIONS)
-    if len(set(objs)) != len(objs):
-        raise RankoptError(f"objectives = {list(objs)} lists one objective twice")
-    return objs
-
-
-def _check_data(name: str, data: Data, input_shape: tuple[int, ...]) -> None:
-    images, labels = data
-    if images.dim() != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
-        raise RankoptError(
-            f"{name} images have shape {tuple(images.shape)}; expected (N, "
-            f"{', '.join(map(str, input_shape))}) to match the model input"
-        )
-    if labels.shape[0] != images.shape[0] or labels.dim() != 1:
-        raise RankoptError(
-            f"{name} labels have shape {tuple(labels.shape)}; expected ({images.shape[0]},)"
-        )
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    if ok and high is not None and value > high:
-        ok = False
-    if not ok:
-        rule = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise SettingsError(f"{name} = {value!r} must be an integer {rule}")
-
-
-def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
-    """Every label must index one of the model's outputs; returns the number of outputs."""
-    with torch.no_grad():
-        out = model(train_data[0][:1])
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(
-            f"the model returns {shape} for one image; rankopt needs logits of shape "
-            "(batch, classes)"
-        )
-    n_outputs = int(out.shape[1])
-    for name, (_, labels) in (("training", train_data), ("validation", val_data)):
-        if labels.numel() == 0:
-            continue
-        low, top = int(labels.min()), int(labels.max())
-        if low < 0 or top >= n_outputs:
-            raise DataError(
-                f"{name} labels range over {low}..{top} ({top + 1} classes) but the model "
-                f"has {n_outputs} outputs; labels must lie in [0, {n_outputs}): use data with "
-                f"at most {n_outputs} classes or a model with {top + 1} outputs (--num-classes)"
-            )
-    return n_outputs
+__all__ = ["search"]
 
 
 def search(
@@ -268,11 +121,7 @@ def search(
         temperature: Distillation temperature.
         report_every: Steps between intermediate reports (default: a quarter of the
             steps for single-objective studies, none otherwise).
-        min_layer_share: Layers below this share of the model's MACs and of its parameters
-            stay dense (0 searches every eligible layer).
-        rank_multiple: Round every rank to a multiple of this (1: off).
-        seed_with_vbmf: Enqueue the seed trials (sensitivity allocation, VBMF recipe,
-            one-method allocations; at most a quarter of ``n_trials``).
+        seed_with_vbmf: Enqueue the VBMF and uniform seed trials.
         measure_latency: Store batch-1 CPU latency on every trial.
         model_name: Name stored in plans and the study.
         data_name: Name stored in the study.
@@ -298,53 +147,77 @@ def search(
         StorageError: the storage cannot be opened, or the named study was made for
             another model or budget.
     """
-    objs = _validate_objectives(objectives)
-    if repair not in ("repair", "constraint"):
-        raise SettingsError(f"repair = {repair!r}; choose 'repair' or 'constraint'")
-    if methods is not None and len(methods) == 0:
-        raise SettingsError(
-            "methods = []: give at least one method, or None for all of: "
-            + ", ".join(list_methods())
+    settings = SearchSettings.from_kwargs(
+        **{k: v for k, v in locals().items() if k not in ("model", "max_latency")}
+    )
+    with _quiet_optuna():
+        return _search(
+            model,
+            train_data,
+            val_data,
+            settings,
+            max_macs=max_macs,
+            max_params=max_params,
+            max_latency=max_latency,
+            pruner=pruner,
+            storage=storage,
+            study_name=study_name,
+            model_name=model_name,
+            data_name=data_name,
+            input_shape=input_shape,
+            heartbeat_interval=heartbeat_interval,
+            progress=progress,
+            callbacks=callbacks,
         )
-    _check_int("n_trials", n_trials, 1)
-    if timeout is not None and not 0 < timeout < math.inf:
-        raise SettingsError(f"timeout = {timeout!r} must be a positive number of seconds")
-    _check_int("finetune_steps", finetune_steps, 0)
-    _check_int("finetune_samples", finetune_samples, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seed", seed, 0, 2**32 - 1)
-    _check_int("rank_multiple", rank_multiple, 1)
-    if isinstance(min_layer_share, bool) or not 0.0 <= min_layer_share < 1.0:
-        raise SettingsError(
-            f"min_layer_share = {min_layer_share!r} must be a fraction in [0, 1) (0 searches "
-            "every eligible layer)"
-        )
-    if n_threads is not None:
-        _check_int("n_threads", n_threads, 1)
-    for label, number in (("lr", lr), ("temperature", temperature)):
-        if not isinstance(number, int | float) or isinstance(number, bool):
-            raise SettingsError(f"{label} = {number!r} must be a positive finite number")
-        if not 0.0 < number < math.inf:
-            raise SettingsError(f"{label} = {number!r} must be a positive finite number")
-    if isinstance(distill_weight, bool) or not 0.0 <= distill_weight <= 1.0:
-        raise SettingsError(f"distill_weight = {distill_weight!r} must be in [0, 1]")
-    if worker_index is not None and (
-        isinstance(worker_index, bool) or not isinstance(worker_index, int) or worker_index < 0
-    ):
-        raise RankoptError(f"worker_index = {worker_index!r} must be an integer >= 0")
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
-    say = _progress_printer(progress)
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna logs at WARNING or quieter while a search runs (no ``Trial N finished`` lines).
+
+    The previous verbosity comes back afterwards; a quieter one (the CLI's ERROR) is kept.
+    """
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def _search(
+    model: nn.Module,
+    train_data: Data,
+    val_data: Data,
+    s: SearchSettings,
+    *,
+    max_macs: float | int | str | None,
+    max_params: float | int | str | None,
+    max_latency: float | str | None,
+    pruner: optuna.pruners.BasePruner | None,
+    storage: str | BaseStorage | None,
+    study_name: str | None,
+    model_name: str,
+    data_name: str,
+    input_shape: Sequence[int] | None,
+    heartbeat_interval: int | None,
+    progress: Callable[[str], None] | bool | None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+) -> optuna.Study:
+    """:func:`search` once its settings are checked."""
+    if s.n_threads is not None:
+        torch.set_num_threads(s.n_threads)
+    say = progress_printer(progress)
 
     shape = tuple(input_shape) if input_shape is not None else tuple(train_data[0].shape[1:])
-    _check_data("training", train_data, shape)
-    _check_data("validation", val_data, shape)
+    check_data("training", train_data, shape)
+    check_data("validation", val_data, shape)
     model.eval()
     prof = profile(model, shape)
-    n_outputs = _check_labels(model, train_data, val_data)
+    n_outputs = check_labels(model, train_data, val_data)
     table = None
-    if max_latency is not None or "latency_ms" in objs:
-        table = _latency_table(model, shape, methods, say)
+    if max_latency is not None or "latency_ms" in s.objectives:
+        table = measure_latency_table(model, shape, s.methods, say)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
@@ -354,56 +227,32 @@ def search(
     )
     space = SearchSpace(
         prof,
-        methods,
+        s.methods,
         n_outputs=n_outputs,
-        min_layer_share=min_layer_share,
-        rank_multiple=rank_multiple,
+        min_layer_share=s.min_layer_share,
+        rank_multiple=s.rank_multiple,
         latency=table,
     )
-    space.check_budget(budget)
+    check_budget(space, budget)
 
     name = study_name or f"{model_name}-{data_name}"
-    directions = [OBJECTIVE_DIRECTIONS[o] for o in objs]
+    directions = [OBJECTIVE_DIRECTIONS[o] for o in s.objectives]
     opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
-    single = len(objs) == 1
-    sampler_seed = worker_sampler_seed(seed, worker_index, opened)
+    sampler_seed = worker_sampler_seed(s.seed, s.worker_index, opened)
     # Seeds are at most a quarter of the trials, and they are the sampler's start-up set:
     # the model-based sampler runs for the other three quarters.
-    max_seeds = max(1, n_trials // 4)
     opt_sampler = make_sampler(
-        sampler,
+        s.sampler,
         seed=sampler_seed,
-        n_objectives=len(objs),
-        constraints=repair == "constraint",
-        n_startup_trials=max_seeds,
+        n_objectives=len(s.objectives),
+        constraints=s.repair == "constraint",
+        n_startup_trials=s.max_seeds,
     )
-    # No pruning before half of the proxy steps: earlier, accuracy mostly says how fast the
-    # BatchNorm statistics recover, not how good the compressed network is.
-    opt_pruner = (
-        pruner
-        if pruner is not None
-        else (
-            optuna.pruners.MedianPruner(
-                n_startup_trials=5, n_warmup_steps=max(1, finetune_steps // 2)
-            )
-            if single
-            else optuna.pruners.NopPruner()
-        )
-    )
-    study, created = _create_or_load(name, opened, directions, opt_sampler, opt_pruner)
+    opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
+    study, created = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
 
     val_images, val_labels = val_data
     dense_val_acc = evaluate_accuracy(model, val_images, val_labels)
-    finetune = FinetuneSettings(
-        steps=finetune_steps,
-        batch_size=batch_size,
-        lr=lr,
-        temperature=temperature,
-        distill_weight=distill_weight,
-        report_every=(max(1, finetune_steps // 4) if single else 0)
-        if report_every is None
-        else report_every,
-    )
     attrs = {
         "rankopt_version": __version__,
         "model": model_name,
@@ -421,49 +270,39 @@ def search(
             "max_params": budget.max_params,
             **({"max_latency_ms": [list(p) for p in budget.max_latency_ms]} if table else {}),
         },
-        "objectives": list(objs),
-        "settings": {
-            "methods": list(methods) if methods is not None else None,
-            "repair": repair,
-            "seed": seed,
-            "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
-            "finetune": settings_dict(finetune),
-            "finetune_samples": finetune_samples,
-            "min_layer_share": min_layer_share,
-            "rank_multiple": rank_multiple,
-            "eligible_layers": list(space.layer_names),
-        },
+        "objectives": list(s.objectives),
+        "settings": s.to_study_attr(space.layer_names),
     }
     if created:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     else:
-        _check_compatible(study, attrs, name)
+        check_compatible(study, attrs, name)
 
-    data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
-    sensitivity = _sensitivity(study, model, space, data, say)
+    data = prepare_data(model, train_data, val_data, s.finetune_samples, s.seed)
+    sensitivity = study_sensitivity(study, model, space, data, say)
     # Only the worker that created the study seeds it: creation is atomic, so seeds are
     # enqueued exactly once however many workers start together (a worker that loads the
     # study before its creator has enqueued them simply starts with sampled trials).
-    if seed_with_vbmf and created:
+    if s.seed_with_vbmf and created:
         seeds = seed_trials(
             space,
             model,
             budget,
             sensitivity,
-            with_target=space.needs_target(budget, repair),
-            max_seeds=max_seeds,
+            with_target=space.needs_target(budget, s.repair),
+            max_seeds=s.max_seeds,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for s in seeds:
+            for one in seeds:
                 study.enqueue_trial(
-                    dict(s.params), user_attrs={"seed": s.name}, skip_if_exists=True
+                    dict(one.params), user_attrs={"seed": one.name}, skip_if_exists=True
                 )
-        study.set_user_attr("seeded", [s.name for s in seeds])
-        say(f"enqueued {len(seeds)} seed trials: {', '.join(s.name for s in seeds)}")
-    elif seed_with_vbmf:
-        _requeue_interrupted_seeds(study, say)
+        study.set_user_attr("seeded", [one.name for one in seeds])
+        say(f"enqueued {len(seeds)} seed trials: {', '.join(one.name for one in seeds)}")
+    elif s.seed_with_vbmf:
+        requeue_interrupted_seeds(study, say)
 
     objective: Callable[[optuna.Trial], Any] = Objective(
         model,
@@ -471,24 +310,24 @@ def search(
         budget,
         data,
         sensitivity,
-        objectives=objs,
-        repair=repair,
-        finetune=finetune,
-        seed=seed,
+        objectives=s.objectives,
+        repair=s.repair,
+        finetune=s.finetune(),
+        seed=s.seed,
         model_name=model_name,
         study_name=name,
-        measure_latency=measure_latency,
+        measure_latency=s.measure_latency,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     objective = _TaggedObjective(objective, worker)
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     finished = len(study.get_trials(deepcopy=False, states=done_states))
-    remaining = n_trials - finished
-    if _is_shared(opened):
+    remaining = s.n_trials - finished
+    if is_shared(opened):
         say(
             f"worker {worker}"
-            + (f" (index {worker_index})" if worker_index is not None else "")
-            + f": sampler seed {sampler_seed}; the study's total is {n_trials} finished trials"
+            + (f" (index {s.worker_index})" if s.worker_index is not None else "")
+            + f": sampler seed {sampler_seed}; the study's total is {s.n_trials} finished trials"
         )
     say(
         f"study {name!r}: {finished} finished trials, {max(0, remaining)} to run; "
@@ -498,82 +337,19 @@ def search(
     )
     if remaining <= 0:
         return study
-    reporter = _TrialReporter(say, budget, prof, objs)
-    stopper = optuna.study.MaxTrialsCallback(n_trials, states=done_states)
+    reporter = TrialReporter(say, budget, prof, s.objectives)
+    stopper = optuna.study.MaxTrialsCallback(s.n_trials, states=done_states)
     with warnings.catch_warnings(), _sqlite_lock_errors(opened):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.optimize(
             objective,
             n_trials=remaining + max(5, remaining),  # room for failed trials
-            timeout=timeout,
+            timeout=s.timeout,
             catch=(TrialFailedError, DecompositionError),
             callbacks=[reporter, stopper, *callbacks],
             gc_after_trial=False,
         )
     return study
-
-
-def _requeue_interrupted_seeds(study: optuna.Study, say: Callable[[str], None]) -> None:
-    """Enqueue again the seed trials a Ctrl-C failed, so a resumed study loses no seed."""
-    trials = study.get_trials(deepcopy=False)
-    alive = {t.user_attrs.get("seed") for t in trials if t.state != TrialState.FAIL}
-    again = []
-    for t in trials:
-        seed_name = t.user_attrs.get("seed")
-        reason = str(t.user_attrs.get("fail_reason", ""))
-        if t.state != TrialState.FAIL or not seed_name or seed_name in alive:
-            continue
-        if not reason.startswith("interrupted"):
-            continue
-        params = dict(t.system_attrs.get("fixed_params", t.params))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            study.enqueue_trial(params, user_attrs={"seed": seed_name})
-        alive.add(seed_name)
-        again.append(str(seed_name))
-    if again:
-        say(f"enqueued again the seed trials interrupted before: {', '.join(again)}")
-
-
-def _create_or_load(
-    name: str,
-    storage: BaseStorage | None,
-    directions: list[Literal["minimize", "maximize"]],
-    sampler: optuna.samplers.BaseSampler,
-    pruner: optuna.pruners.BasePruner,
-) -> tuple[optuna.Study, bool]:
-    """Create the study; when it exists (same command again, or another worker), load it.
-
-    Creation is atomic in the storage, so among workers that start together exactly one
-    creates the study (and seeds it).
-    """
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            directions=directions,
-            sampler=sampler,
-            pruner=pruner,
-            load_if_exists=False,
-        )
-        return study, True
-    except optuna.exceptions.DuplicatedStudyError:
-        pass
-    except Exception as exc:
-        url = getattr(storage, "url", "")
-        if isinstance(url, str) and is_sqlite_locked(exc):
-            raise sqlite_locked_error(url) from None
-        raise StorageError(f"cannot create study {name!r}: {_first_line(exc)}") from None
-    if storage is None:  # in memory: nothing to load, so creation cannot have collided
-        raise StorageError(f"study {name!r} could not be created in memory")
-    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    if [d.name.lower() for d in study.directions] != directions:
-        raise StorageError(
-            f"study {name!r} exists with directions "
-            f"{[d.name.lower() for d in study.directions]}, not {directions}; "
-            "use another --study-name for other objectives"
-        )
-    return study, False
 
 
 class _TaggedObjective:
@@ -586,151 +362,3 @@ class _TaggedObjective:
     def __call__(self, trial: optuna.Trial) -> Any:
         trial.set_user_attr("worker", self.worker)
         return self.objective(trial)
-
-
-def _check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> None:
-    for key in ("fingerprint", "budget", "objectives"):
-        old = study.user_attrs.get(key)
-        if old is not None and old != attrs[key]:
-            raise StorageError(
-                f"study {name!r} in this storage was made with {key} = {old}, but this run "
-                f"has {key} = {attrs[key]}; resume with the same settings or choose another "
-                "--study-name"
-            )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _prepare_data(
-    model: nn.Module, train_data: Data, val_data: Data, n_samples: int, seed: int
-) -> TrialData:
-    images, labels = train_data
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(images.shape[0], generator=gen)[: min(n_samples, images.shape[0])]
-    train_x, train_y = images[order].contiguous(), labels[order].contiguous()
-    val_x, val_y = val_data
-    return TrialData(
-        train_images=train_x,
-        train_labels=train_y,
-        teacher_logits=compute_logits(model, train_x),
-        val_images=val_x,
-        val_labels=val_y,
-        val_teacher_logits=compute_logits(model, val_x),
-        calibration_images=train_x[:CALIBRATION_IMAGES],
-    )
-
-
-def _latency_table(
-    model: nn.Module,
-    shape: tuple[int, ...],
-    methods: Sequence[str] | None,
-    say: Callable[[str], None],
-) -> LatencyTable:
-    """The per-layer latency table of ``model`` on this machine (from the disk cache when
-    it was measured before), for the latency-friendly methods among ``methods``."""
-    from rankopt.spaces import get_method
-
-    wanted = [
-        m
-        for m in (methods if methods is not None else list_methods())
-        if m != "keep" and get_method(m).latency_friendly
-    ]
-    last = [0.0]
-
-    def progress(done: int, total: int, what: str) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done == total:
-            say(f"latency table: {done}/{total} measured ({what})")
-            last[0] = now
-
-    say(f"latency table on this machine ({torch.get_num_threads()} threads; cached on disk)")
-    return latency_table(model, shape, wanted, progress=progress)
-
-
-def _sensitivity(
-    study: optuna.Study,
-    model: nn.Module,
-    space: SearchSpace,
-    data: TrialData,
-    say: Callable[[str], None],
-) -> SensitivityProfile:
-    """The study's sensitivity profile: read from the study, else measured and stored.
-
-    Measuring is deterministic, so workers that start together and each measure it store
-    the same numbers.
-    """
-    stored = study.user_attrs.get("sensitivity")
-    if isinstance(stored, dict):
-        loaded = SensitivityProfile.from_dict(stored)
-        if loaded is not None and loaded.covers(space.choices):
-            return loaded
-    n = data.calibration_images.shape[0]
-    say(
-        f"measuring the sensitivity profile of {len(space.choices)} layers on {n} training "
-        "images (once per study)"
-    )
-    measured = measure_sensitivity(
-        model, space, data.calibration_images, data.teacher_logits[:n], progress=say
-    )
-    study.set_user_attr("sensitivity", measured.to_dict())
-    return measured
-
-
-def _progress_printer(progress: Callable[[str], None] | bool | None) -> Callable[[str], None]:
-    if progress is True:
-        return lambda line: print(line, file=sys.stderr, flush=True)
-    if callable(progress):
-        return progress
-    return lambda line: None
-
-
-class _TrialReporter:
-    """Optuna callback printing one line per finished trial."""
-
-    def __init__(
-        self,
-        say: Callable[[str], None],
-        budget: Budget,
-        prof: ModelProfile,
-        objectives: tuple[str, ...],
-    ) -> None:
-        self.say = say
-        self.budget = budget
-        self.prof = prof
-        self.objectives = objectives
-        self.started = time.perf_counter()
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        attrs = trial.user_attrs
-        label = f" [{attrs['seed']}]" if "seed" in attrs else ""
-        if trial.state == TrialState.COMPLETE:
-            best = _best_feasible(study, self.budget)
-            best_txt = f"best {best[0]:.4f} (trial {best[1]})" if best else "best -"
-            self.say(
-                f"trial {trial.number:>3}{label}: accuracy {attrs.get('accuracy', math.nan):.4f} "
-                f"(before fine-tune {attrs.get('accuracy_before_finetune', math.nan):.4f}), "
-                f"macs {100 * attrs.get('macs_ratio', math.nan):.1f}%, "
-                f"params {100 * attrs.get('params_ratio', math.nan):.1f}%, "
-                f"{attrs.get('wall_time_s', math.nan):.1f}s | {best_txt}"
-            )
-        else:
-            reason = attrs.get("fail_reason", "")
-            self.say(
-                f"trial {trial.number:>3}{label}: {trial.state.name.lower()} {reason}".rstrip()
-            )
-
-
-def _best_feasible(study: optuna.Study, budget: Budget) -> tuple[float, int] | None:
-    best: tuple[float, int] | None = None
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = t.user_attrs
-        if "accuracy" not in attrs or not attrs.get("feasible", True):
-            continue
-        if not budget.fits(int(attrs.get("macs", 0)), int(attrs.get("n_params", 0))):
-            continue
-        if best is None or attrs["accuracy"] > best[0]:
-            best = (float(attrs["accuracy"]), t.number)
-    return best

@@ -16,8 +16,9 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +27,10 @@ from rankopt.errors import DecompositionError
 from rankopt.evaluators import calibrate_bn, compute_logits
 from rankopt.plan import apply_plan
 
-__all__ = ["SCHEMA_VERSION", "SensitivityProfile", "measure_sensitivity"]
+if TYPE_CHECKING:
+    from rankopt.search._objective import TrialData
+
+__all__ = ["SCHEMA_VERSION", "SensitivityProfile", "measure_sensitivity", "study_sensitivity"]
 
 SCHEMA_VERSION = 1
 FAILED_SCORE = 1e3
@@ -221,3 +225,32 @@ def measure_sensitivity(
         wall_time_s=time.perf_counter() - started,
         failed=failed,
     )
+
+
+def study_sensitivity(
+    study: optuna.Study,
+    model: nn.Module,
+    space: Any,
+    data: TrialData,
+    say: Callable[[str], None],
+) -> SensitivityProfile:
+    """The study's sensitivity profile: read from the study, else measured and stored.
+
+    Measuring is deterministic, so workers that start together and each measure it store
+    the same numbers.
+    """
+    stored = study.user_attrs.get("sensitivity")
+    if isinstance(stored, dict):
+        loaded = SensitivityProfile.from_dict(stored)
+        if loaded is not None and loaded.covers(space.choices):
+            return loaded
+    n = data.calibration_images.shape[0]
+    say(
+        f"measuring the sensitivity profile of {len(space.choices)} layers on {n} training "
+        "images (once per study)"
+    )
+    measured = measure_sensitivity(
+        model, space, data.calibration_images, data.teacher_logits[:n], progress=say
+    )
+    study.set_user_attr("sensitivity", measured.to_dict())
+    return measured

@@ -28,11 +28,12 @@ from typing import Any
 
 import optuna
 
-from rankopt.errors import BudgetError, UnknownNameError
+from rankopt.errors import UnknownNameError
 from rankopt.evaluators import LatencyTable, ModelProfile
 from rankopt.plan import CompressionPlan, LayerPlan
 from rankopt.search._allocation import Candidate, allocate, resource
 from rankopt.search._budget import Budget
+from rankopt.search._reach import min_cost, min_latency_ms
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
@@ -234,11 +235,11 @@ class SearchSpace:
 
     def target_range(self, budget: Budget) -> tuple[float, float]:
         """Range of the ``target`` parameter: the cheapest reachable fraction to 1."""
-        macs, n_params = self.min_cost()
+        macs, n_params = min_cost(self)
         if budget.max_macs is None and budget.max_params is not None:
             return min(1.0, n_params / self.profile.n_params), 1.0
         if budget.max_macs is None and budget.max_latency_ms:
-            low = self.min_latency_ms()
+            low = min_latency_ms(self)
             dense = self.dense_costs()
             return min(1.0, max(low[b] / dense[f"latency_ms@{b}"] for b in low)), 1.0
         return min(1.0, macs / self.profile.macs), 1.0
@@ -348,7 +349,8 @@ class SearchSpace:
         """The plan of ``proposal``: each layer ``keep`` or its method at the allocated rank.
 
         When the sampled methods cannot meet the budget at all, every layer may use any of
-        its offered methods. None only when the budget is below :meth:`min_cost`.
+        its offered methods. None only when the budget is below the cheapest reachable
+        cost (:func:`~rankopt.search._reach.min_cost`).
         """
         target = self.target_budget(proposal, budget)
         methods = {n: [proposal.methods[n]] for n in self.choices}
@@ -372,77 +374,6 @@ class SearchSpace:
             macs += m.macs(info, lp.ranks, lp.options) - info.macs
             n_params += m.n_params(info, lp.ranks, lp.options) - info.n_params
         return macs, n_params
-
-    def min_cost(self) -> tuple[int, int]:
-        """Smallest reachable ``(macs, n_params)``: each searchable layer at its cheapest
-        candidate (taken separately for MACs and for parameters)."""
-        macs = self.profile.macs
-        n_params = self.profile.n_params
-        for name, offered in self.choices.items():
-            info = self._layers[name]
-            cands = [c for m in offered for c in self.candidates(name, m)]
-            macs += min([info.macs, *(c.macs for c in cands)]) - info.macs
-            n_params += min([info.n_params, *(c.n_params for c in cands)]) - info.n_params
-        return macs, n_params
-
-    def min_latency_ms(self) -> dict[int, float]:
-        """Smallest predicted whole-model latency per batch size (each layer at its fastest
-        choice, ``keep`` included); empty without a latency table."""
-        if self.latency is None:
-            return {}
-        out = {}
-        dense = self.dense_costs()
-        for b in self.latency.batch_sizes:
-            key = f"latency_ms@{b}"
-            total = dense[key]
-            for name, offered in self.choices.items():
-                keep = self.keep(name)
-                cands = [keep, *(c for m in offered for c in self.candidates(name, m))]
-                total += min(resource(c, key) for c in cands) - resource(keep, key)
-            out[b] = total
-        return out
-
-    def check_budget(self, budget: Budget) -> None:
-        """Reject a budget below the smallest reachable cost, with both numbers.
-
-        Raises:
-            BudgetError: no configuration of this space meets ``budget``.
-        """
-        min_macs, min_params = self.min_cost()
-        has_budget = budget.is_set
-        if (
-            not self.choices
-            and has_budget
-            and not budget.fits(self.profile.macs, self.profile.n_params)
-        ):
-            raise BudgetError(
-                "the model has no layer that can be decomposed into something cheaper (every "
-                "Conv2d/Linear is ineligible or too small), so only the dense model "
-                f"({self.profile.macs} macs, {self.profile.n_params} params) is "
-                "reachable, and it does not meet the budget"
-            )
-        if budget.max_macs is not None and budget.max_macs < min_macs:
-            raise BudgetError(
-                f"max_macs = {budget.max_macs} is below the smallest reachable cost of "
-                f"{min_macs} macs ({100 * min_macs / self.profile.macs:.1f}% of dense "
-                f"{self.profile.macs}); raise the budget to at least {min_macs}"
-            )
-        lowest = self.min_latency_ms()
-        for b, ms in budget.max_latency_ms:
-            if b in lowest and ms < lowest[b]:
-                dense = self.dense_costs()[f"latency_ms@{b}"]
-                raise BudgetError(
-                    f"max_latency = {ms:.3g} ms at batch size {b} is below the smallest "
-                    f"predicted latency of {lowest[b]:.3g} ms ({100 * lowest[b] / dense:.1f}% "
-                    f"of dense {dense:.3g} ms, measured on this machine); raise the budget to "
-                    f"at least {100 * lowest[b] / dense:.0f}%"
-                )
-        if budget.max_params is not None and budget.max_params < min_params:
-            raise BudgetError(
-                f"max_params = {budget.max_params} is below the smallest reachable "
-                f"{min_params} parameters ({100 * min_params / self.profile.n_params:.1f}% of "
-                f"dense {self.profile.n_params}); raise the budget to at least {min_params}"
-            )
 
     def plan(
         self,

@@ -1,0 +1,28 @@
+"""The commands behind :mod:`rankopt.cli` (which holds only the parser and ``main``)."""
+
+from rankopt._cli._common import (
+    DEFAULT_TRIALS,
+    add_model_args,
+    add_study_args,
+    add_worker_args,
+)
+from rankopt._cli._models import cmd_apply, cmd_finetune, cmd_models, cmd_profile
+from rankopt._cli._search import cmd_search, cmd_workers
+from rankopt._cli._studies import cmd_export, cmd_front, cmd_plot, cmd_report
+
+__all__ = [
+    "DEFAULT_TRIALS",
+    "add_model_args",
+    "add_study_args",
+    "add_worker_args",
+    "cmd_apply",
+    "cmd_export",
+    "cmd_finetune",
+    "cmd_front",
+    "cmd_models",
+    "cmd_plot",
+    "cmd_profile",
+    "cmd_report",
+    "cmd_search",
+    "cmd_workers",
+]

@@ -1,0 +1,212 @@
+"""Helpers shared by the ``rankopt`` commands: common options, model/data loading, checks.
+
+Heavy modules are imported inside the functions, so ``rankopt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "resnet8"
+DEFAULT_DATA = "mnist5k"
+DEFAULT_BUDGET = "50%"
+DEFAULT_RUN_DIR = "rankopt-runs"
+DEFAULT_TRIALS = 16
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="built-in model (see `rankopt models`), a torchvision architecture name with "
+        "--weights, or package.module:callable (default: %(default)s)",
+    )
+    p.add_argument("--weights", help="state_dict (.pt) of a user model")
+    p.add_argument("--num-classes", type=int, help="classes of a user model")
+    if data:
+        p.add_argument(
+            "--data",
+            default=DEFAULT_DATA,
+            help="built-in data set (mnist5k, digits), an ImageFolder directory, or a .pt "
+            "file of (images, labels) (default: %(default)s)",
+        )
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+
+
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: sqlite:///<run-dir>/study.db when it exists)",
+    )
+    p.add_argument("--study-name", help="study name (default: the only study in the storage)")
+    p.add_argument(
+        "--run-dir", default=DEFAULT_RUN_DIR, help="run directory (default: %(default)s)"
+    )
+
+
+def storage_url(args: argparse.Namespace) -> str:
+    from rankopt._storage import run_dir_url
+
+    if args.storage:
+        return str(args.storage)
+    return run_dir_url(args.run_dir)
+
+
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    """Options of one worker among several on a study (search)."""
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        help="index of this worker among several on one study (0, 1, ...); its sampler seed is "
+        "--seed + index (default: derived from host and process id on server storages, so "
+        "workers started with the same command propose different trials)",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        help="seconds between heartbeats on server storages (PostgreSQL); a trial without one "
+        "for 3 intervals is marked failed and retried by another worker (default: 10; 0: off)",
+    )
+
+
+def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> tuple[Any, Any]:
+    """(model, DataSplits) from --model / --weights / --num-classes / --data."""
+    import torch
+
+    from rankopt.data import load_data
+    from rankopt.models import get_pretrained, list_models, load_user_model
+
+    check_common_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(args.data) if need_data else None
+    if args.model in list_models() and args.weights is None:
+        if data is None:
+            from rankopt.errors import RankoptError
+
+            raise RankoptError("a built-in model needs --data to train or load its weights")
+        model, test_acc = get_pretrained(args.model, args.data, seed=args.seed, progress=say)
+        say(f"dense {args.model} on {data.name}: test accuracy {test_acc:.4f}")
+    else:
+        num_classes = args.num_classes or (data.num_classes if data is not None else None)
+        in_channels = data.input_shape[0] if data is not None else None
+        model = load_user_model(
+            args.model, weights=args.weights, num_classes=num_classes, in_channels=in_channels
+        )
+    model.eval()
+    return model, data
+
+
+def check_common_args(args: argparse.Namespace) -> None:
+    """Reject out-of-range --threads / --num-classes / --seed before any work."""
+    from rankopt.errors import SettingsError
+
+    for flag, low, high in (
+        ("threads", 1, None),
+        ("num_classes", 1, None),
+        ("seed", 0, 2**32 - 1),
+    ):
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            rule = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise SettingsError(f"--{flag.replace('_', '-')}: {flag} = {value} must be {rule}")
+
+
+def check_out(path: str | Path) -> None:
+    """Fail before any work when an output file cannot be created where asked."""
+    from rankopt.errors import StorageError
+
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise StorageError(
+            f"--out {str(path)!r}: directory {str(parent)!r} does not exist; create it first "
+            "or choose another path"
+        )
+
+
+def chosen_study_name(args: argparse.Namespace) -> str:
+    """``--study-name``, or the name ``rankopt search`` derives from these search options."""
+    from rankopt._storage import default_study_name
+
+    if args.study_name:
+        return str(args.study_name)
+    name = default_study_name(args.model, args.data, *budget_args(args))
+    latency = getattr(args, "max_latency", None)
+    if latency is not None:
+        tag = "".join(
+            ch if ch.isalnum() or ch == "." else "" for ch in str(latency).replace("%", "pct")
+        )
+        name += f"-latency{tag}"
+    return name
+
+
+def budget_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(max_macs, max_params) as given; ``DEFAULT_BUDGET`` MACs when neither is."""
+    max_macs = args.max_macs
+    if max_macs is None and args.max_params is None and getattr(args, "max_latency", None) is None:
+        max_macs = DEFAULT_BUDGET
+    return max_macs, args.max_params
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Fail before any trial when the run directory cannot be written."""
+    import shutil
+    import tempfile
+
+    from rankopt.errors import StorageError
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as fh:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise StorageError(
+            f"run directory {str(run_dir)!r} is not writable: {exc.strerror or exc}; "
+            "choose another with --run-dir"
+        ) from None
+    free = shutil.disk_usage(run_dir).free
+    if free < 10 * 2**20:
+        raise StorageError(
+            f"run directory {str(run_dir)!r} has only {free // 2**20} MiB free; "
+            "at least 10 MiB are needed for the study database"
+        )
+
+
+def format_table(df: Any) -> str:
+    if df is None or len(df) == 0:
+        return "(no completed trials yet)"
+    from rankopt._metrics import COUNT_METRICS, TABLE_METRICS
+
+    cols = [c for c in ("kind", "trial", *TABLE_METRICS, "layers") if c in df.columns]
+    view = df[cols].copy()
+    for col in COUNT_METRICS:
+        if col in view.columns:
+            view[col] = view[col].round().astype("Int64")
+    if "layers" in view.columns:
+        view["layers"] = view["layers"].astype(str).str.slice(0, 60)
+    return str(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def open_study(args: argparse.Namespace) -> Any:
+    from rankopt.studies import load_study
+
+    return load_study(storage_url(args), args.study_name)
+
+
+def builtin_models() -> list[str]:
+    from rankopt.models import list_models
+
+    return list_models()

@@ -1,0 +1,107 @@
+"""``rankopt apply``, ``finetune``, ``profile`` and ``models``.
+
+Heavy modules are imported inside the functions, so ``rankopt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rankopt._cli._common import builtin_models, check_out, load_model_and_data, say
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Apply a plan to the model and save the compressed model."""
+    import torch
+
+    from rankopt.evaluators import count_macs
+    from rankopt.plan import CompressionPlan, apply_plan
+
+    check_out(args.out)
+    plan = CompressionPlan.load(args.plan)
+    model, _ = load_model_and_data(args, need_data=args.model in builtin_models())
+    compressed = apply_plan(model, plan)
+    torch.save(compressed, args.out)
+    macs = count_macs(compressed, tuple(plan.input_shape))
+    n_params = sum(p.numel() for p in compressed.parameters())
+    print(
+        f"wrote {args.out}: {macs} macs, {n_params} params "
+        "(load with torch.load(path, weights_only=False))"
+    )
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
+    import torch
+
+    from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune, measure_latency_ms
+    from rankopt.plan import CompressionPlan, apply_plan
+
+    if args.out:
+        check_out(args.out)
+    plan = CompressionPlan.load(args.plan)
+    model, data = load_model_and_data(args)
+    compressed = apply_plan(model, plan)
+    say(f"fine-tuning for {args.epochs} epochs ...")
+    compressed = full_finetune(
+        compressed, model, data.train, epochs=args.epochs, seed=args.seed, progress=say
+    )
+    shape = tuple(plan.input_shape)
+    rows = []
+    for label, net in (("dense", model), ("compressed", compressed)):
+        rows.append(
+            (
+                label,
+                evaluate_accuracy(net, *data.test),
+                count_macs(net, shape),
+                sum(p.numel() for p in net.parameters()),
+                measure_latency_ms(net, shape, batch_size=1),
+            )
+        )
+    print(f"{'model':<11} {'test_acc':>8} {'macs':>12} {'params':>10} {'latency_ms':>10}")
+    for label, acc, macs, params, lat in rows:
+        print(f"{label:<11} {acc:>8.4f} {macs:>12d} {params:>10d} {lat:>10.3f}")
+    d, c = rows
+    print(
+        f"ratios: macs {c[2] / d[2]:.3f}, params {c[3] / d[3]:.3f}, latency {c[4] / d[4]:.3f} "
+        f"(measured on this CPU, batch 1); accuracy change {c[1] - d[1]:+.4f}"
+    )
+    if args.out:
+        torch.save(compressed, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """List every layer, its dense cost and whether (and why not) it can be decomposed."""
+    from rankopt.evaluators import profile
+
+    model, data = load_model_and_data(args, need_data=True)
+    prof = profile(model, data.input_shape)
+    print(f"{'layer':<28} {'kind':<7} {'weight shape':<18} {'macs':>10} {'params':>8}  eligible")
+    for info in prof.layers:
+        shape = "x".join(map(str, info.weight_shape)) if info.kind != "other" else "-"
+        flag = "yes" if info.eligible else f"no: {info.reason}"
+        print(
+            f"{info.name:<28} {info.kind:<7} {shape:<18} {info.macs:>10} {info.n_params:>8}  {flag}"
+        )
+    print(f"total: {prof.macs} macs, {prof.n_params} params; fingerprint {prof.fingerprint}")
+    if prof.skipped_ops:
+        print(
+            "ops fvcore did not count: "
+            + ", ".join(f"{k} x{v}" for k, v in prof.skipped_ops.items())
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List built-in models, data sets and methods."""
+    from rankopt.data import list_data
+    from rankopt.models import list_models
+    from rankopt.spaces import list_methods
+
+    print("models:  " + ", ".join(list_models()))
+    print("data:    " + ", ".join(list_data()))
+    print("methods: " + ", ".join(list_methods()))
+    return 0

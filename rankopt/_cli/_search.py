@@ -1,0 +1,160 @@
+"""``rankopt search`` and ``rankopt workers``.
+
+Heavy modules are imported inside the functions, so ``rankopt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rankopt._cli._common import (
+    budget_args,
+    builtin_models,
+    check_run_dir,
+    chosen_study_name,
+    format_table,
+    load_model_and_data,
+    say,
+    storage_url,
+)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run (or resume) a budget-constrained search."""
+    import optuna
+
+    from rankopt._storage import mask_url, open_storage
+    from rankopt.errors import StorageError
+    from rankopt.search import search
+    from rankopt.studies import pareto_front
+
+    # rankopt prints its own line per trial (failures with their reason); Optuna's INFO
+    # lines and caught-exception tracebacks would bury them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    max_macs, max_params = budget_args(args)
+    run_dir = Path(args.run_dir)
+    if not args.storage:
+        check_run_dir(run_dir)
+    storage = storage_url(args)
+    study_name = chosen_study_name(args)
+    # Connect first: a wrong URL or a server that is down fails before the model is built.
+    opened = open_storage(storage, heartbeat_interval=args.heartbeat_interval)
+    model, data = load_model_and_data(args)
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    methods = (
+        [m.strip() for m in args.methods.split(",") if m.strip()]
+        if args.methods is not None
+        else None
+    )
+    try:
+        study = search(
+            model,
+            data.train,
+            data.val,
+            max_macs=max_macs,
+            max_params=max_params,
+            max_latency=args.max_latency,
+            rank_multiple=args.rank_multiple,
+            min_layer_share=args.min_layer_share,
+            objectives=objectives,
+            methods=methods,
+            n_trials=args.n_trials,
+            timeout=args.timeout,
+            sampler=args.sampler,
+            storage=opened,
+            study_name=study_name,
+            seed=args.seed,
+            repair=args.repair,
+            finetune_steps=args.finetune_steps,
+            finetune_samples=args.finetune_samples,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            measure_latency=args.measure_latency,
+            model_name=str(args.model),
+            data_name=str(args.data),
+            n_threads=args.threads,
+            worker_index=args.worker_index,
+            progress=say,
+        )
+    except KeyboardInterrupt:
+        say(
+            f"interrupted: finished trials are kept in {mask_url(storage)} "
+            f"(study {study_name!r}); "
+            "run the same command again to resume"
+        )
+        return 130
+    except StorageError:
+        raise
+    front = pareto_front(study)
+    print(format_table(front))
+    shown = mask_url(storage)
+    print(f"\nstudy {study_name!r} stored in {shown}")
+    print(
+        f"next: rankopt plot --storage {shown} --study-name {study_name}  |  "
+        f"rankopt export --storage {shown} --study-name {study_name} --trial N --out plan.json"
+    )
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    """Run N local ``rankopt search`` workers on one study; print the front at the end.
+
+    Every worker is a ``python -m rankopt search`` process with the given search options, the
+    same storage and study name, its own ``--worker-index`` (hence its own sampler seed) and
+    ``max(1, cores // N)`` torch threads (unless ``--threads`` is given); see
+    :mod:`rankopt._workers` for the supervision (relayed output, Ctrl-C forwarding).
+    """
+    from rankopt._storage import mask_url, open_storage
+    from rankopt._workers import run_workers, threads_per_worker
+    from rankopt.errors import RankoptError, StorageError
+
+    n = int(args.n_workers)
+    if n < 1:
+        raise RankoptError(f"rankopt workers N: N = {n} must be >= 1")
+    search_argv = list(args.search_args)
+    if search_argv[:1] == ["--"]:
+        search_argv = search_argv[1:]
+    from rankopt.cli import build_parser
+
+    search_args = build_parser().parse_args(["search", *search_argv])
+    storage = storage_url(search_args)
+    if storage.startswith("sqlite") and n > 1:
+        raise StorageError(
+            f"rankopt workers {n}: the storage {mask_url(storage)} is SQLite, which locks under "
+            "concurrent writers; give a PostgreSQL database to share among the workers: "
+            "--storage postgresql://USER:PASSWORD@HOST:5432/DB (create it first: createdb DB)"
+        )
+    if not search_args.storage:
+        check_run_dir(Path(search_args.run_dir))
+    # Connect (and create Optuna's tables) once here: a bad URL fails with one line, and
+    # the workers do not race on creating the tables.
+    probe = open_storage(storage, heartbeat_interval=0)
+    engine = getattr(probe, "engine", None)
+    if engine is not None:
+        engine.dispose()
+    name = chosen_study_name(search_args)
+    if search_args.model in builtin_models() and search_args.weights is None:
+        load_model_and_data(search_args)  # train (all cores) or load the dense model once
+    threads = search_args.threads or threads_per_worker(n)
+    say(
+        f"starting {n} workers on study {name!r} in {mask_url(storage)}, "
+        f"{threads} torch thread(s) each"
+    )
+    outcome = run_workers(n, search_argv, study_name=name, threads=threads, say=say)
+    if outcome.interrupted:
+        return outcome.exit_code
+    if outcome.failed:
+        say("failed: " + ", ".join(outcome.failed))
+    from rankopt.studies import load_study, pareto_front
+
+    try:
+        study = load_study(storage, name)
+    except StorageError:
+        return outcome.exit_code or 2
+    print(format_table(pareto_front(study)))
+    shown = mask_url(storage)
+    print(f"\nstudy {name!r} stored in {shown} ({n} workers)")
+    print(f"next: rankopt report --storage {shown} --study-name {name} --out report.html")
+    return outcome.exit_code
