@@ -7,7 +7,6 @@ method-specific ones (GKPD factor shapes, Tucker-2 vs tensorly, CP-ALS), validat
 from __future__ import annotations
 
 import abc
-import itertools
 import logging
 import time
 import warnings
