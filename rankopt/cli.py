@@ -407,9 +407,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    """Apply a plan to the model and save the compressed model."""
-    import torch
-
+    """Apply a plan to the model and save the compressed model (.onnx: checked ONNX)."""
+    from rankopt._onnx import save_model
     from rankopt.evaluators import count_macs
     from rankopt.plan import CompressionPlan, apply_plan
 
@@ -417,13 +416,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     plan = CompressionPlan.load(args.plan)
     model, _ = _load_model_and_data(args, need_data=args.model in _builtin_models())
     compressed = apply_plan(model, plan)
-    torch.save(compressed, args.out)
     macs = count_macs(compressed, tuple(plan.input_shape))
     n_params = sum(p.numel() for p in compressed.parameters())
-    print(
-        f"wrote {args.out}: {macs} macs, {n_params} params "
-        "(load with torch.load(path, weights_only=False))"
-    )
+    print(f"{macs} macs, {n_params} params")
+    print(save_model(compressed, tuple(plan.input_shape), args.out))  # .onnx or torch.save
     return 0
 
 
@@ -435,8 +431,6 @@ def _builtin_models() -> list[str]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
-    import torch
-
     from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune, measure_latency_ms
     from rankopt.plan import CompressionPlan, apply_plan
 
@@ -470,8 +464,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"(measured on this CPU, batch 1); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:
-        torch.save(compressed, args.out)
-        print(f"wrote {args.out}")
+        from rankopt._onnx import save_model
+
+        print(save_model(compressed, shape, args.out))  # .onnx: checked ONNX; else torch.save
     return 0
 
 
@@ -621,14 +616,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="apply a plan and save the compressed model")
     p.add_argument("plan", help="plan JSON")
     _add_model_args(p)
-    p.add_argument("--out", default="model.pt", help="output file (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default="model.pt",
+        help="output file: .onnx exports ONNX (checked with onnxruntime), else torch.save "
+        "(default: %(default)s)",
+    )
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("finetune", help="fully fine-tune a plan and compare with the dense model")
     p.add_argument("plan", help="plan JSON")
     _add_model_args(p)
     p.add_argument("--epochs", type=int, default=5, help="epochs (default: %(default)s)")
-    p.add_argument("--out", help="save the fine-tuned model here")
+    p.add_argument("--out", help="save the fine-tuned model here (.onnx: ONNX, else torch.save)")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("profile", help="list layers, costs and eligibility")
