@@ -58,6 +58,15 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when available), cpu, cuda or cuda:N: where the model, trials and "
+        "fine-tunes run; decompositions are computed on the CPU (default: %(default)s)",
+    )
+
+
 def _storage_url(args: argparse.Namespace) -> str:
     from rankopt._storage import run_dir_url
 
@@ -126,6 +135,10 @@ def _check_common_args(args: argparse.Namespace) -> None:
         if value < low or (high is not None and value > high):
             rule = f">= {low}" if high is None else f"in [{low}, {high}]"
             raise SettingsError(f"--{flag.replace('_', '-')}: {flag} = {value} must be {rule}")
+    if getattr(args, "device", None) is not None:
+        from rankopt._device import resolve_device
+
+        resolve_device(args.device)  # an unknown or missing device fails before any work
 
 
 def _check_out(path: str | Path) -> None:
@@ -195,6 +208,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             n_threads=args.threads,
             worker_index=args.worker_index,
             progress=_say,
+            device=args.device,
         )
     except KeyboardInterrupt:
         _say(
@@ -441,8 +455,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     compressed = apply_plan(model, plan)
     _say(f"fine-tuning for {args.epochs} epochs ...")
     compressed = full_finetune(
-        compressed, model, data.train, epochs=args.epochs, seed=args.seed, progress=_say
-    )
+        compressed,
+        model,
+        data.train,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=_say,
+        device=args.device,
+    ).cpu()  # counted, timed (CPU latency) and saved on the CPU
     shape = tuple(plan.input_shape)
     rows = []
     for label, net in (("dense", model), ("compressed", compressed)):
@@ -566,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--measure-latency", action="store_true", help="store batch-1 CPU latency per trial"
     )
     _add_worker_args(p)
+    _add_device_arg(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -628,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plan", help="plan JSON")
     _add_model_args(p)
     p.add_argument("--epochs", type=int, default=5, help="epochs (default: %(default)s)")
+    _add_device_arg(p)
     p.add_argument("--out", help="save the fine-tuned model here (.onnx: ONNX, else torch.save)")
     p.set_defaults(func=cmd_finetune)
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankopt._device import Device, on_device, resolve_device
 from rankopt.errors import DataError, SettingsError, TrialFailedError
 
 __all__ = [
@@ -141,18 +142,26 @@ def _raise_non_finite(loss: torch.Tensor, step: int, steps: int | None, lr: floa
 # ============================================================================ inference
 @torch.no_grad()
 def compute_logits(
-    model: nn.Module, images: torch.Tensor, *, batch_size: int = 512
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: Device | None = None,
 ) -> torch.Tensor:
     """Logits of ``model`` on ``images`` in eval mode (e.g. the teacher's, once per study).
 
     Args:
         model: The network; its training mode is restored afterwards.
-        images: (N, C, H, W) float tensor.
+        images: (N, C, H, W) float tensor (any device; moved batch by batch).
         batch_size: Images per forward pass.
+        device: Run there (``"auto"``, ``"cpu"``, ``"cuda"``; a copy of the model is moved
+            when it is elsewhere); None: the model's own device.
 
     Returns:
         (N, K) float32 tensor on the CPU.
     """
+    if device is not None:
+        model = on_device(model, resolve_device(device))
     device = _device_of(model)
     outs = []
     with _mode(model, False):
@@ -164,7 +173,12 @@ def compute_logits(
 
 
 def evaluate_accuracy(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 512
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: Device | None = None,
 ) -> float:
     """Top-1 accuracy of ``model`` (eval mode, no grad; training mode restored afterwards).
 
@@ -173,12 +187,13 @@ def evaluate_accuracy(
         images: (N, C, H, W) float tensor.
         labels: (N,) int64 class indices.
         batch_size: Images per forward pass.
+        device: As in :func:`compute_logits` (None: the model's own device).
 
     Returns:
         Fraction of correctly classified images, in [0, 1].
     """
     _check_pair(images, labels, "evaluate_accuracy")
-    logits = compute_logits(model, images, batch_size=batch_size)
+    logits = compute_logits(model, images, batch_size=batch_size, device=device)
     return float((logits.argmax(dim=1) == labels.cpu()).float().mean().item())
 
 
@@ -524,6 +539,7 @@ def full_finetune(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: Callable[[str], None] | None = None,
     max_grad_norm: float | None = 2.0,
+    device: Device | None = None,
 ) -> nn.Module:
     """Fine-tune a chosen compressed model for whole epochs with knowledge distillation.
 
@@ -552,9 +568,12 @@ def full_finetune(
         max_grad_norm: Clip the global gradient norm (None: no clipping), as
             :func:`proxy_finetune` does: freshly decomposed factor chains (CP, GKPD) get
             very large gradients in their first steps.
+        device: Fine-tune there (``"auto"``, ``"cpu"``, ``"cuda"``): the student is moved
+            in place, the teacher's logits are computed there on a copy; None: the
+            student's own device.
 
     Returns:
-        ``student``, fine-tuned, in eval mode.
+        ``student``, fine-tuned, in eval mode, on ``device``.
 
     Raises:
         TrialFailedError: the loss became NaN or infinite.
@@ -565,8 +584,12 @@ def full_finetune(
         raise SettingsError(f"full_finetune: epochs = {epochs!r} must be an integer >= 1")
     images, labels = train
     _check_pair(images, labels, "full_finetune train data")
+    if device is not None:
+        student.to(resolve_device(device))
     if isinstance(teacher, nn.Module):
-        teacher_logits: torch.Tensor | None = compute_logits(teacher, images)
+        teacher_logits: torch.Tensor | None = compute_logits(
+            teacher, images, device=_device_of(student)
+        )
     else:
         teacher_logits = teacher
     if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:

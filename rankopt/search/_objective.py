@@ -12,6 +12,7 @@ import optuna
 import torch
 from torch import nn
 
+from rankopt._device import on_device
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import (
     calibrate_bn,
@@ -217,7 +218,8 @@ class Objective:
 
         latency_ms = None
         if self.measure_latency:
-            latency_ms = measure_latency_ms(student, tuple(self.space.profile.input_shape))
+            cpu_student = on_device(student, torch.device("cpu"))  # CPU latency on any device
+            latency_ms = measure_latency_ms(cpu_student, tuple(self.space.profile.input_shape))
             trial.set_user_attr("latency_ms", latency_ms)
         metrics: dict[str, Any] = {
             "accuracy": accuracy,

@@ -18,6 +18,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from rankopt._device import Device, on_device, resolve_device
 from rankopt._storage import is_shared as _is_shared
 from rankopt._storage import is_sqlite_locked, open_storage, sqlite_locked_error
 from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
@@ -217,6 +218,7 @@ def search(
     worker_index: int | None = None,
     progress: Callable[[str], None] | bool | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    device: Device | None = "auto",
 ) -> optuna.Study:
     """Search per-layer decomposition methods and ranks under a budget.
 
@@ -271,6 +273,9 @@ def search(
             SQLite storages, one derived from host and process id for server storages.
         progress: Called with one line per finished trial; True prints to stderr.
         callbacks: Extra Optuna callbacks.
+        device: Where the dense model, every trial and every fine-tune run: ``"auto"``
+            (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Decompositions are
+            computed in float64 on the CPU either way; ``latency_ms`` is always CPU latency.
 
     Returns:
         The study (also in ``storage`` when given).
@@ -311,6 +316,7 @@ def search(
         isinstance(worker_index, bool) or not isinstance(worker_index, int) or worker_index < 0
     ):
         raise RankoptError(f"worker_index = {worker_index!r} must be an integer >= 0")
+    dev = resolve_device(device)
     if n_threads is not None:
         torch.set_num_threads(n_threads)
     say = _progress_printer(progress)
@@ -321,6 +327,7 @@ def search(
     model.eval()
     prof = profile(model, shape)
     n_outputs = _check_labels(model, train_data, val_data)
+    model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
@@ -395,6 +402,7 @@ def search(
             "min_layer_share": min_layer_share,
             "rank_multiple": rank_multiple,
             "eligible_layers": list(space.layer_names),
+            "device": str(dev),
         },
     }
     if created:
