@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -64,7 +64,8 @@ class TrialData:
         train_images: Fine-tune subset.
         train_labels: Its labels.
         teacher_logits: Dense model's logits on the fine-tune subset.
-        val_images: Validation images (never used for training).
+        val_images: Validation images (never used for training): a tensor, or re-iterable
+            ``(images, labels)`` batches streamed at every evaluation.
         val_labels: Their labels.
         val_teacher_logits: Dense model's logits on the validation images.
         calibration_images: Training images that re-estimate BatchNorm statistics after
@@ -74,7 +75,7 @@ class TrialData:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     teacher_logits: torch.Tensor
-    val_images: torch.Tensor
+    val_images: torch.Tensor | Iterable[Any]
     val_labels: torch.Tensor
     val_teacher_logits: torch.Tensor
     calibration_images: torch.Tensor

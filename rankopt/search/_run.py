@@ -17,12 +17,14 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from rankopt._device import Device, on_device, resolve_device
 from rankopt._storage import is_shared as _is_shared
 from rankopt._storage import is_sqlite_locked, open_storage, sqlite_locked_error
 from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
 from rankopt._version import __version__
+from rankopt.data import Split, as_split
 from rankopt.errors import (
     DataError,
     DecompositionError,
@@ -33,7 +35,7 @@ from rankopt.errors import (
     TrialFailedError,
     UnknownNameError,
 )
-from rankopt.evaluators import ModelProfile, compute_logits, evaluate_accuracy, profile
+from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels, profile
 from rankopt.search._budget import Budget, parse_budget
 from rankopt.search._objective import (
     OBJECTIVE_DIRECTIONS,
@@ -136,8 +138,8 @@ def _validate_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
     return objs
 
 
-def _check_data(name: str, data: Data, input_shape: tuple[int, ...]) -> None:
-    images, labels = data
+def _check_data(name: str, split: Split, input_shape: tuple[int, ...]) -> None:
+    images, labels = split.tensors if split.tensors is not None else split.first()
     if images.dim() != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
         raise RankoptError(
             f"{name} images have shape {tuple(images.shape)}; expected (N, "
@@ -158,10 +160,13 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise SettingsError(f"{name} = {value!r} must be an integer {rule}")
 
 
-def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
-    """Every label must index one of the model's outputs; returns the number of outputs."""
+def _check_labels(model: nn.Module, train_data: Split, val_data: Split) -> int:
+    """Every label must index one of the model's outputs; returns the number of outputs.
+
+    Labels of a ``Dataset`` without ``targets`` are checked when first streamed.
+    """
     with torch.no_grad():
-        out = model(train_data[0][:1])
+        out = model(train_data.first()[0])
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(
@@ -169,9 +174,13 @@ def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
             "(batch, classes)"
         )
     n_outputs = int(out.shape[1])
-    for name, (_, labels) in (("training", train_data), ("validation", val_data)):
-        if labels.numel() == 0:
-            continue
+    for split in (train_data, val_data):
+        _check_label_range(split.name, split.known_labels(), n_outputs)
+    return n_outputs
+
+
+def _check_label_range(name: str, labels: torch.Tensor | None, n_outputs: int) -> None:
+    if labels is not None and labels.numel() > 0:
         low, top = int(labels.min()), int(labels.max())
         if low < 0 or top >= n_outputs:
             raise DataError(
@@ -179,13 +188,12 @@ def _check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
                 f"has {n_outputs} outputs; labels must lie in [0, {n_outputs}): use data with "
                 f"at most {n_outputs} classes or a model with {top + 1} outputs (--num-classes)"
             )
-    return n_outputs
 
 
 def search(
     model: nn.Module,
-    train_data: Data,
-    val_data: Data,
+    train_data: Data | Dataset[Any] | DataLoader[Any],
+    val_data: Data | Dataset[Any] | DataLoader[Any],
     *,
     max_macs: float | int | str | None = None,
     max_params: float | int | str | None = None,
@@ -219,6 +227,7 @@ def search(
     progress: Callable[[str], None] | bool | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     device: Device | None = "auto",
+    num_workers: int = 0,
 ) -> optuna.Study:
     """Search per-layer decomposition methods and ranks under a budget.
 
@@ -232,8 +241,11 @@ def search(
 
     Args:
         model: The trained dense model (left untouched).
-        train_data: ``(images, labels)`` for the proxy fine-tune.
-        val_data: ``(images, labels)`` scoring every trial (not the final test split).
+        train_data: ``(images, labels)`` tensors, a ``Dataset`` of ``(image, label)`` items
+            or a ``DataLoader``, for the proxy fine-tune: only its seeded sample of
+            ``finetune_samples`` images is read and held in memory.
+        val_data: The same forms, scoring every trial (not the final test split); streamed
+            in batches (its labels and the dense model's logits are kept).
         max_macs: MACs budget: a fraction of dense (``0.5``, ``"50%"``) or absolute
             (``4e6``, ``"4M"``).
         max_params: Parameter budget, same forms.
@@ -276,6 +288,7 @@ def search(
         device: Where the dense model, every trial and every fine-tune run: ``"auto"``
             (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Decompositions are
             computed in float64 on the CPU either way; ``latency_ms`` is always CPU latency.
+        num_workers: ``DataLoader`` workers when rankopt batches a ``Dataset`` itself.
 
     Returns:
         The study (also in ``storage`` when given).
@@ -321,12 +334,15 @@ def search(
         torch.set_num_threads(n_threads)
     say = _progress_printer(progress)
 
-    shape = tuple(input_shape) if input_shape is not None else tuple(train_data[0].shape[1:])
-    _check_data("training", train_data, shape)
-    _check_data("validation", val_data, shape)
+    _check_int("num_workers", num_workers, 0)
+    train = as_split(train_data, "training", num_workers=num_workers)
+    val = as_split(val_data, "validation", num_workers=num_workers)
+    shape = tuple(input_shape) if input_shape is not None else tuple(train.first()[0].shape[1:])
+    _check_data("training", train, shape)
+    _check_data("validation", val, shape)
     model.eval()
     prof = profile(model, shape)
-    n_outputs = _check_labels(model, train_data, val_data)
+    n_outputs = _check_labels(model, train, val)
     model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
@@ -371,8 +387,8 @@ def search(
     )
     study, created = _create_or_load(name, opened, directions, opt_sampler, opt_pruner)
 
-    val_images, val_labels = val_data
-    dense_val_acc = evaluate_accuracy(model, val_images, val_labels)
+    data = _prepare_data(model, train, val, finetune_samples, seed, n_outputs)
+    dense_val_acc = float((data.val_teacher_logits.argmax(dim=1) == data.val_labels).float().mean())
     finetune = FinetuneSettings(
         steps=finetune_steps,
         batch_size=batch_size,
@@ -411,7 +427,6 @@ def search(
     else:
         _check_compatible(study, attrs, name)
 
-    data = _prepare_data(model, train_data, val_data, finetune_samples, seed)
     sensitivity = _sensitivity(study, model, space, data, say)
     # Only the worker that created the study seeds it: creation is atomic, so seeds are
     # enqueued exactly once however many workers start together (a worker that loads the
@@ -576,20 +591,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _prepare_data(
-    model: nn.Module, train_data: Data, val_data: Data, n_samples: int, seed: int
+    model: nn.Module, train_data: Split, val_data: Split, n_samples: int, seed: int, n_out: int
 ) -> TrialData:
-    images, labels = train_data
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(images.shape[0], generator=gen)[: min(n_samples, images.shape[0])]
-    train_x, train_y = images[order].contiguous(), labels[order].contiguous()
-    val_x, val_y = val_data
+    """The fine-tune sample in memory; the validation split streamed (labels and logits kept)."""
+    train_x, train_y = train_data.sample(n_samples, seed)
+    _check_label_range("training", train_y, n_out)
+    val_x = val_data.tensors[0] if val_data.tensors is not None else val_data.batches()
+    val_logits, val_y = compute_logits_and_labels(model, val_x)
+    if val_data.tensors is not None:
+        val_y = val_data.tensors[1]
+    if val_y is None:
+        raise DataError(f"validation {val_data.kind} yields no labels")
+    _check_label_range("validation", val_y, n_out)
     return TrialData(
         train_images=train_x,
         train_labels=train_y,
         teacher_logits=compute_logits(model, train_x),
         val_images=val_x,
         val_labels=val_y,
-        val_teacher_logits=compute_logits(model, val_x),
+        val_teacher_logits=val_logits,
         calibration_images=train_x[:CALIBRATION_IMAGES],
     )
 
