@@ -40,9 +40,15 @@ def _add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument(
             "--data",
             default=DEFAULT_DATA,
-            help="built-in data set (mnist5k, digits), an ImageFolder directory, or a .pt "
-            "file of (images, labels) (default: %(default)s)",
+            help="built-in data set (mnist5k, digits), an ImageFolder directory (streamed from "
+            "disk), or a .pt file of (images, labels) (default: %(default)s)",
         )
+        for stat in ("mean", "std"):
+            p.add_argument(
+                f"--{stat}",
+                help=f"ImageFolder: per-channel {stat} to normalise with, e.g. 0.485,0.456,0.406 "
+                "(default: no normalisation, pixels in [0, 1])",
+            )
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
 
@@ -102,7 +108,11 @@ def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) ->
     _check_common_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_data(args.data) if need_data else None
+    data = (
+        load_data(args.data, stream=True, mean=_floats(args, "mean"), std=_floats(args, "std"))
+        if need_data
+        else None
+    )
     if args.model in list_models() and args.weights is None:
         if data is None:
             from rankopt.errors import RankoptError
@@ -118,6 +128,21 @@ def _load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) ->
         )
     model.eval()
     return model, data
+
+
+def _floats(args: argparse.Namespace, flag: str) -> list[float] | None:
+    """``--mean`` / ``--std``: comma-separated numbers, or None when not given."""
+    from rankopt.errors import SettingsError
+
+    text = getattr(args, flag, None)
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise SettingsError(
+            f"--{flag} {text!r}: give comma-separated numbers, e.g. 0.5 or 0.485,0.456,0.406"
+        ) from None
 
 
 def _check_common_args(args: argparse.Namespace) -> None:
@@ -454,10 +479,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     model, data = _load_model_and_data(args)
     compressed = apply_plan(model, plan)
     _say(f"fine-tuning for {args.epochs} epochs ...")
+    from rankopt.data import as_split
+
+    train, test = as_split(data.train, "training"), as_split(data.test, "test")
     compressed = full_finetune(
         compressed,
         model,
-        data.train,
+        train.tensors or train.sample(len(train), args.seed),  # whole split, in memory
         epochs=args.epochs,
         seed=args.seed,
         progress=_say,
@@ -469,7 +497,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         rows.append(
             (
                 label,
-                evaluate_accuracy(net, *data.test),
+                evaluate_accuracy(net, test.batches()),  # streamed
                 count_macs(net, shape),
                 sum(p.numel() for p in net.parameters()),
                 measure_latency_ms(net, shape, batch_size=1),

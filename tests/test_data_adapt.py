@@ -127,3 +127,55 @@ def test_items_that_are_not_tensors_name_the_fix(
 
     with pytest.raises(DataError, match="ToTensor"):
         search(trained_digits_net, Raw(), digits_data["val"], **RUN)
+
+
+def _write_folder(root: Any, n_per_class: int, size: int = 12) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(("a", "b", "c")):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            arr = rng.integers(0, 80, size=(size, size, 3), dtype=np.uint8)
+            arr[..., c] += 150  # class c is bright in channel c
+            Image.fromarray(arr, mode="RGB").save(root / cls / f"{i}.png")
+
+
+def test_image_folder_streams_with_transforms(tmp_path: Any) -> None:
+    from rankopt.data import load_data
+
+    _write_folder(tmp_path / "imgs", 20)
+    d = load_data(tmp_path / "imgs", stream=True, image_size=8, mean=[0.5], std=[0.25])
+    assert d.input_shape == (3, 8, 8) and d.num_classes == 3
+    assert d.sizes() == {"train": 42, "val": 6, "test": 12}
+    assert isinstance(d.train, torch.utils.data.Dataset)
+    x, label = d.train[0]
+    assert label == 0
+    assert x.shape == (3, 8, 8) and x.dtype == torch.float32
+    # normalised: (pixel - 0.5) / 0.25, pixels of the bright channel ~ (150..230)/255
+    assert float(x.max()) > 0.2 and float(x.min()) < -1.0
+    # the same images as the in-memory loader, normalised (the split is the same too)
+    mem = load_data(tmp_path / "imgs")
+    assert torch.equal(torch.tensor(d.train.targets), mem.train[1])
+    with pytest.raises(DataError, match="--std has 2 values for 3-channel images"):
+        load_data(tmp_path / "imgs", stream=True, std=[0.2, 0.3])
+
+
+def test_cli_search_on_an_image_folder(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import optuna
+
+    from rankopt.cli import main
+
+    _write_folder(tmp_path / "imgs", 30)
+    argv = ["search", "--model", "rankopt_testmodels:small_net", "--data", str(tmp_path / "imgs")]
+    argv += ["--mean", "0.4", "--std", "0.3", "--n-trials", "2", "--finetune-steps", "4"]
+    argv += ["--finetune-samples", "32", "--batch-size", "16", "--threads", "1"]
+    argv += ["--run-dir", str(tmp_path / "run"), "--device", "cpu", "--study-name", "s"]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/run/study.db")
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2
+    assert all(math.isfinite(t.user_attrs["accuracy"]) for t in done)
+    assert study.user_attrs["input_shape"] == [3, 12, 12]
