@@ -121,9 +121,7 @@ def stream_image_folder(
     std_c = _check_stats("std", std, channels)
     steps: list[Any] = [transforms.Resize(size), transforms.ToTensor()]
     if mean_c is not None or std_c is not None:
-        steps.append(
-            transforms.Normalize(mean_c or [0.0] * channels, std_c or [1.0] * channels)
-        )
+        steps.append(transforms.Normalize(mean_c or [0.0] * channels, std_c or [1.0] * channels))
     folder = ImageFolder(name, transform=transforms.Compose(steps), loader=_Loader(mode))
     labels = np.asarray(folder.targets, dtype=np.int64)
     n = len(labels)
