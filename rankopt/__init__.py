@@ -35,6 +35,7 @@ from rankopt.errors import (
 
 if TYPE_CHECKING:
     from rankopt._budget import parse_budget
+    from rankopt._onnx import export_onnx
     from rankopt.evaluators import Cost, ModelProfile, calibrate_bn, cost, count_macs, profile
     from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
     from rankopt.search import search
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 # and ``rankopt --help`` stay fast (PEP 562 module ``__getattr__``).
 _LAZY: dict[str, str] = {
     "parse_budget": "rankopt._budget",
+    "export_onnx": "rankopt._onnx",
     "Cost": "rankopt.evaluators",
     "calibrate_bn": "rankopt.evaluators",
     "ModelProfile": "rankopt.evaluators",
@@ -132,6 +134,7 @@ __all__ = [
     "cost",
     "count_macs",
     "estimate_rank",
+    "export_onnx",
     "export_plan",
     "get_method",
     "list_methods",

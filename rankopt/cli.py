@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 from rankopt._cli import (
     DEFAULT_TRIALS,
+    add_calibration_arg,
+    add_device_arg,
     add_model_args,
     add_study_args,
     add_worker_args,
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--measure-latency", action="store_true", help="store batch-1 CPU latency per trial"
     )
     add_worker_args(p)
+    add_device_arg(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -160,14 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="apply a plan and save the compressed model")
     p.add_argument("plan", help="plan JSON")
     add_model_args(p)
-    p.add_argument("--out", default="model.pt", help="output file (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default="model.pt",
+        help="output file: .onnx exports ONNX (checked with onnxruntime), else torch.save "
+        "(default: %(default)s)",
+    )
+    add_calibration_arg(p)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("finetune", help="fully fine-tune a plan and compare with the dense model")
     p.add_argument("plan", help="plan JSON")
     add_model_args(p)
     p.add_argument("--epochs", type=int, default=5, help="epochs (default: %(default)s)")
-    p.add_argument("--out", help="save the fine-tuned model here")
+    add_device_arg(p)
+    add_calibration_arg(p)
+    p.add_argument("--out", help="save the fine-tuned model here (.onnx: ONNX, else torch.save)")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("profile", help="list layers, costs and eligibility")

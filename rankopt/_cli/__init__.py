@@ -2,6 +2,8 @@
 
 from rankopt._cli._common import (
     DEFAULT_TRIALS,
+    add_calibration_arg,
+    add_device_arg,
     add_model_args,
     add_study_args,
     add_worker_args,
@@ -12,6 +14,8 @@ from rankopt._cli._studies import cmd_export, cmd_front, cmd_plot, cmd_report
 
 __all__ = [
     "DEFAULT_TRIALS",
+    "add_calibration_arg",
+    "add_device_arg",
     "add_model_args",
     "add_study_args",
     "add_worker_args",

@@ -35,11 +35,50 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument(
             "--data",
             default=DEFAULT_DATA,
-            help="built-in data set (mnist5k, digits), an ImageFolder directory, or a .pt "
-            "file of (images, labels) (default: %(default)s)",
+            help="built-in data set (mnist5k, digits), an ImageFolder directory (streamed from "
+            "disk), or a .pt file of (images, labels) (default: %(default)s)",
         )
+        for stat in ("mean", "std"):
+            p.add_argument(
+                f"--{stat}",
+                help=f"ImageFolder: per-channel {stat} to normalise with, e.g. 0.485,0.456,0.406 "
+                "(default: no normalisation, pixels in [0, 1])",
+            )
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when available), cpu, cuda or cuda:N: where the model, trials and "
+        "fine-tunes run; decompositions are computed on the CPU (default: %(default)s)",
+    )
+
+
+def add_calibration_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="do not re-estimate BatchNorm statistics on training images after applying the "
+        "plan (default: re-estimate when the data is at hand)",
+    )
+
+
+def calibrate(model: Any, data: Any, args: argparse.Namespace) -> bool:
+    """Re-estimate BatchNorm statistics on up to 1,024 training images (unless
+    --no-calibrate or no data); returns whether it did."""
+    if data is None or getattr(args, "no_calibrate", False):
+        return False
+    from rankopt.data import as_split
+    from rankopt.evaluators import calibrate_bn
+
+    train = as_split(data.train, "training")
+    images, _ = train.tensors or train.sample(min(1024, len(train)), args.seed)
+    calibrate_bn(model, images[:1024])
+    say(f"BatchNorm statistics re-estimated on {min(1024, images.shape[0])} training images")
+    return True
 
 
 def add_study_args(p: argparse.ArgumentParser) -> None:
@@ -88,7 +127,11 @@ def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> 
     check_common_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_data(args.data) if need_data else None
+    data = (
+        load_data(args.data, stream=True, mean=_floats(args, "mean"), std=_floats(args, "std"))
+        if need_data
+        else None
+    )
     if args.model in list_models() and args.weights is None:
         if data is None:
             from rankopt.errors import RankoptError
@@ -106,6 +149,21 @@ def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> 
     return model, data
 
 
+def _floats(args: argparse.Namespace, flag: str) -> list[float] | None:
+    """``--mean`` / ``--std``: comma-separated numbers, or None when not given."""
+    from rankopt.errors import SettingsError
+
+    text = getattr(args, flag, None)
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise SettingsError(
+            f"--{flag} {text!r}: give comma-separated numbers, e.g. 0.5 or 0.485,0.456,0.406"
+        ) from None
+
+
 def check_common_args(args: argparse.Namespace) -> None:
     """Reject out-of-range --threads / --num-classes / --seed before any work."""
     from rankopt.errors import SettingsError
@@ -121,6 +179,10 @@ def check_common_args(args: argparse.Namespace) -> None:
         if value < low or (high is not None and value > high):
             rule = f">= {low}" if high is None else f"in [{low}, {high}]"
             raise SettingsError(f"--{flag.replace('_', '-')}: {flag} = {value} must be {rule}")
+    if getattr(args, "device", None) is not None:
+        from rankopt._device import resolve_device
+
+        resolve_device(args.device)  # an unknown or missing device fails before any work
 
 
 def check_out(path: str | Path) -> None:

@@ -7,34 +7,39 @@ from __future__ import annotations
 
 import argparse
 
-from rankopt._cli._common import builtin_models, check_out, load_model_and_data, say
+from rankopt._cli._common import (
+    builtin_models,
+    calibrate,
+    check_out,
+    load_model_and_data,
+    say,
+)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    """Apply a plan to the model and save the compressed model."""
-    import torch
-
+    """Apply a plan to the model (BatchNorm re-calibrated when data is at hand) and save the
+    compressed model (.onnx: checked ONNX, else torch.save)."""
+    from rankopt._onnx import save_model
     from rankopt.evaluators import count_macs
     from rankopt.plan import CompressionPlan, apply_plan
 
     check_out(args.out)
     plan = CompressionPlan.load(args.plan)
-    model, _ = load_model_and_data(args, need_data=args.model in builtin_models())
+    need_data = args.model in builtin_models() or (
+        getattr(args, "data", None) is not None and not args.no_calibrate
+    )
+    model, data = load_model_and_data(args, need_data=need_data)
     compressed = apply_plan(model, plan)
-    torch.save(compressed, args.out)
+    calibrate(compressed, data, args)
     macs = count_macs(compressed, tuple(plan.input_shape))
     n_params = sum(p.numel() for p in compressed.parameters())
-    print(
-        f"wrote {args.out}: {macs} macs, {n_params} params "
-        "(load with torch.load(path, weights_only=False))"
-    )
+    print(f"{macs} macs, {n_params} params")
+    print(save_model(compressed, tuple(plan.input_shape), args.out))  # .onnx or torch.save
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
-    import torch
-
     from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune, measure_latency_ms
     from rankopt.plan import CompressionPlan, apply_plan
 
@@ -43,17 +48,27 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     plan = CompressionPlan.load(args.plan)
     model, data = load_model_and_data(args)
     compressed = apply_plan(model, plan)
+    calibrate(compressed, data, args)
     say(f"fine-tuning for {args.epochs} epochs ...")
+    from rankopt.data import as_split
+
+    train, test = as_split(data.train, "training"), as_split(data.test, "test")
     compressed = full_finetune(
-        compressed, model, data.train, epochs=args.epochs, seed=args.seed, progress=say
-    )
+        compressed,
+        model,
+        train.tensors or train.sample(len(train), args.seed),  # whole split, in memory
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=say,
+        device=args.device,
+    ).cpu()  # counted, timed (CPU latency) and saved on the CPU
     shape = tuple(plan.input_shape)
     rows = []
     for label, net in (("dense", model), ("compressed", compressed)):
         rows.append(
             (
                 label,
-                evaluate_accuracy(net, *data.test),
+                evaluate_accuracy(net, test.batches()),  # streamed
                 count_macs(net, shape),
                 sum(p.numel() for p in net.parameters()),
                 measure_latency_ms(net, shape, batch_size=1),
@@ -68,8 +83,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"(measured on this CPU, batch 1); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:
-        torch.save(compressed, args.out)
-        print(f"wrote {args.out}")
+        from rankopt._onnx import save_model
+
+        print(save_model(compressed, shape, args.out))  # .onnx: checked ONNX; else torch.save
     return 0
 
 

@@ -77,6 +77,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             n_threads=args.threads,
             worker_index=args.worker_index,
             progress=say,
+            device=args.device,
         )
     except KeyboardInterrupt:
         say(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from rankopt.data._builtin import BUILTIN_DATA, load_builtin
+from rankopt.data._folder import stream_image_folder
 from rankopt.data._splits import DataSplits, split_indices
 from rankopt.errors import DataError, UnknownNameError, first_line
 
@@ -31,6 +33,9 @@ def load_data(
     *,
     seed: int = 0,
     image_size: int | tuple[int, int] | None = None,
+    stream: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DataSplits:
     """Load a data set and split it into train / val / test.
 
@@ -53,6 +58,11 @@ def load_data(
         spec: Built-in name or path.
         seed: Seed of the split of user data.
         image_size: ImageFolder only: target size in pixels, ``s`` or ``(height, width)``.
+        stream: ImageFolder only: keep the images on disk; the splits are ``Dataset``
+            objects decoded batch by batch through torchvision transforms
+            (:func:`rankopt.data._folder.stream_image_folder`).
+        mean: ImageFolder with ``stream``: per-channel mean to normalise with.
+        std: ImageFolder with ``stream``: per-channel standard deviation.
 
     Returns:
         The split data set.
@@ -67,6 +77,8 @@ def load_data(
         return load_builtin(text)
     path = Path(text).expanduser()
     if path.is_dir():
+        if stream:
+            return stream_image_folder(path, seed=seed, image_size=image_size, mean=mean, std=std)
         return _load_image_folder(path, seed=seed, image_size=image_size)
     if path.is_file():
         if path.suffix.lower() in TENSOR_SUFFIXES:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 __all__ = ["SPLIT_VERSION", "DataSplits", "class_interleaved", "split_indices"]
 
@@ -16,11 +18,15 @@ __all__ = ["SPLIT_VERSION", "DataSplits", "class_interleaved", "split_indices"]
 SPLIT_VERSION = 2
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+Part = Pair | Dataset[Any]
 
 
 @dataclass(frozen=True)
 class DataSplits:
-    """A data set split into train / validation / test parts, held in memory.
+    """A data set split into train / validation / test parts.
+
+    Parts are in-memory ``(images, labels)`` pairs, or ``Dataset`` objects streamed from
+    disk (an ImageFolder loaded with ``stream=True``).
 
     Attributes:
         name: The data set's name (a built-in name, or the path it was loaded from).
@@ -33,16 +39,20 @@ class DataSplits:
     """
 
     name: str
-    train: Pair
-    val: Pair
-    test: Pair
+    train: Part
+    val: Part
+    test: Part
     num_classes: int
     input_shape: tuple[int, int, int]
     class_names: tuple[str, ...] = field(default=())
 
     def sizes(self) -> dict[str, int]:
         """Number of images per split, e.g. ``{"train": 3500, "val": 500, "test": 1000}``."""
-        return {"train": len(self.train[1]), "val": len(self.val[1]), "test": len(self.test[1])}
+        return {k: _size(getattr(self, k)) for k in ("train", "val", "test")}
+
+
+def _size(part: Part) -> int:
+    return len(part[1]) if isinstance(part, tuple) else len(part)  # type: ignore[arg-type]
 
 
 def class_interleaved(ids: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:

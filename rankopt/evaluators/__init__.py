@@ -15,6 +15,7 @@ from rankopt.evaluators._latency_table import (
 from rankopt.evaluators._training import (
     FinetuneResult,
     compute_logits,
+    compute_logits_and_labels,
     distillation_loss,
     evaluate_accuracy,
     proxy_finetune,
@@ -29,6 +30,7 @@ __all__ = [
     "ModelProfile",
     "calibrate_bn",
     "compute_logits",
+    "compute_logits_and_labels",
     "cost",
     "count_macs",
     "distillation_loss",

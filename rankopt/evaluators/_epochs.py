@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rankopt._device import Device, resolve_device
 from rankopt.errors import DataError, SettingsError
 from rankopt.evaluators._training import (
     check_pair,
@@ -234,6 +235,7 @@ def full_finetune(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: Callable[[str], None] | None = None,
     max_grad_norm: float | None = 2.0,
+    device: Device | None = None,
 ) -> nn.Module:
     """Fine-tune a chosen compressed model for whole epochs with knowledge distillation.
 
@@ -262,9 +264,12 @@ def full_finetune(
         max_grad_norm: Clip the global gradient norm (None: no clipping), as
             :func:`proxy_finetune` does: freshly decomposed factor chains (CP, GKPD) get
             very large gradients in their first steps.
+        device: Fine-tune there (``"auto"``, ``"cpu"``, ``"cuda"``): the student is moved
+            in place, the teacher's logits are computed there on a copy; None: the
+            student's own device.
 
     Returns:
-        ``student``, fine-tuned, in eval mode.
+        ``student``, fine-tuned, in eval mode, on ``device``.
 
     Raises:
         TrialFailedError: the loss became NaN or infinite.
@@ -275,8 +280,12 @@ def full_finetune(
         raise SettingsError(f"full_finetune: epochs = {epochs!r} must be an integer >= 1")
     images, labels = train
     check_pair(images, labels, "full_finetune train data")
+    if device is not None:
+        student.to(resolve_device(device))
     if isinstance(teacher, nn.Module):
-        teacher_logits: torch.Tensor | None = compute_logits(teacher, images)
+        teacher_logits: torch.Tensor | None = compute_logits(
+            teacher, images, device=device_of(student)
+        )
     else:
         teacher_logits = teacher
     if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:

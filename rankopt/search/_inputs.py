@@ -8,8 +8,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError
-from rankopt.evaluators import LatencyTable, compute_logits, latency_table
+from rankopt.evaluators import (
+    LatencyTable,
+    compute_logits,
+    compute_logits_and_labels,
+    latency_table,
+)
 from rankopt.search._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
@@ -20,8 +26,8 @@ CALIBRATION_IMAGES = 256
 """Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
 
 
-def check_data(name: str, data: Data, input_shape: tuple[int, ...]) -> None:
-    images, labels = data
+def check_data(name: str, split: Split, input_shape: tuple[int, ...]) -> None:
+    images, labels = split.tensors if split.tensors is not None else split.first()
     if images.dim() != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
         raise RankoptError(
             f"{name} images have shape {tuple(images.shape)}; expected (N, "
@@ -33,10 +39,13 @@ def check_data(name: str, data: Data, input_shape: tuple[int, ...]) -> None:
         )
 
 
-def check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
-    """Every label must index one of the model's outputs; returns the number of outputs."""
+def check_labels(model: nn.Module, train_data: Split, val_data: Split) -> int:
+    """Every label must index one of the model's outputs; returns the number of outputs.
+
+    Labels of a ``Dataset`` without ``targets`` are checked when first streamed.
+    """
     with torch.no_grad():
-        out = model(train_data[0][:1])
+        out = model(train_data.first()[0])
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(
@@ -44,9 +53,14 @@ def check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
             "(batch, classes)"
         )
     n_outputs = int(out.shape[1])
-    for name, (_, labels) in (("training", train_data), ("validation", val_data)):
-        if labels.numel() == 0:
-            continue
+    for split in (train_data, val_data):
+        check_label_range(split.name, split.known_labels(), n_outputs)
+    return n_outputs
+
+
+def check_label_range(name: str, labels: torch.Tensor | None, n_outputs: int) -> None:
+    """Labels must lie in ``[0, n_outputs)``."""
+    if labels is not None and labels.numel() > 0:
         low, top = int(labels.min()), int(labels.max())
         if low < 0 or top >= n_outputs:
             raise DataError(
@@ -54,24 +68,28 @@ def check_labels(model: nn.Module, train_data: Data, val_data: Data) -> int:
                 f"has {n_outputs} outputs; labels must lie in [0, {n_outputs}): use data with "
                 f"at most {n_outputs} classes or a model with {top + 1} outputs (--num-classes)"
             )
-    return n_outputs
 
 
 def prepare_data(
-    model: nn.Module, train_data: Data, val_data: Data, n_samples: int, seed: int
+    model: nn.Module, train_data: Split, val_data: Split, n_samples: int, seed: int, n_out: int
 ) -> TrialData:
-    images, labels = train_data
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(images.shape[0], generator=gen)[: min(n_samples, images.shape[0])]
-    train_x, train_y = images[order].contiguous(), labels[order].contiguous()
-    val_x, val_y = val_data
+    """The fine-tune sample in memory; the validation split streamed (labels and logits kept)."""
+    train_x, train_y = train_data.sample(n_samples, seed)
+    check_label_range("training", train_y, n_out)
+    val_x = val_data.tensors[0] if val_data.tensors is not None else val_data.batches()
+    val_logits, val_y = compute_logits_and_labels(model, val_x)
+    if val_data.tensors is not None:
+        val_y = val_data.tensors[1]
+    if val_y is None:
+        raise DataError(f"validation {val_data.kind} yields no labels")
+    check_label_range("validation", val_y, n_out)
     return TrialData(
         train_images=train_x,
         train_labels=train_y,
         teacher_logits=compute_logits(model, train_x),
         val_images=val_x,
         val_labels=val_y,
-        val_teacher_logits=compute_logits(model, val_x),
+        val_teacher_logits=val_logits,
         calibration_images=train_x[:CALIBRATION_IMAGES],
     )
 

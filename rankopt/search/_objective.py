@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -12,6 +12,7 @@ import optuna
 import torch
 from torch import nn
 
+from rankopt._device import on_device
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import (
     calibrate_bn,
@@ -63,7 +64,8 @@ class TrialData:
         train_images: Fine-tune subset.
         train_labels: Its labels.
         teacher_logits: Dense model's logits on the fine-tune subset.
-        val_images: Validation images (never used for training).
+        val_images: Validation images (never used for training): a tensor, or re-iterable
+            ``(images, labels)`` batches streamed at every evaluation.
         val_labels: Their labels.
         val_teacher_logits: Dense model's logits on the validation images.
         calibration_images: Training images that re-estimate BatchNorm statistics after
@@ -73,7 +75,7 @@ class TrialData:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     teacher_logits: torch.Tensor
-    val_images: torch.Tensor
+    val_images: torch.Tensor | Iterable[Any]
     val_labels: torch.Tensor
     val_teacher_logits: torch.Tensor
     calibration_images: torch.Tensor
@@ -224,7 +226,8 @@ class Objective:
 
         latency_ms = predicted.get(1)
         if self.measure_latency:
-            measured = measure_latency_ms(student, tuple(self.space.profile.input_shape))
+            cpu_student = on_device(student, torch.device("cpu"))  # CPU latency on any device
+            measured = measure_latency_ms(cpu_student, tuple(self.space.profile.input_shape))
             trial.set_user_attr("measured_latency_ms", measured)
             latency_ms = measured if latency_ms is None else latency_ms
         if latency_ms is not None:

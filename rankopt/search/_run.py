@@ -14,12 +14,15 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from rankopt._device import Device, on_device, resolve_device
 from rankopt._storage import is_shared, open_storage
 from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
 from rankopt._version import __version__
+from rankopt.data import as_split
 from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import evaluate_accuracy, profile
+from rankopt.evaluators import profile
 from rankopt.search._budget import Budget, parse_budget, parse_latency_budget
 from rankopt.search._inputs import (
     Data,
@@ -43,8 +46,8 @@ __all__ = ["search"]
 
 def search(
     model: nn.Module,
-    train_data: Data,
-    val_data: Data,
+    train_data: Data | Dataset[Any] | DataLoader[Any],
+    val_data: Data | Dataset[Any] | DataLoader[Any],
     *,
     max_macs: float | int | str | None = None,
     max_params: float | int | str | None = None,
@@ -78,6 +81,8 @@ def search(
     worker_index: int | None = None,
     progress: Callable[[str], None] | bool | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    device: Device | None = "auto",
+    num_workers: int = 0,
 ) -> optuna.Study:
     """Search per-layer decomposition methods and ranks under a budget.
 
@@ -135,6 +140,10 @@ def search(
             SQLite storages, one derived from host and process id for server storages.
         progress: Called with one line per finished trial; True prints to stderr.
         callbacks: Extra Optuna callbacks.
+        device: Where the dense model, every trial and every fine-tune run: ``"auto"``
+            (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Decompositions are
+            computed in float64 on the CPU either way; ``latency_ms`` is always CPU latency.
+        num_workers: ``DataLoader`` workers when rankopt batches a ``Dataset`` itself.
 
     Returns:
         The study (also in ``storage`` when given).
@@ -187,8 +196,8 @@ def _quiet_optuna() -> Iterator[None]:
 
 def _search(
     model: nn.Module,
-    train_data: Data,
-    val_data: Data,
+    train_data: Data | Dataset[Any] | DataLoader[Any],
+    val_data: Data | Dataset[Any] | DataLoader[Any],
     s: SearchSettings,
     *,
     max_macs: float | int | str | None,
@@ -209,12 +218,15 @@ def _search(
         torch.set_num_threads(s.n_threads)
     say = progress_printer(progress)
 
-    shape = tuple(input_shape) if input_shape is not None else tuple(train_data[0].shape[1:])
-    check_data("training", train_data, shape)
-    check_data("validation", val_data, shape)
+    dev = resolve_device(s.device)
+    train = as_split(train_data, "training", num_workers=s.num_workers)
+    val = as_split(val_data, "validation", num_workers=s.num_workers)
+    shape = tuple(input_shape) if input_shape is not None else tuple(train.first()[0].shape[1:])
+    check_data("training", train, shape)
+    check_data("validation", val, shape)
     model.eval()
     prof = profile(model, shape)
-    n_outputs = check_labels(model, train_data, val_data)
+    n_outputs = check_labels(model, train, val)
     table = None
     if max_latency is not None or "latency_ms" in s.objectives:
         table = measure_latency_table(model, shape, s.methods, say)
@@ -251,8 +263,9 @@ def _search(
     opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
     study, created = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
 
-    val_images, val_labels = val_data
-    dense_val_acc = evaluate_accuracy(model, val_images, val_labels)
+    model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
+    data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
+    dense_val_acc = float((data.val_teacher_logits.argmax(dim=1) == data.val_labels).float().mean())
     attrs = {
         "rankopt_version": __version__,
         "model": model_name,
@@ -279,7 +292,6 @@ def _search(
     else:
         check_compatible(study, attrs, name)
 
-    data = prepare_data(model, train_data, val_data, s.finetune_samples, s.seed)
     sensitivity = study_sensitivity(study, model, space, data, say)
     # Only the worker that created the study seeds it: creation is atomic, so seeds are
     # enqueued exactly once however many workers start together (a worker that loads the

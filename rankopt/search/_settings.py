@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 
+from rankopt._device import resolve_device
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
 from rankopt.search._objective import OBJECTIVE_DIRECTIONS, FinetuneSettings, settings_dict
 from rankopt.search._sampler import SAMPLERS
@@ -47,6 +48,8 @@ class SearchSettings:
     seed_with_vbmf: bool = True
     min_layer_share: float = DEFAULT_MIN_LAYER_SHARE
     rank_multiple: int = 1
+    device: Any = "auto"
+    num_workers: int = 0
     measure_latency: bool = False
     n_threads: int | None = None
     worker_index: int | None = None
@@ -81,6 +84,7 @@ class SearchSettings:
         _check_int("batch_size", self.batch_size, 1)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         _check_int("rank_multiple", self.rank_multiple, 1)
+        _check_int("num_workers", self.num_workers, 0)
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1)
         if self.report_every is not None:
@@ -140,6 +144,7 @@ class SearchSettings:
             "min_layer_share": self.min_layer_share,
             "rank_multiple": self.rank_multiple,
             "eligible_layers": list(eligible_layers),
+            "device": str(resolve_device(self.device)),
         }
 
 

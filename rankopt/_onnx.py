@@ -1,0 +1,233 @@
+"""ONNX export of a (compressed) model, checked by onnxruntime against PyTorch.
+
+``torch.onnx.export`` with the TorchScript exporter (``dynamo=False``): it needs only the
+``onnx`` package, while the dynamo exporter also needs ``onnxscript``. ``nn.ChannelShuffle``
+(used by GKPD modules) has no ONNX symbolic there, so the exported copy replaces it with the
+equivalent reshape / transpose / reshape.
+
+Install the extra: ``pip install 'rankopt[onnx]'`` (``onnx``, ``onnxruntime``).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rankopt.errors import ModelError, RankoptError
+
+__all__ = [
+    "ONNX_OPSET",
+    "ONNX_REL_TOLERANCE",
+    "OnnxCheck",
+    "check_onnx",
+    "export_onnx",
+    "save_model",
+]
+
+ONNX_OPSET = 17
+"""ONNX opset of exported models."""
+ONNX_REL_TOLERANCE = 1e-4
+"""Largest allowed ``max|onnx - torch| / max(max|torch|, 1)`` on the check batch."""
+CHECK_BATCH = 8
+"""Images (random normal, seeded) in the onnxruntime check batch."""
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    """Outcome of running an exported model in onnxruntime next to PyTorch.
+
+    Attributes:
+        path: The ONNX file.
+        max_abs_diff: Largest absolute difference between onnxruntime's and PyTorch's
+            outputs on the check batch (in logits).
+        max_abs_output: Largest absolute PyTorch output on the check batch.
+        batch_size: Images in the check batch.
+    """
+
+    path: Path
+    max_abs_diff: float
+    max_abs_output: float
+    batch_size: int
+
+    @property
+    def rel_diff(self) -> float:
+        """``max_abs_diff / max(max_abs_output, 1)`` (relative for large logits)."""
+        return self.max_abs_diff / max(self.max_abs_output, 1.0)
+
+    def describe(self) -> str:
+        """One line for the command line."""
+        return (
+            f"onnxruntime vs PyTorch on {self.batch_size} images: max abs difference "
+            f"{self.max_abs_diff:.3g} (relative {self.rel_diff:.3g}, tolerance "
+            f"{ONNX_REL_TOLERANCE:g})"
+        )
+
+
+class _ShuffleForOnnx(nn.Module):
+    """``nn.ChannelShuffle(groups)`` written as reshape / transpose / reshape."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = x.reshape(b, self.groups, c // self.groups, h, w).transpose(1, 2)
+        return y.reshape(b, c, h, w)
+
+
+class _UnflattenForOnnx(nn.Module):
+    """``nn.Unflatten(dim, sizes)`` that keeps ``-1`` as ``-1`` in the traced graph.
+
+    ``nn.Unflatten`` resolves ``-1`` in Python, so the trace bakes in the example's batch.
+    """
+
+    def __init__(self, dim: int, sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.dim = dim
+        self.sizes = tuple(int(s) for s in sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = self.dim % x.dim()
+        head = [x.shape[i] for i in range(dim)]
+        tail = [x.shape[i] for i in range(dim + 1, x.dim())]
+        return x.reshape(*head, *self.sizes, *tail)
+
+
+def _exportable_copy(model: nn.Module) -> nn.Module:
+    """A float32 CPU copy in eval mode, ``ChannelShuffle`` / ``Unflatten`` made exportable."""
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    for name, module in list(net.named_modules()):
+        new: nn.Module | None = None
+        if isinstance(module, nn.ChannelShuffle):
+            new = _ShuffleForOnnx(int(module.groups))
+        elif isinstance(module, nn.Unflatten) and isinstance(module.unflattened_size, tuple):
+            new = _UnflattenForOnnx(int(module.dim), module.unflattened_size)
+        if new is not None:
+            parent_name, _, child = name.rpartition(".")
+            parent = net.get_submodule(parent_name) if parent_name else net
+            setattr(parent, child, new)
+    return net
+
+
+def _require(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RankoptError(
+            f"ONNX export needs the {module!r} package, which is not installed; "
+            "install it with: pip install 'rankopt[onnx]' (onnx and onnxruntime)"
+        ) from None
+
+
+def export_onnx(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    path: str | Path,
+    *,
+    check: bool = True,
+) -> OnnxCheck | None:
+    """Write ``model`` as ONNX (opset :data:`ONNX_OPSET`, dynamic batch) and check it.
+
+    Args:
+        model: The model (left untouched; a float32 CPU copy is exported).
+        input_shape: Shape of one image, e.g. ``(3, 32, 32)``.
+        path: Output ``.onnx`` file.
+        check: Run onnxruntime on a batch of :data:`CHECK_BATCH` images and compare with
+            PyTorch.
+
+    Returns:
+        The check (max abs difference, ...), or None when ``check`` is False.
+
+    Raises:
+        RankoptError: ``onnx`` / ``onnxruntime`` are missing, or the outputs differ by more
+            than :data:`ONNX_REL_TOLERANCE` relative.
+        ModelError: ``torch.onnx.export`` cannot export the model.
+    """
+    _require("onnx")
+    out = Path(path)
+    shape = tuple(int(s) for s in input_shape)
+    net = _exportable_copy(model)
+    example = torch.zeros(1, *shape)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (example,),
+                str(partial),
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                verbose=False,
+            )
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"torch.onnx.export cannot export {type(model).__name__}: {first}"
+        ) from None
+    partial.replace(out)
+    return check_onnx(net, shape, out) if check else None
+
+
+def check_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path) -> OnnxCheck:
+    """Run the ONNX file in onnxruntime (CPU) and compare with ``model`` on one batch.
+
+    Raises:
+        RankoptError: ``onnxruntime`` is missing, or the outputs differ by more than
+            :data:`ONNX_REL_TOLERANCE` relative.
+    """
+    ort = _require("onnxruntime")
+    net = _exportable_copy(model)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(CHECK_BATCH, *input_shape, generator=gen)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    if got.shape != expected.shape:
+        raise RankoptError(
+            f"{str(path)!r}: onnxruntime returns shape {tuple(got.shape)}, PyTorch "
+            f"{tuple(expected.shape)}; the export is wrong"
+        )
+    result = OnnxCheck(
+        path=Path(path),
+        max_abs_diff=float(abs(got - expected).max()),
+        max_abs_output=float(abs(expected).max()),
+        batch_size=CHECK_BATCH,
+    )
+    if not result.rel_diff <= ONNX_REL_TOLERANCE:
+        raise RankoptError(
+            f"{str(path)!r}: onnxruntime's outputs differ from PyTorch's by "
+            f"{result.max_abs_diff:.3g} (relative {result.rel_diff:.3g}); the limit is "
+            f"{ONNX_REL_TOLERANCE:g} relative; the model uses an operator the ONNX export "
+            "changes; save as .pt instead"
+        )
+    return result
+
+
+def save_model(model: nn.Module, input_shape: Sequence[int], path: str | Path) -> str:
+    """Save by suffix: ``.onnx`` -> checked ONNX export, anything else -> ``torch.save``.
+
+    Returns:
+        One line saying what was written (with the onnxruntime check for ONNX).
+    """
+    out = Path(path)
+    if out.suffix.lower() == ".onnx":
+        checked = export_onnx(model, input_shape, out, check=True)
+        assert checked is not None
+        return f"wrote {out} (ONNX opset {ONNX_OPSET}); {checked.describe()}"
+    torch.save(model, out)
+    return f"wrote {out} (load with torch.load(path, weights_only=False))"

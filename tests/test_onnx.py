@@ -1,0 +1,156 @@
+"""ONNX export: onnxruntime's outputs equal PyTorch's within 1e-4 for every method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rankopt._onnx import ONNX_REL_TOLERANCE, check_onnx, export_onnx, save_model
+from rankopt.errors import RankoptError
+from rankopt.evaluators import profile
+from rankopt.models import create_model
+from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (rankopt[onnx])")
+pytest.importorskip("onnx", reason="onnx is not installed (rankopt[onnx])")
+
+SHAPE = (1, 28, 28)
+CONV_METHODS = ("tucker2", "cp", "spatial_svd", "gkpd", "svd")
+RANKS = {"tucker2": {"r_in": 4, "r_out": 6}, "cp": {"r": 6}, "spatial_svd": {"r": 5}}
+
+
+def _every_method_plan(model: nn.Module) -> CompressionPlan:
+    """A plan on a built-in model using every conv method, channel SVD and linear SVD."""
+    prof = profile(model, SHAPE)
+    layers, k = [], 0
+    for info in prof.layers:
+        if not info.eligible:
+            continue
+        if info.kind == "linear":
+            method = "linear_svd"
+        elif tuple(info.kernel_size) == (1, 1):
+            method = "svd"
+        elif info.weight_shape[1] <= 3:
+            method = "keep"  # the input conv stays dense, as the VBMF seed keeps it
+        else:
+            method = CONV_METHODS[k % len(CONV_METHODS)]
+            k += 1
+        ranks = {} if method == "keep" else RANKS.get(method, {"r": 3})
+        layers.append(LayerPlan(info.name, method, ranks, {}, tuple(info.weight_shape)))
+    return CompressionPlan(
+        model_name="resnet8",
+        fingerprint=model_fingerprint(model),
+        input_shape=SHAPE,
+        layers=tuple(layers),
+    )
+
+
+@pytest.fixture(scope="module")
+def compressed() -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("resnet8", in_channels=1, num_classes=10)
+    # non-trivial BatchNorm statistics, so the exported BN folding is checked too
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(32, *SHAPE))
+    model.eval()
+    plan = _every_method_plan(model)
+    assert {lp.method for lp in plan.layers} >= {*CONV_METHODS, "linear_svd"}
+    return apply_plan(model, plan).eval()
+
+
+def test_export_of_every_method_matches_pytorch(compressed: nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "small.onnx"
+    checked = export_onnx(compressed, SHAPE, path)
+    assert checked is not None and path.is_file()
+    assert checked.rel_diff <= ONNX_REL_TOLERANCE
+    assert checked.max_abs_output > 1e-3  # the logits are not all zero
+    print(checked.describe())
+    # Independent of export_onnx's own check: another batch size (dynamic batch axis)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, *SHAPE, generator=torch.Generator().manual_seed(3))
+    got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    with torch.no_grad():
+        expected = compressed(x)
+    assert got.shape == (5, 10)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_check_fails_when_outputs_differ(compressed: nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    export_onnx(compressed, SHAPE, path, check=False)
+    other = create_model("resnet8", in_channels=1, num_classes=10).eval()
+    other = apply_plan(other, _every_method_plan(other)).eval()
+    with pytest.raises(RankoptError, match=r"differ from PyTorch's by .* limit is 0\.0001"):
+        check_onnx(other, SHAPE, path)
+
+
+def test_save_model_picks_the_format_from_the_suffix(compressed: nn.Module, tmp_path: Path) -> None:
+    line = save_model(compressed, SHAPE, tmp_path / "m.pt")
+    assert "torch.load" in line
+    again = torch.load(tmp_path / "m.pt", weights_only=False)
+    x = torch.randn(2, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), compressed(x))
+    line = save_model(compressed, SHAPE, tmp_path / "m.ONNX")
+    assert "ONNX opset" in line and "max abs difference" in line
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.ONNX")))
+
+
+def test_cli_apply_and_finetune_write_checked_onnx(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rankopt_testmodels
+    from sklearn.datasets import load_digits
+
+    from rankopt.cli import main
+
+    torch.manual_seed(0)
+    net = rankopt_testmodels.small_net()
+    weights = tmp_path / "w.pt"
+    torch.save(net.state_dict(), weights)
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    torch.save((images, torch.tensor(bunch.target)), tmp_path / "digits.pt")
+    shapes = {n: tuple(net.get_submodule(n).weight.shape) for n in ("conv2", "conv3", "fc")}
+    plan = CompressionPlan(
+        model_name="rankopt_testmodels:small_net",
+        fingerprint=model_fingerprint(net),
+        input_shape=(1, 8, 8),
+        layers=(
+            LayerPlan("conv2", "gkpd", {"r": 2}, {}, shapes["conv2"]),
+            LayerPlan("conv3", "svd", {"r": 4}, {}, shapes["conv3"]),
+            LayerPlan("fc", "linear_svd", {"r": 3}, {}, shapes["fc"]),
+        ),
+    )
+    plan_path = plan.save(tmp_path / "plan.json")
+    model_args = ["--model", "rankopt_testmodels:small_net", "--weights", str(weights)]
+    out = tmp_path / "small.onnx"
+    rc = main(["apply", str(plan_path), *model_args, "--num-classes", "10", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert rc == 0 and out.is_file(), stdout
+    assert "max abs difference" in stdout and "ONNX opset 17" in stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = images[:16]
+    with torch.no_grad():
+        expected = apply_plan(net, plan)(x)
+    got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+    tuned = tmp_path / "tuned.onnx"
+    argv = ["finetune", str(plan_path), *model_args, "--data", str(tmp_path / "digits.pt")]
+    rc = main([*argv, "--epochs", "1", "--threads", "1", "--out", str(tuned)])
+    stdout = capsys.readouterr().out
+    assert rc == 0 and tuned.is_file(), stdout
+    assert f"wrote {tuned} (ONNX opset 17)" in stdout
+    # fine-tuned weights differ from the applied plan's
+    tuned_out = ort.InferenceSession(str(tuned), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()}
+    )[0]
+    assert float(abs(torch.from_numpy(tuned_out) - expected).max()) > 1e-3
