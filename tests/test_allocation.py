@@ -294,16 +294,13 @@ def test_a_latency_budget_is_met_by_every_trial_as_predicted(
     from rankopt.evaluators import _latency_table
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(
-        _latency_table,
-        "time_interleaved_ms",
-        lambda modules, x, **_: [_fake_ms(m, x.shape[0]) for m in modules],
-    )
-    monkeypatch.setattr(
-        _latency_table,
-        "measure_latency_ms",
-        lambda model, shape, batch_size=1, **_: _fake_ms(model, batch_size) + 0.01,
-    )
+    def swapped(
+        model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
+    ) -> list[float]:
+        base = _fake_ms(model, x.shape[0]) - _fake_ms(model.get_submodule(name), x.shape[0])
+        return [base + _fake_ms(m, x.shape[0]) for m in modules]
+
+    monkeypatch.setattr(_latency_table, "time_swapped_ms", swapped)
     study = search(
         bn_net,
         digits_data["train"],

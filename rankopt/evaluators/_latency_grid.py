@@ -23,6 +23,7 @@ __all__ = [
     "rank_grid",
     "ranks_at_fraction",
     "time_interleaved_ms",
+    "time_swapped_ms",
 ]
 
 
@@ -61,6 +62,56 @@ def time_interleaved_ms(
                 start = time.perf_counter()
                 modules[i](x)
                 times[i].append((time.perf_counter() - start) * 1000.0)
+    return [float(statistics.median(t)) for t in times]
+
+
+def time_swapped_ms(
+    model: nn.Module,
+    layer_name: str,
+    modules: Sequence[nn.Module],
+    x: torch.Tensor,
+    *,
+    n_warmup: int = 3,
+    n_runs: int = 15,
+) -> list[float]:
+    """Median time of the whole ``model`` with layer ``layer_name`` replaced by each of
+    ``modules`` in turn, measured interleaved, in ms.
+
+    Each round runs the model once per module (swapped in place, the order rotated each
+    round) on the same input, so slow drifts of a shared machine hit every variant alike.
+    The layer is put back afterwards.
+
+    Args:
+        model: The model (eval mode; run under ``torch.inference_mode``).
+        layer_name: Qualified name of the layer to swap.
+        modules: Replacements (the layer itself first, for the dense time).
+        x: The input batch.
+        n_warmup: Untimed rounds first.
+        n_runs: Timed rounds.
+
+    Returns:
+        Median latency_ms of the model with each module, in the order given.
+    """
+    parent_name, _, attr = layer_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    original = getattr(parent, attr)
+    times: list[list[float]] = [[] for _ in modules]
+    n = len(modules)
+    try:
+        with torch.inference_mode():
+            for _ in range(n_warmup):
+                for m in modules:
+                    setattr(parent, attr, m)
+                    model(x)
+            for run in range(n_runs):
+                for k in range(n):
+                    i = (k + run) % n
+                    setattr(parent, attr, modules[i])
+                    start = time.perf_counter()
+                    model(x)
+                    times[i].append((time.perf_counter() - start) * 1000.0)
+    finally:
+        setattr(parent, attr, original)
     return [float(statistics.median(t)) for t in times]
 
 

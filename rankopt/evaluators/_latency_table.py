@@ -1,30 +1,33 @@
-"""Per-layer latency table: measured CPU time of each method's module on a grid of ranks.
+"""Per-layer latency table: measured CPU time of each method's module, inside the model.
 
 For every eligible layer of a profiled model, every requested method and a grid of ranks
 (rank 1 up to the largest rank whose MACs are below the dense layer's, the ranks of a
-multi-rank method scaled together), the built module (random weights: latency does not
-depend on the values) runs at the layer's real input size, **interleaved** with the dense
-layer (one call of each per round, the order rotated), after a warm-up, at the current torch
-thread count, for each batch size. A grid point stores its latency as a ratio to the dense
-layer measured in the same rounds, which cancels most of the drift of a shared machine.
+multi-rank method scaled together), the method's module (random weights: latency does not
+depend on the values) is swapped into the **whole model** in place of the layer, and the
+model is timed **interleaved** with the dense model (one forward of each per round, the
+order rotated), after a warm-up, at the current torch thread count, for each batch size.
+A grid point stores the change of the whole model's time, so what the layer costs in
+context (cache state, memory layout, the neighbouring ops) is what is measured; timing a
+layer alone mispredicted whole resnet8 plans by 40-170 % at batch 64.
 
-Prediction interpolates the ratio piecewise-linearly in the module's analytic MACs (so a
-Tucker-2 with unequal ``r_in`` / ``r_out`` or GKPD with non-default factor shapes is an
-approximation), extrapolating beyond the grid along its last segment, and multiplies it by
-the dense layer's time. A whole plan is predicted as the measured dense model time plus,
-per changed layer, ``predicted - dense`` layer time.
+Each layer's dense time is the model's time apportioned by MACs share; a grid point's ratio is
+``(dense share + measured change) / dense share`` (it may be below 0: a layer whose
+replacement saves more than its share). Prediction interpolates the ratio piecewise-linearly
+in the module's analytic MACs, extrapolating beyond the grid along its last segment. A
+whole plan is predicted as the measured dense model time plus, per changed layer, its
+predicted change.
 
 The measurements are cached on disk (JSON, ``schema_version``) under
 ``$RANKOPT_CACHE_DIR/latency`` (else ``~/.cache/rankopt/latency``), one file per machine
 (OS, architecture, CPU model), torch version, thread count and dtype; inside it, entries are
-keyed by layer signature (kind, channels, kernel, stride, padding, dilation, bias, input size),
-batch size and method, so a second run, another model with the same layer shapes or a new
-method only measures what is missing.
+keyed by the model (fingerprint and input shape), batch size, layer and method, so a second
+run, or a new method, only measures what is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -40,14 +43,12 @@ from torch import nn
 
 from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import profile
-from rankopt.evaluators._latency import measure_latency_ms
 from rankopt.evaluators._latency_grid import (
-    layer_input,
-    layer_signature,
     machine_signature,
     method_module,
     rank_grid,
     time_interleaved_ms,
+    time_swapped_ms,
 )
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
@@ -59,9 +60,10 @@ __all__ = [
     "machine_signature",
     "rank_grid",
     "time_interleaved_ms",
+    "time_swapped_ms",
 ]
 
-LATENCY_SCHEMA_VERSION = 1
+LATENCY_SCHEMA_VERSION = 2
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, what)`` called after each measured unit."""
@@ -86,9 +88,10 @@ class LatencyTable:
         layers: The profiled layers by name (eligible ones).
         batch_sizes: Batch sizes measured.
         methods: Methods measured (where they support a layer).
-        dense_ms: ``(layer, batch_size) -> latency_ms`` of the dense layer.
+        dense_ms: ``(layer, batch_size) -> latency_ms`` of the dense layer: the whole
+            model's time apportioned by MACs share.
         curves: ``(layer, method, batch_size) -> ((macs, ratio_to_dense), ...)`` in
-            increasing MACs.
+            increasing MACs, measured inside the model.
         model_ms: ``batch_size -> latency_ms`` of the whole dense model.
         n_threads: Torch intra-op threads during the measurements.
         cache_path: The JSON file the measurements were read from / written to.
@@ -160,7 +163,7 @@ class LatencyTable:
             ratio = ys[-1] + slope * (macs - xs[-1])
         else:
             ratio = float(np.interp(macs, xs, ys))
-        return max(ratio, 0.0) * dense
+        return ratio * dense
 
     def predict_model_ms(self, plan_layers: Iterable[_LayerPlanLike], batch_size: int = 1) -> float:
         """Predicted latency_ms of the whole model with ``plan_layers`` applied.
@@ -264,7 +267,7 @@ def latency_table(
     root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     path = _cache_file(root, key)
     data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key}
-    data.update(layers={}, models={})
+    data.update(models={})
     if not refresh and path.is_file():
         with contextlib.suppress(OSError, ValueError):
             loaded = json.loads(path.read_text())
@@ -274,74 +277,55 @@ def latency_table(
     prof = profile(model, input_shape)
     layers = {layer.name: layer for layer in prof.eligible_layers}
     model_key = f"{model_fingerprint(model)}:{tuple(input_shape)}"
+    entries = data["models"].setdefault(model_key, {})
     gen = torch.Generator().manual_seed(0)
+    host = copy.deepcopy(model).cpu().float().eval()
 
-    # Work still missing: (signature, batch_size) -> (layer, methods to measure).
-    todo: dict[tuple[str, int], tuple[LayerInfo, list[str]]] = {}
-    for layer in layers.values():
-        sig = layer_signature(layer)
-        for bs in batch_sizes:
-            if (sig, bs) in todo:
-                continue
-            entry = data["layers"].get(sig, {}).get(str(bs), {})
-            have = entry.get("methods", {})
+    # Work still missing: (batch_size, layer) -> methods to measure.
+    todo: dict[tuple[int, str], list[str]] = {}
+    for bs in batch_sizes:
+        entry = entries.get(str(bs), {})
+        for name, layer in layers.items():
+            have = entry.get("layers", {}).get(name, {})
             wanted = [m for m in methods if get_method(m).supports(layer) and m not in have]
-            if wanted or "dense_ms" not in entry:
-                todo[(sig, bs)] = (layer, wanted)
-    models_todo = [b for b in batch_sizes if str(b) not in data["models"].get(model_key, {})]
-    total, done = len(todo) + len(models_todo), 0
-
-    for (sig, bs), (layer, wanted) in todo.items():
-        # the dense layer is the ``keep`` method's module
-        modules: list[nn.Module] = [method_module("keep", layer, {}, gen)]
-        grids: list[tuple[str, list[int]]] = []
-        points: list[tuple[str, dict[str, int]]] = []
+            if wanted or "model_ms" not in entry:
+                todo[(bs, name)] = wanted
+    total = len(todo)
+    for done, ((bs, name), wanted) in enumerate(todo.items(), start=1):
+        layer = layers[name]
+        x = torch.randn((bs, *input_shape), generator=gen)
+        modules: list[nn.Module] = [host.get_submodule(name)]
+        points: list[tuple[str, dict[str, int], int]] = []
         for m in wanted:
-            grid = rank_grid(m, layer, n_grid)
-            grids.append((m, [get_method(m).macs(layer, r) for r in grid]))
-            for ranks in grid:
-                modules.append(method_module(m, layer, ranks, gen))
-                points.append((m, ranks))
-        times = time_interleaved_ms(
-            modules, layer_input(layer, bs, gen), n_warmup=n_warmup, n_runs=n_runs
-        )
-        entry = data["layers"].setdefault(sig, {}).setdefault(str(bs), {})
-        entry.setdefault("dense_ms", times[0])
-        k = 1
-        for m, macs_list in grids:
-            entry.setdefault("methods", {})[m] = {
-                "dense_ms": times[0],
-                "points": [
-                    {"ranks": points[k - 1 + j][1], "macs": mc, "latency_ms": times[k + j]}
-                    for j, mc in enumerate(macs_list)
-                ],
-            }
-            k += len(macs_list)
-        done += 1
+            for ranks in rank_grid(m, layer, n_grid):
+                modules.append(method_module(m, layer, ranks, gen).eval())
+                points.append((m, ranks, get_method(m).macs(layer, ranks)))
+        times = time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=n_runs)
+        entry = entries.setdefault(str(bs), {})
+        entry.setdefault("model_ms", times[0])
+        per_layer = entry.setdefault("layers", {}).setdefault(name, {})
+        for m in wanted:
+            per_layer[m] = {"model_ms": times[0], "points": []}
+        for (m, ranks, macs), ms in zip(points, times[1:], strict=True):
+            per_layer[m]["points"].append({"ranks": ranks, "macs": macs, "model_ms": ms})
         if progress is not None:
-            progress(done, total, f"{layer.name} batch {bs}")
-    for bs in models_todo:
-        ms = measure_latency_ms(model, tuple(input_shape), batch_size=bs, n_runs=n_runs)
-        data["models"].setdefault(model_key, {})[str(bs)] = ms
-        done += 1
-        if progress is not None:
-            progress(done, total, f"dense model batch {bs}")
+            progress(done, total, f"{name} batch {bs}")
     if total:
         _write_json(path, data)
 
+    model_ms = {bs: float(entries[str(bs)]["model_ms"]) for bs in batch_sizes}
     dense_ms: dict[tuple[str, int], float] = {}
     curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
     for name, layer in layers.items():
-        sig = layer_signature(layer)
         for bs in batch_sizes:
-            entry = data["layers"][sig][str(bs)]
-            dense_ms[(name, bs)] = float(entry["dense_ms"])
-            for m in methods:
-                found = entry.get("methods", {}).get(m)
-                if found and found["points"]:
-                    ref = float(found["dense_ms"])
+            share = model_ms[bs] * max(layer.macs, 1) / max(prof.macs, 1)
+            dense_ms[(name, bs)] = share
+            for m, found in entries[str(bs)].get("layers", {}).get(name, {}).items():
+                if m in methods and found["points"]:
+                    ref = float(found["model_ms"])  # the dense model in the same rounds
                     curves[(name, m, bs)] = tuple(
-                        (int(p["macs"]), float(p["latency_ms"]) / ref) for p in found["points"]
+                        (int(p["macs"]), (share + float(p["model_ms"]) - ref) / share)
+                        for p in found["points"]
                     )
     return LatencyTable(
         layers=layers,
@@ -349,7 +333,7 @@ def latency_table(
         methods=methods,
         dense_ms=dense_ms,
         curves=curves,
-        model_ms={bs: float(data["models"][model_key][str(bs)]) for bs in batch_sizes},
+        model_ms=model_ms,
         n_threads=n_threads,
         cache_path=path,
     )
