@@ -135,8 +135,9 @@ def search(
         input_shape: Shape of one image; default the training images' shape.
         n_threads: torch CPU threads for this process.
         heartbeat_interval: Seconds between heartbeats for non-SQLite RDB storages
-            (default 10; 0 off). A trial without a heartbeat for 3 intervals is failed and
-            retried by another worker.
+            (default 10; 0 off). A trial without a heartbeat for 3 intervals is failed
+            (``fail_reason`` "worker lost: ...") and retried; a worker about to exit fails
+            such trials first, so none stays RUNNING.
         worker_index: Index of this worker among several on one study (0, 1, ...): its
             sampler seed is ``seed + worker_index``. None: ``seed`` for in-memory and
             SQLite storages, one derived from host and process id for server storages.

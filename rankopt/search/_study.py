@@ -130,7 +130,8 @@ def create_or_load(
     """Create the study; when it exists (same command again, or another worker), load it.
 
     Creation is atomic in the storage, so among workers that start together exactly one
-    creates the study (and seeds it).
+    creates the study; seeding is separate (:func:`enqueue_seeds_once`), so that any worker
+    seeds a study whose creator died before it could.
     """
     try:
         study = optuna.create_study(
