@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from rankopt._heartbeat import LostTrialCallback
 from rankopt.errors import StorageError, first_line
 
 __all__ = [
@@ -179,9 +180,9 @@ def open_storage(
     once right away (a wrong URL fails here, not after the model is built) and get
     heartbeats: every ``heartbeat_interval`` seconds (default 10) the running trial records
     that its worker is alive; a RUNNING trial without a heartbeat for
-    :func:`grace_period_s` (3 intervals) is marked failed by the next worker that starts a
-    trial and re-enqueued, at most ``max_retry`` times
-    (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
+    :func:`grace_period_s` (3 intervals) is marked failed (``fail_reason`` "worker lost: no
+    heartbeat for N s") by the next worker that starts a trial or exits, and re-enqueued, at
+    most ``max_retry`` times (:class:`rankopt._heartbeat.LostTrialCallback`).
 
     Args:
         storage: URL, storage object (returned as is) or None (in memory).
@@ -210,8 +211,8 @@ def open_storage(
                 kwargs.update(
                     heartbeat_interval=interval,
                     grace_period=grace_period_s(interval),
-                    heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+                    heartbeat_stale_trial_callback=LostTrialCallback(
+                        grace_period_s(interval), max_retry
                     ),
                 )
             storage_obj: BaseStorage = connect_rdb(url, what=what, **kwargs)

@@ -76,6 +76,41 @@ def digits_net(num_classes: int = 10) -> nn.Module:
     return DigitsNet(num_classes)
 
 
+#: Env var naming the file :class:`BlockingDigitsNet` writes when it blocks in a trial.
+BLOCK_FILE_ENV = "RANKOPT_TEST_BLOCK_FILE"
+_blocking_seen: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_n_blocking_seen = [0]
+
+
+class BlockingDigitsNet(DigitsNet):
+    """:class:`DigitsNet` whose third trial in this process blocks inside its fine-tune.
+
+    Only when ``RANKOPT_TEST_BLOCK_FILE`` names a file: the first training-mode forward of
+    the third distinct instance (each trial fine-tunes its own copy) writes the process id
+    to the file and sleeps (at most 120 s, then raises), so that a test can kill the
+    worker while it certainly holds a RUNNING trial whose parameters are sampled. Without
+    the variable it is a plain :class:`DigitsNet` (same state_dict).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = os.environ.get(BLOCK_FILE_ENV)
+        if block and self.training and self not in _blocking_seen:
+            _blocking_seen.add(self)
+            _n_blocking_seen[0] += 1
+            if _n_blocking_seen[0] == 3:
+                Path(block).write_text(str(os.getpid()))
+                deadline = time.monotonic() + 120.0
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+                raise RuntimeError("BlockingDigitsNet: not killed within 120 s")
+        return super().forward(x)
+
+
+def blocking_digits_net(num_classes: int = 10) -> nn.Module:
+    """``--model rankopt_testmodels:blocking_digits_net``: see :class:`BlockingDigitsNet`."""
+    return BlockingDigitsNet(num_classes)
+
+
 def train_digits_net_on(
     images: torch.Tensor, labels: torch.Tensor, *, steps: int = 400, seed: int = 0
 ) -> DigitsNet:

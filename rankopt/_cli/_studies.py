@@ -13,15 +13,23 @@ from rankopt._cli._common import check_out, format_table, open_study
 
 def cmd_front(args: argparse.Namespace) -> int:
     """Print the Pareto front."""
-    from rankopt.studies import pareto_front
+    import sys
 
-    df = pareto_front(open_study(args), include_reference=not args.no_reference)
+    from rankopt.studies import pareto_front, queued_trials_line
+
+    study = open_study(args)
+    df = pareto_front(study, include_reference=not args.no_reference)
+    queued = queued_trials_line(study)
     if args.format == "csv":
         print(df.to_csv(index=False), end="")
     elif args.format == "json":
         print(df.to_json(orient="records", indent=2))
     else:
         print(format_table(df))
+    if queued and args.format == "table":
+        print(f"\n{queued}")
+    elif queued:  # on stderr, so that the csv / json on stdout stays machine-readable
+        print(queued, file=sys.stderr)
     return 0
 
 

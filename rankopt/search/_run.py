@@ -17,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rankopt._device import Device, on_device, resolve_device
+from rankopt._heartbeat import fail_lost_trials
+from rankopt._queue import queued_line
 from rankopt._storage import is_shared, open_storage
 from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
 from rankopt._version import __version__
@@ -39,7 +41,7 @@ from rankopt.search._seeding import seed_trials
 from rankopt.search._sensitivity import study_sensitivity
 from rankopt.search._settings import SearchSettings
 from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
-from rankopt.search._study import check_compatible, create_or_load, requeue_interrupted_seeds
+from rankopt.search._study import check_compatible, create_or_load, enqueue_seeds_once
 
 __all__ = ["search"]
 
@@ -133,8 +135,9 @@ def search(
         input_shape: Shape of one image; default the training images' shape.
         n_threads: torch CPU threads for this process.
         heartbeat_interval: Seconds between heartbeats for non-SQLite RDB storages
-            (default 10; 0 off). A trial without a heartbeat for 3 intervals is failed and
-            retried by another worker.
+            (default 10; 0 off). A trial without a heartbeat for 3 intervals is failed
+            (``fail_reason`` "worker lost: ...") and retried; a worker about to exit fails
+            such trials first, so none stays RUNNING.
         worker_index: Index of this worker among several on one study (0, 1, ...): its
             sampler seed is ``seed + worker_index``. None: ``seed`` for in-memory and
             SQLite storages, one derived from host and process id for server storages.
@@ -261,7 +264,7 @@ def _search(
         n_startup_trials=s.max_seeds,
     )
     opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
-    study, created = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
+    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
 
     model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
     data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
@@ -286,35 +289,32 @@ def _search(
         "objectives": list(s.objectives),
         "settings": s.to_study_attr(space.layer_names),
     }
-    if created:
-        for key, value in attrs.items():
+    # The creator writes them; a worker that finds some missing (its creator died right
+    # after creating the study) writes those, and checks the others.
+    check_compatible(study, attrs, name)
+    present = study.user_attrs
+    for key, value in attrs.items():
+        if key not in present:
             study.set_user_attr(key, value)
-    else:
-        check_compatible(study, attrs, name)
 
     sensitivity = study_sensitivity(study, model, space, data, say)
-    # Only the worker that created the study seeds it: creation is atomic, so seeds are
-    # enqueued exactly once however many workers start together (a worker that loads the
-    # study before its creator has enqueued them simply starts with sampled trials).
-    if s.seed_with_vbmf and created:
-        seeds = seed_trials(
-            space,
-            model,
-            budget,
-            sensitivity,
-            with_target=space.needs_target(budget, s.repair),
-            max_seeds=s.max_seeds,
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if s.seed_with_vbmf:
+        # Any worker that finds the study without its seeds enqueues them, exactly once
+        # across workers (a claim in the database): the creator may have died before.
+        enqueue_seeds_once(
+            study,
+            lambda: seed_trials(
+                space,
+                model,
+                budget,
+                sensitivity,
+                with_target=space.needs_target(budget, s.repair),
+                max_seeds=s.max_seeds,
+            ),
+            worker,
+            say,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for one in seeds:
-                study.enqueue_trial(
-                    dict(one.params), user_attrs={"seed": one.name}, skip_if_exists=True
-                )
-        study.set_user_attr("seeded", [one.name for one in seeds])
-        say(f"enqueued {len(seeds)} seed trials: {', '.join(one.name for one in seeds)}")
-    elif s.seed_with_vbmf:
-        requeue_interrupted_seeds(study, say)
 
     objective: Callable[[optuna.Trial], Any] = Objective(
         model,
@@ -330,7 +330,6 @@ def _search(
         study_name=name,
         measure_latency=s.measure_latency,
     )
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     objective = _TaggedObjective(objective, worker)
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     finished = len(study.get_trials(deepcopy=False, states=done_states))
@@ -348,6 +347,8 @@ def _search(
         f"{len(space.layer_names)} searchable layers"
     )
     if remaining <= 0:
+        fail_lost_trials(study, say)
+        _say_queued(study, say)
         return study
     reporter = TrialReporter(say, budget, prof, s.objectives)
     stopper = optuna.study.MaxTrialsCallback(s.n_trials, states=done_states)
@@ -361,7 +362,17 @@ def _search(
             callbacks=[reporter, stopper, *callbacks],
             gc_after_trial=False,
         )
+        # Before this worker exits: no trial may stay RUNNING because its worker died
+        # after the others reached the total.
+        fail_lost_trials(study, say)
+    _say_queued(study, say)
     return study
+
+
+def _say_queued(study: optuna.Study, say: Callable[[str], None]) -> None:
+    line = queued_line(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    if line:
+        say(line)
 
 
 class _TaggedObjective:

@@ -14,7 +14,13 @@ from ._figures import (
     plot_layer_map,
     plot_pareto_front,
 )
-from ._front import FRONT_COLUMNS, all_trials_table, layer_summary, pareto_front
+from ._front import (
+    FRONT_COLUMNS,
+    all_trials_table,
+    layer_summary,
+    pareto_front,
+    queued_trials_line,
+)
 from ._html import write_html, write_png
 from ._report import report
 
@@ -29,6 +35,7 @@ __all__ = [
     "plot_history",
     "plot_layer_map",
     "plot_pareto_front",
+    "queued_trials_line",
     "report",
     "select_trial",
     "write_html",

@@ -15,6 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt._metrics import TABLE_METRICS
+from rankopt._queue import queued_line
 
 from . import _methods
 
@@ -255,6 +256,16 @@ def pareto_front(study: optuna.Study, *, include_reference: bool = True) -> pd.D
         if seed is not None:
             rows.append(_row(seed, dense, "vbmf_seed"))
     return _frame(rows)
+
+
+def queued_trials_line(study: optuna.Study) -> str:
+    """One line about the study's WAITING trials (seeds, retries) or ``""`` when none.
+
+    They were left when the study's total was reached, and run first when it is resumed
+    with a larger ``--n-trials``: ``2 trials queued (seed vbmf, retry of trial 5): they run
+    first when the study is resumed with a larger --n-trials``.
+    """
+    return queued_line(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def all_trials_table(study: optuna.Study) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from rankopt.errors import RankoptError
 
 from ._export import plan_dict, select_trial
 from ._figures import plot_history, plot_layer_map, plot_pareto_front
-from ._front import ordered_ranks, pareto_front
+from ._front import ordered_ranks, pareto_front, queued_trials_line
 from ._html import figures_html, page_html
 
 __all__ = ["front_table_html", "report"]
@@ -70,6 +70,9 @@ def _settings_html(study: optuna.Study) -> str:
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     rows.append(("trials", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    queued = queued_trials_line(study)
+    if queued:
+        rows.append(("queued", queued))
     rows.append(
         ("directions", ", ".join(d.name.lower() for d in study.directions)),
     )
@@ -128,8 +131,8 @@ def report(study: optuna.Study, path: str | Path) -> Path:
     """Write one standalone HTML report of a finished study (works offline).
 
     The page holds the study settings (model, data, budget, objectives, search settings,
-    dense metrics, trial counts by state), the Pareto front table, the three figures
-    (front, per-layer map, history; plotly.js embedded once) and the per-layer detail of
+    dense metrics, trial counts by state, the queued trials), the Pareto front table, the
+    three figures (front, per-layer map, history; plotly.js embedded once) and the detail of
     the recommended plan (best accuracy within the study budget).
 
     Args:
