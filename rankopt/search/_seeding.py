@@ -18,7 +18,7 @@ from torch import nn
 from rankopt.search._budget import Budget
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import WEIGHT_RANGE, Proposal, SearchSpace
-from rankopt.spaces import VBMF_METHODS, get_method, vbmf_ranks
+from rankopt.spaces import get_method, vbmf_ranks
 
 __all__ = ["Seed", "seed_trials"]
 
@@ -83,7 +83,7 @@ def _vbmf_weights(
     modules = dict(model.named_modules())
     fractions: dict[str, float] = {}
     for name, method in methods.items():
-        if method not in VBMF_METHODS:
+        if not get_method(method).supports_vbmf:
             continue
         module = modules[name]
         assert isinstance(module, nn.Conv2d | nn.Linear)

@@ -29,10 +29,9 @@ from rankopt.spaces._build import (
 from rankopt.spaces._cache import cache_info, clear_cache, set_cache_limit
 from rankopt.spaces._layer import LayerInfo, conv_output_hw, describe_layer
 from rankopt.spaces._rounding import round_rank, round_ranks
-from rankopt.spaces._vbmf import VBMF_METHODS, EVBMFResult, estimate_rank, evbmf, vbmf_ranks
+from rankopt.spaces._vbmf import EVBMFResult, estimate_rank, evbmf, vbmf_methods, vbmf_ranks
 
 __all__ = [
-    "VBMF_METHODS",
     "DecompositionMethod",
     "EVBMFResult",
     "Factors",
@@ -53,5 +52,6 @@ __all__ = [
     "round_ranks",
     "set_cache_limit",
     "set_decompose_threads",
+    "vbmf_methods",
     "vbmf_ranks",
 ]

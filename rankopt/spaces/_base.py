@@ -88,6 +88,24 @@ class DecompositionMethod(abc.ABC):
         """Whether this method can be applied to ``layer``."""
         return self.unsupported_reason(layer) is None
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]] | None:
+        """What VBMF reads to estimate this method's ranks: per rank name, the matrices
+        whose EVBMF ranks (their maximum) estimate it; None when VBMF does not apply.
+
+        Args:
+            weight: The dense weight in float64 (``layer.weight_shape``).
+            layer: The layer.
+            options: Resolved method options.
+        """
+        return None
+
+    @property
+    def supports_vbmf(self) -> bool:
+        """Whether :meth:`vbmf_matrices` is implemented (VBMF can estimate the ranks)."""
+        return type(self).vbmf_matrices is not DecompositionMethod.vbmf_matrices
+
     def offered_for(self, layer: LayerInfo) -> bool:
         """Whether the search offers this method on ``layer`` (it may still be applied).
 

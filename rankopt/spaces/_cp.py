@@ -217,6 +217,19 @@ class CP(DecompositionMethod):
         kh, kw = layer.kernel_size
         return {"r": min(layer.in_channels, layer.out_channels) * kh * kw}
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]]:
+        """``r`` = the larger of the Tucker-2 estimates (both unfoldings). A heuristic: a CP
+        rank is not the rank of any one unfolding (it is at least each of them)."""
+        t, s, dh, dw = weight.shape
+        return {
+            "r": [
+                weight.permute(1, 0, 2, 3).reshape(s, t * dh * dw),
+                weight.reshape(t, s * dh * dw),
+            ]
+        }
+
     def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
         """``R*(S + Dh*Dw + T)`` plus the bias (as built)."""
         kh, kw = layer.kernel_size

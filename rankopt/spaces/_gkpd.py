@@ -97,6 +97,12 @@ class GKPD(DecompositionMethod):
         kh, kw = layer.kernel_size
         return {"r": min(t1 * s1, t2 * s2 * kh * kw)}
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]]:
+        """``r`` of the Van Loan-Pitsianis rearrangement at the factor shape ``options``."""
+        return {"r": [_matrix(weight, int(options["t1"]), int(options["s1"]))]}
+
     def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
         """``R*T2*S2*Dh*Dw + T*R*S1`` plus the bias (as built)."""
         _t1, t2, s1, s2 = self._shapes(layer, options)

@@ -40,6 +40,12 @@ class LinearSVD(DecompositionMethod):
         """``{"r": min(in, out)}``."""
         return {"r": min(layer.in_channels, layer.out_channels)}
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]]:
+        """``r`` of the ``out x in`` weight."""
+        return {"r": [weight]}
+
     def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
         """``R*(in + out)`` plus the bias."""
         return ranks["r"] * (layer.in_channels + layer.out_channels) + bias_params(layer)

@@ -41,6 +41,13 @@ class SpatialSVD(DecompositionMethod):
         kh, kw = layer.kernel_size
         return {"r": min(layer.in_channels * kh, layer.out_channels * kw)}
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]]:
+        """``r`` of ``W`` permuted to ``(S, Dh, Dw, T)`` and reshaped to ``(S*Dh) x (Dw*T)``."""
+        t, s, dh, dw = weight.shape
+        return {"r": [weight.permute(1, 2, 3, 0).reshape(s * dh, dw * t)]}
+
     def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
         """``R*(S*Dh + Dw*T)`` plus the bias."""
         kh, kw = layer.kernel_size

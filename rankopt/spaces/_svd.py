@@ -126,6 +126,12 @@ class ChannelSVD(DecompositionMethod):
         kh, kw = layer.kernel_size
         return {"r": min(layer.out_channels, layer.in_channels * kh * kw)}
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]]:
+        """``r`` of ``W`` reshaped to ``T x (S*Dh*Dw)``."""
+        return {"r": [weight.reshape(weight.shape[0], -1)]}
+
     def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
         """``R*(S*Dh*Dw + T)`` plus the bias."""
         kh, kw = layer.kernel_size

@@ -110,6 +110,17 @@ class Tucker2(DecompositionMethod):
         """``{"r_in": S, "r_out": T}``."""
         return {"r_in": layer.in_channels, "r_out": layer.out_channels}
 
+    def vbmf_matrices(
+        self, weight: torch.Tensor, layer: LayerInfo, options: Options
+    ) -> dict[str, list[torch.Tensor]]:
+        """Kim et al. (ICLR 2016): ``r_in`` from the mode-1 unfolding ``S x (T*Dh*Dw)``,
+        ``r_out`` from the mode-0 unfolding ``T x (S*Dh*Dw)``."""
+        t, s, dh, dw = weight.shape
+        return {
+            "r_in": [weight.permute(1, 0, 2, 3).reshape(s, t * dh * dw)],
+            "r_out": [weight.reshape(t, s * dh * dw)],
+        }
+
     def n_params(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> int:
         """``S*R3 + Dh*Dw*R3*R4 + R4*T`` plus the bias."""
         kh, kw = layer.kernel_size

@@ -46,16 +46,15 @@ from rankopt.errors import (
     DecompositionError,
     InvalidPlanError,
     UnknownNameError,
-    UnsupportedLayerError,
 )
+from rankopt.spaces._base import get_method, list_methods
+from rankopt.spaces._layer import describe_layer
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["VBMF_METHODS", "EVBMFResult", "estimate_rank", "evbmf", "vbmf_ranks"]
+__all__ = ["EVBMFResult", "estimate_rank", "evbmf", "vbmf_methods", "vbmf_ranks"]
 
-#: Decomposition methods :func:`vbmf_ranks` knows how to seed.
-VBMF_METHODS: tuple[str, ...] = ("cp", "gkpd", "linear_svd", "spatial_svd", "svd", "tucker2")
 
 _TAU_BAR_COEF = 2.5129
 _GRID_POINTS = 64
@@ -277,27 +276,6 @@ def estimate_rank(matrix: torch.Tensor | NDArray[Any], *, sigma2: float | None =
 
 
 # ---------------------------------------------------------------------- layer seeds
-def _closest_divisor(n: int) -> int:
-    """The divisor of ``n`` closest to ``sqrt(n)`` (the smaller one on a tie)."""
-    root = math.sqrt(n)
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    return min(divisors, key=lambda d: (abs(d - root), d))
-
-
-def _conv_weight(module: nn.Module, method: str) -> torch.Tensor:
-    if not isinstance(module, nn.Conv2d):
-        raise UnsupportedLayerError(
-            f"method {method!r} applies to Conv2d layers, not {type(module).__name__}"
-        )
-    if module.groups != 1:
-        kind = "depthwise" if module.groups == module.in_channels else "grouped"
-        raise UnsupportedLayerError(
-            f"{type(module).__name__}: {kind} conv (groups={module.groups}) cannot be "
-            f"decomposed by {method!r}; only 'keep' is supported"
-        )
-    return module.weight.detach().to(device="cpu", dtype=torch.float64)
-
-
 def _check_weaken(weaken: float) -> float:
     bad = isinstance(weaken, bool) or not isinstance(weaken, numbers.Real)
     if bad or not 0.0 <= float(weaken) <= 1.0:  # NaN fails the comparison as well
@@ -316,85 +294,53 @@ def _finish(rank: int, full: int, weaken: float) -> int:
     return min(max(math.ceil(moved - 1e-9), rank), full)
 
 
-def _matrix_rank(matrix: torch.Tensor, weaken: float) -> int:
-    return _finish(estimate_rank(matrix), min(matrix.shape), weaken)
-
-
 def vbmf_ranks(
     layer_module: nn.Conv2d | nn.Linear, method: str = "tucker2", *, weaken: float = 0.0
 ) -> dict[str, int]:
     """VBMF rank seeds of one layer for one decomposition method.
 
-    The weight ``W`` of a conv has shape ``(T, S, Dh, Dw)``. The matrix whose EVBMF rank
-    (:func:`estimate_rank`) gives each rank:
-
-    * ``tucker2``: ``r_in`` (R3) from the mode-1 unfolding ``S x (T*Dh*Dw)``, ``r_out`` (R4)
-      from the mode-0 unfolding ``T x (S*Dh*Dw)`` (Kim et al., ICLR 2016);
-    * ``svd``: ``r`` of ``W`` reshaped to ``T x (S*Dh*Dw)``;
-    * ``spatial_svd``: ``r`` of ``W`` permuted to ``(S, Dh, Dw, T)`` and reshaped to
-      ``(S*Dh) x (Dw*T)``;
-    * ``gkpd``: ``r`` of the Van Loan–Pitsianis rearrangement for the default balanced
-      factor shape: ``T1`` = the divisor of ``T`` closest to ``sqrt(T)`` (the smaller on a
-      tie), ``S1`` likewise, ``T2 = T/T1``, ``S2 = S/S1``, spatial kernel in the second
-      factor; ``W`` viewed as ``(T1, T2, S1, S2, Dh, Dw)``, rows ``(T1, S1)``, columns
-      ``(T2, S2, Dh, Dw)``;
-    * ``cp``: ``r = max(R3, R4)`` of the Tucker-2 estimates. This is a heuristic: a CP
-      rank is not the rank of any one unfolding (it is at least each of them);
-    * ``linear_svd``: ``r`` of the ``out x in`` weight of an ``nn.Linear``.
-
-    "Full" is each method's full rank, computed here from the weight shape (the same values
-    as the methods' ``rank_space``): ``S`` and ``T`` for ``tucker2``'s ``r_in`` and
-    ``r_out``; ``min(S, T)*Dh*Dw`` for ``cp``; ``min(rows, cols)`` of the matrix above for
-    the SVD-type methods and ``gkpd``. Each rank is clamped to ``[1, full]`` (a VBMF rank of
-    0, as for a layer whose weights look like pure noise, becomes 1) and then weakened
-    toward full: ``R' = ceil(R + weaken * (full - R))`` (musco's "weakened VBMF").
+    Each method says what VBMF reads (:meth:`DecompositionMethod.vbmf_matrices`): per rank
+    name, the matrices whose EVBMF rank (:func:`estimate_rank`, the maximum over them)
+    estimates it; e.g. Tucker-2's ``r_in`` from the mode-1 unfolding ``S x (T*Dh*Dw)`` and
+    ``r_out`` from the mode-0 unfolding ``T x (S*Dh*Dw)`` (Kim et al., ICLR 2016), channel
+    SVD's ``r`` from ``T x (S*Dh*Dw)``. Each rank is clamped to ``[1, full]`` (the method's
+    ``rank_space``; a VBMF rank of 0, as for a layer whose weights look like pure noise,
+    becomes 1) and then weakened toward full: ``R' = ceil(R + weaken * (full - R))``
+    (musco's "weakened VBMF").
 
     Args:
         layer_module: The dense layer (its ``weight`` is read, in float64).
-        method: One of ``"cp"``, ``"gkpd"``, ``"linear_svd"``, ``"spatial_svd"``,
-            ``"svd"``, ``"tucker2"``.
+        method: A registered method that supports VBMF (:func:`vbmf_methods`).
         weaken: ``w`` in ``[0, 1]``; 0 keeps the VBMF ranks, 1 gives full ranks.
 
     Returns:
-        ``{"r_in": R3, "r_out": R4}`` for ``tucker2``, ``{"r": R}`` for the others.
+        The method's ranks, e.g. ``{"r_in": R3, "r_out": R4}`` for ``tucker2``.
 
     Raises:
-        UnknownNameError: ``method`` is not one of the above (the message lists them).
+        UnknownNameError: ``method`` is not registered or VBMF does not apply to it (the
+            message lists those it applies to).
         InvalidPlanError: ``weaken`` is not a number in ``[0, 1]``.
-        UnsupportedLayerError: a conv method on a non-Conv2d layer, ``linear_svd`` on a
-            non-Linear layer, or a grouped / depthwise conv.
+        UnsupportedLayerError: the method cannot decompose this layer (a conv method on a
+            Linear layer, a grouped / depthwise conv, ...).
     """
-    if method not in VBMF_METHODS:
-        raise UnknownNameError("method", method, VBMF_METHODS)
+    if method not in vbmf_methods():
+        raise UnknownNameError("method", method, vbmf_methods())
+    impl = get_method(method)
     w = _check_weaken(weaken)
+    info = describe_layer("layer", layer_module)
+    impl.check_supported(info)
+    options = impl.resolve_options(info, None)
+    weight = layer_module.weight.detach().to(device="cpu", dtype=torch.float64)
+    matrices = impl.vbmf_matrices(weight, info, options)
+    assert matrices is not None  # supports_vbmf
+    full = impl.rank_space(info, options)
+    return {
+        name: _finish(max(estimate_rank(m) for m in mats), full[name], w)
+        for name, mats in matrices.items()
+    }
 
-    if method == "linear_svd":
-        if not isinstance(layer_module, nn.Linear):
-            raise UnsupportedLayerError(
-                f"method 'linear_svd' applies to Linear layers, not {type(layer_module).__name__}"
-            )
-        weight = layer_module.weight.detach().to(device="cpu", dtype=torch.float64)
-        return {"r": _matrix_rank(weight, w)}
 
-    W = _conv_weight(layer_module, method)
-    T, S, Dh, Dw = W.shape
-    if method in ("tucker2", "cp"):
-        mode1 = W.permute(1, 0, 2, 3).reshape(S, T * Dh * Dw)
-        mode0 = W.reshape(T, S * Dh * Dw)
-        r3, r4 = estimate_rank(mode1), estimate_rank(mode0)
-        if method == "tucker2":
-            return {"r_in": _finish(r3, S, w), "r_out": _finish(r4, T, w)}
-        return {"r": _finish(max(r3, r4), min(S, T) * Dh * Dw, w)}
-    if method == "svd":
-        return {"r": _matrix_rank(W.reshape(T, S * Dh * Dw), w)}
-    if method == "spatial_svd":
-        return {"r": _matrix_rank(W.permute(1, 2, 3, 0).reshape(S * Dh, Dw * T), w)}
-    # gkpd
-    T1, S1 = _closest_divisor(T), _closest_divisor(S)
-    T2, S2 = T // T1, S // S1
-    rearranged = (
-        W.reshape(T1, T2, S1, S2, Dh, Dw)
-        .permute(0, 2, 1, 3, 4, 5)
-        .reshape(T1 * S1, T2 * S2 * Dh * Dw)
-    )
-    return {"r": _matrix_rank(rearranged, w)}
+def vbmf_methods() -> tuple[str, ...]:
+    """Registered methods whose ranks VBMF can estimate (they implement
+    :meth:`~rankopt.spaces.DecompositionMethod.vbmf_matrices`), sorted."""
+    return tuple(m for m in list_methods() if get_method(m).supports_vbmf)
