@@ -58,7 +58,7 @@ def main() -> int:
         model, _ = get_pretrained(args.model, "mnist5k")
         model.eval()
 
-        def evaluate(m: torch.nn.Module, _iterations: int, _use_cuda: bool = False) -> float:
+        def evaluate(m: torch.nn.Module, iterations: int, use_cuda: bool = False) -> float:
             with torch.no_grad():
                 return float((m(val_x).argmax(1) == val_y).float().mean())
 

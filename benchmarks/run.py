@@ -2,8 +2,11 @@
 
 Usage::
 
-    python benchmarks/run.py --quick     # resnet8 on mnist5k, budgets 20 / 10 / 5 % MACs
-    python benchmarks/run.py --quick --seeds 0 --trials 8 --epochs 1   # smaller
+    python benchmarks/run.py --quick     # 3 seeds x 6 trials, 1-epoch final FT (~35 min)
+    python benchmarks/run.py --quick --seeds 0,1,2 --trials 16 --epochs 5   # closer to full
+    python benchmarks/run.py             # full: 40 trials, 120 proxy steps, 5 epochs
+
+Both modes run resnet8 on mnist5k at budgets 20 / 10 / 5 % of dense MACs (``--budgets``).
 
 Writes ``BENCHMARKS.md``, ``bench_accuracy.html``, ``bench_latency.html`` and
 ``plotly.min.js`` into ``--out`` (default: this directory). See :func:`run` for what is
@@ -851,7 +854,7 @@ def _floats(text: str) -> list[float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python benchmarks/run.py [--quick] [--trials N] [--epochs N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="resnet8 on mnist5k (~30 min)")
+    parser.add_argument("--quick", action="store_true", help="small settings (~35 min, 2 cores)")
     parser.add_argument("--out", type=Path, default=HERE, help="output directory")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--trials", type=int, default=None, help="trials per search")
@@ -874,13 +877,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run(
         "resnet8",
         budgets=budgets,
-        n_trials=args.trials or (12 if quick else 40),
-        finetune_epochs=args.epochs or (2 if quick else 5),
+        n_trials=args.trials or (6 if quick else 40),
+        finetune_epochs=args.epochs or (1 if quick else 5),
         out_dir=args.out,
         seeds=seeds,
-        proxy_steps=args.proxy_steps or (30 if quick else 120),
+        proxy_steps=args.proxy_steps or (20 if quick else 120),
         proxy_samples=1024 if quick else 2048,
-        spearman_trials=args.spearman or (5 if quick else 8),
+        spearman_trials=args.spearman or (4 if quick else 8),
         latency_rounds=5 if quick else 15,
         aimet_dir=args.aimet_dir,
         command=command,
