@@ -63,10 +63,15 @@ AIMET_NOTE = (
     "**aimet-torch** 2.42.0: installs into its own venv (`python -m venv /tmp/aimet && "
     "/tmp/aimet/bin/pip install aimet-torch`; it pulls its own torch stack) and its "
     "spatial-SVD greedy (`ModelCompressor.compress_model`, `CompressionScheme.spatial_svd`, "
-    "`CostMetric.mac`, auto mode, 10 ratio candidates per layer) runs on resnet8 in ~90 s "
-    "per budget: `benchmarks/bench_aimet.py` writes the compressed models, and "
-    "`run.py --aimet-dir DIR` adds them as `aimet_spatial_svd (peer)` rows (calibration + "
-    "the same final fine-tune)."
+    "`CostMetric.mac`, auto mode, 10 ratio candidates per layer, input conv ignored) runs on "
+    "resnet8 in 40-65 s per budget: `benchmarks/bench_aimet.py` writes the compressed "
+    "models, and `run.py --aimet-dir DIR` adds them as `aimet_spatial_svd (peer)` rows "
+    "(calibration + the same final fine-tune). Its models (kx1 then 1xk convs, the stride "
+    "split (2,1) / (1,2), rank-1 1x1 shortcuts) crash torch 2.14.1's CPU oneDNN convolution "
+    "backward ('malloc(): unaligned tcache chunk detected' / segfault in the first fine-tune "
+    "step, also after rebuilding them as fresh Conv2d modules; every conv alone is fine), so "
+    "these rows are evaluated with `torch.backends.mkldnn` off (their latency ratios too). "
+    "A run without `--aimet-dir` has no aimet row."
 )
 
 
@@ -334,7 +339,8 @@ def run(
                         "aimet_spatial_svd (peer)",
                         None,
                         torch.load(aimet_file, weights_only=False).eval(),
-                        "aimet-torch spatial-SVD greedy (bench_aimet.py)",
+                        "aimet-torch spatial-SVD greedy (bench_aimet.py); oneDNN off",
+                        {"mkldnn_off": True},
                     )
                 )
             for cand in fixed:
@@ -538,6 +544,18 @@ def _evaluate(
         "latency_ratio_b1": math.nan,
         "latency_ratio_b64": math.nan,
     }
+    if cand.extra.get("mkldnn_off"):
+        with torch.backends.mkldnn.flags(enabled=False):
+            return _evaluate(
+                PlannedModel(cand.label, cand.plan, cand.model, cand.note),
+                bench,
+                finetuner,
+                seed,
+                dense_macs,
+                dense_params,
+                latency=latency,
+                latency_rounds=latency_rounds,
+            )
     if cand.plan is not None:
         student = rankopt.apply_plan(bench.model, cand.plan)
     elif cand.model is not None:
