@@ -775,7 +775,14 @@ def _markdown(
         "(accuracy 0, MACs ratio 1); all completed trials of the study (all within the budget).",
         "",
         md_table(
-            ["budget", "sampler", "seed", "hypervolume", "trials", "wall time (s)"],
+            [
+                "budget",
+                "sampler",
+                "seed",
+                "hypervolume",
+                "completed trials within budget",
+                "wall time (s)",
+            ],
             [
                 (
                     f"{h['budget']:.0%}",
