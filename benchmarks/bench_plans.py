@@ -79,7 +79,8 @@ def seed_recipe_plan(
     layers = []
     for name, offered in space.choices.items():
         info = space.layer(name)
-        method = next((m for m in offered if rankopt.get_method(m).vbmf_seed), None)
+        # Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear layers
+        method = next((m for m in ("tucker2", "svd", "linear_svd") if m in offered), None)
         if method is None or (info.kind == "conv2d" and info.in_channels <= 3):
             continue
         m = rankopt.get_method(method)

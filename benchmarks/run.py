@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run.py --quick     # 3 seeds x 6 trials, 1-epoch final FT (~35 min)
+    python benchmarks/run.py --quick     # 3 seeds x 8 trials, 2-epoch final FT (~20 min)
     python benchmarks/run.py --quick --seeds 0,1,2 --trials 16 --epochs 5   # closer to full
     python benchmarks/run.py             # full: 40 trials, 120 proxy steps, 5 epochs
 
@@ -902,8 +902,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run(
         "resnet8",
         budgets=budgets,
-        n_trials=args.trials or (6 if quick else 40),
-        finetune_epochs=args.epochs or (1 if quick else 5),
+        n_trials=args.trials or (8 if quick else 40),
+        finetune_epochs=args.epochs or (2 if quick else 5),
         out_dir=args.out,
         seeds=seeds,
         proxy_steps=args.proxy_steps or (20 if quick else 120),
