@@ -283,6 +283,8 @@ def run(
             latency_rounds=latency_rounds,
         )
         row["budget"] = budget
+        if budget is not None and row["macs_ratio"] > budget + 1e-9:
+            row["note"] = f"{row['note']}; over the budget, not compared"
         say(
             f"  {cand.label} seed {seed}: test acc {row['test_accuracy']:.4f} (calibrated "
             f"{row['accuracy_decomposed']:.4f}), macs {row['macs_ratio']:.3f}"
@@ -593,6 +595,7 @@ def _expectation(result: BenchResult) -> list[str]:
             m: statistics.mean(r["test_accuracy"] for r in rs)
             for m, rs in groups.items()
             if all(math.isfinite(r["test_accuracy"]) for r in rs)
+            and all(r["macs_ratio"] <= budget + 1e-9 for r in rs)  # over budget: not compared
         }
         mine = means.get("search_tpe", math.nan)
         others = {m: a for m, a in means.items() if m != "search_tpe"}
