@@ -1,35 +1,36 @@
 """Plans compared by the benchmark: the seed recipe, uniform baselines, greedy, searches.
 
 Everything that decomposes, costs or fine-tunes goes through rankopt (``SearchSpace``,
-``apply_plan``, ``count_macs``, ``full_finetune``, ``rankopt.search``); this module only
+``apply_plan``, ``calibrate_bn``, ``count_macs``, ``rankopt.search``); this module only
 chooses *which* plan each baseline proposes, scores the greedy baseline's per-layer
-candidates, and computes hypervolumes and interleaved latency ratios.
+candidates, and computes hypervolumes, Spearman samples and interleaved latency ratios.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 import torch
-from optuna.trial import FixedTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 import rankopt
 from rankopt.evaluators import evaluate_accuracy, measure_latency_ms
 from rankopt.search import Budget, SearchSpace
-from rankopt.search._seeding import seed_trials
-from rankopt.search._space import Proposal
+from rankopt.search._allocation import Candidate
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
-GREEDY_RATIOS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)
-UNIFORM_METHODS: tuple[str, ...] = ("tucker2", "cp", "svd", "gkpd")
+GREEDY_RATIOS: tuple[float, ...] = (0.03, 0.06, 0.1, 0.2, 0.35, 0.5, 0.75)
+"""Per-layer MACs ratios (decomposed / dense layer) the greedy baseline scores."""
+UNIFORM_METHODS: tuple[str, ...] = ("tucker2", "cp", "svd", "gkpd", "spatial_svd")
 
 
 @dataclass
@@ -37,11 +38,11 @@ class PlannedModel:
     """One candidate compressed model of a benchmark row.
 
     Attributes:
-        label: Row label (``vbmf``, ``uniform_cp``, ``greedy``, ``search_tpe``, ...).
+        label: Row label (``seed_recipe``, ``uniform_cp``, ``greedy``, ``search_tpe``, ...).
         plan: The rankopt plan (None for the peer library's model).
-        model: The compressed model (not yet fine-tuned).
+        model: The compressed model (not yet calibrated nor fine-tuned).
         note: Free text shown next to the row (e.g. why a baseline does not fit).
-        extra: Numbers the row carries (search hypervolume, val accuracy, ...).
+        extra: Numbers the row carries (search val accuracy, ...).
     """
 
     label: str
@@ -51,139 +52,225 @@ class PlannedModel:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _layers_from_seed(
-    space: SearchSpace, params: Mapping[str, Any], budget: Budget
-) -> list[rankopt.LayerPlan] | None:
-    """Realise a seed's trial parameters, fitted into ``budget`` by global rank scaling."""
-    proposals = space.suggest(FixedTrial(dict(params)))  # type: ignore[arg-type]
-    result = space.repair(proposals, budget)
-    return None if result is None else list(result.layers)
+def bench_space(model: nn.Module, input_shape: tuple[int, ...], n_outputs: int) -> SearchSpace:
+    """The search space :func:`rankopt.search` builds for ``model`` (default settings)."""
+    return SearchSpace(rankopt.profile(model, input_shape), n_outputs=n_outputs)
 
 
-def seed_plans(
-    model: nn.Module, space: SearchSpace, budget: Budget, *, model_name: str
-) -> dict[str, rankopt.CompressionPlan]:
-    """The package's seed plans (``vbmf``, ``uniform_<method>``) fitted into ``budget``.
-
-    These are exactly the trials that :func:`rankopt.search` enqueues first: the VBMF
-    Tucker-2 recipe (Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear
-    layers, input conv and VBMF-rank-1 layers dense) scaled by one global factor until it
-    fits, and one method everywhere at the largest uniform rank fraction that fits.
-    A baseline that cannot fit the budget is absent from the result.
-    """
-    plans: dict[str, rankopt.CompressionPlan] = {}
-    for seed in seed_trials(space, model, budget):
-        layers = _layers_from_seed(space, seed.params, budget)
-        if layers is not None:
-            plans[seed.name] = space.plan(layers, model_name=model_name)
-    return plans
+def n_outputs_of(model: nn.Module, images: torch.Tensor) -> int:
+    """Number of logits of ``model``."""
+    with torch.no_grad():
+        return int(model.eval()(images[:1]).shape[1])
 
 
-def vbmf_plan_unbudgeted(
+# ----------------------------------------------------------------------------- seed recipe
+def seed_recipe_plan(
     model: nn.Module, space: SearchSpace, *, model_name: str
 ) -> rankopt.CompressionPlan:
-    """The VBMF Tucker-2 recipe at the VBMF ranks themselves (no budget, no scaling)."""
-    plans = seed_plans(model, space, Budget(), model_name=model_name)
-    return plans["vbmf"]
+    """Kim et al. (2016) at the VBMF ranks themselves (no budget).
+
+    Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear layers (the method of
+    the layer that has ``vbmf_seed``), ranks from :func:`rankopt.vbmf_ranks`. The input
+    conv (<= 3 input channels) stays dense, as in the paper; so does a layer whose VBMF
+    ranks would cost at least its dense MACs or parameters, and every layer the space
+    does not search (a negligible share of the model).
+    """
+    modules = dict(model.named_modules())
+    layers = []
+    for name, offered in space.choices.items():
+        info = space.layer(name)
+        # Tucker-2 on kxk convs, channel SVD on 1x1 convs, SVD on linear layers
+        method = next((m for m in ("tucker2", "svd", "linear_svd") if m in offered), None)
+        if method is None or (info.kind == "conv2d" and info.in_channels <= 3):
+            continue
+        m = rankopt.get_method(method)
+        options = m.default_options(info)
+        full = m.rank_space(info, options)
+        module = modules[name]
+        assert isinstance(module, nn.Conv2d | nn.Linear)
+        ranks = {
+            k: min(full[k], max(space.min_rank(info), int(v)))
+            for k, v in rankopt.vbmf_ranks(module, method).items()
+        }
+        if m.macs(info, ranks, options) >= info.macs:
+            continue
+        if m.n_params(info, ranks, options) >= info.n_params:
+            continue
+        layers.append(space.layer_plan(name, Candidate(method, ranks, options)))
+    return space.plan(layers, model_name=model_name)
+
+
+# ----------------------------------------------------------------------------- uniform
+def _fraction(space: SearchSpace, layer: str, c: Candidate) -> float:
+    """Rank fraction of a candidate: the mean over its rank names of rank / full rank."""
+    full = rankopt.get_method(c.method).rank_space(space.layer(layer), c.options)
+    return statistics.fmean(c.ranks[k] / full[k] for k in full)
+
+
+def uniform_plan(
+    space: SearchSpace, method: str, budget: Budget, *, model_name: str
+) -> tuple[rankopt.CompressionPlan | None, str]:
+    """``method`` on every searchable layer that offers it, all at one rank fraction.
+
+    1x1 convs that do not offer ``method`` take channel SVD, linear layers SVD (both at the
+    same fraction); other layers stay dense. Each layer takes the costliest useful point
+    (:meth:`SearchSpace.candidates`) whose rank fraction is at most ``f``, or its cheapest
+    point when none is; ``f`` is the largest that meets the budget.
+
+    Returns:
+        ``(plan or None when even the cheapest points do not fit, note)``.
+    """
+    paths: dict[str, tuple[Candidate, ...]] = {}
+    for name, offered in space.choices.items():
+        info = space.layer(name)
+        if method in offered:
+            chosen = method
+        elif info.kind == "linear" and "linear_svd" in offered:
+            chosen = "linear_svd"
+        elif info.kernel_size == (1, 1) and "svd" in offered:
+            chosen = "svd"
+        else:
+            continue
+        paths[name] = space.candidates(name, chosen)
+    if not any(space.choices[n] and method in space.choices[n] for n in paths):
+        return None, f"{method} is offered on no layer"
+
+    def layers_at(f: float) -> list[rankopt.LayerPlan]:
+        out = []
+        for name, path in paths.items():
+            below = [c for c in path if _fraction(space, name, c) <= f + 1e-12]
+            pick = max(below, key=lambda c: c.macs) if below else path[0]
+            out.append(space.layer_plan(name, pick))
+        return out
+
+    grid = sorted({_fraction(space, n, c) for n, path in paths.items() for c in path})
+    best: tuple[float, list[rankopt.LayerPlan]] | None = None
+    lo, hi = 0, len(grid) - 1
+    while lo <= hi:  # cost grows with f: bisect over the fractions that occur
+        mid = (lo + hi) // 2
+        layers = layers_at(grid[mid])
+        if budget.fits(*space.cost_of(layers)):
+            best = (grid[mid], layers)
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        return None, "cannot fit the budget (every layer at its cheapest useful rank)"
+    return space.plan(best[1], model_name=model_name), f"rank fraction {best[0]:.3f}"
 
 
 # ----------------------------------------------------------------------------- greedy
-def _layer_proposal(space: SearchSpace, layer: str, ratio: float) -> Proposal:
-    """The layer's structure-preserving method with every rank at ``ratio`` of full."""
-    offered = space.choices[layer]
-    method = next(m for m in ("tucker2", "svd", "linear_svd", *offered) if m in offered)
-    m = rankopt.get_method(method)
-    info = space.layer(layer)
-    options = m.default_options(info)
-    full = space.full_ranks(layer, method, options)
-    ranks = {k: max(1, round(ratio * v)) for k, v in full.items()}
-    return space.proposal_from_ranks(layer, method, ranks, options)
-
-
 @dataclass(frozen=True)
 class GreedyScores:
     """Per-layer scores of the greedy baseline (computed once per model).
 
     Attributes:
         dense_accuracy: Validation accuracy of the dense model.
-        accuracy: ``(layer, ratio) -> val accuracy`` with only that layer decomposed.
-        proposals: ``(layer, ratio) -> proposal`` scored.
+        accuracy: ``(layer, ratio) -> val accuracy`` with only that layer decomposed at
+            the candidate nearest below ``ratio`` of its MACs, BatchNorm re-calibrated.
+        candidates: ``(layer, ratio) -> candidate`` scored.
     """
 
     dense_accuracy: float
     accuracy: Mapping[tuple[str, float], float]
-    proposals: Mapping[tuple[str, float], Proposal]
+    candidates: Mapping[tuple[str, float], Candidate]
+
+
+def _greedy_method(space: SearchSpace, layer: str) -> str:
+    offered = space.choices[layer]
+    return next(m for m in ("tucker2", "svd", "linear_svd", *offered) if m in offered)
 
 
 def greedy_scores(
     model: nn.Module,
     space: SearchSpace,
     val: Data,
+    calibration_images: torch.Tensor,
     *,
     model_name: str,
     ratios: Sequence[float] = GREEDY_RATIOS,
 ) -> GreedyScores:
-    """Score every searchable layer alone at every candidate ratio (no fine-tune).
+    """Score every searchable layer alone at every MACs ratio (calibrated, no fine-tune).
 
-    As AIMET's compression-ratio selection does: decompose one layer at a time, keep the
-    rest dense, and record the validation accuracy.
+    As AIMET's greedy compression-ratio selection does: decompose one layer at a time
+    (Tucker-2 on kxk convs, SVD on 1x1 convs and linear layers), keep the rest dense,
+    re-estimate BatchNorm statistics, record the validation accuracy.
     """
-    keep_all = {name: Proposal("keep") for name in space.layer_names}
     accuracy: dict[tuple[str, float], float] = {}
-    proposals: dict[tuple[str, float], Proposal] = {}
+    chosen: dict[tuple[str, float], Candidate] = {}
     for name in space.layer_names:
+        path = space.candidates(name, _greedy_method(space, name))
+        dense_macs = space.layer(name).macs
         for ratio in ratios:
-            prop = _layer_proposal(space, name, ratio)
-            layers = space.realise({**keep_all, name: prop})
-            plan = space.plan(layers, model_name=model_name)
-            student = rankopt.apply_plan(model, plan)
+            below = [c for c in path if c.macs <= ratio * dense_macs]
+            c = below[-1] if below else path[0]
+            plan = space.plan([space.layer_plan(name, c)], model_name=model_name)
+            student = rankopt.calibrate_bn(rankopt.apply_plan(model, plan), calibration_images)
             accuracy[(name, ratio)] = evaluate_accuracy(student, *val)
-            proposals[(name, ratio)] = prop
-    return GreedyScores(evaluate_accuracy(model, *val), accuracy, proposals)
+            chosen[(name, ratio)] = c
+    return GreedyScores(evaluate_accuracy(model, *val), accuracy, chosen)
 
 
 def greedy_plan(
     space: SearchSpace, scores: GreedyScores, budget: Budget, *, model_name: str
-) -> tuple[rankopt.CompressionPlan, str]:
-    """The cheapest-loss combination of per-layer ratios that meets ``budget``.
+) -> tuple[rankopt.CompressionPlan | None, str]:
+    """The per-layer ratios of the smallest accuracy-loss threshold that meets ``budget``.
 
-    For an accuracy-loss threshold ``t`` every layer takes its cheapest (smallest) ratio
-    whose single-layer loss is at most ``t`` (dense when none is); the smallest ``t`` whose
-    combination meets the budget wins (AIMET's greedy selection). When even the largest
-    threshold does not fit, the combination is scaled down by ``SearchSpace.repair``.
-
-    Returns:
-        The plan and a note saying which threshold was used (or that repair was needed).
+    For a threshold ``t`` every layer takes its cheapest ratio whose single-layer loss is
+    at most ``t`` (dense when none is); the smallest ``t`` whose combination meets the
+    budget wins (AIMET's greedy selection).
     """
     ratios = sorted({r for (_, r) in scores.accuracy})
     losses = sorted({scores.dense_accuracy - a for a in scores.accuracy.values()})
-
-    def combo(threshold: float) -> dict[str, Proposal]:
-        chosen: dict[str, Proposal] = {}
+    for threshold in [*losses, math.inf]:
+        layers = []
         for name in space.layer_names:
-            prop = Proposal("keep")
-            for ratio in ratios:  # smallest (cheapest) ratio first
+            for ratio in ratios:  # cheapest first
                 if scores.dense_accuracy - scores.accuracy[(name, ratio)] <= threshold:
-                    prop = scores.proposals[(name, ratio)]
+                    layers.append(space.layer_plan(name, scores.candidates[(name, ratio)]))
                     break
-            chosen[name] = prop
-        return chosen
-
-    for threshold in losses:
-        props = combo(threshold)
-        layers = space.realise(props)
         if budget.fits(*space.cost_of(layers)):
-            note = f"loss threshold {threshold:.4f}"
-            return space.plan(layers, model_name=model_name), note
-    props = combo(math.inf)
-    result = space.repair(props, budget)
-    if result is None:
-        raise rankopt.BudgetError("greedy: no combination fits the budget even after repair")
-    note = f"all layers at {ratios[0]}, then global rank scale {result.scale:.3f} (repair)"
-    return space.plan(list(result.layers), model_name=model_name), note
+            return space.plan(layers, model_name=model_name), f"loss threshold {threshold:.4f}"
+    return None, f"cannot fit the budget (every layer at {ratios[0]:.0%} of its MACs)"
 
 
 # ----------------------------------------------------------------------------- searches
+@contextlib.contextmanager
+def shared_sensitivity() -> Iterator[None]:
+    """Reuse each study's sensitivity profile across studies with the same data.
+
+    The profile is a deterministic function of the model, the space and the calibration
+    images (which depend on the search seed only); :func:`rankopt.search` measures it once
+    per study. Studies of one benchmark run that share those inputs get the profile
+    measured by the first one, exactly as a study resumed from storage would.
+    """
+    from rankopt.search import _run
+
+    original = _run.measure_sensitivity
+    cache: dict[tuple[int, int, tuple[str, ...]], Any] = {}
+
+    def cached(model: nn.Module, space: Any, images: torch.Tensor, *args: Any, **kw: Any) -> Any:
+        key = (id(model), hash(images.numpy().tobytes()), tuple(space.choices))
+        if key not in cache:
+            cache[key] = original(model, space, images, *args, **kw)
+        return cache[key]
+
+    _run.measure_sensitivity = cached  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _run.measure_sensitivity = original  # type: ignore[assignment]
+
+
+def completed(study: optuna.Study) -> list[FrozenTrial]:
+    """Completed trials with a proxy accuracy, within the budget."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("feasible", True) and "accuracy" in t.user_attrs
+    ]
+
+
 def run_search(
     model: nn.Module,
     train: Data,
@@ -200,8 +287,9 @@ def run_search(
 ) -> tuple[optuna.Study, rankopt.CompressionPlan, float]:
     """One ``rankopt.search`` study; its best plan within the budget and its hypervolume.
 
-    ``random`` runs without the seed trials (pure random search); ``tpe`` and ``nsga2``
-    run rankopt's default recipe (VBMF and uniform seeds enqueued first).
+    ``random`` runs pure random search (``sampler='random'``, no seed trials); ``tpe`` is
+    rankopt's default (seed trials first, then TPE). Everything else is left at
+    :func:`rankopt.search`'s defaults except the proxy length and the trial count.
 
     Returns:
         ``(study, best plan by validation accuracy within the budget, hypervolume)``.
@@ -221,25 +309,35 @@ def run_search(
         study_name=f"{model_name}-{sampler}-{budget_fraction}-s{seed}",
         progress=progress,
     )
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("feasible", True) and "accuracy" in t.user_attrs
-    ]
+    trials = completed(study)
     if not trials:
         raise rankopt.RankoptError(f"search {sampler} at {budget_fraction}: no completed trial")
     best = max(trials, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["macs"]))
     plan = rankopt.export_plan(study, trial=best.number)
-    points = [(t.user_attrs["accuracy"], t.user_attrs["macs_ratio"]) for t in trials]
-    return study, plan, hypervolume_2d(points)
+    return study, plan, hypervolume_2d(study_points(study))
+
+
+def spearman_sample(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """``k`` completed trials: the most accurate (proxy) and the rest spread evenly over the
+    proxy-accuracy order (distinct plans only)."""
+    seen: set[str] = set()
+    trials = []
+    for t in sorted(completed(study), key=lambda t: -t.user_attrs["accuracy"]):
+        key = repr(t.user_attrs["plan"]["layers"])
+        if key not in seen:
+            seen.add(key)
+            trials.append(t)
+    if len(trials) <= k:
+        return trials
+    idx = sorted({round(i * (len(trials) - 1) / (k - 1)) for i in range(k)})
+    return [trials[i] for i in idx]
 
 
 def study_points(study: optuna.Study) -> list[tuple[float, float]]:
     """``(val accuracy, macs ratio)`` of every completed feasible trial."""
     return [
         (float(t.user_attrs["accuracy"]), float(t.user_attrs["macs_ratio"]))
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("feasible", True) and "accuracy" in t.user_attrs
+        for t in completed(study)
     ]
 
 
@@ -264,8 +362,8 @@ def hypervolume_2d(points: Sequence[tuple[float, float]]) -> float:
 def tltorch_model(
     model: nn.Module, space: SearchSpace, budget: Budget, input_shape: tuple[int, ...]
 ) -> tuple[nn.Module, str]:
-    """tensorly-torch Tucker on every kxk conv (the input conv stays dense), one rank
-    fraction for all, the largest that fits ``budget`` by fvcore's count.
+    """tensorly-torch Tucker on every searchable kxk conv (the input conv stays dense), one
+    rank fraction for all, the largest that fits ``budget`` by fvcore's count.
 
     ``tltorch.FactorizedConv.from_conv(conv, rank=f, factorization="tucker",
     implementation="factorized", decompose_weights=True)``: full Tucker over all four modes,

@@ -1,9 +1,12 @@
-"""Benchmarks side by side: rankopt search vs the seed method and the usual baselines.
+"""Benchmarks side by side: rankopt's search vs the seed recipe, the usual baselines, a peer.
 
 Usage::
 
-    python benchmarks/run.py --quick     # < 15 min on 2 CPU cores (resnet8 only)
-    python benchmarks/run.py             # full mode: hours (all models, 3 budgets, 3 seeds)
+    python benchmarks/run.py --quick     # 3 seeds x 8 trials, 2-epoch final FT (~20 min)
+    python benchmarks/run.py --quick --seeds 0,1,2 --trials 16 --epochs 5   # closer to full
+    python benchmarks/run.py             # full: 40 trials, 120 proxy steps, 5 epochs
+
+Both modes run resnet8 on mnist5k at budgets 20 / 10 / 5 % of dense MACs (``--budgets``).
 
 Writes ``BENCHMARKS.md``, ``bench_accuracy.html``, ``bench_latency.html`` and
 ``plotly.min.js`` into ``--out`` (default: this directory). See :func:`run` for what is
@@ -29,24 +32,47 @@ import torch
 from bench_plans import (
     UNIFORM_METHODS,
     PlannedModel,
+    bench_space,
     greedy_plan,
     greedy_scores,
     latency_ratios,
+    n_outputs_of,
     run_search,
-    seed_plans,
+    seed_recipe_plan,
+    shared_sensitivity,
+    spearman_sample,
     study_points,
     tltorch_model,
-    vbmf_plan_unbudgeted,
+    uniform_plan,
 )
 from bench_report import machine_facts, md_table, mean_std, write_plots
+from scipy.stats import spearmanr
 from torch import nn
 
 import rankopt
 from rankopt.evaluators import compute_logits, evaluate_accuracy, full_finetune
-from rankopt.search import Budget, SearchSpace
+from rankopt.search import Budget
 
 Data = tuple[torch.Tensor, torch.Tensor]
 HERE = Path(__file__).resolve().parent
+CALIBRATION_IMAGES = 1024
+FINAL_MAX_GRAD_NORM = 10.0
+"""Final fine-tune clipping: a guard against divergence only (the library default 2.0 cut
+every step of the old benchmark's fine-tune)."""
+AIMET_NOTE = (
+    "**aimet-torch** 2.42.0: installs into its own venv (`python -m venv /tmp/aimet && "
+    "/tmp/aimet/bin/pip install aimet-torch`; it pulls its own torch stack) and its "
+    "spatial-SVD greedy (`ModelCompressor.compress_model`, `CompressionScheme.spatial_svd`, "
+    "`CostMetric.mac`, auto mode, 10 ratio candidates per layer, input conv ignored) runs on "
+    "resnet8 in 40-65 s per budget: `benchmarks/bench_aimet.py` writes the compressed "
+    "models, and `run.py --aimet-dir DIR` adds them as `aimet_spatial_svd (peer)` rows "
+    "(calibration + the same final fine-tune). Its models (kx1 then 1xk convs, the stride "
+    "split (2,1) / (1,2), rank-1 1x1 shortcuts) crash torch 2.14.1's CPU oneDNN convolution "
+    "backward ('malloc(): unaligned tcache chunk detected' / segfault in the first fine-tune "
+    "step, also after rebuilding them as fresh Conv2d modules; every conv alone is fine), so "
+    "these rows are evaluated with `torch.backends.mkldnn` off (their latency ratios too). "
+    "A run without `--aimet-dir` has no aimet row."
+)
 
 
 @dataclass
@@ -78,20 +104,22 @@ class BenchResult:
     """Everything a run measured (also written to BENCHMARKS.md).
 
     Attributes:
-        seed_rows: The seed-recipe table, one dict per model.
+        seed_row: The seed recipe (Kim et al., unbudgeted) row.
         budget_rows: One dict per (budget, method, seed) with its ``plan`` (None for the
             peer library) and ``macs_ratio`` (fvcore count / dense fvcore count).
         hypervolumes: One dict per (budget, sampler, seed).
+        spearman: One dict per sampled study: proxy vs final accuracies and rho.
         latency_rows: Per-method uniform plans at ~50 % MACs with latency ratios.
         peer_notes: What happened with each peer library.
-        expectation: Lines saying where the expectation held and where it did not.
+        expectation: Lines saying where the goals held and where they did not.
         wall_time_s: Wall time of the run.
         files: Paths written.
     """
 
-    seed_rows: list[dict[str, Any]] = field(default_factory=list)
+    seed_row: dict[str, Any] = field(default_factory=dict)
     budget_rows: list[dict[str, Any]] = field(default_factory=list)
     hypervolumes: list[dict[str, Any]] = field(default_factory=list)
+    spearman: list[dict[str, Any]] = field(default_factory=list)
     latency_rows: list[dict[str, Any]] = field(default_factory=list)
     peer_notes: list[str] = field(default_factory=list)
     expectation: list[str] = field(default_factory=list)
@@ -122,59 +150,46 @@ def _n_params(model: nn.Module) -> int:
 
 
 class _Finetuner:
-    """The one final fine-tune every compared model gets, then test accuracy."""
+    """What every compared model gets: BatchNorm calibration, the final fine-tune, test
+    accuracy (the same for every row, peers included)."""
 
-    def __init__(
-        self, bench: BenchModel, epochs: int, samples: int | None, lr: float = 0.01
-    ) -> None:
+    def __init__(self, bench: BenchModel, epochs: int, lr: float = 0.01) -> None:
         images, labels = bench.train
-        if samples is not None and samples < images.shape[0]:
-            order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
-            images, labels = images[order[:samples]], labels[order[:samples]]
+        order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+        self.calibration = images[order[:CALIBRATION_IMAGES]].contiguous()
         self.train = (images.contiguous(), labels.contiguous())
         self.teacher = compute_logits(bench.model, self.train[0])
         self.epochs = epochs
         self.lr = lr
         self.bench = bench
 
+    def calibrate(self, student: nn.Module) -> float:
+        """Re-estimate BatchNorm statistics in place; test accuracy right after."""
+        rankopt.calibrate_bn(student, self.calibration)
+        return evaluate_accuracy(student, *self.bench.test)
+
     def __call__(self, student: nn.Module, seed: int) -> float:
         """Fine-tune ``student`` in place; its test accuracy (NaN when the loss diverged)."""
         if self.epochs > 0:
             try:
                 full_finetune(
-                    student, self.teacher, self.train, epochs=self.epochs, seed=seed, lr=self.lr
+                    student,
+                    self.teacher,
+                    self.train,
+                    epochs=self.epochs,
+                    seed=seed,
+                    lr=self.lr,
+                    max_grad_norm=FINAL_MAX_GRAD_NORM,
                 )
             except rankopt.TrialFailedError:
                 return math.nan
         return evaluate_accuracy(student, *self.bench.test)
 
-
-def _seed_table(
-    bench: BenchModel, finetuner: _Finetuner, dense_acc: float, dense_macs: int
-) -> dict[str, Any]:
-    """Kim et al.'s Tucker-2 + VBMF recipe at the VBMF ranks: one row of the seed table."""
-    prof = rankopt.profile(bench.model, bench.input_shape)
-    space = SearchSpace(prof)
-    plan = vbmf_plan_unbudgeted(bench.model, space, model_name=bench.name)
-    student = rankopt.apply_plan(bench.model, plan)
-    macs = _macs(student, bench.input_shape)
-    acc_decomposed = evaluate_accuracy(student, *bench.test)
-    acc_ft = finetuner(student, 0)
-    methods = [
-        f"{lp.layer}:{lp.method}{dict(lp.ranks)}" for lp in plan.layers if lp.method != "keep"
-    ]
-    return {
-        "model": bench.name,
-        "plan": plan,
-        "layers_decomposed": len(methods),
-        "layers_searchable": len(space.layer_names),
-        "compression": prof.n_params / _n_params(student),
-        "macs_ratio": macs / dense_macs,
-        "dense_accuracy": dense_acc,
-        "accuracy_decomposed": acc_decomposed,
-        "accuracy_finetuned": acc_ft,
-        "detail": ", ".join(methods),
-    }
+    def plan_accuracy(self, model: nn.Module, plan: rankopt.CompressionPlan, seed: int) -> float:
+        """Apply, calibrate, fine-tune, test accuracy."""
+        student = rankopt.apply_plan(model, plan)
+        self.calibrate(student)
+        return self(student, seed)
 
 
 def _peer_check(package: str) -> str:
@@ -206,60 +221,39 @@ def _peer_check(package: str) -> str:
 
 
 def run(
-    models: Sequence[str | BenchModel] = ("resnet8",),
-    budgets: Sequence[float] = (0.5, 0.2),
-    n_trials: int = 10,
-    finetune_epochs: int = 1,
+    model: str | BenchModel = "resnet8",
+    budgets: Sequence[float] = (0.2, 0.1, 0.05),
+    n_trials: int = 12,
+    finetune_epochs: int = 2,
     out_dir: Path | str = HERE,
     *,
-    compare_model: str | BenchModel | None = None,
-    latency_model: str | BenchModel | None = None,
-    seeds: Sequence[int] = (0,),
-    finetune_samples: int | None = 1024,
+    seeds: Sequence[int] = (0, 1, 2),
     finetune_lr: float = 0.01,
-    proxy_steps: int = 20,
-    proxy_samples: int = 512,
+    proxy_steps: int = 30,
+    proxy_samples: int = 1024,
+    spearman_trials: int = 5,
     latency_rounds: int = 5,
-    samplers: Sequence[str] = ("random", "tpe", "nsga2"),
     peer_check: bool = True,
+    aimet_dir: Path | None = None,
     command: str = "",
     progress: Callable[[str], None] | None = _say,
 ) -> BenchResult:
     """Run every benchmark and write BENCHMARKS.md and the plots into ``out_dir``.
 
-    1. Seed table: for each of ``models``, the VBMF Tucker-2 recipe at the VBMF ranks;
-       params compression, MACs ratio, test accuracy dense / right after decomposition /
-       after the final fine-tune.
-    2. Budgeted comparison on ``compare_model`` (default: the first of ``models``) at each
-       of ``budgets`` (fractions of dense MACs): the VBMF seed fitted by global rank
-       scaling, uniform tucker2 / cp / svd / gkpd, greedy per-layer ratio selection,
-       random / TPE / NSGA-II search with ``n_trials`` each, and tltorch when installed;
-       every plan gets the same final fine-tune (``finetune_epochs`` on ``finetune_samples``
-       training images, None = all) per seed, then test accuracy. Hypervolume of each
-       search's (val accuracy, MACs ratio) points, reference (0, 1).
-    3. Latency: every plan of the first seed, batch 1 and 64, interleaved with dense; and
-       a per-method table of uniform plans at 50 % MACs on ``latency_model``.
-    4. Peer libraries: ``pip install --dry-run`` for musco-pytorch and tensorly-torch.
+    Every row: the plan applied, BatchNorm re-calibrated (``rankopt.calibrate_bn`` on
+    1,024 training images), the same final fine-tune (``finetune_epochs`` over the whole
+    training split, distillation from dense, SGD + cosine, clipping only at norm 10), test
+    accuracy.
 
-    Args:
-        models: Built-in model names (on mnist5k) or :class:`BenchModel` objects.
-        budgets: MACs budgets as fractions of dense.
-        n_trials: Trials of each search.
-        finetune_epochs: Epochs of the final fine-tune.
-        out_dir: Where BENCHMARKS.md and the plots go.
-        compare_model: Model of the budgeted comparison (default ``models[0]``).
-        latency_model: Model of the per-method latency table (default ``compare_model``).
-        seeds: Seeds of searches and final fine-tunes (accuracy is averaged over them).
-        finetune_samples: Training images of the final fine-tune (None: all).
-        finetune_lr: Learning rate of the final fine-tune (a NaN accuracy in a row means
-            its loss diverged at this rate).
-        proxy_steps: Proxy fine-tune steps per search trial.
-        proxy_samples: Proxy fine-tune training images.
-        latency_rounds: Interleaved dense / compressed rounds per latency measurement.
-        samplers: Search samplers compared.
-        peer_check: Run the pip checks for the peer libraries.
-        command: The command line recorded in BENCHMARKS.md.
-        progress: One-line progress messages (None: silent).
+    1. Seed recipe (Kim et al.: Tucker-2 / SVD at the VBMF ranks, input conv dense), no budget.
+    2. At each of ``budgets`` (fractions of dense MACs): ``uniform_<method>``, ``greedy``
+       (AIMET-style), tensorly-torch Tucker (peer), pure random search, and rankopt's
+       default search (TPE, seeds first) with ``n_trials`` each, one study per seed.
+       Hypervolume of each study's (val accuracy, MACs ratio) points.
+    3. Proxy vs final: for the first seed's studies, ``spearman_trials`` trials (the best
+       and the rest spread over the proxy order) get the final fine-tune; Spearman's rho of
+       proxy accuracy vs final test accuracy.
+    4. Latency: each uniform method at ~50 % MACs, batch 1 and 64, interleaved with dense.
 
     Returns:
         The :class:`BenchResult` (rows hold the plans, for checks).
@@ -268,177 +262,218 @@ def run(
     started = time.perf_counter()
     facts_start = machine_facts()
     result = BenchResult()
-    cache: dict[str, BenchModel] = {}
-
-    def get(spec: str | BenchModel) -> BenchModel:
-        if isinstance(spec, BenchModel):
-            return spec
-        if spec not in cache:
-            cache[spec] = builtin_model(spec)
-        return cache[spec]
-
-    # ------------------------------------------------------------------ 1. seed table
-    for spec in models:
-        bench = get(spec)
-        say(f"[seed table] {bench.name}")
-        dense_macs = _macs(bench.model, bench.input_shape)
-        dense_acc = evaluate_accuracy(bench.model, *bench.test)
-        finetuner = _Finetuner(bench, finetune_epochs, finetune_samples, finetune_lr)
-        result.seed_rows.append(_seed_table(bench, finetuner, dense_acc, dense_macs))
-
-    # ------------------------------------------------------------------ 2. budgets
-    bench = get(compare_model if compare_model is not None else models[0])
+    bench = model if isinstance(model, BenchModel) else builtin_model(model)
     shape = bench.input_shape
-    dense = bench.model
+    dense = bench.model.eval()
     dense_macs = _macs(dense, shape)
     dense_params = _n_params(dense)
-    prof = rankopt.profile(dense, shape)
-    space = SearchSpace(prof)
-    finetuner = _Finetuner(bench, finetune_epochs, finetune_samples, finetune_lr)
     dense_test = evaluate_accuracy(dense, *bench.test)
+    space = bench_space(dense, shape, n_outputs_of(dense, bench.train[0]))
+    finetuner = _Finetuner(bench, finetune_epochs, finetune_lr)
+
+    def evaluate(cand: PlannedModel, budget: float | None, seed: int, latency: bool) -> dict:
+        row = _evaluate(
+            cand,
+            bench,
+            finetuner,
+            seed,
+            dense_macs,
+            dense_params,
+            latency=latency,
+            latency_rounds=latency_rounds,
+        )
+        row["budget"] = budget
+        if budget is not None and row["macs_ratio"] > budget + 1e-9:
+            row["note"] = f"{row['note']}; over the budget, not compared"
+        say(
+            f"  {cand.label} seed {seed}: test acc {row['test_accuracy']:.4f} (calibrated "
+            f"{row['accuracy_decomposed']:.4f}), macs {row['macs_ratio']:.3f}"
+        )
+        return row
+
+    # ------------------------------------------------------------------ 1. seed recipe
+    say(f"[seed recipe] {bench.name}")
+    recipe = seed_recipe_plan(dense, space, model_name=bench.name)
+    detail = ", ".join(
+        f"{lp.layer}:{lp.method}{dict(lp.ranks)}" for lp in recipe.layers if lp.method != "keep"
+    )
+    row = evaluate(
+        PlannedModel("seed_recipe", recipe, None, "Kim et al., VBMF ranks"), None, seeds[0], False
+    )
+    row.update(
+        dense_accuracy=dense_test,
+        detail=detail,
+        layers_decomposed=sum(lp.method != "keep" for lp in recipe.layers),
+        layers_searchable=len(space.layer_names),
+    )
+    result.seed_row = row
+
+    # ------------------------------------------------------------------ 2. budgets
     say(f"[greedy] scoring {len(space.layer_names)} layers alone at candidate ratios")
-    scores = greedy_scores(dense, space, bench.val, model_name=bench.name)
+    scores = greedy_scores(
+        dense, space, bench.val, finetuner.calibration[:256], model_name=bench.name
+    )
     fronts: dict[tuple[float, str], list[tuple[float, float]]] = {}
     tl_available = True
-    for budget_fraction in budgets:
-        budget = Budget(max_macs=rankopt.parse_budget(budget_fraction, prof.macs))
-        fixed: list[PlannedModel] = []
-        seeds_fit = seed_plans(dense, space, budget, model_name=bench.name)
-        for label in ("vbmf", *(f"uniform_{m}" for m in UNIFORM_METHODS)):
-            plan = seeds_fit.get(label)
-            note = "" if plan is not None else "cannot fit the budget"
-            if label == "vbmf":
-                note = "Kim et al. Tucker-2 + VBMF ranks, global rank scaling to fit"
-            fixed.append(PlannedModel(label, plan, None, note))
-        g_plan, g_note = greedy_plan(space, scores, budget, model_name=bench.name)
-        fixed.append(PlannedModel("greedy", g_plan, None, f"AIMET-style; {g_note}"))
-        if tl_available:
-            try:
-                tl_model, tl_note = tltorch_model(dense, space, budget, shape)
-                fixed.append(PlannedModel("tltorch_tucker (peer)", None, tl_model, tl_note))
-            except ImportError as exc:
-                tl_available = False
-                result.peer_notes.append(f"tltorch not importable here: {exc}")
-            except rankopt.RankoptError as exc:
-                fixed.append(PlannedModel("tltorch_tucker (peer)", None, None, str(exc)))
-        for seed in seeds:
-            candidates = list(fixed)
-            for sampler in samplers:
-                say(f"[search] {sampler} at {budget_fraction:.0%}, seed {seed}, {n_trials} trials")
-                t0 = time.perf_counter()
-                study, s_plan, hv = run_search(
-                    dense,
-                    bench.train,
-                    bench.val,
-                    budget_fraction=budget_fraction,
-                    sampler=sampler,
-                    n_trials=n_trials,
-                    seed=seed,
-                    finetune_steps=proxy_steps,
-                    finetune_samples=proxy_samples,
-                    model_name=bench.name,
-                    progress=None,
-                )
-                n_done = len(study_points(study))
-                if seed == seeds[0]:
-                    fronts[(budget_fraction, sampler)] = study_points(study)
-                result.hypervolumes.append(
-                    {
-                        "budget": budget_fraction,
-                        "sampler": sampler,
-                        "seed": seed,
-                        "hypervolume": hv,
-                        "n_trials": n_done,
-                        "wall_time_s": time.perf_counter() - t0,
-                    }
-                )
-                note = "no seed trials" if sampler == "random" else "VBMF + uniform seeds first"
-                candidates.append(
+    first = seeds[0]
+    with shared_sensitivity():
+        for fraction in budgets:
+            budget = Budget(max_macs=rankopt.parse_budget(fraction, dense_macs))
+            fixed: list[PlannedModel] = []
+            for method in UNIFORM_METHODS:
+                plan, note = uniform_plan(space, method, budget, model_name=bench.name)
+                fixed.append(PlannedModel(f"uniform_{method}", plan, None, note))
+            g_plan, g_note = greedy_plan(space, scores, budget, model_name=bench.name)
+            fixed.append(PlannedModel("greedy", g_plan, None, f"AIMET-style; {g_note}"))
+            if tl_available:
+                try:
+                    tl_model, tl_note = tltorch_model(dense, space, budget, shape)
+                    fixed.append(PlannedModel("tltorch_tucker (peer)", None, tl_model, tl_note))
+                except ImportError as exc:
+                    tl_available = False
+                    result.peer_notes.append(f"**tensorly-torch**: not importable here: {exc}")
+                except rankopt.RankoptError as exc:
+                    fixed.append(PlannedModel("tltorch_tucker (peer)", None, None, str(exc)))
+            aimet_file = Path(aimet_dir or "/nonexistent") / f"aimet_{fraction:g}.pt"
+            if aimet_file.exists():
+                fixed.append(
                     PlannedModel(
-                        f"search_{sampler}",
+                        "aimet_spatial_svd (peer)",
+                        None,
+                        torch.load(aimet_file, weights_only=False).eval(),
+                        "aimet-torch spatial-SVD greedy (bench_aimet.py); oneDNN off",
+                        {"mkldnn_off": True},
+                    )
+                )
+            for cand in fixed:
+                say(f"[{fraction:.0%}] {cand.label}")
+                result.budget_rows.append(evaluate(cand, fraction, first, True))
+            for seed in seeds:
+                for sampler in ("tpe", "random"):
+                    say(f"[{fraction:.0%}] search {sampler}, seed {seed}, {n_trials} trials")
+                    t0 = time.perf_counter()
+                    study, s_plan, hv = run_search(
+                        dense,
+                        bench.train,
+                        bench.val,
+                        budget_fraction=fraction,
+                        sampler=sampler,
+                        n_trials=n_trials,
+                        seed=seed,
+                        finetune_steps=proxy_steps,
+                        finetune_samples=proxy_samples,
+                        model_name=bench.name,
+                        progress=None,
+                    )
+                    wall = time.perf_counter() - t0
+                    points = study_points(study)
+                    if seed == first:
+                        fronts[(fraction, sampler)] = points
+                    result.hypervolumes.append(
+                        {
+                            "budget": fraction,
+                            "sampler": sampler,
+                            "seed": seed,
+                            "hypervolume": hv,
+                            "n_trials": len(points),
+                            "wall_time_s": wall,
+                        }
+                    )
+                    label = "search_tpe" if sampler == "tpe" else "search_random"
+                    note = (
+                        "rankopt default (seed trials, then TPE)"
+                        if sampler == "tpe"
+                        else "random sampler, no seed trials"
+                    )
+                    trial_no = s_plan.provenance.get("trial")
+                    cand = PlannedModel(
+                        label,
                         s_plan,
                         None,
-                        f"{note}; trial {s_plan.provenance.get('trial')}",
+                        f"{note}; trial {trial_no}",
                         {"val_accuracy": float(s_plan.metrics.get("accuracy", math.nan))},
                     )
-                )
-            for cand in candidates:
-                result.budget_rows.append(
-                    _evaluate(
-                        cand,
-                        bench,
-                        finetuner,
-                        seed,
-                        budget_fraction,
-                        dense_macs,
-                        dense_params,
-                        latency=seed == seeds[0],
-                        latency_rounds=latency_rounds,
-                    )
-                )
-                row = result.budget_rows[-1]
-                say(
-                    f"  {budget_fraction:.0%} seed {seed} {cand.label}: test acc "
-                    f"{row['test_accuracy']:.4f}, macs {row['macs_ratio']:.3f}"
-                )
+                    srow = evaluate(cand, fraction, seed, seed == first)
+                    result.budget_rows.append(srow)
+                    if seed == first and spearman_trials >= 2:
+                        result.spearman.append(
+                            _spearman(
+                                study,
+                                spearman_trials,
+                                finetuner,
+                                dense,
+                                seed,
+                                fraction,
+                                sampler,
+                                trial_no,
+                                srow["test_accuracy"],
+                                say,
+                            )
+                        )
 
     # ------------------------------------------------------------------ 3. per-method latency
-    lat_bench = get(latency_model) if latency_model is not None else bench
-    say(f"[latency] uniform plans at 50% MACs on {lat_bench.name}")
-    lat_prof = rankopt.profile(lat_bench.model, lat_bench.input_shape)
-    lat_space = SearchSpace(lat_prof)
-    lat_dense_macs = _macs(lat_bench.model, lat_bench.input_shape)
-    half = Budget(max_macs=rankopt.parse_budget(0.5, lat_prof.macs))
-    for label, plan in seed_plans(
-        lat_bench.model, lat_space, half, model_name=lat_bench.name
-    ).items():
-        if not (label == "vbmf" or label.startswith("uniform_")):
+    say("[latency] uniform plans at 50% MACs")
+    half = Budget(max_macs=rankopt.parse_budget(0.5, dense_macs))
+    lat_plans: list[tuple[str, rankopt.CompressionPlan | None]] = [("seed_recipe", recipe)]
+    for method in UNIFORM_METHODS:
+        lat_plans.append(
+            (f"uniform_{method}", uniform_plan(space, method, half, model_name=bench.name)[0])
+        )
+    for label, plan in lat_plans:
+        if plan is None:
             continue
-        student = rankopt.apply_plan(lat_bench.model, plan)
-        row: dict[str, Any] = {
+        student = rankopt.apply_plan(dense, plan)
+        lrow: dict[str, Any] = {
             "label": label,
             "plan": plan,
-            "macs_ratio": _macs(student, lat_bench.input_shape) / lat_dense_macs,
+            "macs_ratio": _macs(student, shape) / dense_macs,
         }
         for batch in (1, 64):
             ms, ratio = latency_ratios(
-                lat_bench.model,
-                student,
-                lat_bench.input_shape,
-                batch_size=batch,
-                rounds=latency_rounds,
+                dense, student, shape, batch_size=batch, rounds=latency_rounds
             )
-            row[f"latency_ms_b{batch}"] = ms
-            row[f"latency_ratio_b{batch}"] = ratio
-        result.latency_rows.append(row)
+            lrow[f"latency_ms_b{batch}"] = ms
+            lrow[f"latency_ratio_b{batch}"] = ratio
+        result.latency_rows.append(lrow)
 
     # ------------------------------------------------------------------ 4. peers
-    if peer_check:
-        for package in ("musco-pytorch", "tensorly-torch"):
-            say(f"[peer] pip install --dry-run {package}")
-            result.peer_notes.append(f"**{package}**: {_peer_check(package)}")
+    if tl_available:
+        import tltorch
 
-    result.expectation = _expectation(result, samplers)
+        result.peer_notes.append(
+            f"**tensorly-torch** {getattr(tltorch, '__version__', '?')}: compared above "
+            "(`tltorch_tucker (peer)`): Tucker on every kxk conv but the input conv, one "
+            "rank fraction, the largest that fits (bisection on fvcore's count)."
+        )
+    result.peer_notes.append(AIMET_NOTE)
+    if peer_check:
+        say("[peer] pip install --dry-run musco-pytorch")
+        result.peer_notes.append(f"**musco-pytorch**: {_peer_check('musco-pytorch')}")
+
+    result.expectation = _expectation(result)
     result.wall_time_s = time.perf_counter() - started
     out = Path(out_dir)
-    result.files = write_plots(out, result.budget_rows, fronts, result.latency_rows)
+    plot_rows = [r for r in result.budget_rows if r["budget"] is not None]
+    result.files = write_plots(out, plot_rows, fronts, result.latency_rows)
     md = _markdown(
         result,
         facts_start=facts_start,
         facts_end=machine_facts(),
         settings={
-            "models (seed table)": ", ".join(get(m).name for m in models),
-            "model (budgets)": f"{bench.name} (dense test accuracy {dense_test:.4f}, "
+            "model": f"{bench.name} (dense test accuracy {dense_test:.4f}, "
             f"{dense_macs} MACs, {dense_params} params)",
-            "model (per-method latency)": lat_bench.name,
             "budgets (fraction of dense MACs)": ", ".join(f"{b:.0%}" for b in budgets),
-            "trials per search": str(n_trials),
-            "seeds": ", ".join(map(str, seeds)),
-            "search proxy fine-tune": f"{proxy_steps} steps on {proxy_samples} images",
-            "final fine-tune": f"full_finetune, {finetune_epochs} epoch(s) on "
-            f"{finetune_samples or len(bench.train[1])} training images, lr {finetune_lr}, "
-            "SGD + cosine, distillation from "
-            "dense, same for every row",
+            "trials per search": f"{n_trials} (rankopt.search: seed trials <= 1/4 of them)",
+            "seeds (search rows)": ", ".join(map(str, seeds)),
+            "seed (other rows)": str(first),
+            "search proxy fine-tune": f"{proxy_steps} steps on {proxy_samples} images "
+            "(other search settings: rankopt.search defaults)",
+            "final fine-tune": f"calibrate_bn on {CALIBRATION_IMAGES} training images, then "
+            f"full_finetune {finetune_epochs} epoch(s) over all {len(bench.train[1])} "
+            f"training images, batch 64, lr {finetune_lr}, SGD + cosine, distillation "
+            f"from dense (weight 0.5, T 4), gradient clipping at norm "
+            f"{FINAL_MAX_GRAD_NORM:g} (a divergence guard); same for every row",
+            "Spearman sample": f"{spearman_trials} trials per study of seed {first}",
             "latency": f"{latency_rounds} interleaved rounds x 5 runs, "
             f"{torch.get_num_threads()} torch thread(s)",
         },
@@ -451,21 +486,54 @@ def run(
     return result
 
 
+def _spearman(
+    study: Any,
+    k: int,
+    finetuner: _Finetuner,
+    dense: nn.Module,
+    seed: int,
+    fraction: float,
+    sampler: str,
+    best_trial: Any,
+    best_acc: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Final fine-tune of a sample of the study's trials; Spearman's rho proxy vs final."""
+    proxy: list[float] = []
+    final: list[float] = []
+    for t in spearman_sample(study, k):
+        plan = rankopt.export_plan(study, trial=t.number)
+        acc = best_acc if t.number == best_trial else finetuner.plan_accuracy(dense, plan, seed)
+        proxy.append(float(t.user_attrs["accuracy"]))
+        final.append(acc)
+        say(f"    spearman sample trial {t.number}: proxy {proxy[-1]:.4f}, final {acc:.4f}")
+    ok = [(p, f) for p, f in zip(proxy, final, strict=True) if math.isfinite(f)]
+    rho = math.nan
+    if len(ok) >= 3 and len({p for p, _ in ok}) > 1 and len({f for _, f in ok}) > 1:
+        rho = float(spearmanr([p for p, _ in ok], [f for _, f in ok]).statistic)
+    return {
+        "budget": fraction,
+        "sampler": sampler,
+        "seed": seed,
+        "proxy": proxy,
+        "final": final,
+        "rho": rho,
+    }
+
+
 def _evaluate(
     cand: PlannedModel,
     bench: BenchModel,
     finetuner: _Finetuner,
     seed: int,
-    budget_fraction: float,
     dense_macs: int,
     dense_params: int,
     *,
     latency: bool,
     latency_rounds: int,
 ) -> dict[str, Any]:
-    """Final fine-tune + test accuracy (+ latency) of one candidate."""
+    """Calibration, final fine-tune, test accuracy (+ latency) of one candidate."""
     row: dict[str, Any] = {
-        "budget": budget_fraction,
         "method": cand.label,
         "seed": seed,
         "plan": cand.plan,
@@ -478,6 +546,18 @@ def _evaluate(
         "latency_ratio_b1": math.nan,
         "latency_ratio_b64": math.nan,
     }
+    if cand.extra.get("mkldnn_off"):
+        with torch.backends.mkldnn.flags(enabled=False):
+            return _evaluate(
+                PlannedModel(cand.label, cand.plan, cand.model, cand.note),
+                bench,
+                finetuner,
+                seed,
+                dense_macs,
+                dense_params,
+                latency=latency,
+                latency_rounds=latency_rounds,
+            )
     if cand.plan is not None:
         student = rankopt.apply_plan(bench.model, cand.plan)
     elif cand.model is not None:
@@ -486,7 +566,7 @@ def _evaluate(
         return row
     row["macs_ratio"] = _macs(student, bench.input_shape) / dense_macs
     row["params_ratio"] = _n_params(student) / dense_params
-    row["accuracy_decomposed"] = evaluate_accuracy(student, *bench.test)
+    row["accuracy_decomposed"] = finetuner.calibrate(student)
     row["test_accuracy"] = finetuner(student, seed)
     if latency:
         for batch in (1, 64):
@@ -505,49 +585,56 @@ def _by_method(rows: Sequence[dict[str, Any]], budget: float) -> dict[str, list[
     return out
 
 
-def _expectation(result: BenchResult, samplers: Sequence[str]) -> list[str]:
-    """Where 'rankopt search >= every baseline' and 'HV(search) > HV(random)' held."""
+def _expectation(result: BenchResult) -> list[str]:
+    """Where the issue's goals held and where they did not."""
     lines: list[str] = []
     budgets = sorted({r["budget"] for r in result.budget_rows}, reverse=True)
-    ours = [f"search_{s}" for s in samplers if s != "random"]
     for budget in budgets:
         groups = _by_method(result.budget_rows, budget)
         means = {
             m: statistics.mean(r["test_accuracy"] for r in rs)
             for m, rs in groups.items()
             if all(math.isfinite(r["test_accuracy"]) for r in rs)
+            and all(r["macs_ratio"] <= budget + 1e-9 for r in rs)  # over budget: not compared
         }
-        for mine in ours:
-            if mine not in means:
-                continue
-            losses = [
-                f"{m} {acc:.4f}" for m, acc in means.items() if m not in ours and acc > means[mine]
-            ]
-            if losses:
-                lines.append(
-                    f"- {budget:.0%}: **{mine} ({means[mine]:.4f}) is beaten by** "
-                    + ", ".join(losses)
-                )
-            else:
-                lines.append(f"- {budget:.0%}: {mine} ({means[mine]:.4f}) >= every baseline")
+        mine = means.get("search_tpe", math.nan)
+        others = {m: a for m, a in means.items() if m != "search_tpe"}
+        best_other = max(others.items(), key=lambda kv: kv[1]) if others else ("-", math.nan)
+        ok = math.isfinite(mine) and mine >= best_other[1] + 0.01
+        verdict = "**met**" if ok else "**not met**"
+        lines.append(
+            f"- {budget:.0%}: search_tpe {mine:.4f} vs best baseline {best_other[0]} "
+            f"{best_other[1]:.4f} (goal: >= baseline + 0.01): {verdict}"
+        )
         hv = {
-            s: statistics.mean(
+            s: [
                 h["hypervolume"]
                 for h in result.hypervolumes
                 if h["budget"] == budget and h["sampler"] == s
-            )
-            for s in samplers
-            if any(h["budget"] == budget and h["sampler"] == s for h in result.hypervolumes)
+            ]
+            for s in ("tpe", "random")
         }
-        if "random" in hv:
-            for s in samplers:
-                if s == "random" or s not in hv:
-                    continue
-                verdict = "beats" if hv[s] > hv["random"] else "**does not beat**"
-                lines.append(
-                    f"- {budget:.0%}: hypervolume {s} {hv[s]:.4f} {verdict} random "
-                    f"{hv['random']:.4f}"
-                )
+        if hv["tpe"] and hv["random"]:
+            ratio = statistics.mean(hv["tpe"]) / statistics.mean(hv["random"])
+            lines.append(
+                f"- {budget:.0%}: hypervolume tpe {statistics.mean(hv['tpe']):.4f} / random "
+                f"{statistics.mean(hv['random']):.4f} = {ratio:.3f}x (goal >= 1.2): "
+                + ("**met**" if ratio >= 1.2 else "**not met**")
+            )
+    if result.seed_row:
+        gap = result.seed_row["dense_accuracy"] - result.seed_row["test_accuracy"]
+        lines.append(
+            f"- seed recipe {result.seed_row['test_accuracy']:.4f} vs dense "
+            f"{result.seed_row['dense_accuracy']:.4f}: {100 * gap:.1f} points below "
+            "(goal: within 2): " + ("**met**" if gap <= 0.02 else "**not met**")
+        )
+    rhos = [s["rho"] for s in result.spearman if math.isfinite(s["rho"])]
+    if rhos:
+        lines.append(
+            f"- proxy vs final Spearman: mean rho {statistics.mean(rhos):.3f} over "
+            f"{len(rhos)} studies (goal >= 0.7): "
+            + ("**met**" if statistics.mean(rhos) >= 0.7 else "**not met**")
+        )
     return lines
 
 
@@ -559,6 +646,7 @@ def _markdown(
     settings: dict[str, str],
     command: str,
 ) -> str:
+    s = result.seed_row
     parts = [
         "# Benchmarks",
         "",
@@ -588,61 +676,59 @@ def _markdown(
         "The machine is shared with other jobs: latencies are compared only within one run,",
         "dense and compressed measured alternately in the same process.",
         "",
-        "## 1. The seed recipe on our data (Kim et al. 2016: Tucker-2 + VBMF ranks)",
+        "## Goals (issue 13)",
         "",
-        "Tucker-2 at the VBMF ranks (R3 from the input-channel unfolding, R4 from the",
-        "output-channel unfolding) on every kxk conv; 1x1 convs: channel SVD at the VBMF rank",
-        "of the T x S matrix (Tucker-2 of a 1x1 conv is the same matrix factorisation); the",
-        "Linear head: SVD at its VBMF rank. The input conv (<= 3 input channels, as Kim et",
-        "al.) and layers where VBMF finds no component above the noise (rank <= 1) stay",
-        "dense; so do layers whose decomposition would cost more MACs than dense. No budget:",
-        "the ranks are VBMF's own. Accuracies are on the test split.",
+        *(result.expectation or ["- nothing to compare"]),
+        "",
+        "## 1. The seed recipe (Kim et al. 2016: Tucker-2 + VBMF ranks, no budget)",
+        "",
+        "Tucker-2 at the VBMF ranks on every kxk conv, channel SVD on 1x1 convs, SVD on the",
+        "Linear head (where the space searches it), ranks from `rankopt.vbmf_ranks`; the",
+        "input conv (<= 3 input channels, as Kim et al.) and any layer whose VBMF ranks would",
+        "cost at least its dense MACs or parameters stay dense. Then BatchNorm calibration and",
+        "the final fine-tune. Test accuracy.",
         "",
         md_table(
             [
-                "model",
                 "layers decomposed",
-                "compression (params dense/compressed)",
-                "MACs ratio (compressed/dense)",
+                "MACs ratio",
+                "params ratio",
                 "accuracy dense",
-                "right after decomposition",
-                "after fine-tune",
+                "calibrated, before FT",
+                "after final FT",
             ],
             [
                 (
-                    r["model"],
-                    f"{r['layers_decomposed']} / {r['layers_searchable']}",
-                    f"{r['compression']:.2f}x",
-                    r["macs_ratio"],
-                    r["dense_accuracy"],
-                    r["accuracy_decomposed"],
-                    r["accuracy_finetuned"],
+                    f"{s.get('layers_decomposed', 0)} / {s.get('layers_searchable', 0)}",
+                    s.get("macs_ratio", math.nan),
+                    s.get("params_ratio", math.nan),
+                    s.get("dense_accuracy", math.nan),
+                    s.get("accuracy_decomposed", math.nan),
+                    s.get("test_accuracy", math.nan),
                 )
-                for r in result.seed_rows
-            ],
+            ]
+            if s
+            else [],
         ),
         "",
-        "Ranks per layer:",
+        f"Ranks: {s.get('detail', '')}",
         "",
-        *[f"- {r['model']}: {r['detail']}" for r in result.seed_rows],
+        "## 2. Budgeted comparison (same calibration and final fine-tune for every row)",
         "",
-        "## 2. Budgeted comparison (same final fine-tune for every row)",
-        "",
-        "`vbmf`: the seed recipe scaled down by one global factor on all rank fractions",
-        "until it fits (`SearchSpace.repair`). `uniform_<m>`: method m on every kxk conv",
-        "(1x1 convs: SVD, Linear: SVD) at the largest uniform rank fraction that fits.",
-        "`greedy`: each layer decomposed alone (Tucker-2 / SVD) at rank ratios 0.1, 0.25,",
-        "0.5, 0.75 and scored by validation accuracy without fine-tune; for an accuracy-loss",
-        "threshold each layer takes its cheapest ratio within it; the smallest threshold that",
-        "meets the budget wins (AIMET's greedy compression-ratio selection).",
-        "`search_random`: `rankopt.search(sampler='random', seed_with_vbmf=False)`;",
-        "`search_tpe` / `search_nsga2`: rankopt's default recipe (VBMF and uniform seed",
-        "trials first, then the sampler), same number of trials. The plan taken from each",
-        "search is its most accurate trial (validation accuracy after the proxy fine-tune)",
-        "within the budget. `tltorch_tucker (peer)`: see section 4. Test accuracy after the",
-        "final fine-tune is mean ± std over the seeds; MACs ratio is fvcore's count of the",
-        "built model over the dense count; latency ratios are from the first seed",
-        "(< 1 = faster than dense).",
+        "`uniform_<m>`: method m on every searchable layer that offers it (1x1 convs: SVD,",
+        "Linear: SVD), each layer at the costliest point of its useful rank path",
+        "(`SearchSpace.candidates`) whose rank fraction is <= f, one f for all, the largest",
+        "that fits. `greedy` (AIMET-style): each layer decomposed alone (Tucker-2 / SVD) at",
+        "MACs ratios 3-75 % of the layer, BatchNorm calibrated, scored by validation accuracy",
+        "without fine-tune; for an accuracy-loss threshold each layer takes its cheapest ratio",
+        "within it; the smallest threshold that meets the budget wins. `tltorch_tucker",
+        "(peer)`: tensorly-torch. `search_random`: `rankopt.search(sampler='random',",
+        "seed_with_vbmf=False)`. `search_tpe`: `rankopt.search` with its defaults (seed",
+        "trials, then TPE; sensitivity-profile allocation), same number of trials. The plan",
+        "taken from each search is its most accurate trial (validation accuracy after the",
+        "proxy fine-tune). Search rows: mean ± std over the seeds; other rows: one seed.",
+        "MACs ratio: fvcore's count of the built model / dense. Latency ratios from the",
+        "first seed (< 1 = faster than dense).",
         "",
     ]
     budgets = sorted({r["budget"] for r in result.budget_rows}, reverse=True)
@@ -650,20 +736,20 @@ def _markdown(
         groups = _by_method(result.budget_rows, budget)
         rows = []
         for method, rs in groups.items():
-            first = rs[0]
+            f = rs[0]
             rows.append(
                 (
                     method,
                     mean_std([r["test_accuracy"] for r in rs]),
-                    first["accuracy_decomposed"],
-                    first["val_accuracy"],
-                    statistics.mean(r["macs_ratio"] for r in rs)
-                    if all(math.isfinite(r["macs_ratio"]) for r in rs)
-                    else math.nan,
-                    first["params_ratio"],
-                    first["latency_ratio_b1"],
-                    first["latency_ratio_b64"],
-                    first["note"],
+                    f["accuracy_decomposed"],
+                    mean_std([r["val_accuracy"] for r in rs])
+                    if method.startswith("search")
+                    else "n/a",
+                    f["macs_ratio"],
+                    f["params_ratio"],
+                    f["latency_ratio_b1"],
+                    f["latency_ratio_b64"],
+                    f["note"],
                 )
             )
         parts += [
@@ -673,7 +759,7 @@ def _markdown(
                 [
                     "method",
                     "test accuracy (final FT)",
-                    "test acc. before FT",
+                    "calibrated, before FT (seed 0)",
                     "search val acc. (proxy FT)",
                     "MACs ratio",
                     "params ratio",
@@ -686,13 +772,20 @@ def _markdown(
             "",
         ]
     parts += [
-        "### Hypervolume of each search's (val accuracy, MACs ratio) points",
+        "### Hypervolume of each study's (val accuracy, MACs ratio) points",
         "",
         "2-D hypervolume, accuracy maximised, MACs ratio minimised, reference point",
-        "(accuracy 0, MACs ratio 1); all completed trials of the study (within the budget).",
+        "(accuracy 0, MACs ratio 1); all completed trials of the study (all within the budget).",
         "",
         md_table(
-            ["budget", "sampler", "seed", "hypervolume", "trials", "wall time (s)"],
+            [
+                "budget",
+                "sampler",
+                "seed",
+                "hypervolume",
+                "completed trials within budget",
+                "wall time (s)",
+            ],
             [
                 (
                     f"{h['budget']:.0%}",
@@ -706,16 +799,41 @@ def _markdown(
             ],
         ),
         "",
-        "### Expectation: rankopt search >= every baseline; its hypervolume > random's",
+        "### Proxy vs final: Spearman rank correlation",
         "",
-        *(result.expectation or ["- nothing to compare"]),
+        "Per study, a sample of trials (the best by proxy accuracy and the rest spread over",
+        "the proxy order) gets the final fine-tune; rho of proxy validation accuracy vs final",
+        "test accuracy (`scipy.stats.spearmanr`).",
+        "",
+        md_table(
+            [
+                "budget",
+                "sampler",
+                "seed",
+                "trials",
+                "proxy accuracies",
+                "final accuracies",
+                "Spearman rho",
+            ],
+            [
+                (
+                    f"{x['budget']:.0%}",
+                    x["sampler"],
+                    x["seed"],
+                    len(x["proxy"]),
+                    " ".join(f"{v:.3f}" for v in x["proxy"]),
+                    " ".join(f"{v:.3f}" for v in x["final"]),
+                    x["rho"],
+                )
+                for x in result.spearman
+            ],
+        ),
         "",
         "## 3. Realised speed: which methods turn MAC savings into wall-clock savings",
         "",
-        "One plan per method, each at the largest uniform rank fraction within 50 % of dense",
-        "MACs (`vbmf`: the seed recipe scaled to fit), CPU latency median over interleaved",
-        "rounds, ratio to dense (< 1 = faster). `saving realised` = (1 - latency ratio) /",
-        "(1 - MACs ratio): 1 means the wall clock shrinks as much as the MACs.",
+        "One plan per method at the largest uniform rank fraction within 50 % of dense MACs",
+        "(`seed_recipe`: its own ranks), CPU latency median over interleaved rounds, ratio to",
+        "dense (< 1 = faster). `saving realised` = (1 - latency ratio) / (1 - MACs ratio).",
         "",
         md_table(
             [
@@ -757,47 +875,47 @@ def _markdown(
     return "\n".join(parts)
 
 
+def _floats(text: str) -> list[float]:
+    return [float(x.rstrip("%")) / (100 if x.endswith("%") else 1) for x in text.split(",")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python benchmarks/run.py [--quick] [--out DIR] [--threads N]``."""
+    """Command line: ``python benchmarks/run.py [--quick] [--trials N] [--epochs N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="< 15 min on 2 cores: resnet8")
+    parser.add_argument("--quick", action="store_true", help="small settings (~35 min, 2 cores)")
     parser.add_argument("--out", type=Path, default=HERE, help="output directory")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--trials", type=int, default=None, help="trials per search")
+    parser.add_argument("--epochs", type=int, default=None, help="final fine-tune epochs")
+    parser.add_argument("--budgets", type=str, default=None, help="e.g. 0.2,0.1,0.05")
+    parser.add_argument("--seeds", type=str, default=None, help="e.g. 0,1,2")
+    parser.add_argument("--proxy-steps", type=int, default=None, help="proxy fine-tune steps")
+    parser.add_argument(
+        "--aimet-dir", type=Path, default=None, help="models written by bench_aimet.py"
+    )
+    parser.add_argument("--spearman", type=int, default=None, help="trials sampled per study")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
-    if args.threads != 1:
-        command += f" --threads {args.threads}"
-    if args.quick:
-        run(
-            models=("resnet8",),
-            budgets=(0.5, 0.2),
-            n_trials=10,
-            finetune_epochs=1,
-            out_dir=args.out,
-            seeds=(0,),
-            finetune_samples=1024,
-            proxy_steps=20,
-            proxy_samples=512,
-            latency_rounds=5,
-            command=command,
-        )
-    else:
-        run(
-            models=("resnet8", "resnet20", "vgg_small", "mobilenet_small"),
-            budgets=(0.5, 0.3, 0.2),
-            n_trials=40,
-            finetune_epochs=5,
-            out_dir=args.out,
-            compare_model="resnet8",
-            latency_model="resnet20",
-            seeds=(0, 1, 2),
-            finetune_samples=None,
-            proxy_steps=120,
-            proxy_samples=2048,
-            latency_rounds=15,
-            command=command,
-        )
+    command = "python " + " ".join(
+        shlex.quote(a) for a in ["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    quick = args.quick
+    budgets = _floats(args.budgets) if args.budgets else [0.2, 0.1, 0.05]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [0, 1, 2]
+    run(
+        "resnet8",
+        budgets=budgets,
+        n_trials=args.trials or (8 if quick else 40),
+        finetune_epochs=args.epochs or (2 if quick else 5),
+        out_dir=args.out,
+        seeds=seeds,
+        proxy_steps=args.proxy_steps or (20 if quick else 120),
+        proxy_samples=1024 if quick else 2048,
+        spearman_trials=args.spearman or (4 if quick else 8),
+        latency_rounds=5 if quick else 15,
+        aimet_dir=args.aimet_dir,
+        command=command,
+    )
     return 0
 
 
