@@ -15,7 +15,7 @@ from rankopt.errors import BudgetError, DataError, SettingsError
 from rankopt.evaluators import count_macs, evaluate_accuracy, profile
 from rankopt.plan import CompressionPlan, apply_plan
 from rankopt.search import search
-from rankopt.search._allocation import Candidate, allocate
+from rankopt.search._allocation import Candidate, allocate, allocate_uniform
 from rankopt.search._budget import Budget
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import SearchSpace
@@ -294,6 +294,7 @@ def test_a_latency_budget_is_met_by_every_trial_as_predicted(
     from rankopt.evaluators import _latency_table
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
+
     def swapped(
         model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
     ) -> list[float]:
@@ -324,3 +325,21 @@ def test_a_latency_budget_is_met_by_every_trial_as_predicted(
         assert t.user_attrs["latency_ms"] == t.user_attrs["latency_ms_batch1"]
         methods = {lp["method"] for lp in t.user_attrs["plan"]["layers"]}
         assert not methods & {"cp", "gkpd"}  # not latency-friendly: not offered
+
+
+def _fraction_cands(dense: int, n: int) -> list[Candidate]:
+    return [Candidate("keep", {}, {}, dense, dense, 0.0)] + [
+        Candidate("svd", {"r": i}, {}, dense * i // n, 0, 1.0 / i, fraction=i / n)
+        for i in range(1, n)
+    ]
+
+
+def test_uniform_allocation_gives_every_layer_one_rank_fraction() -> None:
+    small, large = _fraction_cands(100, 10), _fraction_cands(1000, 10)
+    chosen = allocate_uniform([small, large], [1.0, 1.0], {"macs": 550}, {})
+    assert chosen is not None and [c.fraction for c in chosen] == [0.5, 0.5]
+    assert all(c.method != "keep" for c in chosen)
+    # a weight of 2 on the small layer: twice the fraction (up to its rank path), f < 0.5
+    weighted = allocate_uniform([small, large], [2.0, 1.0], {"macs": 550}, {})
+    assert weighted is not None and [c.fraction for c in weighted] == [0.9, 0.4]
+    assert allocate_uniform([small, large], [1.0, 1.0], {"macs": 100}, {}) is None

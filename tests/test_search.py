@@ -62,20 +62,27 @@ def test_every_trial_respects_the_budget_by_fvcore(
         assert math.isfinite(t.user_attrs["reconstruction_error"])
 
 
-def test_seeds_are_the_sensitivity_allocation_then_the_vbmf_recipe(
+def test_seeds_are_the_sensitivity_allocation_then_the_uniform_and_vbmf_recipes(
     trained_digits_net: nn.Module, digits_data: dict[str, Any]
 ) -> None:
-    study = _run(trained_digits_net, digits_data, n_trials=8, max_macs=0.5)
+    study = _run(trained_digits_net, digits_data, n_trials=12, max_macs=0.5)
     seeds = [t.user_attrs.get("seed") for t in study.trials]
-    assert seeds[:2] == ["sensitivity", "vbmf"]
-    assert sum(s is not None for s in seeds) <= 8 // 4
-    vbmf = {lp["layer"]: lp for lp in study.trials[1].user_attrs["plan"]["layers"]}
-    # Kim et al.'s choice: Tucker-2 on kxk convs, SVD on 1x1 (or keep, when allocated so)
-    for lp in vbmf.values():
-        assert lp["method"] in ("keep", "tucker2", "svd", "linear_svd")
-    params = study.trials[1].params
-    assert params["conv2/method"] == params["conv3/method"] == "tucker2"
-    assert params["conv4/method"] == "svd"
+    assert seeds[:3] == ["sensitivity", "uniform_tucker2", "vbmf"]
+    assert sum(s is not None for s in seeds) <= 12 // 4
+    assert study.trials[0].params["allocation"] == "sensitivity"
+    for t in study.trials[1:3]:
+        # Kim et al.'s choice: Tucker-2 on kxk convs, SVD on 1x1 convs, one rank fraction
+        # (uniform) or rank fractions following VBMF (vbmf)
+        assert t.params["allocation"] == "uniform"
+        assert t.params["conv2/method"] == t.params["conv3/method"] == "tucker2"
+        assert t.params["conv4/method"] == "svd"
+    uniform = {lp["layer"]: lp for lp in study.trials[1].user_attrs["plan"]["layers"]}
+    fractions = [
+        max(r / uniform[n]["full_ranks"][k] for k, r in uniform[n]["ranks"].items())
+        for n in ("conv2", "conv3")
+    ]
+    assert abs(fractions[0] - fractions[1]) < 0.15  # one rank fraction, up to rounding
+    assert [lp["method"] for lp in uniform.values()] == ["tucker2", "tucker2", "tucker2", "svd"]
 
 
 def test_budget_below_reachable_fails_before_any_trial(

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Candidate", "allocate", "resource"]
+__all__ = ["Candidate", "allocate", "allocate_uniform", "resource"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Candidate:
         score: Sensitivity (output degradation, >= 0; 0 for ``keep``).
         latency_ms: Batch size -> predicted latency of the layer built so (from the
             latency table; empty without a latency budget).
+        fraction: The largest of ``rank / full rank`` over the rank names (1 for ``keep``).
     """
 
     method: str
@@ -42,6 +43,7 @@ class Candidate:
     n_params: int = 0
     score: float = 0.0
     latency_ms: Mapping[int, float] = field(default_factory=dict)
+    fraction: float = 1.0
 
 
 def resource(c: Candidate, key: str) -> float:
@@ -135,6 +137,55 @@ def allocate(
                     lo = mid
             chosen = pick(hi)
     return _fill(ordered, list(chosen), weights, limits, base)
+
+
+def allocate_uniform(
+    candidates: Sequence[Sequence[Candidate]],
+    weights: Sequence[float],
+    limits: Mapping[str, float],
+    fixed: Mapping[str, float],
+) -> list[Candidate] | None:
+    """One rank fraction ``f`` for every layer, times the layer's weight: each layer takes
+    its costliest candidate whose rank fraction is at most ``min(1, f * weight)`` (its
+    cheapest when none is), with the largest ``f`` that fits the budget (bisection).
+
+    Without layer weights this is the classic uniform-rank recipe; the weights let a layer
+    keep relatively more (or less) rank. ``keep`` is never chosen.
+
+    Returns:
+        The chosen candidate per layer, or None when even the cheapest ones do not fit.
+    """
+    ordered = [
+        sorted((c for c in cands if c.method != "keep"), key=lambda c: (c.fraction, c.macs))
+        for cands in candidates
+    ]
+    if any(not cands for cands in ordered):
+        return None
+
+    def pick(f: float) -> list[Candidate]:
+        out = []
+        for cands, w in zip(ordered, weights, strict=True):
+            limit = min(1.0, f * w) + 1e-12
+            within = [c for c in cands if c.fraction <= limit]
+            out.append(within[-1] if within else cands[0])
+        return out
+
+    def fits(chosen: Sequence[Candidate]) -> bool:
+        return _fits(_totals(chosen, fixed, limits), limits)
+
+    high = 1.0 / min(weights)
+    if not limits or fits(pick(high)):
+        return pick(high)
+    if not fits(pick(0.0)):
+        return None
+    lo, hi = 0.0, high
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if fits(pick(mid)):
+            lo = mid
+        else:
+            hi = mid
+    return pick(lo)
 
 
 def _cheapest(cands: Sequence[Candidate], key: str) -> Candidate:

@@ -125,10 +125,14 @@ def seed_trials(
 
     - ``sensitivity``: the allocation over every method (weights 1): per layer the method
       and rank with the least sensitivity per unit of cost.
-    - ``vbmf``: Kim et al.'s method choice (Tucker-2 on kxk convs, SVD on 1x1 convs and
-      linear layers, where VBMF applies) with weights from the VBMF rank estimates.
-    - ``<method>_only``: one method on every layer that offers it (the ``sensitivity``
-      seed's choice elsewhere), weights 1, best-scoring methods first.
+    - ``uniform_tucker2``: Kim et al.'s method choice (Tucker-2 on kxk convs, SVD on 1x1
+      convs; the methods with the highest ``vbmf_seed`` priority) at one rank fraction
+      everywhere, the largest that fits (the classic uniform recipe).
+    - ``vbmf``: the same methods, each layer's rank fraction proportional to its VBMF
+      estimate (Kim et al.'s recipe fitted into the budget).
+    - ``uniform_<method>``: one method everywhere it is offered, one rank fraction, the
+      methods the sensitivity profile finds least harmful first.
+    - ``<method>_only``: one method everywhere, sensitivity allocation.
     """
     if not space.choices or max_seeds <= 0:
         return []
@@ -141,8 +145,20 @@ def seed_trials(
         else best[name]
         for name, offered in space.choices.items()
     }
-    proposals.append(("vbmf", Proposal(kim, _vbmf_weights(space, model, kim), target)))
-    for method in _method_order(space, sensitivity):
+    kim_method = max(
+        (m for methods in space.choices.values() for m in methods),
+        key=lambda m: get_method(m).vbmf_seed,
+    )
+    proposals.append((f"uniform_{kim_method}", Proposal(kim, {}, target, "uniform")))
+    vbmf_weights = _vbmf_weights(space, model, kim)
+    proposals.append(("vbmf", Proposal(kim, vbmf_weights, target, "uniform")))
+    order = _method_order(space, sensitivity)
+    for method in order:
+        uniform = {
+            n: method if method in offered else kim[n] for n, offered in space.choices.items()
+        }
+        proposals.append((f"uniform_{method}", Proposal(uniform, {}, target, "uniform")))
+    for method in order:
         only = {n: method if method in offered else best[n] for n, offered in space.choices.items()}
         proposals.append((f"{method}_only", Proposal(only, {}, target)))
     seeds: list[Seed] = []

@@ -9,11 +9,16 @@ Parameters (names are stable: plans, plots and resumed studies rely on them):
   more rank).
 - ``"target"``: only without a budget, or with ``repair="constraint"``: the MACs (or, with a
   parameter budget only, the parameters) to allocate, as a fraction of dense.
+- ``"allocation"``: ``"sensitivity"`` or ``"uniform"``, how the ranks are set.
 
-The realised ranks are not sampled: :func:`~rankopt.search._allocation.allocate` chooses, for
-every layer, ``keep`` or a point of the sampled method's useful rank path, so that the model
-meets the budget (exactly, up to one rank step) with the least weighted sensitivity. The plan
-is a deterministic function of the parameters.
+The realised ranks are not sampled. With ``"sensitivity"``,
+:func:`~rankopt.search._allocation.allocate` chooses for every layer ``keep`` or a point of
+the sampled method's useful rank path, so that the model meets the budget (up to one rank
+step) with the least weighted sensitivity; with ``"uniform"``,
+:func:`~rankopt.search._allocation.allocate_uniform` gives every layer one rank fraction
+times its weight, the largest that fits (at low budgets crushing a few layers to rank 1-2
+can fine-tune worse than keeping every layer at a moderate rank; the sampler learns which
+wins). The plan is a deterministic function of the parameters.
 
 Where the space differs from design.md's first picture: ranks are no longer fractions
 repaired by one global scale (that crushed sampled plans to rank 1-2 and hid the realised
@@ -23,7 +28,6 @@ ranks from the sampler); GKPD uses its default factor shape.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -31,8 +35,9 @@ import optuna
 from rankopt.errors import UnknownNameError
 from rankopt.evaluators import LatencyTable, ModelProfile
 from rankopt.plan import CompressionPlan, LayerPlan
-from rankopt.search._allocation import Candidate, allocate, resource
+from rankopt.search._allocation import Candidate, allocate, allocate_uniform, resource
 from rankopt.search._budget import Budget
+from rankopt.search._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
 from rankopt.search._reach import min_cost, min_latency_ms
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.spaces import LayerInfo, get_method, list_methods
@@ -41,38 +46,6 @@ __all__ = ["DEFAULT_MIN_LAYER_SHARE", "Proposal", "Realised", "SearchSpace"]
 
 DEFAULT_MIN_LAYER_SHARE = 0.005
 """Layers below this share of the dense model's MACs and of its parameters stay dense."""
-
-WEIGHT_RANGE = (0.25, 4.0)
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """The sampled parameters of one trial.
-
-    Attributes:
-        methods: Layer -> method to allocate ranks for (the allocation may still keep it).
-        weights: Layer -> factor on its sensitivity (> 0).
-        target: Fraction of dense to allocate (None: the budget).
-    """
-
-    methods: Mapping[str, str]
-    weights: Mapping[str, float] = field(default_factory=dict)
-    target: float | None = None
-
-
-@dataclass(frozen=True)
-class Realised:
-    """A proposal's realised plan.
-
-    Attributes:
-        layers: The per-layer plans (model order, integer ranks).
-        macs: Analytic multiply-accumulates per image of the model.
-        n_params: Analytic parameter count of the model.
-    """
-
-    layers: tuple[LayerPlan, ...]
-    macs: int
-    n_params: int
 
 
 class SearchSpace:
@@ -175,7 +148,11 @@ class SearchSpace:
                     continue
                 seen.add(frozen)
                 latency_ms = self._latency_ms(layer, method, ranks, options)
-                out.append(Candidate(method, ranks, options, macs, n_params, 0.0, latency_ms))
+                full = m.rank_space(info, options)
+                fraction = max((r / full[k] for k, r in ranks.items()), default=1.0)
+                out.append(
+                    Candidate(method, ranks, options, macs, n_params, 0.0, latency_ms, fraction)
+                )
             self._candidates[key] = tuple(sorted(out, key=lambda c: (c.macs, c.n_params)))
         return self._candidates[key]
 
@@ -257,7 +234,8 @@ class SearchSpace:
         if with_target:
             low, high = self.target_range(budget)
             target = trial.suggest_float("target", low, high, log=True) if low < high else 1.0
-        return Proposal(methods, weights, target)
+        allocation = str(trial.suggest_categorical("allocation", ALLOCATIONS))
+        return Proposal(methods, weights, target, allocation)
 
     def params_of(self, proposal: Proposal) -> dict[str, Any]:
         """Trial parameters that make :meth:`suggest` return ``proposal`` (for seeding)."""
@@ -268,6 +246,7 @@ class SearchSpace:
             params[self.param_name(name, "weight")] = min(WEIGHT_RANGE[1], max(WEIGHT_RANGE[0], w))
         if proposal.target is not None:
             params["target"] = proposal.target
+        params["allocation"] = proposal.allocation
         return params
 
     def proposal_from_params(self, params: Mapping[str, Any]) -> Proposal:
@@ -276,7 +255,8 @@ class SearchSpace:
         methods = {n: str(params[self.param_name(n, "method")]) for n in self.choices}
         weights = {n: float(params[self.param_name(n, "weight")]) for n in self.choices}
         target = params.get("target")
-        return Proposal(methods, weights, None if target is None else float(target))
+        allocation = str(params.get("allocation", "sensitivity"))
+        return Proposal(methods, weights, None if target is None else float(target), allocation)
 
     # ------------------------------------------------------------------ realising
     def scored(
@@ -290,7 +270,16 @@ class SearchSpace:
             for c in self.candidates(layer, method):
                 score = sensitivity.score(layer, method, c.macs)
                 out.append(
-                    Candidate(c.method, c.ranks, c.options, c.macs, c.n_params, score, c.latency_ms)
+                    Candidate(
+                        c.method,
+                        c.ranks,
+                        c.options,
+                        c.macs,
+                        c.n_params,
+                        score,
+                        c.latency_ms,
+                        c.fraction,
+                    )
                 )
         return out
 
@@ -300,14 +289,17 @@ class SearchSpace:
         weights: Mapping[str, float],
         budget: Budget,
         sensitivity: SensitivityProfile,
+        allocation: str = "sensitivity",
     ) -> Realised | None:
-        """Allocate ranks over per-layer method sets within ``budget``; None if none fits."""
+        """Allocate ranks over per-layer method sets within ``budget`` (``allocation``:
+        ``"sensitivity"`` or ``"uniform"``); None if none fits."""
         names = list(self.choices)
         limits = budget.limits()
         keeps = [self.keep(n) for n in names]
         dense = self.dense_costs()
         fixed = {k: dense[k] - sum(resource(c, k) for c in keeps) for k in limits}
-        chosen = allocate(
+        how = allocate_uniform if allocation == "uniform" else allocate
+        chosen = how(
             [self.scored(n, methods[n], sensitivity) for n in names],
             [float(weights.get(n, 1.0)) for n in names],
             limits,
@@ -354,7 +346,9 @@ class SearchSpace:
         """
         target = self.target_budget(proposal, budget)
         methods = {n: [proposal.methods[n]] for n in self.choices}
-        realised = self.allocate_methods(methods, proposal.weights, target, sensitivity)
+        realised = self.allocate_methods(
+            methods, proposal.weights, target, sensitivity, proposal.allocation
+        )
         if realised is None:
             # The sampled methods cannot reach the budget (their cheapest points are too
             # costly): let every layer use any offered method, keeping the weights. Still a
