@@ -93,3 +93,13 @@ def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
     )
     assert more and ("conv2", "spatial_svd", 1) in table3.curves
     assert table3.curves[("conv2", "svd", 1)] == table.curves[("conv2", "svd", 1)]
+
+
+def test_measured_ratios_are_made_monotone_in_macs() -> None:
+    from rankopt.evaluators._latency_table import _monotone
+
+    # a dip (0.5 between 0.8 and 0.9) is noise: more rank never runs faster
+    fitted = _monotone([(10, 0.8), (20, 0.5), (30, 0.9), (40, 1.2)])
+    assert [m for m, _ in fitted] == [10, 20, 30, 40]
+    assert [round(r, 6) for _, r in fitted] == [0.65, 0.65, 0.9, 1.2]
+    assert _monotone([(1, 0.1), (2, 0.2)]) == ((1, 0.1), (2, 0.2))

@@ -30,6 +30,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -63,7 +64,10 @@ __all__ = [
     "time_swapped_ms",
 ]
 
-LATENCY_SCHEMA_VERSION = 2
+LATENCY_SCHEMA_VERSION = 3
+MIN_TIMED_S = 0.3
+"""Each variant is timed for at least this long in all (more rounds at small batches)."""
+MAX_RUNS = 300
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, what)`` called after each measured unit."""
@@ -191,6 +195,21 @@ class LatencyTable:
         return total
 
 
+def _monotone(points: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """Isotonic (non-decreasing in MACs) fit of one method's measured ratios by pool-adjacent-
+    violators: more rank never runs faster, and a timing that dips below its neighbours is
+    noise the allocation would otherwise exploit (it picks what looks fastest)."""
+    blocks: list[list[float]] = []  # [sum, count] per pooled block
+    for _, ratio in points:
+        blocks.append([ratio, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    fitted = [total / count for total, count in blocks for _ in range(int(count))]
+    return tuple((macs, value) for (macs, _), value in zip(points, fitted, strict=True))
+
+
 def _cache_file(cache_dir: Path, key: Mapping[str, Any]) -> Path:
     digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8)
     return cache_dir / "latency" / f"{digest.hexdigest()}.json"
@@ -291,6 +310,7 @@ def latency_table(
             if wanted or "model_ms" not in entry:
                 todo[(bs, name)] = wanted
     total = len(todo)
+    probe_ms: dict[int, float] = {}
     for done, ((bs, name), wanted) in enumerate(todo.items(), start=1):
         layer = layers[name]
         x = torch.randn((bs, *input_shape), generator=gen)
@@ -300,7 +320,12 @@ def latency_table(
             for ranks in rank_grid(m, layer, n_grid):
                 modules.append(method_module(m, layer, ranks, gen).eval())
                 points.append((m, ranks, get_method(m).macs(layer, ranks)))
-        times = time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=n_runs)
+        # Enough rounds for each variant to run about MIN_TIMED_S in all: at batch 1 the
+        # model takes ~1 ms and one layer's change is tens of microseconds.
+        if bs not in probe_ms:
+            probe_ms[bs] = time_swapped_ms(host, name, modules[:1], x, n_runs=3)[0]
+        runs = max(n_runs, min(MAX_RUNS, math.ceil(MIN_TIMED_S * 1000 / probe_ms[bs])))
+        times = time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=runs)
         entry = entries.setdefault(str(bs), {})
         entry.setdefault("model_ms", times[0])
         per_layer = entry.setdefault("layers", {}).setdefault(name, {})
@@ -323,10 +348,11 @@ def latency_table(
             for m, found in entries[str(bs)].get("layers", {}).get(name, {}).items():
                 if m in methods and found["points"]:
                     ref = float(found["model_ms"])  # the dense model in the same rounds
-                    curves[(name, m, bs)] = tuple(
+                    measured = sorted(
                         (int(p["macs"]), (share + float(p["model_ms"]) - ref) / share)
                         for p in found["points"]
                     )
+                    curves[(name, m, bs)] = _monotone(measured)
     return LatencyTable(
         layers=layers,
         batch_sizes=tuple(batch_sizes),
