@@ -14,6 +14,7 @@ Neutral ground: used by :mod:`rankopt._storage` (which builds the callback) and 
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import warnings
@@ -88,6 +89,26 @@ class LostTrialCallback:
         self.retry(study, trial)
 
 
+def heartbeat_times(study: optuna.Study) -> dict[int, datetime.datetime]:
+    """Time of the last heartbeat of each RUNNING trial that has one, by trial number
+    (the database's clock, naive)."""
+    from optuna.storages._rdb import models
+    from sqlalchemy.orm import Session
+
+    rdb = _rdb(study._storage)
+    if rdb is None or rdb.heartbeat_interval is None:
+        return {}
+    with Session(rdb.engine) as session:
+        rows = (
+            session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
+            .join(models.TrialHeartbeatModel)
+            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+    return {int(n): beat.replace(tzinfo=None) for n, beat in rows}
+
+
 def heartbeat_ages_s(study: optuna.Study) -> dict[int, float]:
     """Seconds since the last heartbeat of each RUNNING trial that has one, by trial number.
 
@@ -124,10 +145,11 @@ def fail_lost_trials(
 ) -> list[int]:
     """Before a worker exits: fail every RUNNING trial whose heartbeat went stale.
 
-    A trial that already missed a heartbeat (no heartbeat for more than 1.5 intervals) but
-    is not stale yet is waited for, at most one grace period: its worker is probably gone,
-    and once this worker exits nobody else may be left to fail it. Live trials (recent
-    heartbeats) are left alone. Failed trials get ``fail_reason`` and a retry (WAITING) from
+    Every RUNNING trial is watched until it is shown alive (a heartbeat newer than when the
+    watch began: its worker will finish it), leaves RUNNING, or goes stale and is failed; at
+    most one grace period plus two intervals. A worker killed a moment before this one
+    exits still has a recent heartbeat, and once this worker exits nobody else may be left
+    to fail its trial. Failed trials get ``fail_reason`` and a retry (WAITING) from
     the storage's stale-trial callback.
 
     Args:
@@ -147,19 +169,26 @@ def fail_lost_trials(
     running_before = {
         t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     }
-    deadline = clock() + grace + interval
+    deadline = clock() + grace + 2 * interval
     told = False
+    first = heartbeat_times(study)
+    watched = set(first)  # RUNNING trials not yet shown to be alive
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        late = [n for n, age in heartbeat_ages_s(study).items() if age > 1.5 * interval]
-        if not late or clock() > deadline:
+        beats = heartbeat_times(study)
+        # A heartbeat newer than when we started watching: its worker is alive and will
+        # finish the trial itself. Whatever else is still RUNNING may belong to a worker
+        # that died a moment ago (its last heartbeat still recent): wait until it is stale.
+        alive = {n for n, beat in beats.items() if n in first and beat > first[n]}
+        watched = {n for n in watched if n in beats and n not in alive}
+        if not watched or clock() > deadline:
             break
         if not told:
             say(
-                f"waiting up to {grace:g} s for running trial(s) {late} that missed "
-                "heartbeats: failed and re-queued if their worker is gone"
+                f"waiting up to {grace + 2 * interval:g} s for running trial(s) "
+                f"{sorted(watched)}: failed and re-queued if their worker is gone"
             )
             told = True
         pause(min(_POLL_S, interval))
