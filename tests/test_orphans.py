@@ -218,4 +218,4 @@ def test_exit_waits_for_a_trial_that_missed_heartbeats_and_leaves_live_ones(
     pauses.clear()  # only the live trial: watched until its next heartbeat, one pause
     assert fail_lost_trials(study, pause=time_passes) == []
     assert len(pauses) == 1
-    assert study.get_trials()[-2].state == TrialState.RUNNING
+    assert {t._trial_id: t for t in study.get_trials()}[live].state == TrialState.RUNNING
