@@ -89,39 +89,16 @@ class LostTrialCallback:
         self.retry(study, trial)
 
 
-def heartbeat_times(study: optuna.Study) -> dict[int, datetime.datetime]:
-    """Time of the last heartbeat of each RUNNING trial that has one, by trial number
-    (the database's clock, naive)."""
-    from optuna.storages._rdb import models
-    from sqlalchemy.orm import Session
-
-    rdb = _rdb(study._storage)
-    if rdb is None or rdb.heartbeat_interval is None:
-        return {}
-    with Session(rdb.engine) as session:
-        rows = (
-            session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
-            .join(models.TrialHeartbeatModel)
-            .filter(models.TrialModel.study_id == study._study_id)
-            .filter(models.TrialModel.state == TrialState.RUNNING)
-            .all()
-        )
-    return {int(n): beat.replace(tzinfo=None) for n, beat in rows}
-
-
-def heartbeat_ages_s(study: optuna.Study) -> dict[int, float]:
-    """Seconds since the last heartbeat of each RUNNING trial that has one, by trial number.
-
-    Measured on the database's clock (heartbeats are written with its ``now()``). Empty for
-    storages without heartbeats.
-    """
+def _heartbeats(study: optuna.Study) -> tuple[datetime.datetime, dict[int, datetime.datetime]]:
+    """The database's ``now()`` and the last heartbeat of each RUNNING trial that has one,
+    by trial number (naive, the database's clock); no rows without heartbeats."""
     import sqlalchemy
     from optuna.storages._rdb import models
     from sqlalchemy.orm import Session
 
     rdb = _rdb(study._storage)
     if rdb is None or rdb.heartbeat_interval is None:
-        return {}
+        return datetime.datetime.min, {}
     with Session(rdb.engine) as session:
         now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
         rows = (
@@ -132,8 +109,23 @@ def heartbeat_ages_s(study: optuna.Study) -> dict[int, float]:
             .all()
         )
     assert now is not None
-    now = now.replace(tzinfo=None)
-    return {int(n): (now - beat.replace(tzinfo=None)).total_seconds() for n, beat in rows}
+    return now.replace(tzinfo=None), {int(n): beat.replace(tzinfo=None) for n, beat in rows}
+
+
+def heartbeat_times(study: optuna.Study) -> dict[int, datetime.datetime]:
+    """Time of the last heartbeat of each RUNNING trial that has one, by trial number
+    (the database's clock, naive)."""
+    return _heartbeats(study)[1]
+
+
+def heartbeat_ages_s(study: optuna.Study) -> dict[int, float]:
+    """Seconds since the last heartbeat of each RUNNING trial that has one, by trial number.
+
+    Measured on the database's clock (heartbeats are written with its ``now()``). Empty for
+    storages without heartbeats.
+    """
+    now, beats = _heartbeats(study)
+    return {n: (now - beat).total_seconds() for n, beat in beats.items()}
 
 
 def fail_lost_trials(
