@@ -19,6 +19,7 @@ from rankopt.search._allocation import Candidate, allocate, allocate_uniform
 from rankopt.search._budget import Budget
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import SearchSpace
+from rankopt.spaces import get_method
 
 SHAPE = (1, 8, 8)
 FAST: dict[str, Any] = {"finetune_steps": 15, "finetune_samples": 256, "batch_size": 32}
@@ -343,3 +344,18 @@ def test_uniform_allocation_gives_every_layer_one_rank_fraction() -> None:
     weighted = allocate_uniform([small, large], [2.0, 1.0], {"macs": 550}, {})
     assert weighted is not None and [c.fraction for c in weighted] == [0.9, 0.4]
     assert allocate_uniform([small, large], [1.0, 1.0], {"macs": 100}, {}) is None
+
+
+def test_rank_multiple_rounds_every_offered_rank(tiny_resnet: nn.Module) -> None:
+    space = SearchSpace(profile(tiny_resnet, (3, 16, 16)), min_layer_share=0.0, rank_multiple=4)
+    checked = 0
+    for name, methods in space.choices.items():
+        info = space.layer(name)
+        for method in methods:
+            full = get_method(method).rank_space(info)
+            for c in space.candidates(name, method):
+                for k, r in c.ranks.items():
+                    assert r % 4 == 0 or r == full[k], (name, method, c.ranks, full)
+                    checked += 1
+                assert c.macs < info.macs
+    assert checked > 20

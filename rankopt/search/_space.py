@@ -40,7 +40,7 @@ from rankopt.search._budget import Budget
 from rankopt.search._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
 from rankopt.search._reach import min_cost, min_latency_ms
 from rankopt.search._sensitivity import SensitivityProfile
-from rankopt.spaces import LayerInfo, get_method, list_methods
+from rankopt.spaces import LayerInfo, get_method, list_methods, round_ranks
 
 __all__ = ["DEFAULT_MIN_LAYER_SHARE", "Proposal", "Realised", "SearchSpace"]
 
@@ -137,10 +137,11 @@ class SearchSpace:
             info = self._layers[layer]
             m = get_method(method)
             options = m.default_options(info)
+            full = m.rank_space(info, options)
             seen: set[tuple[tuple[str, int], ...]] = set()
             out = []
             for ranks in m.useful_ranks(info, options, min_rank=self.min_rank(info)):
-                ranks = self._rounded(ranks, m.rank_space(info, options))
+                ranks = round_ranks(ranks, self.rank_multiple, full)
                 frozen = tuple(sorted(ranks.items()))
                 macs = m.macs(info, ranks, options)
                 n_params = m.n_params(info, ranks, options)
@@ -148,7 +149,6 @@ class SearchSpace:
                     continue
                 seen.add(frozen)
                 latency_ms = self._latency_ms(layer, method, ranks, options)
-                full = m.rank_space(info, options)
                 fraction = max((r / full[k] for k, r in ranks.items()), default=1.0)
                 out.append(
                     Candidate(method, ranks, options, macs, n_params, 0.0, latency_ms, fraction)
@@ -176,15 +176,6 @@ class SearchSpace:
         if table is None:
             return {}
         return {b: table.predict_model_ms(layers, b) for b in table.batch_sizes}
-
-    def _rounded(self, ranks: Mapping[str, int], full: Mapping[str, int]) -> dict[str, int]:
-        k = self.rank_multiple
-        if k <= 1:
-            return dict(ranks)
-        return {
-            name: min(full[name], max(k, k * round(r / k))) if full[name] >= k else full[name]
-            for name, r in ranks.items()
-        }
 
     def layer_plan(self, layer: str, c: Candidate) -> LayerPlan:
         """The :class:`LayerPlan` of candidate ``c`` on ``layer`` (with its full ranks, so that
