@@ -271,6 +271,15 @@ class DecompositionMethod(abc.ABC):
         weight = torch.randn(layer.weight_shape, generator=generator, dtype=torch.float64)
         return self.decompose(weight, layer, ranks, options)
 
+    def _require_override(self, other: str) -> None:
+        """The defaults of ``decompose`` and ``decompose_from_basis`` call each other: each
+        needs ``other`` overridden, or it would recurse forever."""
+        if not _overrides(type(self), other):
+            raise NotImplementedError(
+                f"method {getattr(self, 'name', '?')!r} ({type(self).__qualname__}) must override "
+                "decompose or decompose_from_basis"
+            )
+
     def decompose(
         self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
     ) -> Factors:
@@ -280,11 +289,7 @@ class DecompositionMethod(abc.ABC):
         :meth:`decompose_from_basis`; a method overrides either this (no reusable basis,
         e.g. CP) or those two.
         """
-        if not _overrides(type(self), "decompose_from_basis"):
-            raise NotImplementedError(
-                f"method {getattr(self, 'name', '?')!r} ({type(self).__qualname__}) must override "
-                "decompose or decompose_from_basis"
-            )
+        self._require_override("decompose_from_basis")
         return self.decompose_from_basis(
             self.cache_basis(weight, layer, options), weight, layer, ranks, options
         )
@@ -317,11 +322,7 @@ class DecompositionMethod(abc.ABC):
 
         The default ignores ``basis`` and calls :meth:`decompose`.
         """
-        if not _overrides(type(self), "decompose"):
-            raise NotImplementedError(
-                f"method {getattr(self, 'name', '?')!r} ({type(self).__qualname__}) must override "
-                "decompose or decompose_from_basis"
-            )
+        self._require_override("decompose")
         return self.decompose(weight, layer, ranks, options)
 
     @abc.abstractmethod
