@@ -12,9 +12,30 @@ from torch.utils.data import Subset
 from rankopt.data._splits import DataSplits, split_indices
 from rankopt.errors import DataError
 
-__all__ = ["stream_image_folder"]
+__all__ = ["GRAY_MODES", "resolve_image_size", "stream_image_folder"]
 
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+"""PIL modes read as one grey channel (every other mode is read as RGB)."""
+
+
+def resolve_image_size(
+    image_size: int | Sequence[int] | None, first_wh: tuple[int, int]
+) -> tuple[int, int]:
+    """``(height, width)`` images are resized to: ``image_size`` (an int for a square),
+    else the first image's size (PIL's ``(width, height)``).
+
+    Raises:
+        DataError: a size below 1.
+    """
+    if image_size is None:
+        size = (int(first_wh[1]), int(first_wh[0]))
+    elif isinstance(image_size, int):
+        size = (image_size, image_size)
+    else:
+        size = (int(image_size[0]), int(image_size[1]))
+    if min(size) < 1:
+        raise DataError(f"image_size {image_size!r} must be positive")
+    return size
 
 
 class _Part(Subset[Any]):
@@ -106,17 +127,10 @@ def stream_image_folder(
                 first_size = first_size or opened.size
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"image file {file!r} cannot be read: {exc}") from exc
-    mode = "L" if modes <= set(_GRAY_MODES) else "RGB"
+    mode = "L" if modes <= set(GRAY_MODES) else "RGB"
     channels = 1 if mode == "L" else 3
-    if image_size is None:
-        assert first_size is not None
-        size = (int(first_size[1]), int(first_size[0]))
-    elif isinstance(image_size, int):
-        size = (image_size, image_size)
-    else:
-        size = (int(image_size[0]), int(image_size[1]))
-    if min(size) < 1:
-        raise DataError(f"image_size {image_size!r} must be positive")
+    assert first_size is not None
+    size = resolve_image_size(image_size, first_size)
     mean_c = _check_stats("mean", mean, channels)
     std_c = _check_stats("std", std, channels)
     steps: list[Any] = [transforms.Resize(size), transforms.ToTensor()]

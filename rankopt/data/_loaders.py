@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from rankopt.data._builtin import BUILTIN_DATA, load_builtin
-from rankopt.data._folder import stream_image_folder
+from rankopt.data._folder import GRAY_MODES, resolve_image_size, stream_image_folder
 from rankopt.data._splits import DataSplits, split_indices
 from rankopt.errors import DataError, UnknownNameError, first_line
 
@@ -236,17 +236,9 @@ def _load_image_folder(
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"image file {file!r} cannot be read: {exc}") from exc
         labels.append(int(label))
-    grayscale = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in pil_images)
+    grayscale = all(im.mode in GRAY_MODES for im in pil_images)
     mode = "L" if grayscale else "RGB"
-    if image_size is None:
-        w0, h0 = pil_images[0].size
-        size = (h0, w0)
-    elif isinstance(image_size, int):
-        size = (image_size, image_size)
-    else:
-        size = (int(image_size[0]), int(image_size[1]))
-    if min(size) < 1:
-        raise DataError(f"image_size {image_size!r} must be positive")
+    size = resolve_image_size(image_size, pil_images[0].size)
     tensors = []
     for original in pil_images:
         im = original.convert(mode)
