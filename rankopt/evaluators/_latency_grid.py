@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rankopt.spaces import LayerInfo, get_method
+from rankopt.spaces import ranks_at_fraction as ranks_at_fraction_of
 
 __all__ = [
     "layer_input",
@@ -119,8 +120,7 @@ def ranks_at_fraction(
     method: str, layer: LayerInfo, fraction: float, options: Mapping[str, Any] | None = None
 ) -> dict[str, int]:
     """Every rank of ``method`` at ``fraction`` of its full rank (rounded, in ``[1, full]``)."""
-    full = get_method(method).rank_space(layer, options)
-    return {k: min(f, max(1, round(fraction * f))) for k, f in full.items()}
+    return ranks_at_fraction_of(get_method(method).rank_space(layer, options), fraction)
 
 
 def rank_grid(

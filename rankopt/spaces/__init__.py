@@ -18,6 +18,7 @@ from rankopt.spaces._base import (
     Factors,
     get_method,
     list_methods,
+    ranks_at_fraction,
     register_method,
 )
 from rankopt.spaces._build import (
@@ -46,6 +47,7 @@ __all__ = [
     "evbmf",
     "get_method",
     "list_methods",
+    "ranks_at_fraction",
     "reconstruction_error",
     "register_method",
     "round_rank",

@@ -17,6 +17,7 @@ __all__ = [
     "Factors",
     "get_method",
     "list_methods",
+    "ranks_at_fraction",
     "register_method",
 ]
 
@@ -164,8 +165,7 @@ class DecompositionMethod(abc.ABC):
             steps[-1] = top
         path: list[dict[str, int]] = []
         for step in steps:
-            f = step / top
-            ranks = {k: max(1, min(v, round(f * v))) for k, v in full.items()}
+            ranks = ranks_at_fraction(full, step / top)
             if not path or ranks != path[-1]:
                 path.append(ranks)
         return path
@@ -336,6 +336,12 @@ class DecompositionMethod(abc.ABC):
 def _overrides(cls: type[DecompositionMethod], name: str) -> bool:
     """Whether ``cls`` (or a base between it and DecompositionMethod) defines ``name``."""
     return getattr(cls, name) is not getattr(DecompositionMethod, name)
+
+
+def ranks_at_fraction(full: Ranks, fraction: float) -> dict[str, int]:
+    """Every rank at ``fraction`` of its full value, rounded, within ``[1, full]`` (the rank
+    names of one method tied to one fraction)."""
+    return {k: max(1, min(v, round(fraction * v))) for k, v in full.items()}
 
 
 _REGISTRY: dict[str, DecompositionMethod] = {}
