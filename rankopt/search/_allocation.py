@@ -98,10 +98,16 @@ def allocate(
         for cands in candidates
     ]
 
+    # (weighted score, normalised cost) per candidate, once: pick() runs ~100 times
+    terms = [
+        [(w * c.score, _norm_cost(c, limits)) for c in cands]
+        for cands, w in zip(ordered, weights, strict=True)
+    ]
+
     def pick(lam: float) -> list[Candidate]:
         out = []
-        for cands, w in zip(ordered, weights, strict=True):
-            values = [w * c.score + lam * _norm_cost(c, limits) for c in cands]
+        for cands, layer_terms in zip(ordered, terms, strict=True):
+            values = [score + lam * cost for score, cost in layer_terms]
             out.append(cands[values.index(min(values))])  # ties: the cheaper
         return out
 

@@ -28,6 +28,7 @@ ranks from the sampler); GKPD uses its default factor shape.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -257,21 +258,9 @@ class SearchSpace:
         out = [self.keep(layer)]
         for method in methods:
             if method not in sensitivity.points.get(layer, {}):
-                continue  # every measured decomposition failed: not offered
+                continue  # not in the profile (a study resumed with other methods is re-profiled)
             for c in self.candidates(layer, method):
-                score = sensitivity.score(layer, method, c.macs)
-                out.append(
-                    Candidate(
-                        c.method,
-                        c.ranks,
-                        c.options,
-                        c.macs,
-                        c.n_params,
-                        score,
-                        c.latency_ms,
-                        c.fraction,
-                    )
-                )
+                out.append(replace(c, score=sensitivity.score(layer, method, c.macs)))
         return out
 
     def allocate_methods(
