@@ -29,6 +29,7 @@ from rankopt.plan import apply_plan
 
 if TYPE_CHECKING:
     from rankopt.search._objective import TrialData
+    from rankopt.search._space import SearchSpace
 
 __all__ = ["SCHEMA_VERSION", "SensitivityProfile", "measure_sensitivity", "study_sensitivity"]
 
@@ -149,7 +150,7 @@ def kl_score(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> floa
 
 def measure_sensitivity(
     model: nn.Module,
-    space: Any,
+    space: SearchSpace,
     images: torch.Tensor,
     teacher_logits: torch.Tensor,
     *,
@@ -230,7 +231,7 @@ def measure_sensitivity(
 def study_sensitivity(
     study: optuna.Study,
     model: nn.Module,
-    space: Any,
+    space: SearchSpace,
     data: TrialData,
     say: Callable[[str], None],
 ) -> SensitivityProfile:
