@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from rankopt.errors import SettingsError
-from rankopt.evaluators._complexity import profile
+from rankopt.evaluators._complexity import ModelProfile, profile
 from rankopt.evaluators._latency_grid import (
     machine_signature,
     method_module,
@@ -248,6 +248,7 @@ def latency_table(
     cache_dir: str | Path | None = None,
     refresh: bool = False,
     progress: ProgressFn | None = None,
+    model_profile: ModelProfile | None = None,
 ) -> LatencyTable:
     """Measure (or load from the disk cache) the latency table of ``model`` on this machine.
 
@@ -265,6 +266,7 @@ def latency_table(
         cache_dir: Cache root (default ``$RANKOPT_CACHE_DIR`` or ``~/.cache/rankopt``).
         refresh: Measure everything again, ignoring cached entries.
         progress: Called as ``progress(done, total, what)`` after each measured unit.
+        model_profile: ``profile(model, input_shape)`` when the caller has it already.
 
     Returns:
         The :class:`LatencyTable`.
@@ -293,12 +295,11 @@ def latency_table(
             if loaded.get("schema_version") == LATENCY_SCHEMA_VERSION and loaded.get("key") == key:
                 data = loaded
 
-    prof = profile(model, input_shape)
+    prof = model_profile if model_profile is not None else profile(model, input_shape)
     layers = {layer.name: layer for layer in prof.eligible_layers}
     model_key = f"{model_fingerprint(model)}:{tuple(input_shape)}"
     entries = data["models"].setdefault(model_key, {})
     gen = torch.Generator().manual_seed(0)
-    host = copy.deepcopy(model).cpu().float().eval()
 
     # Work still missing: (batch_size, layer) -> methods to measure.
     todo: dict[tuple[int, str], list[str]] = {}
@@ -311,6 +312,7 @@ def latency_table(
                 todo[(bs, name)] = wanted
     total = len(todo)
     probe_ms: dict[int, float] = {}
+    host = copy.deepcopy(model).cpu().float().eval() if todo else model
     for done, ((bs, name), wanted) in enumerate(todo.items(), start=1):
         layer = layers[name]
         x = torch.randn((bs, *input_shape), generator=gen)

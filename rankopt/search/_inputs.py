@@ -12,6 +12,7 @@ from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError
 from rankopt.evaluators import (
     LatencyTable,
+    ModelProfile,
     compute_logits,
     compute_logits_and_labels,
     latency_table,
@@ -96,7 +97,7 @@ def prepare_data(
 
 def measure_latency_table(
     model: nn.Module,
-    shape: tuple[int, ...],
+    prof: ModelProfile,
     methods: Sequence[str] | None,
     say: Callable[[str], None],
 ) -> LatencyTable:
@@ -116,4 +117,5 @@ def measure_latency_table(
             last[0] = now
 
     say(f"latency table on this machine ({torch.get_num_threads()} threads; cached on disk)")
-    return latency_table(model, shape, wanted, progress=progress)
+    shape = tuple(prof.input_shape)
+    return latency_table(model, shape, wanted, progress=progress, model_profile=prof)

@@ -232,7 +232,7 @@ def _search(
     n_outputs = check_labels(model, train, val)
     table = None
     if max_latency is not None or "latency_ms" in s.objectives:
-        table = measure_latency_table(model, shape, s.methods, say)
+        table = measure_latency_table(model, prof, s.methods, say)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
