@@ -116,22 +116,28 @@ def test_export_best_under_max_macs(
     dense = study.user_attrs["dense"]["macs"]
     done = study.get_trials(states=(TrialState.COMPLETE,))
     for limit in (sorted(t.user_attrs["macs"] for t in done)[len(done) // 2], 0.5 * dense):
-        out_path = tmp_path / "best.json"
         flag = "50%" if limit == 0.5 * dense else str(limit)  # relative and absolute forms
-        rc, _, err = _cli(
-            capsys,
-            "export",
-            *_study_args(finished_study),
-            "--max-macs",
-            flag,
-            "--out",
-            str(out_path),
-        )
-        assert rc == 0, err
-        plan = json.loads(out_path.read_text())
-        best = max(t.user_attrs["accuracy"] for t in done if t.user_attrs["macs"] <= limit)
-        assert plan["metrics"]["accuracy"] == pytest.approx(best)
-        assert plan["metrics"]["macs"] <= limit
+        _check_export_max_macs(finished_study, capsys, tmp_path, flag, limit, done)
+
+
+def _check_export_max_macs(
+    finished_study: dict[str, Any],
+    capsys: Any,
+    tmp_path: Path,
+    flag: str,
+    limit: float,
+    done: list[Any],
+) -> None:
+    """``export --max-macs flag`` writes the most accurate complete trial within ``limit``."""
+    out_path = tmp_path / "best.json"
+    rc, _, err = _cli(
+        capsys, "export", *_study_args(finished_study), "--max-macs", flag, "--out", str(out_path)
+    )
+    assert rc == 0, err
+    plan = json.loads(out_path.read_text())
+    best = max(t.user_attrs["accuracy"] for t in done if t.user_attrs["macs"] <= limit)
+    assert plan["metrics"]["accuracy"] == pytest.approx(best)
+    assert plan["metrics"]["macs"] <= limit
 
 
 def test_export_reads_the_search_budget_grammar(
@@ -145,21 +151,7 @@ def test_export_reads_the_search_budget_grammar(
     median = sorted(t.user_attrs["macs"] for t in done)[len(done) // 2]
     kilo = math.ceil(median / 1000)
     for flag, limit in (("4M", 4e6), (f"{kilo}k", kilo * 1000)):
-        out_path = tmp_path / "best.json"
-        rc, _, err = _cli(
-            capsys,
-            "export",
-            *_study_args(finished_study),
-            "--max-macs",
-            flag,
-            "--out",
-            str(out_path),
-        )
-        assert rc == 0, err
-        plan = json.loads(out_path.read_text())
-        best = max(t.user_attrs["accuracy"] for t in done if t.user_attrs["macs"] <= limit)
-        assert plan["metrics"]["accuracy"] == pytest.approx(best)
-        assert plan["metrics"]["macs"] <= limit
+        _check_export_max_macs(finished_study, capsys, tmp_path, flag, limit, done)
 
 
 def test_plot_and_report_write_offline_html(
