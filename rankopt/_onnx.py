@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import io
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "OnnxCheck",
     "check_onnx",
     "export_onnx",
+    "onnx_session",
     "save_model",
 ]
 
@@ -156,15 +158,29 @@ def export_onnx(
     out = Path(path)
     shape = tuple(int(s) for s in input_shape)
     net = _exportable_copy(model)
-    example = torch.zeros(1, *shape)
     partial = out.with_name(out.name + ".partial")
+    try:
+        _export(net, shape, str(partial))
+    except ModelError:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(out)
+    return check_onnx(net, shape, out) if check else None
+
+
+def _export(net: nn.Module, shape: tuple[int, ...], target: str | io.BytesIO) -> None:
+    """``torch.onnx.export`` of an exportable copy (dynamic batch) to a path or buffer.
+
+    Raises:
+        ModelError: the exporter fails (its first line quoted).
+    """
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 net,
-                (example,),
-                str(partial),
+                (torch.zeros(1, *shape),),
+                target,  # type: ignore[arg-type]  # a file-like object works (BytesIO)
                 dynamo=False,
                 opset_version=ONNX_OPSET,
                 input_names=["input"],
@@ -173,13 +189,30 @@ def export_onnx(
                 verbose=False,
             )
     except Exception as exc:
-        partial.unlink(missing_ok=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"torch.onnx.export cannot export {type(model).__name__}: {first}"
-        ) from None
-    partial.replace(out)
-    return check_onnx(net, shape, out) if check else None
+        raise ModelError(f"torch.onnx.export cannot export {type(net).__name__}: {first}") from None
+
+
+def onnx_session(model: nn.Module, input_shape: Sequence[int], n_threads: int = 1) -> Any:
+    """An onnxruntime CPU ``InferenceSession`` of ``model`` exported in memory (dynamic
+    batch, input ``"input"``), all graph optimisations on, ``n_threads`` intra-op threads
+    and sequential execution: the runtime people deploy the exported file with.
+
+    Raises:
+        RankoptError: ``onnx`` / ``onnxruntime`` are missing.
+        ModelError: the model cannot be exported.
+    """
+    _require("onnx")
+    ort = _require("onnxruntime")
+    buffer = io.BytesIO()
+    _export(_exportable_copy(model), tuple(int(s) for s in input_shape), buffer)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
 def check_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path) -> OnnxCheck:

@@ -28,6 +28,7 @@ from rankopt._cli import (
     cmd_search,
     cmd_workers,
 )
+from rankopt.evaluators._runtimes import RUNTIMES
 
 __all__ = ["build_parser", "main"]
 
@@ -110,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--measure-latency", action="store_true", help="store batch-1 CPU latency per trial"
+    )
+    p.add_argument(
+        "--latency-runtime",
+        default="torch",
+        choices=sorted(RUNTIMES),
+        help="where latency is measured for --max-latency, the latency_ms objective and "
+        "--measure-latency: eager PyTorch, or ONNX Runtime on the model as "
+        "`rankopt apply --out x.onnx` exports it (default: %(default)s)",
     )
     add_worker_args(p)
     add_device_arg(p)

@@ -292,17 +292,22 @@ def test_a_latency_budget_is_met_by_every_trial_as_predicted(
 ) -> None:
     # Timings replaced by a deterministic cost model: the test checks the allocation under a
     # latency budget, not this machine's speed (benchmarks/ measure that).
-    from rankopt.evaluators import _latency_table
+    from rankopt.evaluators._runtimes import TorchRuntime
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
 
     def swapped(
-        model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
+        _self: Any,
+        model: nn.Module,
+        name: str,
+        modules: list[nn.Module],
+        x: torch.Tensor,
+        **_: Any,
     ) -> list[float]:
         base = _fake_ms(model, x.shape[0]) - _fake_ms(model.get_submodule(name), x.shape[0])
         return [base + _fake_ms(m, x.shape[0]) for m in modules]
 
-    monkeypatch.setattr(_latency_table, "time_swapped_ms", swapped)
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", swapped)
     study = search(
         bn_net,
         digits_data["train"],

@@ -200,6 +200,7 @@ def test_input_the_model_cannot_run_is_one_line(
         ["--n-trials", "abc"],
         ["--repair", "clip"],
         ["--finetune-steps", "1.5"],
+        ["--latency-runtime", "tvm"],
         ["--no-such-option"],
     ],
 )

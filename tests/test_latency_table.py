@@ -103,3 +103,82 @@ def test_measured_ratios_are_made_monotone_in_macs() -> None:
     assert [m for m, _ in fitted] == [10, 20, 30, 40]
     assert [round(r, 6) for _, r in fitted] == [0.65, 0.65, 0.9, 1.2]
     assert _monotone([(1, 0.1), (2, 0.2)]) == ((1, 0.1), (2, 0.2))
+
+
+# ---------------------------------------------------------------- runtimes
+def test_onnxruntime_table_has_its_own_cache_entry_and_is_reused(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
+    model = small_net()
+    kwargs = dict(batch_sizes=(1, 4), n_grid=2, n_warmup=1, n_runs=3, cache_dir=tmp_path)
+    calls: list[tuple[int, int, str]] = []
+    table = latency_table(
+        model,
+        INPUT,
+        ["svd"],
+        runtime="onnxruntime",
+        progress=lambda *a: calls.append(a),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert calls and table.runtime == "onnxruntime"
+    assert table.cache_path is not None
+    key = json.loads(table.cache_path.read_text())["key"]
+    assert key["runtime"] == "onnxruntime" and key["runtime_version"] == ort.__version__
+    assert all(ms > 0 for ms in table.model_ms.values())
+    assert ("conv2", "svd", 4) in table.curves
+    torch_table = latency_table(model, INPUT, ["svd"], **kwargs)  # type: ignore[arg-type]
+    assert torch_table.runtime == "torch" and torch_table.cache_path != table.cache_path
+    again: list[tuple[int, int, str]] = []
+    table2 = latency_table(
+        model,
+        INPUT,
+        ["svd"],
+        runtime="onnxruntime",
+        progress=lambda *a: again.append(a),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert again == [] and table2.curves == table.curves and table2.model_ms == table.model_ms
+
+
+def test_each_runtime_runs_the_swapped_model_it_is_asked_to_time() -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
+    from rankopt.evaluators._runtimes import RUNTIMES, _swapped
+    from rankopt.spaces._build import build_module
+    from rankopt.spaces._layer import LayerInfo
+
+    model = small_net().eval()
+    layer = next(
+        info for info in _profile_layers(model) if isinstance(info, LayerInfo) and info.name == "conv2"
+    )
+    dense = model.get_submodule("conv2")
+    small = build_module(dense, layer, "svd", {"r": 2})
+    variant = _swapped(model, "conv2", small)
+    assert model.get_submodule("conv2") is dense  # the caller's model is left as it was
+    assert isinstance(variant.get_submodule("conv2"), torch.nn.Sequential)
+    x = torch.randn(3, *INPUT, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = variant(x)
+    for name, runtime in RUNTIMES.items():
+        out = runtime.compile(variant, INPUT)(x)
+        got = torch.as_tensor(out[0]) if isinstance(out, list) else out
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _profile_layers(model: torch.nn.Module) -> list[object]:
+    from rankopt.evaluators import profile
+
+    return list(profile(model, INPUT).layers)
+
+
+def test_end_to_end_latency_on_each_runtime_and_unknown_runtimes() -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
+    from rankopt.errors import UnknownNameError
+    from rankopt.evaluators import measure_latency_ms
+
+    model = small_net()
+    for runtime in ("torch", "onnxruntime"):
+        ms = measure_latency_ms(model, INPUT, batch_size=2, n_runs=3, runtime=runtime)
+        assert 0 < ms < 1000
+    with pytest.raises(UnknownNameError, match=r"tvm.*onnxruntime.*torch"):
+        measure_latency_ms(model, INPUT, runtime="tvm")
+    with pytest.raises(UnknownNameError, match="tvm"):
+        latency_table(model, INPUT, ["svd"], runtime="tvm")

@@ -72,6 +72,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             measure_latency=args.measure_latency,
+            latency_runtime=args.latency_runtime,
             model_name=str(args.model),
             data_name=str(args.data),
             n_threads=args.threads,

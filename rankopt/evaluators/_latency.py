@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from rankopt.errors import SettingsError
+from rankopt.evaluators._runtimes import get_runtime
 
 __all__ = ["measure_latency_ms"]
 
@@ -21,6 +23,7 @@ def measure_latency_ms(
     n_warmup: int = 5,
     n_runs: int = 30,
     n_threads: int | None = None,
+    runtime: str = "torch",
 ) -> float:
     """Median wall time of one forward pass, in milliseconds.
 
@@ -36,18 +39,33 @@ def measure_latency_ms(
         n_warmup: Untimed runs before measuring.
         n_runs: Timed runs; the median is returned.
         n_threads: Intra-op threads during the measurement (None: leave as set).
+        runtime: ``"torch"`` or ``"onnxruntime"`` (a CPU float32 copy exported to ONNX;
+            see :mod:`rankopt.evaluators._runtimes`).
 
     Returns:
         Median latency of one forward pass of ``batch_size`` images, in ms (> 0).
 
     Raises:
         SettingsError: ``n_runs`` < 1, ``batch_size`` < 1 or ``n_threads`` < 1.
+        UnknownNameError: an unknown runtime.
     """
     if n_runs < 1 or batch_size < 1 or n_warmup < 0 or (n_threads is not None and n_threads < 1):
         raise SettingsError(
             f"n_runs={n_runs} and batch_size={batch_size} must be >= 1, "
             f"n_warmup={n_warmup} >= 0, n_threads={n_threads} >= 1 or None"
         )
+    rt = get_runtime(runtime)
+    if rt.name != "torch":
+        rt.check_available()
+        saved = torch.get_num_threads()
+        try:
+            if n_threads is not None:
+                torch.set_num_threads(n_threads)
+            host = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+            x = torch.randn((batch_size, *input_shape), generator=torch.Generator().manual_seed(0))
+            return rt.time_models_ms([host], x, n_warmup=n_warmup, n_runs=n_runs)[0]
+        finally:
+            torch.set_num_threads(saved)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

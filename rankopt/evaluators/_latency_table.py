@@ -51,6 +51,7 @@ from rankopt.evaluators._latency_grid import (
     time_interleaved_ms,
     time_swapped_ms,
 )
+from rankopt.evaluators._runtimes import get_runtime
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
@@ -98,6 +99,7 @@ class LatencyTable:
             increasing MACs, measured inside the model.
         model_ms: ``batch_size -> latency_ms`` of the whole dense model.
         n_threads: Torch intra-op threads during the measurements.
+        runtime: Name of the runtime measured on (:data:`~._runtimes.RUNTIMES`).
         cache_path: The JSON file the measurements were read from / written to.
     """
 
@@ -108,6 +110,7 @@ class LatencyTable:
     curves: Mapping[tuple[str, str, int], tuple[tuple[int, float], ...]]
     model_ms: Mapping[int, float]
     n_threads: int
+    runtime: str = "torch"
     cache_path: Path | None = None
 
     def _check(self, layer_name: str, batch_size: int) -> LayerInfo:
@@ -249,6 +252,7 @@ def latency_table(
     refresh: bool = False,
     progress: ProgressFn | None = None,
     model_profile: ModelProfile | None = None,
+    runtime: str = "torch",
 ) -> LatencyTable:
     """Measure (or load from the disk cache) the latency table of ``model`` on this machine.
 
@@ -267,13 +271,16 @@ def latency_table(
         refresh: Measure everything again, ignoring cached entries.
         progress: Called as ``progress(done, total, what)`` after each measured unit.
         model_profile: ``profile(model, input_shape)`` when the caller has it already.
+        runtime: Where to measure: ``"torch"`` (eager PyTorch) or ``"onnxruntime"`` (the
+            model exported to ONNX, as ``rankopt apply --out x.onnx`` writes it).
 
     Returns:
         The :class:`LatencyTable`.
 
     Raises:
         SettingsError: bad batch sizes, grid or run counts.
-        UnknownNameError: an unknown method.
+        UnknownNameError: an unknown method or runtime.
+        RankoptError: the runtime's packages are not installed.
     """
     if not batch_sizes or any(b < 1 for b in batch_sizes) or n_grid < 2 or n_runs < 1:
         raise SettingsError(
@@ -283,8 +290,10 @@ def latency_table(
     methods = tuple(m for m in (methods or list_methods()) if m != "keep")
     for m in methods:
         get_method(m)
+    rt = get_runtime(runtime)
+    rt.check_available()
     n_threads = torch.get_num_threads()
-    key = {**machine_signature(), "threads": n_threads, "dtype": "float32"}
+    key = {**machine_signature(), **rt.signature(), "threads": n_threads, "dtype": "float32"}
     root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     path = _cache_file(root, key)
     data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key}
@@ -325,9 +334,9 @@ def latency_table(
         # Enough rounds for each variant to run about MIN_TIMED_S in all: at batch 1 the
         # model takes ~1 ms and one layer's change is tens of microseconds.
         if bs not in probe_ms:
-            probe_ms[bs] = time_swapped_ms(host, name, modules[:1], x, n_runs=3)[0]
+            probe_ms[bs] = rt.time_swapped_ms(host, name, modules[:1], x, n_runs=3)[0]
         runs = max(n_runs, min(MAX_RUNS, math.ceil(MIN_TIMED_S * 1000 / probe_ms[bs])))
-        times = time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=runs)
+        times = rt.time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=runs)
         entry = entries.setdefault(str(bs), {})
         entry.setdefault("model_ms", times[0])
         per_layer = entry.setdefault("layers", {}).setdefault(name, {})
@@ -363,5 +372,6 @@ def latency_table(
         curves=curves,
         model_ms=model_ms,
         n_threads=n_threads,
+        runtime=rt.name,
         cache_path=path,
     )

@@ -17,6 +17,7 @@ from rankopt.evaluators import (
     compute_logits_and_labels,
     latency_table,
 )
+from rankopt.evaluators._runtimes import get_runtime
 from rankopt.search._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
@@ -100,6 +101,8 @@ def measure_latency_table(
     prof: ModelProfile,
     methods: Sequence[str] | None,
     say: Callable[[str], None],
+    *,
+    runtime: str = "torch",
 ) -> LatencyTable:
     """The per-layer latency table of ``model`` on this machine (from the disk cache when
     it was measured before), for the latency-friendly methods among ``methods``."""
@@ -116,6 +119,11 @@ def measure_latency_table(
             say(f"latency table: {done}/{total} measured ({what})")
             last[0] = now
 
-    say(f"latency table on this machine ({torch.get_num_threads()} threads; cached on disk)")
+    say(
+        f"latency table on this machine ({get_runtime(runtime).description}, "
+        f"{torch.get_num_threads()} threads; cached on disk)"
+    )
     shape = tuple(prof.input_shape)
-    return latency_table(model, shape, wanted, progress=progress, model_profile=prof)
+    return latency_table(
+        model, shape, wanted, progress=progress, model_profile=prof, runtime=runtime
+    )

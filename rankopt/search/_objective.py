@@ -100,6 +100,7 @@ class Objective:
         measure_latency: Also measure batch-1 CPU latency of every trial end to end
             (``measured_latency_ms``); without it, ``latency_ms`` is the latency table's
             prediction.
+        latency_runtime: The runtime ``measure_latency`` measures on.
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class Objective:
         model_name: str,
         study_name: str,
         measure_latency: bool = False,
+        latency_runtime: str = "torch",
     ) -> None:
         self.model = model
         self.space = space
@@ -133,6 +135,7 @@ class Objective:
         self.measure_latency = measure_latency or (
             "latency_ms" in self.objectives and space.latency is None
         )
+        self.latency_runtime = latency_runtime
         self.dense_macs = space.profile.macs
         self.dense_params = space.profile.n_params
 
@@ -227,7 +230,11 @@ class Objective:
         latency_ms = predicted.get(1)
         if self.measure_latency:
             cpu_student = on_device(student, torch.device("cpu"))  # CPU latency on any device
-            measured = measure_latency_ms(cpu_student, tuple(self.space.profile.input_shape))
+            measured = measure_latency_ms(
+                cpu_student,
+                tuple(self.space.profile.input_shape),
+                runtime=self.latency_runtime,
+            )
             trial.set_user_attr("measured_latency_ms", measured)
             latency_ms = measured if latency_ms is None else latency_ms
         if latency_ms is not None:

@@ -75,6 +75,7 @@ def search(
     min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
     rank_multiple: int = 1,
     measure_latency: bool = False,
+    latency_runtime: str = "torch",
     model_name: str = "model",
     data_name: str = "data",
     input_shape: Sequence[int] | None = None,
@@ -129,7 +130,11 @@ def search(
         report_every: Steps between intermediate reports (default: a quarter of the
             steps for single-objective studies, none otherwise).
         seed_with_vbmf: Enqueue the VBMF and uniform seed trials.
-        measure_latency: Store batch-1 CPU latency on every trial.
+        measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
+        latency_runtime: Where latency is measured, for ``max_latency``, the
+            ``latency_ms`` objective and ``measure_latency``: ``"torch"`` (eager PyTorch)
+            or ``"onnxruntime"`` (the model exported to ONNX as ``rankopt apply --out
+            x.onnx`` writes it; needs ``pip install 'rankopt[onnx]'``).
         model_name: Name stored in plans and the study.
         data_name: Name stored in the study.
         input_shape: Shape of one image; default the training images' shape.
@@ -232,7 +237,7 @@ def _search(
     n_outputs = check_labels(model, train, val)
     table = None
     if max_latency is not None or "latency_ms" in s.objectives:
-        table = measure_latency_table(model, prof, s.methods, say)
+        table = measure_latency_table(model, prof, s.methods, say, runtime=s.latency_runtime)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
@@ -329,6 +334,7 @@ def _search(
         model_name=model_name,
         study_name=name,
         measure_latency=s.measure_latency,
+        latency_runtime=s.latency_runtime,
     )
     objective = _TaggedObjective(objective, worker)
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)

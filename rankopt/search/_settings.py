@@ -11,6 +11,7 @@ import optuna
 
 from rankopt._device import resolve_device
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
+from rankopt.evaluators._runtimes import get_runtime
 from rankopt.search._objective import OBJECTIVE_DIRECTIONS, FinetuneSettings, settings_dict
 from rankopt.search._sampler import SAMPLERS
 from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE
@@ -51,6 +52,7 @@ class SearchSettings:
     device: Any = "auto"
     num_workers: int = 0
     measure_latency: bool = False
+    latency_runtime: str = "torch"
     n_threads: int | None = None
     worker_index: int | None = None
 
@@ -96,6 +98,7 @@ class SearchSettings:
                 raise SettingsError(f"{label} = {number!r} must be a positive finite number")
         if isinstance(self.distill_weight, bool) or not 0.0 <= self.distill_weight <= 1.0:
             raise SettingsError(f"distill_weight = {self.distill_weight!r} must be in [0, 1]")
+        get_runtime(self.latency_runtime)
         if self.worker_index is not None:
             _check_int("worker_index", self.worker_index, 0)
         if isinstance(self.sampler, str):
@@ -143,6 +146,7 @@ class SearchSettings:
             "finetune_samples": self.finetune_samples,
             "min_layer_share": self.min_layer_share,
             "rank_multiple": self.rank_multiple,
+            "latency_runtime": self.latency_runtime,
             "eligible_layers": list(eligible_layers),
             "device": str(resolve_device(self.device)),
         }

@@ -1,0 +1,213 @@
+"""Where latency is measured: eager PyTorch or ONNX Runtime (the deployment runtime).
+
+Each runtime is a class that owns everything about running a model on it: how a model is
+prepared (:meth:`LatencyRuntime.compile`), what identifies its measurements in the disk
+cache (:meth:`LatencyRuntime.signature`) and how a whole model with one layer swapped for
+each of several modules is timed (:meth:`LatencyRuntime.time_swapped_ms`). The latency
+table, the search's latency budget and the benchmarks take a runtime by name
+(:data:`RUNTIMES`).
+
+Why two: eager PyTorch on a CPU pays 10-20 microseconds of dispatch per operator and runs
+BatchNorm and ReLU as separate passes over memory, so a factorised layer (2-3 small convs
+instead of one) saves little time at small sizes. ONNX Runtime, which ``rankopt apply
+--out model.onnx`` exports for, fuses Conv + BatchNorm + ReLU and has little per-operator
+overhead, so its time follows the MACs much more closely (measured on resnet8: a uniform
+Tucker-2 plan at 17 % of the MACs runs at 0.55x dense at batch 1 and 0.51x at batch 64 in
+ONNX Runtime, 0.62x and about 1.0x in eager PyTorch).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rankopt.errors import UnknownNameError
+
+__all__ = [
+    "RUNTIMES",
+    "LatencyRuntime",
+    "OnnxRuntime",
+    "TorchRuntime",
+    "get_runtime",
+    "time_runners_ms",
+]
+
+Runner = Callable[[torch.Tensor], Any]
+"""One forward pass of a prepared model on a CPU float32 batch."""
+
+
+def time_runners_ms(
+    runners: Sequence[Runner],
+    x: torch.Tensor,
+    *,
+    n_warmup: int = 3,
+    n_runs: int = 15,
+) -> list[float]:
+    """Median time of one call of each runner on ``x``, measured interleaved, in ms.
+
+    Each round calls every runner once, the order rotated each round, so slow drifts of a
+    shared machine hit all of them alike.
+    """
+    times: list[list[float]] = [[] for _ in runners]
+    n = len(runners)
+    for _ in range(n_warmup):
+        for run in runners:
+            run(x)
+    for round_ in range(n_runs):
+        for k in range(n):
+            i = (k + round_) % n
+            start = time.perf_counter()
+            runners[i](x)
+            times[i].append((time.perf_counter() - start) * 1000.0)
+    return [float(statistics.median(t)) for t in times]
+
+
+def _swapped(model: nn.Module, layer_name: str, module: nn.Module) -> nn.Module:
+    """A copy of ``model`` with ``layer_name`` replaced by ``module``."""
+    parent_name, _, attr = layer_name.rpartition(".")
+    original = model.get_submodule(layer_name)
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, module)
+    try:
+        return copy.deepcopy(model)
+    finally:
+        setattr(parent, attr, original)
+
+
+class LatencyRuntime(ABC):
+    """A runtime the latency of a model is measured on (CPU, float32)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def signature(self) -> dict[str, str]:
+        """What identifies this runtime's measurements in the disk cache (name, version)."""
+
+    @abstractmethod
+    def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
+        """``model`` (eval mode, CPU, float32) prepared to run here, as a callable."""
+
+    def check_available(self) -> None:  # noqa: B027 - most runtimes need nothing more
+        """Raise :class:`~rankopt.errors.RankoptError` naming what to install, if anything."""
+
+    def time_swapped_ms(
+        self,
+        model: nn.Module,
+        layer_name: str,
+        modules: Sequence[nn.Module],
+        x: torch.Tensor,
+        *,
+        n_warmup: int = 3,
+        n_runs: int = 15,
+    ) -> list[float]:
+        """Median latency_ms of the whole ``model`` with ``layer_name`` replaced by each of
+        ``modules`` in turn (the layer itself first for the dense time), interleaved."""
+        shape = tuple(x.shape[1:])
+        runners = [self.compile(_swapped(model, layer_name, m), shape) for m in modules]
+        return time_runners_ms(runners, x, n_warmup=n_warmup, n_runs=n_runs)
+
+    def time_models_ms(
+        self,
+        models: Sequence[nn.Module],
+        x: torch.Tensor,
+        *,
+        n_warmup: int = 3,
+        n_runs: int = 15,
+    ) -> list[float]:
+        """Median latency_ms of each model on ``x``, measured interleaved."""
+        shape = tuple(x.shape[1:])
+        runners = [self.compile(m, shape) for m in models]
+        return time_runners_ms(runners, x, n_warmup=n_warmup, n_runs=n_runs)
+
+
+class TorchRuntime(LatencyRuntime):
+    """Eager PyTorch under ``torch.inference_mode`` at the current thread count."""
+
+    name = "torch"
+    description = "eager PyTorch"
+
+    def signature(self) -> dict[str, str]:
+        """Torch's version (also in the machine signature)."""
+        return {"runtime": self.name, "runtime_version": torch.__version__}
+
+    def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
+        """The model itself, run in eval mode without autograd."""
+        model.eval()
+
+        def run(x: torch.Tensor) -> Any:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    def time_swapped_ms(
+        self,
+        model: nn.Module,
+        layer_name: str,
+        modules: Sequence[nn.Module],
+        x: torch.Tensor,
+        *,
+        n_warmup: int = 3,
+        n_runs: int = 15,
+    ) -> list[float]:
+        """As the base class, swapping the modules in place (no copies of the model)."""
+        from rankopt.evaluators._latency_grid import time_swapped_ms
+
+        return time_swapped_ms(model, layer_name, modules, x, n_warmup=n_warmup, n_runs=n_runs)
+
+
+class OnnxRuntime(LatencyRuntime):
+    """ONNX Runtime's CPU provider on the model exported as ``rankopt apply --out x.onnx``
+    does (opset 17, all graph optimisations), at torch's current thread count."""
+
+    name = "onnxruntime"
+    description = "ONNX Runtime (CPU provider), the model as rankopt exports it"
+
+    def check_available(self) -> None:
+        """Raise when ``onnx`` / ``onnxruntime`` are missing (``pip install 'rankopt[onnx]'``)."""
+        from rankopt._onnx import _require
+
+        _require("onnx")
+        _require("onnxruntime")
+
+    def signature(self) -> dict[str, str]:
+        """onnxruntime's version."""
+        from rankopt._onnx import _require
+
+        ort = _require("onnxruntime")
+        return {"runtime": self.name, "runtime_version": str(ort.__version__)}
+
+    def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
+        """An in-memory ONNX export of the model in an onnxruntime session."""
+        from rankopt._onnx import onnx_session
+
+        session = onnx_session(model, input_shape, n_threads=torch.get_num_threads())
+        name = session.get_inputs()[0].name
+
+        def run(x: torch.Tensor) -> Any:
+            return session.run(None, {name: x.numpy()})
+
+        return run
+
+
+RUNTIMES: dict[str, LatencyRuntime] = {r.name: r for r in (TorchRuntime(), OnnxRuntime())}
+"""Latency runtimes by name."""
+
+
+def get_runtime(name: str) -> LatencyRuntime:
+    """The runtime called ``name``.
+
+    Raises:
+        UnknownNameError: not one of :data:`RUNTIMES` (the message lists them).
+    """
+    if name not in RUNTIMES:
+        raise UnknownNameError("latency runtime", name, sorted(RUNTIMES))
+    return RUNTIMES[name]
