@@ -146,9 +146,8 @@ def test_each_runtime_runs_the_swapped_model_it_is_asked_to_time() -> None:
     from rankopt.spaces._layer import LayerInfo
 
     model = small_net().eval()
-    layer = next(
-        info for info in _profile_layers(model) if isinstance(info, LayerInfo) and info.name == "conv2"
-    )
+    layers = [info for info in _profile_layers(model) if isinstance(info, LayerInfo)]
+    layer = next(info for info in layers if info.name == "conv2")
     dense = model.get_submodule("conv2")
     small = build_module(dense, layer, "svd", {"r": 2})
     variant = _swapped(model, "conv2", small)
