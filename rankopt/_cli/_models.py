@@ -15,6 +15,9 @@ from rankopt._cli._common import (
     say,
 )
 
+FINETUNE_BATCH = 64
+"""Images per step of ``rankopt finetune``."""
+
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a plan to the model (BatchNorm re-calibrated when data is at hand) and save the
@@ -56,7 +59,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     compressed = full_finetune(
         compressed,
         model,
-        train.tensors or train.sample(len(train), args.seed),  # whole split, in memory
+        # tensors are in memory already; a Dataset (ImageFolder) streams, one batch at a time
+        train.tensors or train.training_batches(FINETUNE_BATCH, args.seed),
+        batch_size=FINETUNE_BATCH,
         epochs=args.epochs,
         seed=args.seed,
         progress=say,

@@ -15,12 +15,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from rankopt._batch import EVAL_BATCH
 from rankopt.errors import DataError
 
 __all__ = ["EVAL_BATCH", "Batches", "Split", "as_split"]
-
-EVAL_BATCH = 512
-"""Images per batch when rankopt streams a tensor pair or a ``Dataset`` for evaluation."""
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -127,6 +125,31 @@ class Split:
         )
         return _Checked(loader, f"{self.name} {self.kind}")
 
+    def training_batches(self, batch_size: int, seed: int) -> Batches:
+        """Re-iterable ``(images, labels)`` batches for epoch training, streamed.
+
+        Every pass is one epoch in a fresh order drawn from a generator seeded with
+        ``seed`` (a ``DataLoader`` with ``shuffle=True``); a ``DataLoader`` split is used as
+        it is (its own batch size and order). Only one batch is in memory at a time (a
+        tensor pair is already in memory and is sliced).
+
+        Args:
+            batch_size: Images per batch (>= 1).
+            seed: Seed of the epochs' orders.
+        """
+        if self.loader is not None:
+            return _Checked(self.loader, f"{self.name} DataLoader")
+        dataset = TensorDataset(*self.tensors) if self.tensors is not None else self.dataset
+        assert dataset is not None
+        loader: DataLoader[Any] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+            num_workers=self.num_workers,
+        )
+        return _Checked(loader, f"{self.name} {self.kind}")
+
     def first(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first batch (a single item as a batch of one for a ``Dataset``), read once."""
         if self._first is None:
@@ -172,13 +195,7 @@ class Split:
         ds = self._map_dataset()
         if ds is not None:
             order = _order(len(ds), n, seed)  # type: ignore[arg-type]
-            where = f"{self.name} {self.kind}"
-            items = [_pair(ds[int(i)], where) for i in order]
-            if not items:
-                raise DataError(f"{where} is empty")
-            xs = torch.stack([x for x, _ in items])
-            ys = torch.stack([y.reshape(()) for _, y in items]).long()
-            return xs, ys
+            return _read_items(ds, order, f"{self.name} {self.kind}")
         xs_list, ys_list, have = [], [], 0
         for x, y in self.batches():
             xs_list.append(x)
@@ -201,6 +218,35 @@ class _Checked:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.loader:
             yield _pair(batch, self.where)
+
+    def __len__(self) -> int:
+        """Batches per pass (a ``TypeError`` for a loader over an unsized iterable dataset)."""
+        return len(self.loader)
+
+
+def _read_items(
+    ds: Dataset[Any], order: torch.Tensor, where: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items ``order`` of ``ds`` stacked into ``(images, labels)``, one copy in memory.
+
+    The images tensor is allocated once from the first item's shape and filled item by item
+    (a list of items then ``torch.stack`` held the sample twice at its peak).
+    """
+    if order.numel() == 0:
+        raise DataError(f"{where} is empty")
+    first_x, first_y = _pair(ds[int(order[0])], where)
+    xs = torch.empty((order.numel(), *first_x.shape), dtype=first_x.dtype)
+    ys = torch.empty(order.numel(), dtype=torch.int64)
+    for k, i in enumerate(order.tolist()):
+        x, y = (first_x, first_y) if k == 0 else _pair(ds[int(i)], where)
+        if x.shape != first_x.shape:
+            raise DataError(
+                f"{where} item {i} has image shape {tuple(x.shape)}, item {int(order[0])} "
+                f"{tuple(first_x.shape)}; every image must have the same shape (resize them)"
+            )
+        xs[k] = x
+        ys[k] = int(y.reshape(()))
+    return xs, ys
 
 
 def _order(total: int, n: int, seed: int) -> torch.Tensor:

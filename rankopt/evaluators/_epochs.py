@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from rankopt._device import Device, resolve_device
+from rankopt._device import Device, on_device, resolve_device
 from rankopt.errors import DataError, SettingsError
 from rankopt.evaluators._training import (
     check_pair,
@@ -49,11 +50,76 @@ class DenseTrainResult:
     wall_time_s: float
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+"""``(images, labels, teacher logits or None)`` of one training step."""
+
+
+class _TensorEpochs:
+    """Seeded mini-batches of in-memory tensors: one fresh permutation per epoch."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        batch_size: int,
+        gen: torch.Generator,
+    ) -> None:
+        self.images, self.labels, self.teacher_logits = images, labels, teacher_logits
+        self.batch_size, self.gen = batch_size, gen
+
+    def __len__(self) -> int:
+        return math.ceil(self.images.shape[0] / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = self.images.shape[0]
+        perm = torch.randperm(n, generator=self.gen)
+        for i in range(0, n, self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            t = self.teacher_logits[idx] if self.teacher_logits is not None else None
+            yield self.images[idx], self.labels[idx], t
+
+
+class _StreamedEpochs:
+    """Batches of a re-iterable batch source (a ``DataLoader``), each pass one epoch; the
+    teacher's logits are computed batch by batch (eval mode, no gradient)."""
+
+    def __init__(self, batches: Iterable[Any], teacher: nn.Module | None, what: str) -> None:
+        try:
+            self.n_batches = len(batches)  # type: ignore[arg-type]
+        except TypeError:
+            raise DataError(
+                f"{what}: training batches of type {type(batches).__name__} have no len(); "
+                "the learning-rate schedule needs the number of batches per epoch (pass a "
+                "DataLoader over a map-style Dataset, or (images, labels) tensors)"
+            ) from None
+        self.batches, self.teacher, self.what = batches, teacher, what
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.batches:
+            if not (
+                isinstance(batch, tuple | list)
+                and len(batch) >= 2
+                and isinstance(batch[0], torch.Tensor)
+            ):
+                raise DataError(
+                    f"{self.what}: a training batch of type {type(batch).__name__}; batches "
+                    "must be (images, labels) tuples of tensors"
+                )
+            x, y = batch[0], torch.as_tensor(batch[1]).reshape(-1).long()
+            t = None
+            if self.teacher is not None:
+                with torch.no_grad(), model_mode(self.teacher, False):
+                    t = self.teacher(x.to(device_of(self.teacher))).float()
+            yield x, y, t
+
+
 def _train_epochs(
     model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    teacher_logits: torch.Tensor | None,
+    data: _TensorEpochs | _StreamedEpochs,
     *,
     epochs: int,
     batch_size: int,
@@ -64,14 +130,13 @@ def _train_epochs(
     temperature: float,
     distill_weight: float,
     augment_shift: int,
-    seed: int,
+    gen: torch.Generator,
     val_images: torch.Tensor | None,
     val_labels: torch.Tensor | None,
     progress: Callable[[str], None] | None,
     what: str,
     max_grad_norm: float | None = None,
 ) -> DenseTrainResult:
-    check_pair(images, labels, what)
     if epochs < 0 or batch_size < 1 or not 0 < lr < math.inf:
         raise SettingsError(
             f"{what}: epochs={epochs} must be >= 0, batch_size={batch_size} >= 1 and lr={lr} > 0"
@@ -79,12 +144,10 @@ def _train_epochs(
     start = time.perf_counter()
     device = device_of(model)
     # channels_last convs are ~30 % faster on CPU; the layout is undone at the end
-    fast_layout = device.type == "cpu" and images.dim() == 4
+    fast_layout = device.type == "cpu"
     if fast_layout:
         model.to(memory_format=torch.channels_last)
-    gen = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
+    steps_per_epoch = max(1, len(data))
     total = max(1, epochs * steps_per_epoch)
     warmup = int(warmup_epochs * steps_per_epoch)
     opt = torch.optim.SGD(
@@ -100,9 +163,8 @@ def _train_epochs(
     try:
         with model_mode(model, True):
             for epoch in range(1, epochs + 1):
-                perm = torch.randperm(n, generator=gen)
                 loss_sum, count = 0.0, 0
-                for i in range(0, n, batch_size):
+                for images, labels, teacher_logits in data:
                     if step < warmup:
                         cur = lr * (step + 1) / warmup
                     else:
@@ -113,12 +175,14 @@ def _train_epochs(
                         )
                     for g in opt.param_groups:
                         g["lr"] = cur
-                    idx = perm[i : i + batch_size]
-                    x = shift_batch(images[idx], augment_shift, gen).to(device)
-                    if fast_layout:
+                    x = images
+                    if x.dim() == 4:
+                        x = shift_batch(x, augment_shift, gen)
+                    x = x.to(device)
+                    if fast_layout and x.dim() == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    y = labels[idx].to(device)
-                    t = teacher_logits[idx].to(device) if teacher_logits is not None else None
+                    y = labels.to(device)
+                    t = teacher_logits.to(device) if teacher_logits is not None else None
                     loss = distillation_loss(
                         model(x), y, t, temperature=temperature, distill_weight=distill_weight
                     )
@@ -130,8 +194,8 @@ def _train_epochs(
                     if max_grad_norm is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                     opt.step()
-                    loss_sum += float(loss.item()) * len(idx)
-                    count += len(idx)
+                    loss_sum += float(loss.item()) * int(y.shape[0])
+                    count += int(y.shape[0])
                 epoch_loss = loss_sum / max(1, count)
                 msg = f"{what}: epoch {epoch}/{epochs} loss {epoch_loss:.4f}"
                 if val_images is not None and val_labels is not None:
@@ -196,11 +260,11 @@ def train_dense(
     Raises:
         TrialFailedError: the loss became NaN or infinite.
     """
+    check_pair(train_images, train_labels, "train")
+    gen = torch.Generator().manual_seed(seed)
     return _train_epochs(
         model,
-        train_images,
-        train_labels,
-        None,
+        _TensorEpochs(train_images, train_labels, None, max(1, batch_size), gen),
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -210,7 +274,7 @@ def train_dense(
         temperature=1.0,
         distill_weight=0.0,
         augment_shift=augment_shift,
-        seed=seed,
+        gen=gen,
         val_images=val_images,
         val_labels=val_labels,
         progress=progress,
@@ -221,7 +285,7 @@ def train_dense(
 def full_finetune(
     student: nn.Module,
     teacher: nn.Module | torch.Tensor | None,
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor] | Iterable[Any],
     *,
     epochs: int,
     batch_size: int = 64,
@@ -245,12 +309,15 @@ def full_finetune(
 
     Args:
         student: The compressed model (fine-tuned in place and returned).
-        teacher: The dense model (its logits on the training images are computed once, in
-            eval mode), or those logits, (N, K), row-aligned with ``train``; None for plain
-            cross-entropy.
-        train: ``(images (N, C, H, W), labels (N,))``, typically the whole training split.
+        teacher: The dense model, or (tensor ``train`` only) its logits (N, K), row-aligned
+            with ``train``; None for plain cross-entropy. A model's logits are computed
+            once in eval mode for tensors, batch by batch for streamed batches.
+        train: ``(images (N, C, H, W), labels (N,))`` tensors, shuffled each epoch with
+            ``seed``; or re-iterable ``(images, labels)`` batches with a ``len()`` (a
+            ``DataLoader``), one pass per epoch in their own order, never held in memory
+            all at once (``batch_size`` is then the loader's).
         epochs: Passes over the training set.
-        batch_size: Images per step.
+        batch_size: Images per step (tensor ``train``).
         lr: Initial learning rate.
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
@@ -258,7 +325,7 @@ def full_finetune(
         distill_weight: Weight w of the distillation term, in [0, 1].
         augment_shift: Maximum random translation in pixels (0: none). The teacher logits
             are those of the unshifted images, so keep 0 when distilling.
-        seed: Seed of batch order and augmentation.
+        seed: Seed of batch order (tensors) and augmentation.
         val: Optional ``(images, labels)``; the accuracy is reported per epoch.
         progress: Callback receiving one line per epoch.
         max_grad_norm: Clip the global gradient norm (None: no clipping), as
@@ -273,31 +340,42 @@ def full_finetune(
 
     Raises:
         TrialFailedError: the loss became NaN or infinite.
-        DataError: mismatched tensors.
+        DataError: mismatched tensors; teacher logits with streamed batches; batches that
+            are not (images, labels) or have no ``len()``.
         SettingsError: ``epochs`` < 1, ``batch_size`` < 1 or ``lr`` not positive.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise SettingsError(f"full_finetune: epochs = {epochs!r} must be an integer >= 1")
-    images, labels = train
-    check_pair(images, labels, "full_finetune train data")
     if device is not None:
         student.to(resolve_device(device))
-    if isinstance(teacher, nn.Module):
-        teacher_logits: torch.Tensor | None = compute_logits(
-            teacher, images, device=device_of(student)
-        )
+    gen = torch.Generator().manual_seed(seed)
+    data: _TensorEpochs | _StreamedEpochs
+    if isinstance(train, tuple | list) and len(train) == 2 and isinstance(train[0], torch.Tensor):
+        images, labels = train
+        check_pair(images, labels, "full_finetune train data")
+        if isinstance(teacher, nn.Module):
+            teacher_logits: torch.Tensor | None = compute_logits(
+                teacher, images, device=device_of(student)
+            )
+        else:
+            teacher_logits = teacher
+        if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:
+            raise DataError(
+                f"full_finetune: teacher logits have {teacher_logits.shape[0]} rows "
+                f"for {images.shape[0]} training images; they must be row-aligned"
+            )
+        data = _TensorEpochs(images, labels, teacher_logits, max(1, batch_size), gen)
     else:
-        teacher_logits = teacher
-    if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:
-        raise DataError(
-            f"full_finetune: teacher logits have {teacher_logits.shape[0]} rows "
-            f"for {images.shape[0]} training images; they must be row-aligned"
-        )
+        if isinstance(teacher, torch.Tensor):
+            raise DataError(
+                "full_finetune: teacher logits (a tensor) cannot be row-aligned with streamed "
+                "batches; pass the teacher model instead"
+            )
+        net = None if teacher is None else on_device(teacher, device_of(student))
+        data = _StreamedEpochs(train, net, "full_finetune")
     _train_epochs(
         student,
-        images,
-        labels,
-        teacher_logits,
+        data,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -307,7 +385,7 @@ def full_finetune(
         temperature=temperature,
         distill_weight=distill_weight,
         augment_shift=augment_shift,
-        seed=seed,
+        gen=gen,
         val_images=val[0] if val is not None else None,
         val_labels=val[1] if val is not None else None,
         progress=progress,

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankopt._batch import EVAL_BATCH
 from rankopt._device import Device, on_device, resolve_device
 from rankopt.errors import DataError, SettingsError, TrialFailedError
 
@@ -167,7 +168,7 @@ def compute_logits_and_labels(
     model: nn.Module,
     images: Images,
     *,
-    batch_size: int = 512,
+    batch_size: int = EVAL_BATCH,
     device: Device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits (N, K) float32 on the CPU, and the batches' labels (N,) int64 when they have.
@@ -195,7 +196,7 @@ def compute_logits(
     model: nn.Module,
     images: Images,
     *,
-    batch_size: int = 512,
+    batch_size: int = EVAL_BATCH,
     device: Device | None = None,
 ) -> torch.Tensor:
     """Logits of ``model`` on ``images`` in eval mode (e.g. the teacher's, once per study).
@@ -220,7 +221,7 @@ def evaluate_accuracy(
     images: Images,
     labels: torch.Tensor | None = None,
     *,
-    batch_size: int = 512,
+    batch_size: int = EVAL_BATCH,
     device: Device | None = None,
 ) -> float:
     """Top-1 accuracy of ``model`` (eval mode, no grad; training mode restored afterwards).

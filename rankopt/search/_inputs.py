@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from rankopt._memory import release_free_memory
 from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError
 from rankopt.evaluators import (
@@ -85,10 +86,12 @@ def prepare_data(
     if val_y is None:
         raise DataError(f"validation {val_data.kind} yields no labels")
     check_label_range("validation", val_y, n_out)
+    teacher_logits = compute_logits(model, train_x)
+    release_free_memory()
     return TrialData(
         train_images=train_x,
         train_labels=train_y,
-        teacher_logits=compute_logits(model, train_x),
+        teacher_logits=teacher_logits,
         val_images=val_x,
         val_labels=val_y,
         val_teacher_logits=val_logits,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rankopt._device import on_device
+from rankopt._memory import release_free_memory
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import (
     calibrate_bn,
@@ -151,6 +152,8 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C / SIGINT)")
             raise
+        finally:
+            release_free_memory()  # the trial's freed activations go back to the system
 
     def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.perf_counter()

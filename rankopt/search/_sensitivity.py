@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankopt._memory import release_free_memory
 from rankopt.errors import DecompositionError
 from rankopt.evaluators import calibrate_bn, compute_logits
 from rankopt.plan import apply_plan
@@ -201,6 +202,8 @@ def measure_sensitivity(
             calibrate_bn(student, images)
             score = kl_score(compute_logits(student, images), teacher_logits)
             measured.append((c.macs, score if math.isfinite(score) else FAILED_SCORE))
+            del student
+            release_free_memory()  # each point's activations, not the whole profile's
         if measured:
             # Monotone: a costlier point of the same path never scores worse.
             monotone: list[tuple[int, float]] = []
