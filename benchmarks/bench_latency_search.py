@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import rankopt
+from rankopt._runtimes import RUNTIMES, get_runtime
 from rankopt.data import load_data
 from rankopt.evaluators import (
     LatencyTable,
@@ -34,7 +35,6 @@ from rankopt.evaluators import (
     latency_table,
     rank_grid,
 )
-from rankopt.evaluators._runtimes import RUNTIMES, get_runtime
 from rankopt.models import get_pretrained
 from rankopt.plan import CompressionPlan
 
@@ -67,7 +67,8 @@ def lowest_ms(table: LatencyTable, methods: list[str], batch_size: int) -> float
         dense = table.dense_ms[(name, batch_size)]
         changes = [0.0]
         for m in methods:
-            grid = rank_grid(m, layer, 2) if (name, m, batch_size) in table.curves else []
+            measured = (name, m, batch_size) in table.curves
+            grid = rank_grid(m, layer, 2, multiple=table.rank_multiple) if measured else []
             if grid:
                 changes.append(table.predict_layer_ms(name, m, grid[0], None, batch_size) - dense)
         total += min(changes)
@@ -94,6 +95,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=25, help="interleaved timing rounds")
     parser.add_argument("--runtime", default="onnxruntime", choices=sorted(RUNTIMES))
+    parser.add_argument(
+        "--rank-multiple", type=int, help="default: the runtime's (8 on onnxruntime, 1 on torch)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "BENCHMARKS_LATENCY.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -107,10 +111,12 @@ def main() -> None:
         seed=0,
         n_threads=1,
         latency_runtime=args.runtime,
+        rank_multiple=multiple,
         progress=lambda line: print(line, flush=True),
     )
     # Every method: the MACs-budget plans may use CP or GKPD.
-    table = latency_table(dense, INPUT, runtime=args.runtime)
+    multiple = args.rank_multiple or runtime.rank_multiple
+    table = latency_table(dense, INPUT, runtime=args.runtime, rank_multiple=multiple)
     friendly = [m for m in rankopt.list_methods() if rankopt.get_method(m).latency_friendly]
     macs_budgets = [b.strip() for b in args.macs.split(",")]
     searches: dict[str, dict[str, Any]] = {}
@@ -141,7 +147,8 @@ def main() -> None:
         "",
         "Written by `benchmarks/bench_latency_search.py "
         f"--runtime {args.runtime}`; resnet8 on mnist5k, latency measured on "
-        f"**{runtime.description}**, 1 thread, {args.trials} trials per search, seed 0, final "
+        f"**{runtime.description}**, 1 thread, ranks rounded to multiples of {multiple}, "
+        f"{args.trials} trials per search, seed 0, final "
         f"fine-tune {args.epochs} epochs over the whole training split after BatchNorm "
         "calibration (the same for every row). "
         f"Dense test accuracy {dense_acc:.4f}; dense latency "

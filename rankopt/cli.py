@@ -28,7 +28,7 @@ from rankopt._cli import (
     cmd_search,
     cmd_workers,
 )
-from rankopt.evaluators._runtimes import RUNTIMES
+from rankopt._runtimes import RUNTIMES
 
 __all__ = ["build_parser", "main"]
 
@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rank-multiple",
         type=int,
-        default=1,
-        help="round ranks to multiples of this, for hardware-friendly shapes (default: 1)",
+        default=None,
+        help="round ranks to multiples of this, for hardware-friendly shapes (default: 8 "
+        "with --latency-runtime onnxruntime, else 1)",
     )
     p.add_argument(
         "--min-layer-share",

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from rankopt import calibrate_bn
+from rankopt._runtimes import TorchRuntime
 from rankopt.errors import BudgetError, DataError, SettingsError
 from rankopt.evaluators import count_macs, evaluate_accuracy, profile
 from rankopt.plan import CompressionPlan, apply_plan
@@ -253,10 +254,25 @@ def test_the_sensitivity_profile_is_measured_once_per_study(
 
 
 # ---------------------------------------------------------------- latency budget
+def _fake_ms(module: nn.Module, batch_size: int) -> float:
+    """A deterministic stand-in for a timing: 1 ns per weight per image, plus 1 us."""
+    return 1e-6 * batch_size * sum(p.numel() for p in module.parameters()) + 1e-3
+
+
+def _fake_swapped(
+    _self: Any, model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
+) -> list[float]:
+    """``TorchRuntime.time_swapped_ms`` by the cost model of :func:`_fake_ms`."""
+    base = _fake_ms(model, x.shape[0]) - _fake_ms(model.get_submodule(name), x.shape[0])
+    return [base + _fake_ms(m, x.shape[0]) for m in modules]
+
+
 def test_a_latency_budget_below_reach_fails_before_any_trial(
     bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any, monkeypatch: Any
 ) -> None:
+    # Timings from a cost model: the test checks the error, not this machine's speed.
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
     storage = optuna.storages.InMemoryStorage()
     with pytest.raises(BudgetError, match=r"max_latency = .* below the smallest predicted"):
         search(
@@ -282,32 +298,13 @@ def test_a_latency_budget_below_reach_fails_before_any_trial(
         )
 
 
-def _fake_ms(module: nn.Module, batch_size: int) -> float:
-    """A deterministic stand-in for a timing: 1 ns per weight per image, plus 1 us."""
-    return 1e-6 * batch_size * sum(p.numel() for p in module.parameters()) + 1e-3
-
-
 def test_a_latency_budget_is_met_by_every_trial_as_predicted(
     bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any, monkeypatch: Any
 ) -> None:
     # Timings replaced by a deterministic cost model: the test checks the allocation under a
     # latency budget, not this machine's speed (benchmarks/ measure that).
-    from rankopt.evaluators._runtimes import TorchRuntime
-
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
-
-    def swapped(
-        _self: Any,
-        model: nn.Module,
-        name: str,
-        modules: list[nn.Module],
-        x: torch.Tensor,
-        **_: Any,
-    ) -> list[float]:
-        base = _fake_ms(model, x.shape[0]) - _fake_ms(model.get_submodule(name), x.shape[0])
-        return [base + _fake_ms(m, x.shape[0]) for m in modules]
-
-    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", swapped)
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
     study = search(
         bn_net,
         digits_data["train"],

@@ -25,7 +25,9 @@ def _one_thread() -> None:
 def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
     model = small_net()
     calls: list[tuple[int, int, str]] = []
-    kwargs = dict(batch_sizes=(1, 4), n_grid=3, n_warmup=1, n_runs=3, cache_dir=tmp_path)
+    kwargs = dict(
+        batch_sizes=(1, 4), n_grid=3, n_warmup=1, n_runs=3, cache_dir=tmp_path, min_timed_s=0.0
+    )
     table = latency_table(
         model,
         INPUT,
@@ -109,7 +111,9 @@ def test_measured_ratios_are_made_monotone_in_macs() -> None:
 def test_onnxruntime_table_has_its_own_cache_entry_and_is_reused(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
     model = small_net()
-    kwargs = dict(batch_sizes=(1, 4), n_grid=2, n_warmup=1, n_runs=3, cache_dir=tmp_path)
+    kwargs = dict(
+        batch_sizes=(1, 4), n_grid=2, n_warmup=1, n_runs=3, cache_dir=tmp_path, min_timed_s=0.0
+    )
     calls: list[tuple[int, int, str]] = []
     table = latency_table(
         model,
@@ -141,7 +145,7 @@ def test_onnxruntime_table_has_its_own_cache_entry_and_is_reused(tmp_path: Path)
 
 def test_each_runtime_runs_the_swapped_model_it_is_asked_to_time() -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
-    from rankopt.evaluators._runtimes import RUNTIMES, _swapped
+    from rankopt._runtimes import RUNTIMES, _swapped
     from rankopt.spaces._build import build_module
     from rankopt.spaces._layer import LayerInfo
 
@@ -181,3 +185,35 @@ def test_end_to_end_latency_on_each_runtime_and_unknown_runtimes() -> None:
         measure_latency_ms(model, INPUT, runtime="tvm")
     with pytest.raises(UnknownNameError, match="tvm"):
         latency_table(model, INPUT, ["svd"], runtime="tvm")
+
+
+def test_rank_grid_with_a_multiple_measures_the_ranks_a_search_realises() -> None:
+    from rankopt.evaluators import profile
+
+    wide = torch.nn.Sequential(torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU())
+    layer = next(iter(profile(wide, (32, 8, 8)).eligible_layers))
+    for method in ("svd", "tucker2", "spatial_svd"):
+        impl = get_method(method)
+        full = impl.rank_space(layer)
+        grid = rank_grid(method, layer, 4, multiple=8)
+        assert 2 <= len(grid) <= 4
+        assert len({tuple(sorted(g.items())) for g in grid}) == len(grid)
+        for ranks in grid:
+            assert all(r % 8 == 0 or r == full[k] for k, r in ranks.items()), (method, ranks)
+            assert impl.macs(layer, ranks) < layer.macs
+        macs = [impl.macs(layer, g) for g in grid]
+        assert macs == sorted(macs)
+
+
+def test_onnxruntime_searches_round_ranks_to_8_unless_told_otherwise() -> None:
+    from rankopt.search._settings import SearchSettings
+
+    assert SearchSettings(latency_runtime="onnxruntime").ranks_multiple_of == 8
+    assert SearchSettings(latency_runtime="onnxruntime", rank_multiple=1).ranks_multiple_of == 1
+    assert SearchSettings().ranks_multiple_of == 1
+    from rankopt.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="tvm"):
+        SearchSettings(latency_runtime="tvm")
+    with pytest.raises(SettingsError, match="rank_multiple = 0"):
+        SearchSettings(rank_multiple=0)

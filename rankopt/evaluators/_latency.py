@@ -9,8 +9,8 @@ import time
 import torch
 from torch import nn
 
+from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
-from rankopt.evaluators._runtimes import get_runtime
 
 __all__ = ["measure_latency_ms"]
 
@@ -40,7 +40,7 @@ def measure_latency_ms(
         n_runs: Timed runs; the median is returned.
         n_threads: Intra-op threads during the measurement (None: leave as set).
         runtime: ``"torch"`` or ``"onnxruntime"`` (a CPU float32 copy exported to ONNX;
-            see :mod:`rankopt.evaluators._runtimes`).
+            see :mod:`rankopt._runtimes`).
 
     Returns:
         Median latency of one forward pass of ``batch_size`` images, in ms (> 0).

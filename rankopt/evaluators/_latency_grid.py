@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt.spaces import LayerInfo, get_method
+from rankopt.spaces import LayerInfo, get_method, round_ranks
 from rankopt.spaces import ranks_at_fraction as ranks_at_fraction_of
 
 __all__ = [
@@ -128,6 +128,7 @@ def rank_grid(
     layer: LayerInfo,
     n_points: int = 4,
     options: Mapping[str, Any] | None = None,
+    multiple: int = 1,
 ) -> list[dict[str, int]]:
     """Ranks from 1 up to the largest (all ranks scaled together) with MACs below dense.
 
@@ -136,9 +137,13 @@ def rank_grid(
         layer: A profiled layer (``macs`` > 0).
         n_points: Grid points (>= 2), evenly spaced in the rank fraction.
         options: Method options (defaults when None).
+        multiple: Every rank rounded to a multiple of this (``round_ranks``, nearest), the
+            ranks a search with ``rank_multiple`` realises: on ONNX Runtime a rank of 15 can
+            run slower than one of 16. The points are then picked evenly among the distinct
+            rounded ranks below dense MACs.
 
     Returns:
-        Distinct rank dicts in increasing MACs; empty when even rank 1 is not cheaper.
+        Distinct rank dicts in increasing MACs; empty when no rank is cheaper than dense.
     """
     impl = get_method(method)
 
@@ -154,6 +159,18 @@ def rank_grid(
         for _ in range(40):
             mid = (low + high) / 2
             low, high = (mid, high) if macs(mid) < layer.macs else (low, mid)
+    if multiple > 1:
+        full = impl.rank_space(layer, options)
+        aligned: list[dict[str, int]] = []
+        for i in range(8 * n_points + 1):
+            ranks = ranks_at_fraction(method, layer, i / (8 * n_points), options)
+            ranks = round_ranks(ranks, multiple, full)
+            if ranks not in aligned and impl.macs(layer, ranks, options) < layer.macs:
+                aligned.append(ranks)
+        if len(aligned) <= n_points:
+            return aligned
+        picks = sorted({round(i * (len(aligned) - 1) / (n_points - 1)) for i in range(n_points)})
+        return [aligned[i] for i in picks]
     grid: list[dict[str, int]] = []
     for i in range(n_points):
         ranks = ranks_at_fraction(method, layer, low * i / (n_points - 1), options)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import ModelProfile, profile
 from rankopt.evaluators._latency_grid import (
@@ -51,7 +52,6 @@ from rankopt.evaluators._latency_grid import (
     time_interleaved_ms,
     time_swapped_ms,
 )
-from rankopt.evaluators._runtimes import get_runtime
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
@@ -68,7 +68,7 @@ __all__ = [
 LATENCY_SCHEMA_VERSION = 3
 MIN_TIMED_S = 0.3
 """Each variant is timed for at least this long in all (more rounds at small batches)."""
-MAX_RUNS = 300
+MAX_RUNS = 5000
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, what)`` called after each measured unit."""
@@ -99,7 +99,8 @@ class LatencyTable:
             increasing MACs, measured inside the model.
         model_ms: ``batch_size -> latency_ms`` of the whole dense model.
         n_threads: Torch intra-op threads during the measurements.
-        runtime: Name of the runtime measured on (:data:`~._runtimes.RUNTIMES`).
+        runtime: Name of the runtime measured on (:data:`rankopt._runtimes.RUNTIMES`).
+        rank_multiple: The grid's ranks are multiples of this.
         cache_path: The JSON file the measurements were read from / written to.
     """
 
@@ -111,6 +112,7 @@ class LatencyTable:
     model_ms: Mapping[int, float]
     n_threads: int
     runtime: str = "torch"
+    rank_multiple: int = 1
     cache_path: Path | None = None
 
     def _check(self, layer_name: str, batch_size: int) -> LayerInfo:
@@ -253,6 +255,8 @@ def latency_table(
     progress: ProgressFn | None = None,
     model_profile: ModelProfile | None = None,
     runtime: str = "torch",
+    rank_multiple: int = 1,
+    min_timed_s: float = MIN_TIMED_S,
 ) -> LatencyTable:
     """Measure (or load from the disk cache) the latency table of ``model`` on this machine.
 
@@ -273,6 +277,10 @@ def latency_table(
         model_profile: ``profile(model, input_shape)`` when the caller has it already.
         runtime: Where to measure: ``"torch"`` (eager PyTorch) or ``"onnxruntime"`` (the
             model exported to ONNX, as ``rankopt apply --out x.onnx`` writes it).
+        rank_multiple: Grid ranks rounded to multiples of this (as the search rounds them;
+            measured and cached apart from other multiples).
+        min_timed_s: Each variant is timed for at least this many seconds in all (more
+            rounds than ``n_runs`` when the model is fast, at most :data:`MAX_RUNS`).
 
     Returns:
         The :class:`LatencyTable`.
@@ -282,10 +290,16 @@ def latency_table(
         UnknownNameError: an unknown method or runtime.
         RankoptError: the runtime's packages are not installed.
     """
-    if not batch_sizes or any(b < 1 for b in batch_sizes) or n_grid < 2 or n_runs < 1:
+    if (
+        not batch_sizes
+        or any(b < 1 for b in batch_sizes)
+        or n_grid < 2
+        or n_runs < 1
+        or rank_multiple < 1
+    ):
         raise SettingsError(
             f"batch_sizes={list(batch_sizes)} must be non-empty and >= 1, n_grid={n_grid} "
-            f">= 2, n_runs={n_runs} >= 1"
+            f">= 2, n_runs={n_runs} >= 1, rank_multiple={rank_multiple} >= 1"
         )
     methods = tuple(m for m in (methods or list_methods()) if m != "keep")
     for m in methods:
@@ -310,13 +324,16 @@ def latency_table(
     entries = data["models"].setdefault(model_key, {})
     gen = torch.Generator().manual_seed(0)
 
+    def stored(method: str) -> str:  # the method's key in the cache for this rank multiple
+        return method if rank_multiple == 1 else f"{method}@x{rank_multiple}"
+
     # Work still missing: (batch_size, layer) -> methods to measure.
     todo: dict[tuple[int, str], list[str]] = {}
     for bs in batch_sizes:
         entry = entries.get(str(bs), {})
         for name, layer in layers.items():
             have = entry.get("layers", {}).get(name, {})
-            wanted = [m for m in methods if get_method(m).supports(layer) and m not in have]
+            wanted = [m for m in methods if get_method(m).supports(layer) and stored(m) not in have]
             if wanted or "model_ms" not in entry:
                 todo[(bs, name)] = wanted
     total = len(todo)
@@ -328,22 +345,22 @@ def latency_table(
         modules: list[nn.Module] = [host.get_submodule(name)]
         points: list[tuple[str, dict[str, int], int]] = []
         for m in wanted:
-            for ranks in rank_grid(m, layer, n_grid):
+            for ranks in rank_grid(m, layer, n_grid, multiple=rank_multiple):
                 modules.append(method_module(m, layer, ranks, gen).eval())
                 points.append((m, ranks, get_method(m).macs(layer, ranks)))
         # Enough rounds for each variant to run about MIN_TIMED_S in all: at batch 1 the
         # model takes ~1 ms and one layer's change is tens of microseconds.
         if bs not in probe_ms:
             probe_ms[bs] = rt.time_swapped_ms(host, name, modules[:1], x, n_runs=3)[0]
-        runs = max(n_runs, min(MAX_RUNS, math.ceil(MIN_TIMED_S * 1000 / probe_ms[bs])))
+        runs = max(n_runs, min(MAX_RUNS, math.ceil(min_timed_s * 1000 / probe_ms[bs])))
         times = rt.time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=runs)
         entry = entries.setdefault(str(bs), {})
         entry.setdefault("model_ms", times[0])
         per_layer = entry.setdefault("layers", {}).setdefault(name, {})
         for m in wanted:
-            per_layer[m] = {"model_ms": times[0], "points": []}
+            per_layer[stored(m)] = {"model_ms": times[0], "points": []}
         for (m, ranks, macs), ms in zip(points, times[1:], strict=True):
-            per_layer[m]["points"].append({"ranks": ranks, "macs": macs, "model_ms": ms})
+            per_layer[stored(m)]["points"].append({"ranks": ranks, "macs": macs, "model_ms": ms})
         if progress is not None:
             progress(done, total, f"{name} batch {bs}")
     if total:
@@ -356,8 +373,10 @@ def latency_table(
         for bs in batch_sizes:
             share = model_ms[bs] * max(layer.macs, 1) / max(prof.macs, 1)
             dense_ms[(name, bs)] = share
-            for m, found in entries[str(bs)].get("layers", {}).get(name, {}).items():
-                if m in methods and found["points"]:
+            found_layer = entries[str(bs)].get("layers", {}).get(name, {})
+            for m in methods:
+                found = found_layer.get(stored(m))
+                if found and found["points"]:
                     ref = float(found["model_ms"])  # the dense model in the same rounds
                     measured = sorted(
                         (int(p["macs"]), (share + float(p["model_ms"]) - ref) / share)
@@ -373,5 +392,6 @@ def latency_table(
         model_ms=model_ms,
         n_threads=n_threads,
         runtime=rt.name,
+        rank_multiple=rank_multiple,
         cache_path=path,
     )

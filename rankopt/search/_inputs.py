@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rankopt._memory import release_free_memory
+from rankopt._runtimes import get_runtime
 from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError
 from rankopt.evaluators import (
@@ -18,7 +19,6 @@ from rankopt.evaluators import (
     compute_logits_and_labels,
     latency_table,
 )
-from rankopt.evaluators._runtimes import get_runtime
 from rankopt.search._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
@@ -106,6 +106,7 @@ def measure_latency_table(
     say: Callable[[str], None],
     *,
     runtime: str = "torch",
+    rank_multiple: int = 1,
 ) -> LatencyTable:
     """The per-layer latency table of ``model`` on this machine (from the disk cache when
     it was measured before), for the latency-friendly methods among ``methods``."""
@@ -128,5 +129,11 @@ def measure_latency_table(
     )
     shape = tuple(prof.input_shape)
     return latency_table(
-        model, shape, wanted, progress=progress, model_profile=prof, runtime=runtime
+        model,
+        shape,
+        wanted,
+        progress=progress,
+        model_profile=prof,
+        runtime=runtime,
+        rank_multiple=rank_multiple,
     )

@@ -73,7 +73,7 @@ def search(
     report_every: int | None = None,
     seed_with_vbmf: bool = True,
     min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
-    rank_multiple: int = 1,
+    rank_multiple: int | None = None,
     measure_latency: bool = False,
     latency_runtime: str = "torch",
     model_name: str = "model",
@@ -130,6 +130,11 @@ def search(
         report_every: Steps between intermediate reports (default: a quarter of the
             steps for single-objective studies, none otherwise).
         seed_with_vbmf: Enqueue the VBMF and uniform seed trials.
+        min_layer_share: Layers below this share of the model's MACs and params stay
+            dense (0 searches every layer).
+        rank_multiple: Round every rank to a multiple of this (hardware-friendly
+            shapes); None: 8 with ``latency_runtime="onnxruntime"`` (its convolutions
+            work on blocks of 8 channels), else 1.
         measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
         latency_runtime: Where latency is measured, for ``max_latency``, the
             ``latency_ms`` objective and ``measure_latency``: ``"torch"`` (eager PyTorch)
@@ -237,7 +242,14 @@ def _search(
     n_outputs = check_labels(model, train, val)
     table = None
     if max_latency is not None or "latency_ms" in s.objectives:
-        table = measure_latency_table(model, prof, s.methods, say, runtime=s.latency_runtime)
+        table = measure_latency_table(
+            model,
+            prof,
+            s.methods,
+            say,
+            runtime=s.latency_runtime,
+            rank_multiple=s.ranks_multiple_of,
+        )
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
@@ -250,7 +262,7 @@ def _search(
         s.methods,
         n_outputs=n_outputs,
         min_layer_share=s.min_layer_share,
-        rank_multiple=s.rank_multiple,
+        rank_multiple=s.ranks_multiple_of,
         latency=table,
     )
     check_budget(space, budget)

@@ -10,8 +10,8 @@ from typing import Any
 import optuna
 
 from rankopt._device import resolve_device
+from rankopt._runtimes import get_runtime
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
-from rankopt.evaluators._runtimes import get_runtime
 from rankopt.search._objective import OBJECTIVE_DIRECTIONS, FinetuneSettings, settings_dict
 from rankopt.search._sampler import SAMPLERS
 from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE
@@ -48,7 +48,7 @@ class SearchSettings:
     report_every: int | None = None
     seed_with_vbmf: bool = True
     min_layer_share: float = DEFAULT_MIN_LAYER_SHARE
-    rank_multiple: int = 1
+    rank_multiple: int | None = None
     device: Any = "auto"
     num_workers: int = 0
     measure_latency: bool = False
@@ -85,7 +85,8 @@ class SearchSettings:
         _check_int("finetune_samples", self.finetune_samples, 1)
         _check_int("batch_size", self.batch_size, 1)
         _check_int("seed", self.seed, 0, 2**32 - 1)
-        _check_int("rank_multiple", self.rank_multiple, 1)
+        if self.rank_multiple is not None:
+            _check_int("rank_multiple", self.rank_multiple, 1)
         _check_int("num_workers", self.num_workers, 0)
         if self.n_threads is not None:
             _check_int("n_threads", self.n_threads, 1)
@@ -114,6 +115,13 @@ class SearchSettings:
     def single_objective(self) -> bool:
         """Whether the study has one objective (accuracy): pruning and reports on."""
         return len(self.objectives) == 1
+
+    @property
+    def ranks_multiple_of(self) -> int:
+        """``rank_multiple``, or when None the latency runtime's (8 on ONNX Runtime, else 1)."""
+        if self.rank_multiple is not None:
+            return self.rank_multiple
+        return get_runtime(self.latency_runtime).rank_multiple
 
     @property
     def max_seeds(self) -> int:
@@ -145,7 +153,7 @@ class SearchSettings:
             "finetune": settings_dict(self.finetune()),
             "finetune_samples": self.finetune_samples,
             "min_layer_share": self.min_layer_share,
-            "rank_multiple": self.rank_multiple,
+            "rank_multiple": self.ranks_multiple_of,
             "latency_runtime": self.latency_runtime,
             "eligible_layers": list(eligible_layers),
             "device": str(resolve_device(self.device)),

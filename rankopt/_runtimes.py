@@ -23,12 +23,13 @@ import statistics
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rankopt.errors import UnknownNameError
+
+if TYPE_CHECKING:  # torch is imported where it runs: `rankopt --help` stays light
+    import torch
+    from torch import nn
 
 __all__ = [
     "RUNTIMES",
@@ -39,7 +40,7 @@ __all__ = [
     "time_runners_ms",
 ]
 
-Runner = Callable[[torch.Tensor], Any]
+Runner = Callable[["torch.Tensor"], Any]
 """One forward pass of a prepared model on a CPU float32 batch."""
 
 
@@ -86,6 +87,8 @@ class LatencyRuntime(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    rank_multiple: ClassVar[int] = 1
+    """The rank multiple a search uses by default when it measures latency here."""
 
     @abstractmethod
     def signature(self) -> dict[str, str]:
@@ -136,10 +139,14 @@ class TorchRuntime(LatencyRuntime):
 
     def signature(self) -> dict[str, str]:
         """Torch's version (also in the machine signature)."""
+        import torch
+
         return {"runtime": self.name, "runtime_version": torch.__version__}
 
     def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
         """The model itself, run in eval mode without autograd."""
+        import torch
+
         model.eval()
 
         def run(x: torch.Tensor) -> Any:
@@ -170,6 +177,10 @@ class OnnxRuntime(LatencyRuntime):
 
     name = "onnxruntime"
     description = "ONNX Runtime (CPU provider), the model as rankopt exports it"
+    rank_multiple = 8
+    # Its CPU convolutions work on channel blocks of 8 (NCHWc): on resnet8 one layer with
+    # spatial SVD at rank 16 saves 9 % of the model's time, at rank 15 only 2 %, at rank 17
+    # it costs 8 % more (benchmarks/BENCHMARKS_LATENCY.md).
 
     def check_available(self) -> None:
         """Raise when ``onnx`` / ``onnxruntime`` are missing (``pip install 'rankopt[onnx]'``)."""
@@ -187,6 +198,8 @@ class OnnxRuntime(LatencyRuntime):
 
     def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
         """An in-memory ONNX export of the model in an onnxruntime session."""
+        import torch
+
         from rankopt._onnx import onnx_session
 
         session = onnx_session(model, input_shape, n_threads=torch.get_num_threads())
