@@ -103,6 +103,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
     runtime = get_runtime(args.runtime)
+    multiple = args.rank_multiple or runtime.rank_multiple
     splits = load_data("mnist5k")
     dense, dense_acc = get_pretrained("resnet8", "mnist5k")
     common: dict[str, Any] = dict(
@@ -115,7 +116,6 @@ def main() -> None:
         progress=lambda line: print(line, flush=True),
     )
     # Every method: the MACs-budget plans may use CP or GKPD.
-    multiple = args.rank_multiple or runtime.rank_multiple
     table = latency_table(dense, INPUT, runtime=args.runtime, rank_multiple=multiple)
     friendly = [m for m in rankopt.list_methods() if rankopt.get_method(m).latency_friendly]
     macs_budgets = [b.strip() for b in args.macs.split(",")]
