@@ -89,9 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument(
-        "--macs", default="50%,20%,10%", help="MACs budgets (comma list); the first is the main one"
+        "--macs", default="50%,25%,15%", help="MACs budgets (comma list); the first is the main one"
     )
     parser.add_argument("--latency", default="50%")
+    parser.add_argument(
+        "--both", default="60%", help="latency budget added to the first MACs budget in one row"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=25, help="interleaved timing rounds")
     parser.add_argument("--runtime", default="onnxruntime", choices=sorted(RUNTIMES))
@@ -126,6 +129,10 @@ def main() -> None:
         max_macs=macs_budgets[0], methods=friendly
     )
     searches[f"max_latency={args.latency}"] = dict(max_latency=args.latency)
+    # Both budgets at once: the allocation meets the MACs and the latency budget.
+    searches[f"max_macs={macs_budgets[0]} + max_latency={args.both}"] = dict(
+        max_macs=macs_budgets[0], max_latency=args.both
+    )
     rows = []
     models = [dense]
     for name, extra in searches.items():
