@@ -177,10 +177,12 @@ class OnnxRuntime(LatencyRuntime):
 
     name = "onnxruntime"
     description = "ONNX Runtime (CPU provider), the model as rankopt exports it"
-    rank_multiple = 8
-    # Its CPU convolutions work on channel blocks of 8 (NCHWc): on resnet8 one layer with
-    # spatial SVD at rank 16 saves 9 % of the model's time, at rank 15 only 2 %, at rank 17
-    # it costs 8 % more (benchmarks/BENCHMARKS_LATENCY.md).
+    rank_multiple = 4
+    # Its CPU convolutions work on channel blocks (NCHWc, 8 or 16 wide): on resnet8 one
+    # layer with spatial SVD at rank 16 saves 9 % of the model's time, at rank 15 only 2 %,
+    # at rank 17 it costs 8 % more. Multiples of 4 keep the worst of it off (rank 12: 5.7 %,
+    # 13: 3.7 %) while 16-channel layers can still go down to rank 4 (multiples of 8 put
+    # the fastest reachable resnet8 at 67 % of dense at batch 1, multiples of 4 well below).
 
     def check_available(self) -> None:
         """Raise when ``onnx`` / ``onnxruntime`` are missing (``pip install 'rankopt[onnx]'``)."""

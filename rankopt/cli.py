@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rank-multiple",
         type=int,
         default=None,
-        help="round ranks to multiples of this, for hardware-friendly shapes (default: 8 "
+        help="round ranks to multiples of this, for hardware-friendly shapes (default: 4 "
         "with --latency-runtime onnxruntime, else 1)",
     )
     p.add_argument(

@@ -205,10 +205,10 @@ def test_rank_grid_with_a_multiple_measures_the_ranks_a_search_realises() -> Non
         assert macs == sorted(macs)
 
 
-def test_onnxruntime_searches_round_ranks_to_8_unless_told_otherwise() -> None:
+def test_onnxruntime_searches_round_ranks_to_4_unless_told_otherwise() -> None:
     from rankopt.search._settings import SearchSettings
 
-    assert SearchSettings(latency_runtime="onnxruntime").ranks_multiple_of == 8
+    assert SearchSettings(latency_runtime="onnxruntime").ranks_multiple_of == 4
     assert SearchSettings(latency_runtime="onnxruntime", rank_multiple=1).ranks_multiple_of == 1
     assert SearchSettings().ranks_multiple_of == 1
     from rankopt.errors import UnknownNameError
