@@ -49,21 +49,12 @@ def time_interleaved_ms(
     Returns:
         Median latency_ms of each module, in the order given.
     """
+    from rankopt._runtimes import time_runners_ms
+
     for m in modules:
         m.eval()
-    times: list[list[float]] = [[] for _ in modules]
-    n = len(modules)
     with torch.inference_mode():
-        for _ in range(n_warmup):
-            for m in modules:
-                m(x)
-        for run in range(n_runs):
-            for k in range(n):
-                i = (k + run) % n
-                start = time.perf_counter()
-                modules[i](x)
-                times[i].append((time.perf_counter() - start) * 1000.0)
-    return [float(statistics.median(t)) for t in times]
+        return time_runners_ms(modules, x, n_warmup=n_warmup, n_runs=n_runs)
 
 
 def time_swapped_ms(
