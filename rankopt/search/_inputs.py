@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from rankopt.evaluators import (
     latency_table,
 )
 from rankopt.search._objective import TrialData
+from rankopt.search._settings import SearchSettings
 from rankopt.spaces import get_method, list_methods
 
 __all__ = ["CALIBRATION_IMAGES", "Data", "check_data", "check_labels", "prepare_data"]
@@ -102,14 +103,13 @@ def prepare_data(
 def measure_latency_table(
     model: nn.Module,
     prof: ModelProfile,
-    methods: Sequence[str] | None,
+    settings: SearchSettings,
     say: Callable[[str], None],
-    *,
-    runtime: str = "torch",
-    rank_multiple: int = 1,
 ) -> LatencyTable:
     """The per-layer latency table of ``model`` on this machine (from the disk cache when
-    it was measured before), for the latency-friendly methods among ``methods``."""
+    it was measured before), for the latency-friendly methods among the search's methods,
+    on its latency runtime, at its rank multiple."""
+    methods, runtime = settings.methods, settings.latency_runtime
     wanted = [
         m
         for m in (methods if methods is not None else list_methods())
@@ -135,5 +135,5 @@ def measure_latency_table(
         progress=progress,
         model_profile=prof,
         runtime=runtime,
-        rank_multiple=rank_multiple,
+        rank_multiple=settings.ranks_multiple_of,
     )

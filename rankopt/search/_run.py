@@ -242,14 +242,7 @@ def _search(
     n_outputs = check_labels(model, train, val)
     table = None
     if max_latency is not None or "latency_ms" in s.objectives:
-        table = measure_latency_table(
-            model,
-            prof,
-            s.methods,
-            say,
-            runtime=s.latency_runtime,
-            rank_multiple=s.ranks_multiple_of,
-        )
+        table = measure_latency_table(model, prof, s, say)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
