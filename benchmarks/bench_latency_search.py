@@ -120,7 +120,9 @@ def main() -> None:
     )
     # Every method: the MACs-budget plans may use CP or GKPD.
     table = latency_table(dense, INPUT, runtime=args.runtime, rank_multiple=multiple)
-    friendly = [m for m in rankopt.list_methods() if rankopt.get_method(m).latency_friendly]
+    friendly = [
+        m for m in rankopt.list_methods() if rankopt.get_method(m).latency_friendly_on(args.runtime)
+    ]
     macs_budgets = [b.strip() for b in args.macs.split(",")]
     searches: dict[str, dict[str, Any]] = {}
     for b in macs_budgets:

@@ -217,3 +217,69 @@ def test_onnxruntime_searches_round_ranks_to_4_unless_told_otherwise() -> None:
         SearchSettings(latency_runtime="tvm")
     with pytest.raises(SettingsError, match="rank_multiple = 0"):
         SearchSettings(rank_multiple=0)
+
+
+# ---------------------------------------------------------------- methods per runtime
+def test_cp_is_latency_friendly_on_onnxruntime_only() -> None:
+    assert get_method("cp").latency_friendly_on("onnxruntime")
+    assert not get_method("cp").latency_friendly_on("torch")
+    for runtime in ("torch", "onnxruntime"):
+        assert not get_method("gkpd").latency_friendly_on(runtime)
+        assert get_method("svd").latency_friendly_on(runtime)
+        assert get_method("tucker2").latency_friendly_on(runtime)
+
+
+def _fake_swapped(
+    _self: object,
+    model: torch.nn.Module,
+    name: str,
+    modules: list[torch.nn.Module],
+    *_: object,
+    **__: object,
+) -> list[float]:
+    """A deterministic stand-in for timing the model with ``name`` swapped: 1 ns per weight."""
+
+    def ms(m: torch.nn.Module) -> float:
+        return 1e-6 * sum(p.numel() for p in m.parameters())
+
+    base = ms(model) - ms(model.get_submodule(name))
+    return [1e-3 + base + ms(m) for m in modules]
+
+
+def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Timings (and ONNX Runtime's version) faked: the test checks which methods the search
+    # measures and offers per runtime, not this machine's speed.
+    from rankopt._runtimes import OnnxRuntime, TorchRuntime
+    from rankopt.evaluators import profile
+    from rankopt.search._inputs import measure_latency_table
+    from rankopt.search._settings import SearchSettings
+    from rankopt.search._space import SearchSpace
+
+    monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
+    for cls in (TorchRuntime, OnnxRuntime):
+        monkeypatch.setattr(cls, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr(OnnxRuntime, "check_available", lambda _self: None)
+    monkeypatch.setattr(
+        OnnxRuntime, "signature", lambda _self: {"runtime": "onnxruntime", "runtime_version": "x"}
+    )
+    model = small_net()
+    prof = profile(model, INPUT)
+    timed: dict[str, set[str]] = {}
+    offered: dict[str, set[str]] = {}
+    for runtime in ("torch", "onnxruntime"):
+        settings = SearchSettings(latency_runtime=runtime)
+        table = measure_latency_table(model, prof, settings, lambda _line: None)
+        assert table.runtime == runtime
+        timed[runtime] = {m for (_, m, _) in table.curves}
+        assert set(table.methods) >= timed[runtime]
+        space = SearchSpace(prof, latency=table, rank_multiple=settings.ranks_multiple_of)
+        offered[runtime] = {m for choices in space.choices.values() for m in choices}
+        if runtime == "onnxruntime":  # CP entries for the 3x3 conv, at both batch sizes
+            assert ("conv2", "cp", 1) in table.curves and ("conv2", "cp", 64) in table.curves
+    assert "cp" in timed["onnxruntime"] and "cp" not in timed["torch"]
+    assert "cp" in offered["onnxruntime"] and "cp" not in offered["torch"]
+    for runtime in ("torch", "onnxruntime"):
+        assert {"svd", "tucker2"} <= timed[runtime] and "gkpd" not in timed[runtime]
+        assert "gkpd" not in offered[runtime]

@@ -107,13 +107,13 @@ def measure_latency_table(
     say: Callable[[str], None],
 ) -> LatencyTable:
     """The per-layer latency table of ``model`` on this machine (from the disk cache when
-    it was measured before), for the latency-friendly methods among the search's methods,
-    on its latency runtime, at its rank multiple."""
+    it was measured before), for the methods among the search's that are latency-friendly
+    on its latency runtime (``latency_friendly_on``), on that runtime, at its rank multiple."""
     methods, runtime = settings.methods, settings.latency_runtime
     wanted = [
         m
         for m in (methods if methods is not None else list_methods())
-        if m != "keep" and get_method(m).latency_friendly
+        if m != "keep" and get_method(m).latency_friendly_on(runtime)
     ]
     last = [0.0]
 

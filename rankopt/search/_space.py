@@ -62,7 +62,8 @@ class SearchSpace:
         rank_multiple: Round ranks to multiples of this (hardware-friendly shapes; 1: off).
         latency: Measured per-layer latency table: candidates then carry their predicted
             latency (a latency budget or objective), and methods whose latency does not
-            follow their MACs (``latency_friendly = False``) are not offered.
+            follow their MACs on the table's runtime (``latency_friendly_on(runtime)``
+            False) are not offered.
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class SearchSpace:
                 m
                 for m in allowed
                 if m != "keep"
-                and (latency is None or get_method(m).latency_friendly)
+                and (latency is None or get_method(m).latency_friendly_on(latency.runtime))
                 and get_method(m).supports(layer)
                 and get_method(m).offered_for(layer)
                 and self.candidates(layer.name, m)

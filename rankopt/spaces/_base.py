@@ -52,7 +52,7 @@ class DecompositionMethod(abc.ABC):
     takes, per layer, the offered method with the highest value (0: never). Tucker-2 (2) on
     kxk convs, channel SVD (1) on 1x1 convs, SVD (1) on linear layers."""
     #: False when the built module's CPU latency does not follow its MACs (measured in
-    #: ``benchmarks/bench_modules.py``): a search under a latency budget may skip the method.
+    #: ``benchmarks/bench_modules.py``); per runtime see :meth:`latency_friendly_on`.
     latency_friendly: ClassVar[bool] = True
     #: Human-readable name in legends and reports, e.g. ``"Tucker-2"``.
     label: ClassVar[str] = ""
@@ -114,6 +114,12 @@ class DecompositionMethod(abc.ABC):
         only one of them is offered.
         """
         return not (self.spatial and layer.kernel_size == (1, 1))
+
+    def latency_friendly_on(self, runtime: str) -> bool:
+        """Whether the module's latency follows its MACs on ``runtime`` (a name in
+        ``rankopt._runtimes.RUNTIMES``): a search with a latency table measured there offers
+        the method, and the table times it, only then. Default: :attr:`latency_friendly`."""
+        return self.latency_friendly
 
     def check_supported(self, layer: LayerInfo) -> None:
         """Raise :class:`UnsupportedLayerError` when ``layer`` is not supported."""
