@@ -112,6 +112,7 @@ class BenchResult:
         latency_rows: Per-method uniform plans at ~50 % MACs with latency ratios.
         peer_notes: What happened with each peer library.
         expectation: Lines saying where the goals held and where they did not.
+        split_sizes: Images in the validation and test splits (for the noise line).
         wall_time_s: Wall time of the run.
         files: Paths written.
     """
@@ -123,6 +124,7 @@ class BenchResult:
     latency_rows: list[dict[str, Any]] = field(default_factory=list)
     peer_notes: list[str] = field(default_factory=list)
     expectation: list[str] = field(default_factory=list)
+    split_sizes: dict[str, int] = field(default_factory=dict)
     wall_time_s: float = math.nan
     files: list[Path] = field(default_factory=list)
 
@@ -347,7 +349,10 @@ def run(
                 )
             for cand in fixed:
                 say(f"[{fraction:.0%}] {cand.label}")
-                result.budget_rows.append(evaluate(cand, fraction, first, True))
+                # every seed (the final fine-tune's), like the search rows: a baseline's
+                # single-seed number is as noisy as one search seed's (+-0.3-0.5 points here)
+                for seed in seeds:
+                    result.budget_rows.append(evaluate(cand, fraction, seed, seed == first))
             for seed in seeds:
                 for sampler in ("tpe", "random"):
                     say(f"[{fraction:.0%}] search {sampler}, seed {seed}, {n_trials} trials")
@@ -450,6 +455,7 @@ def run(
         say("[peer] pip install --dry-run musco-pytorch")
         result.peer_notes.append(f"**musco-pytorch**: {_peer_check('musco-pytorch')}")
 
+    result.split_sizes = {"val": len(bench.val[1]), "test": len(bench.test[1])}
     result.expectation = _expectation(result)
     result.wall_time_s = time.perf_counter() - started
     out = Path(out_dir)
@@ -464,8 +470,7 @@ def run(
             f"{dense_macs} MACs, {dense_params} params)",
             "budgets (fraction of dense MACs)": ", ".join(f"{b:.0%}" for b in budgets),
             "trials per search": f"{n_trials} (rankopt.search: seed trials <= 1/4 of them)",
-            "seeds (search rows)": ", ".join(map(str, seeds)),
-            "seed (other rows)": str(first),
+            "seeds (every row; latency and Spearman: the first)": ", ".join(map(str, seeds)),
             "search proxy fine-tune": f"{proxy_steps} steps on {proxy_samples} images "
             "(other search settings: rankopt.search defaults)",
             "final fine-tune": f"calibrate_bn on {CALIBRATION_IMAGES} training images, then "
@@ -628,6 +633,7 @@ def _expectation(result: BenchResult) -> list[str]:
             f"{result.seed_row['dense_accuracy']:.4f}: {100 * gap:.1f} points below "
             "(goal: within 2): " + ("**met**" if gap <= 0.02 else "**not met**")
         )
+    lines += _noise(result)
     rhos = [s["rho"] for s in result.spearman if math.isfinite(s["rho"])]
     if rhos:
         lines.append(
@@ -636,6 +642,39 @@ def _expectation(result: BenchResult) -> list[str]:
             + ("**met**" if statistics.mean(rhos) >= 0.7 else "**not met**")
         )
     return lines
+
+
+def _noise(result: BenchResult) -> list[str]:
+    """How large a difference the run can resolve: the binomial standard deviation of an
+    accuracy measured on the test and validation splits, and the spread of one plan's test
+    accuracy over final fine-tune seeds (the fixed rows, which run every seed)."""
+    p = result.seed_row.get("dense_accuracy", math.nan) if result.seed_row else math.nan
+    out = []
+    if math.isfinite(p) and result.split_sizes:
+        parts = [
+            f"{name} split ({n} images) {100 * math.sqrt(p * (1 - p) / n):.2f}"
+            for name, n in result.split_sizes.items()
+            if n > 0
+        ]
+        out.append(
+            f"- measurement noise: binomial std of an accuracy near {p:.3f}, in points: "
+            + ", ".join(parts)
+            + " (the search picks its plan by validation accuracy)"
+        )
+    spreads = [
+        statistics.stdev(r["test_accuracy"] for r in rs)
+        for budget in sorted({r["budget"] for r in result.budget_rows})
+        for m, rs in _by_method(result.budget_rows, budget).items()
+        if not m.startswith("search_")
+        and len(rs) >= 2
+        and all(math.isfinite(r["test_accuracy"]) for r in rs)
+    ]
+    if spreads:
+        out.append(
+            "- the same plan's test accuracy over final fine-tune seeds: std "
+            f"{100 * statistics.mean(spreads):.2f} points (mean over {len(spreads)} fixed rows)"
+        )
+    return out
 
 
 def _markdown(
@@ -726,7 +765,8 @@ def _markdown(
         "seed_with_vbmf=False)`. `search_tpe`: `rankopt.search` with its defaults (seed",
         "trials, then TPE; sensitivity-profile allocation), same number of trials. The plan",
         "taken from each search is its most accurate trial (validation accuracy after the",
-        "proxy fine-tune). Search rows: mean ± std over the seeds; other rows: one seed.",
+        "proxy fine-tune). Every row: mean ± std over the seeds (search rows: one study per seed; "
+        "other rows: one final fine-tune per seed).",
         "MACs ratio: fvcore's count of the built model / dense. Latency ratios from the",
         "first seed (< 1 = faster than dense).",
         "",

@@ -82,5 +82,6 @@ def test_bench_on_tiny_model(
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "Budget 50% of dense MACs" in text
     assert "Spearman" in text and "hypervolume tpe" in text
+    assert "measurement noise: binomial std" in text
     for name in ("bench_accuracy.html", "bench_latency.html", "plotly.min.js"):
         assert (tmp_path / name).stat().st_size > 0
