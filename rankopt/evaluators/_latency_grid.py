@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import statistics
 import time
@@ -117,21 +118,26 @@ def ranks_at_fraction(
 def rank_grid(
     method: str,
     layer: LayerInfo,
-    n_points: int = 4,
+    n_points: int = 6,
     options: Mapping[str, Any] | None = None,
     multiple: int = 1,
 ) -> list[dict[str, int]]:
     """Ranks from 1 up to the largest (all ranks scaled together) with MACs below dense.
 
+    The points are spaced geometrically in MACs among the distinct (rounded) ranks below
+    dense: the cheap end, where compressed plans live, gets as many points as the costly
+    end. Evenly spaced rank fractions left one point between rank 4 and rank 24 of CP on a
+    16-channel layer, whose latency at batch 64 bends in between, and mispredicted CP plans
+    by up to 39 %.
+
     Args:
         method: A registered method supporting ``layer``.
         layer: A profiled layer (``macs`` > 0).
-        n_points: Grid points (>= 2), evenly spaced in the rank fraction.
+        n_points: Grid points (>= 2), the cheapest and the costliest included.
         options: Method options (defaults when None).
         multiple: Every rank rounded to a multiple of this (``round_ranks``, nearest), the
             ranks a search with ``rank_multiple`` realises: on ONNX Runtime a rank of 15 can
-            run slower than one of 16. The points are then picked evenly among the distinct
-            rounded ranks below dense MACs.
+            run slower than one of 16.
 
     Returns:
         Distinct rank dicts in increasing MACs; empty when no rank is cheaper than dense.
@@ -150,24 +156,28 @@ def rank_grid(
         for _ in range(40):
             mid = (low + high) / 2
             low, high = (mid, high) if macs(mid) < layer.macs else (low, mid)
-    if multiple > 1:
-        full = impl.rank_space(layer, options)
-        aligned: list[dict[str, int]] = []
-        for i in range(8 * n_points + 1):
-            ranks = ranks_at_fraction(method, layer, i / (8 * n_points), options)
-            ranks = round_ranks(ranks, multiple, full)
-            if ranks not in aligned and impl.macs(layer, ranks, options) < layer.macs:
-                aligned.append(ranks)
-        if len(aligned) <= n_points:
-            return aligned
-        picks = sorted({round(i * (len(aligned) - 1) / (n_points - 1)) for i in range(n_points)})
-        return [aligned[i] for i in picks]
-    grid: list[dict[str, int]] = []
-    for i in range(n_points):
-        ranks = ranks_at_fraction(method, layer, low * i / (n_points - 1), options)
-        if ranks not in grid:
-            grid.append(ranks)
-    return grid
+    full = impl.rank_space(layer, options)
+    steps = 16 * n_points
+    candidates: list[tuple[int, dict[str, int]]] = []
+    for i in range(steps + 1):
+        ranks = ranks_at_fraction(method, layer, low * i / steps, options)
+        ranks = round_ranks(ranks, multiple, full)
+        cost = impl.macs(layer, ranks, options)
+        if cost < layer.macs and all(ranks != r for _, r in candidates):
+            candidates.append((cost, ranks))
+    candidates.sort(key=lambda c: c[0])
+    if len(candidates) <= n_points:
+        return [r for _, r in candidates]
+    lo, hi = math.log(max(1, candidates[0][0])), math.log(max(1, candidates[-1][0]))
+    picked: list[int] = []
+    for k in range(n_points):
+        target = lo + (hi - lo) * k / (n_points - 1)
+        nearest = min(
+            (i for i in range(len(candidates)) if i not in picked),
+            key=lambda i: (abs(math.log(max(1, candidates[i][0])) - target), i),
+        )
+        picked.append(nearest)
+    return [candidates[i][1] for i in sorted(picked)]
 
 
 def machine_signature() -> dict[str, str]:

@@ -65,7 +65,7 @@ __all__ = [
     "time_swapped_ms",
 ]
 
-LATENCY_SCHEMA_VERSION = 3
+LATENCY_SCHEMA_VERSION = 4
 MIN_TIMED_S = 0.3
 """Each variant is timed for at least this long in all (more rounds at small batches)."""
 MAX_RUNS = 5000
@@ -247,7 +247,7 @@ def latency_table(
     methods: Sequence[str] | None = None,
     *,
     batch_sizes: Sequence[int] = (1, 64),
-    n_grid: int = 4,
+    n_grid: int = 6,
     n_warmup: int = 3,
     n_runs: int = 15,
     cache_dir: str | Path | None = None,
