@@ -156,7 +156,8 @@ def seed_trials(
     with_target: bool,
     max_seeds: int,
 ) -> list[Seed]:
-    """Seeds for a study, in enqueue order; at most ``max_seeds``, duplicates dropped.
+    """Seeds for a study, in enqueue order; at most ``max_seeds``; a seed that realises the
+    same plan as an earlier one is dropped.
 
     In this order (the few seed slots of a short study go to different families: which
     family fine-tunes best depends on the budget, and only the proxy can tell):
@@ -214,13 +215,21 @@ def seed_trials(
     for method in order[1:]:
         proposals += [only(method), uniform(method)]
     seeds: list[Seed] = []
-    seen: list[dict[str, Any]] = []
+    seen: set[Any] = set()
     for name, proposal in proposals:
-        params = space.params_of(proposal)
-        if params in seen:
+        # Two seeds whose parameters differ can realise the same plan (at 50 % of the MACs
+        # the sensitivity allocation over every method may pick CP everywhere, as
+        # ``cp_only`` does): a seed slot is too scarce to measure one plan twice.
+        realised = space.realise(proposal, budget, sensitivity)
+        key = (
+            tuple((lp.layer, lp.method, tuple(sorted(lp.ranks.items()))) for lp in realised.layers)
+            if realised is not None
+            else tuple(sorted(space.params_of(proposal).items()))
+        )
+        if key in seen:
             continue
-        seen.append(params)
-        seeds.append(Seed(name, params))
+        seen.add(key)
+        seeds.append(Seed(name, space.params_of(proposal)))
         if len(seeds) >= max_seeds:
             break
     return seeds
