@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import statistics
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankopt._geometric import geometric_picks
 from rankopt.spaces import LayerInfo, get_method, round_ranks
 from rankopt.spaces import ranks_at_fraction as ranks_at_fraction_of
 
@@ -166,18 +166,8 @@ def rank_grid(
         if cost < layer.macs and all(ranks != r for _, r in candidates):
             candidates.append((cost, ranks))
     candidates.sort(key=lambda c: c[0])
-    if len(candidates) <= n_points:
-        return [r for _, r in candidates]
-    lo, hi = math.log(max(1, candidates[0][0])), math.log(max(1, candidates[-1][0]))
-    picked: list[int] = []
-    for k in range(n_points):
-        target = lo + (hi - lo) * k / (n_points - 1)
-        nearest = min(
-            (i for i in range(len(candidates)) if i not in picked),
-            key=lambda i: (abs(math.log(max(1, candidates[i][0])) - target), i),
-        )
-        picked.append(nearest)
-    return [candidates[i][1] for i in sorted(picked)]
+    picks = geometric_picks([max(1, c) for c, _ in candidates], n_points, fill=True)
+    return [candidates[i][1] for i in picks]
 
 
 def machine_signature() -> dict[str, str]:

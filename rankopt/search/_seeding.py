@@ -108,9 +108,7 @@ def _allocated_score(
 ) -> float:
     """Total sensitivity of the allocation over ``methods`` within ``budget`` (inf when it
     does not fit): the allocation's own objective, so it compares methods at the budget."""
-    realised = space.allocate_methods(
-        {n: [m] for n, m in methods.items()}, {}, budget, sensitivity
-    )
+    realised = space.allocate_methods({n: [m] for n, m in methods.items()}, {}, budget, sensitivity)
     if realised is None:
         return math.inf
     total = 0.0
@@ -215,21 +213,18 @@ def seed_trials(
     for method in order[1:]:
         proposals += [only(method), uniform(method)]
     seeds: list[Seed] = []
-    seen: set[Any] = set()
+    seen: list[Any] = []
     for name, proposal in proposals:
         # Two seeds whose parameters differ can realise the same plan (at 50 % of the MACs
         # the sensitivity allocation over every method may pick CP everywhere, as
         # ``cp_only`` does): a seed slot is too scarce to measure one plan twice.
+        params = space.params_of(proposal)
         realised = space.realise(proposal, budget, sensitivity)
-        key = (
-            tuple((lp.layer, lp.method, tuple(sorted(lp.ranks.items()))) for lp in realised.layers)
-            if realised is not None
-            else tuple(sorted(space.params_of(proposal).items()))
-        )
+        key = realised.layers if realised is not None else params
         if key in seen:
             continue
-        seen.add(key)
-        seeds.append(Seed(name, space.params_of(proposal)))
+        seen.append(key)
+        seeds.append(Seed(name, params))
         if len(seeds) >= max_seeds:
             break
     return seeds

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankopt._geometric import geometric_picks
 from rankopt._memory import release_free_memory
 from rankopt.errors import DecompositionError
 from rankopt.evaluators import calibrate_bn, compute_logits
@@ -123,20 +124,6 @@ class SensitivityProfile:
         )
 
 
-def _grid(costs: list[int], n_points: int) -> list[int]:
-    """Indices of ``n_points`` entries of the ascending ``costs``, geometric in cost."""
-    if len(costs) <= n_points:
-        return list(range(len(costs)))
-    lo, hi = math.log(costs[0]), math.log(costs[-1])
-    picked: list[int] = []
-    for k in range(n_points):
-        target = lo + (hi - lo) * k / (n_points - 1)
-        best = min(range(len(costs)), key=lambda i: (abs(math.log(costs[i]) - target), i))
-        if best not in picked:
-            picked.append(best)
-    return sorted(picked)
-
-
 def kl_score(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
     """Mean KL(teacher || student) of the softmax outputs, nats per image."""
     return float(
@@ -186,7 +173,7 @@ def measure_sensitivity(
             c for c in space.candidates(layer, method) if c.macs <= MEASURED_SHARE * dense_macs
         ]
         cands = cands or list(space.candidates(layer, method))[:1]
-        chosen = _grid([c.macs for c in cands], n_points)
+        chosen = geometric_picks([c.macs for c in cands], n_points)
         measured: list[tuple[int, float]] = []
         for i in chosen:
             c = cands[i]
