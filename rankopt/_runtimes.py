@@ -37,6 +37,7 @@ __all__ = [
     "OnnxRuntime",
     "TorchRuntime",
     "get_runtime",
+    "nchwc_block",
     "time_runners_ms",
 ]
 
@@ -87,8 +88,11 @@ class LatencyRuntime(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    rank_multiple: ClassVar[int] = 1
-    """The rank multiple a search uses by default when it measures latency here."""
+
+    @property
+    def rank_multiple(self) -> int:
+        """The rank multiple a search uses by default when it measures latency here."""
+        return 1
 
     @abstractmethod
     def signature(self) -> dict[str, str]:
@@ -177,12 +181,22 @@ class OnnxRuntime(LatencyRuntime):
 
     name = "onnxruntime"
     description = "ONNX Runtime (CPU provider), the model as rankopt exports it"
-    rank_multiple = 4
-    # Its CPU convolutions work on channel blocks (NCHWc, 8 or 16 wide): on resnet8 one
-    # layer with spatial SVD at rank 16 saves 9 % of the model's time, at rank 15 only 2 %,
-    # at rank 17 it costs 8 % more. Multiples of 4 keep the worst of it off (rank 12: 5.7 %,
-    # 13: 3.7 %) while 16-channel layers can still go down to rank 4 (multiples of 8 put
-    # the fastest reachable resnet8 at 67 % of dense at batch 1, multiples of 4 well below).
+
+    @property
+    def rank_multiple(self) -> int:
+        """The channel block of its CPU convolutions on this machine (:func:`nchwc_block`).
+
+        ONNX Runtime runs convolutions in a blocked layout (NCHWc); a factor conv whose
+        channel count is not a multiple of the block falls back to the plain kernels with
+        layout reorders around it. Measured on resnet8 (AVX-512, block 16): CP at rank 16 on
+        a 16-channel 3x3 conv saves 11 % of the model's time at batch 64, the grid's
+        neighbours at ranks 12 and 20 save 5 % and cost 1 % more. With ranks rounded to
+        multiples of 4 the latency table, interpolating between unaligned grid points,
+        mispredicted whole plans by up to 34 % (batch 64) and 24 % (batch 1); with multiples
+        of the block, by at most 10 % on the same kind of plans, and the fastest reachable
+        resnet8 is still 0.40x dense.
+        """
+        return nchwc_block()
 
     def check_available(self) -> None:
         """Raise when ``onnx`` / ``onnxruntime`` are missing (``pip install 'rankopt[onnx]'``)."""
@@ -215,6 +229,26 @@ class OnnxRuntime(LatencyRuntime):
 
 RUNTIMES: dict[str, LatencyRuntime] = {r.name: r for r in (TorchRuntime(), OnnxRuntime())}
 """Latency runtimes by name."""
+
+
+def nchwc_block() -> int:
+    """ONNX Runtime's NCHWc channel block on this CPU: 16 with AVX-512F, 8 with AVX2, else 4.
+
+    Read from numpy's CPU feature detection (the same CPUID bits ONNX Runtime's MLAS
+    library checks); 4 where numpy does not report them.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return 4
+    if features.get("AVX512F"):
+        return 16
+    if features.get("AVX2") and features.get("FMA3"):
+        return 8
+    return 4
 
 
 def get_runtime(name: str) -> LatencyRuntime:

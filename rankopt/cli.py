@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rank-multiple",
         type=int,
         default=None,
-        help="round ranks to multiples of this, for hardware-friendly shapes (default: 4 "
-        "with --latency-runtime onnxruntime, else 1)",
+        help="round ranks to multiples of this, for hardware-friendly shapes (default: with "
+        "--latency-runtime onnxruntime its convolution channel block on this CPU, 16 with "
+        "AVX-512, 8 with AVX2; else 1)",
     )
     p.add_argument(
         "--min-layer-share",

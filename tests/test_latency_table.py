@@ -205,10 +205,21 @@ def test_rank_grid_with_a_multiple_measures_the_ranks_a_search_realises() -> Non
         assert macs == sorted(macs)
 
 
-def test_onnxruntime_searches_round_ranks_to_4_unless_told_otherwise() -> None:
+def test_onnxruntime_searches_round_ranks_to_its_channel_block_unless_told_otherwise() -> None:
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    from rankopt._runtimes import nchwc_block
     from rankopt.search._settings import SearchSettings
 
-    assert SearchSettings(latency_runtime="onnxruntime").ranks_multiple_of == 4
+    expected = (
+        16
+        if __cpu_features__["AVX512F"]
+        else 8
+        if __cpu_features__["AVX2"] and __cpu_features__["FMA3"]
+        else 4
+    )
+    assert nchwc_block() == expected
+    assert SearchSettings(latency_runtime="onnxruntime").ranks_multiple_of == expected
     assert SearchSettings(latency_runtime="onnxruntime", rank_multiple=1).ranks_multiple_of == 1
     assert SearchSettings().ranks_multiple_of == 1
     from rankopt.errors import UnknownNameError
@@ -264,6 +275,9 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     monkeypatch.setattr(
         OnnxRuntime, "signature", lambda _self: {"runtime": "onnxruntime", "runtime_version": "x"}
     )
+    # The small net's channels fit a block of 4 (an AVX-512 CPU's 16 would leave Tucker-2
+    # no rank below full).
+    monkeypatch.setattr("rankopt._runtimes.nchwc_block", lambda: 4)
     model = small_net()
     prof = profile(model, INPUT)
     timed: dict[str, set[str]] = {}

@@ -133,8 +133,8 @@ def search(
         min_layer_share: Layers below this share of the model's MACs and params stay
             dense (0 searches every layer).
         rank_multiple: Round every rank to a multiple of this (hardware-friendly
-            shapes); None: 4 with ``latency_runtime="onnxruntime"`` (its convolutions
-            work on blocks of channels), else 1.
+            shapes); None: with ``latency_runtime="onnxruntime"`` its convolutions'
+            channel block on this CPU (16 with AVX-512, 8 with AVX2), else 1.
         measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
         latency_runtime: Where latency is measured, for ``max_latency``, the
             ``latency_ms`` objective and ``measure_latency``: ``"torch"`` (eager PyTorch)
