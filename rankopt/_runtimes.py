@@ -235,15 +235,18 @@ def nchwc_block() -> int:
     """ONNX Runtime's NCHWc channel block on this CPU: 16 with AVX-512F, 8 with AVX2, else 4.
 
     Read from numpy's CPU feature detection (the same CPUID bits ONNX Runtime's MLAS
-    library checks); 4 where numpy does not report them.
+    library checks; numpy 2 and 1 keep it in different private modules); 4 where numpy
+    does not report them.
     """
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
-    except ImportError:  # numpy < 2
+    import importlib
+
+    features: dict[str, bool] = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
         try:
-            from numpy.core._multiarray_umath import __cpu_features__ as features
-        except ImportError:
-            return 4
+            features = dict(importlib.import_module(module).__cpu_features__)
+            break
+        except (ImportError, AttributeError):
+            continue
     if features.get("AVX512F"):
         return 16
     if features.get("AVX2") and features.get("FMA3"):
