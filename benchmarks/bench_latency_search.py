@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument(
-        "--macs", default="50%,25%,15%", help="MACs budgets (comma list); the first is the main one"
+        "--macs", default="50%,35%,25%", help="MACs budgets (comma list); the first is the main one"
     )
     parser.add_argument("--latency", default="50%")
     parser.add_argument(

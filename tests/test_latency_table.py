@@ -297,3 +297,14 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     for runtime in ("torch", "onnxruntime"):
         assert {"svd", "tucker2"} <= timed[runtime] and "gkpd" not in timed[runtime]
         assert "gkpd" not in offered[runtime]
+
+
+def test_swapped_variants_are_timed_against_the_dense_model_round_by_round() -> None:
+    from rankopt._runtimes import paired_medians_ms
+
+    # Round 2 caught the machine slow for the dense model only: the variant's median alone
+    # (2.0) would say it saves nothing; its per-round differences (-0.5, +0.5, -1.0) say 0.5.
+    dense = [1.0, 2.0, 3.0]
+    variant = [0.5, 2.5, 2.0]
+    assert paired_medians_ms([dense, variant]) == [2.0, 1.5]
+    assert paired_medians_ms([dense]) == [2.0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,8 +82,11 @@ def time_swapped_ms(
         n_runs: Timed rounds.
 
     Returns:
-        Median latency_ms of the model with each module, in the order given.
+        Latency_ms of the model with each module, in the order given: the first module's
+        median, the others paired with it round by round (``paired_medians_ms``).
     """
+    from rankopt._runtimes import paired_medians_ms
+
     parent_name, _, attr = layer_name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     original = getattr(parent, attr)
@@ -105,7 +107,7 @@ def time_swapped_ms(
                     times[i].append((time.perf_counter() - start) * 1000.0)
     finally:
         setattr(parent, attr, original)
-    return [float(statistics.median(t)) for t in times]
+    return paired_medians_ms(times)
 
 
 def ranks_at_fraction(

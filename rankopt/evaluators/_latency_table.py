@@ -12,7 +12,9 @@ layer alone mispredicted whole resnet8 plans by 40-170 % at batch 64.
 
 Each layer's dense time is the model's time apportioned by MACs share; a grid point's ratio is
 ``(dense share + measured change) / dense share`` (it may be below 0: a layer whose
-replacement saves more than its share). Prediction interpolates the ratio piecewise-linearly
+replacement saves more than its share); the change is measured against the dense model in the
+same rounds, round by round, and scaled to the table's dense model time (the median of the
+dense model over all layers' rounds). Prediction interpolates the ratio piecewise-linearly
 in the module's analytic MACs, extrapolating beyond the grid along its last segment. A
 whole plan is predicted as the measured dense model time plus, per changed layer, its
 predicted change.
@@ -32,6 +34,7 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +68,7 @@ __all__ = [
     "time_swapped_ms",
 ]
 
-LATENCY_SCHEMA_VERSION = 4
+LATENCY_SCHEMA_VERSION = 5
 MIN_TIMED_S = 0.3
 """Each variant is timed for at least this long in all (more rounds at small batches)."""
 MAX_RUNS = 5000
@@ -213,6 +216,17 @@ def _monotone(points: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], .
             blocks[-1][1] += count
     fitted = [total / count for total, count in blocks for _ in range(int(count))]
     return tuple((macs, value) for (macs, _), value in zip(points, fitted, strict=True))
+
+
+def _dense_model_ms(entry: Mapping[str, Any]) -> float:
+    """The dense model's latency_ms at one batch size: the median over every measured
+    layer's rounds (one layer's rounds alone can catch the machine slow)."""
+    refs = [
+        float(found["model_ms"])
+        for per_layer in entry.get("layers", {}).values()
+        for found in per_layer.values()
+    ]
+    return float(statistics.median(refs)) if refs else float(entry["model_ms"])
 
 
 def _cache_file(cache_dir: Path, key: Mapping[str, Any]) -> Path:
@@ -366,7 +380,7 @@ def latency_table(
     if total:
         _write_json(path, data)
 
-    model_ms = {bs: float(entries[str(bs)]["model_ms"]) for bs in batch_sizes}
+    model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
     dense_ms: dict[tuple[str, int], float] = {}
     curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
     for name, layer in layers.items():
@@ -377,9 +391,17 @@ def latency_table(
             for m in methods:
                 found = found_layer.get(stored(m))
                 if found and found["points"]:
-                    ref = float(found["model_ms"])  # the dense model in the same rounds
+                    # The change relative to the dense model in the same rounds, scaled to
+                    # the table's dense model time: the machine's speed differs between
+                    # one layer's rounds and another's (at batch 1 on this 2-core machine
+                    # the dense resnet8 measured 0.18 ms in one layer's rounds and 0.24 ms
+                    # in another's), and a change in ms mixes that in.
+                    ref = float(found["model_ms"])
                     measured = sorted(
-                        (int(p["macs"]), (share + float(p["model_ms"]) - ref) / share)
+                        (
+                            int(p["macs"]),
+                            (share + (float(p["model_ms"]) - ref) * model_ms[bs] / ref) / share,
+                        )
                         for p in found["points"]
                     )
                     curves[(name, m, bs)] = _monotone(measured)
