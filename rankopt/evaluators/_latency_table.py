@@ -33,9 +33,7 @@ import copy
 import hashlib
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankopt._files import atomic_write, default_cache_dir
 from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import ModelProfile, profile
@@ -234,27 +233,6 @@ def _cache_file(cache_dir: Path, key: Mapping[str, Any]) -> Path:
     return cache_dir / "latency" / f"{digest.hexdigest()}.json"
 
 
-def _default_cache_dir() -> Path:
-    env = os.environ.get("RANKOPT_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg).expanduser() / "rankopt" if xdg else Path.home() / ".cache" / "rankopt"
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def latency_table(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -322,7 +300,7 @@ def latency_table(
     rt.check_available()
     n_threads = torch.get_num_threads()
     key = {**machine_signature(), **rt.signature(), "threads": n_threads, "dtype": "float32"}
-    root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _cache_file(root, key)
     data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key}
     data.update(models={})
@@ -378,7 +356,7 @@ def latency_table(
         if progress is not None:
             progress(done, total, f"{name} batch {bs}")
     if total:
-        _write_json(path, data)
+        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
     dense_ms: dict[tuple[str, int], float] = {}

@@ -22,8 +22,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -33,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankopt._files import atomic_write, default_cache_dir
 from rankopt.data import SPLIT_VERSION
 from rankopt.errors import ModelError, UnknownNameError
 from rankopt.models._registry import create_model, list_models
@@ -75,17 +74,6 @@ def pretrained_recipe(model: str, data: str) -> TrainRecipe:
     if data == "mnist5k":
         return TrainRecipe(epochs=_MNIST_EPOCHS.get(model, 15), augment_shift=2)
     return TrainRecipe(epochs=30, augment_shift=1)
-
-
-def default_cache_dir() -> Path:
-    """``$RANKOPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/rankopt``, else ``~/.cache/rankopt``."""
-    env = os.environ.get("RANKOPT_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "rankopt"
-    return Path.home() / ".cache" / "rankopt"
 
 
 def get_pretrained(
@@ -289,8 +277,8 @@ def _train_and_save(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
-        _atomic_write(folder / weights_name, blob)
-        _atomic_write(
+        atomic_write(folder / weights_name, blob)
+        atomic_write(
             folder / f"{key}.json",
             (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"),
         )
@@ -305,21 +293,6 @@ def _train_and_save(
         f"saved {folder / weights_name}"
     )
     return net, acc
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
