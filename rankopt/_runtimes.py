@@ -152,11 +152,13 @@ class LatencyRuntime(ABC):
         *,
         n_warmup: int = 3,
         n_runs: int = 15,
+        paired: bool = False,
     ) -> list[float]:
-        """Median latency_ms of each model on ``x``, measured interleaved."""
+        """Median latency_ms of each model on ``x``, measured interleaved (``paired``: the
+        others relative to the first round by round, :func:`paired_medians_ms`)."""
         shape = tuple(x.shape[1:])
         runners = [self.compile(m, shape) for m in models]
-        return time_runners_ms(runners, x, n_warmup=n_warmup, n_runs=n_runs)
+        return time_runners_ms(runners, x, n_warmup=n_warmup, n_runs=n_runs, paired=paired)
 
 
 class TorchRuntime(LatencyRuntime):
