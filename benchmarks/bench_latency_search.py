@@ -218,7 +218,8 @@ def main() -> None:
             ratios[name][b] = meas
             saving = (1 - meas) / (1 - macs_ratio) if macs_ratio < 1 else float("nan")
             lines.append(
-                f"| {name} | {acc:.4f} ± {acc_std:.4f} | {macs_ratio:.3f} | {b} | {pred:.3f} | {meas:.3f} | "
+                f"| {name} | {acc:.4f} ± {acc_std:.4f} | {macs_ratio:.3f} | {b} | {pred:.3f} | "
+                f"{meas:.3f} | "
                 f"{100 * (pred / meas - 1):+.1f}% | {saving:.2f} | {methods if b == 1 else ''} |"
             )
     lat_name = f"max_latency={args.latency}"
