@@ -113,7 +113,8 @@ def search(
         n_trials: Total finished (complete or pruned) trials the study should hold; a
             resumed study runs only the rest, and several workers share this total.
         timeout: Stop starting new trials after this many seconds.
-        sampler: ``"tpe"`` (multivariate), ``"nsga2"``, ``"random"`` or any Optuna sampler.
+        sampler: ``"tpe"`` (multivariate TPE, three trials in four local moves around
+            the two most accurate trials), ``"nsga2"``, ``"random"`` or any Optuna sampler.
         pruner: Optuna pruner for single-objective studies (default median pruner).
         storage: Optuna storage URL (``sqlite:///run/study.db``, ``postgresql://...``) or
             object; None keeps the study in memory.

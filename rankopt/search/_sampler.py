@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial
 
 from rankopt._storage import is_shared
 from rankopt.errors import RankoptError, UnknownNameError
+from rankopt.search._local import LocalMovesSampler
 
 __all__ = ["SAMPLERS", "default_pruner", "make_sampler", "worker_sampler_seed"]
 
@@ -47,20 +48,25 @@ def make_sampler(
     constraints: bool,
     n_startup_trials: int = 10,
 ) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler from a name (``tpe``, ``nsga2``, ``random``) or pass one through."""
+    """An Optuna sampler from a name (``tpe``, ``nsga2``, ``random``) or pass one through.
+
+    ``tpe`` is multivariate TPE after ``n_startup_trials``, alternating with local moves
+    around the most accurate trials (:class:`~rankopt.search._local.LocalMovesSampler`).
+    """
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
     constraints_func = _constraints if constraints else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if sampler == "tpe":
-            return optuna.samplers.TPESampler(
+            tpe = optuna.samplers.TPESampler(
                 seed=seed,
                 multivariate=True,
                 group=True,
                 n_startup_trials=n_startup_trials,
                 constraints_func=constraints_func,
             )
+            return LocalMovesSampler(tpe, n_startup_trials=n_startup_trials, seed=seed)
         if sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(
                 seed=seed,
