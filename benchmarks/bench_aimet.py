@@ -3,7 +3,7 @@
 aimet-torch pins its own stack, so it lives in a separate virtual environment::
 
     python -m venv /tmp/aimet && /tmp/aimet/bin/pip install aimet-torch
-    /tmp/aimet/bin/python benchmarks/bench_aimet.py --out /tmp/aimet_models 0.2 0.1 0.05
+    /tmp/aimet/bin/python benchmarks/bench_aimet.py --out /tmp/aimet_models 0.1 0.07 0.05
     python benchmarks/run.py --quick --aimet-dir /tmp/aimet_models
 
 For each target MACs ratio it runs ``aimet_torch.compress.ModelCompressor.compress_model``
