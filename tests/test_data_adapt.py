@@ -16,6 +16,7 @@ from rankopt.data import as_split
 from rankopt.errors import DataError
 from rankopt.evaluators import evaluate_accuracy
 from rankopt.search import search
+from rankopt.search._duplicates import n_distinct_finished
 
 FAST: dict[str, Any] = {"finetune_steps": 10, "finetune_samples": 200, "batch_size": 32}
 RUN: dict[str, Any] = {"max_macs": 0.5, "n_trials": 3, "device": "cpu", **FAST}
@@ -46,7 +47,7 @@ def test_tensor_dataset_gives_the_same_trials_as_the_tensor_pair(
     train, val = digits_data["train"], digits_data["val"]
     pair = search(trained_digits_net, train, val, **RUN)
     wrapped = search(trained_digits_net, TensorDataset(*train), TensorDataset(*val), **RUN)
-    assert len(_values(pair)) == 3
+    assert n_distinct_finished(pair) == 3
     assert _values(wrapped) == _values(pair)
     assert wrapped.user_attrs["dense"] == pair.user_attrs["dense"]
     assert pair.user_attrs["dense"]["accuracy"] > 0.8
@@ -60,7 +61,7 @@ def test_dataloaders_and_plain_datasets_run_to_the_end(
     val_loader = DataLoader(CountingDataset(*val), batch_size=37, shuffle=False)
     study = search(trained_digits_net, train_ds, val_loader, **RUN)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(trials) == 3
+    assert n_distinct_finished(study) == 3
     for t in trials:
         assert 0.5 < t.user_attrs["accuracy"] <= 1.0
         assert math.isfinite(t.user_attrs["reconstruction_error"])
@@ -73,7 +74,7 @@ def test_dataloaders_and_plain_datasets_run_to_the_end(
     # a DataLoader for training too: its dataset is sampled by index
     loader = DataLoader(TensorDataset(*train), batch_size=64, shuffle=True)
     study2 = search(trained_digits_net, loader, TensorDataset(*val), **RUN)
-    assert len(study2.get_trials(states=(TrialState.COMPLETE,))) == 3
+    assert n_distinct_finished(study2) == 3
 
 
 def test_sample_reads_only_the_sample() -> None:
@@ -177,6 +178,6 @@ def test_cli_search_on_an_image_folder(tmp_path: Any, capsys: pytest.CaptureFixt
     assert rc == 0, err
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/run/study.db")
     done = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(done) == 2
+    assert n_distinct_finished(study) == 2
     assert all(math.isfinite(t.user_attrs["accuracy"]) for t in done)
     assert study.user_attrs["input_shape"] == [3, 12, 12]

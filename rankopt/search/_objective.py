@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 from torch import nn
 
 from rankopt._device import on_device
@@ -23,6 +24,12 @@ from rankopt.evaluators import (
 )
 from rankopt.plan import apply_plan
 from rankopt.search._budget import Budget
+from rankopt.search._duplicates import (
+    DUPLICATE_ATTR,
+    PLAN_KEY_ATTR,
+    earlier_evaluation,
+    plan_key,
+)
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import SearchSpace
 
@@ -178,6 +185,11 @@ class Objective:
         trial.set_user_attr("macs_ratio", macs / self.dense_macs)
         trial.set_user_attr("params_ratio", n_params / self.dense_params)
         trial.set_user_attr("feasible", feasible)
+        key = plan_key(layers)
+        trial.set_user_attr(PLAN_KEY_ATTR, key)
+        earlier = earlier_evaluation(trial.study, key, trial.number)
+        if earlier is not None:
+            return self._reuse(trial, earlier, started)
 
         try:
             student = apply_plan(self.model, plan)
@@ -263,6 +275,24 @@ class Objective:
         out = tuple(values[name] for name in self.objectives)
         return out[0] if len(out) == 1 else out
 
+    def _reuse(
+        self, trial: optuna.Trial, earlier: FrozenTrial, started: float
+    ) -> float | tuple[float, ...]:
+        """Take the results of ``earlier``, which evaluated the same plan (see
+        :mod:`rankopt.search._duplicates`)."""
+        for name in _REUSED_ATTRS:
+            if name in earlier.user_attrs:
+                trial.set_user_attr(name, earlier.user_attrs[name])
+        plan = dict(earlier.user_attrs["plan"])
+        plan["provenance"] = {"study": self.study_name, "trial": trial.number}
+        trial.set_user_attr("plan", plan)
+        trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
+        trial.set_user_attr("finetune_time_s", 0.0)
+        trial.set_user_attr("decompose_time_s", 0.0)
+        trial.set_user_attr("wall_time_s", time.perf_counter() - started)
+        values = tuple(float(v) for v in earlier.values)
+        return values[0] if len(values) == 1 else values
+
     def _reporter(self, trial: optuna.Trial) -> Any:
         def report(step: int, accuracy: float) -> None:
             trial.report(accuracy, step)
@@ -271,6 +301,16 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned at step {step} (accuracy {accuracy:.4f})")
 
         return report
+
+
+_REUSED_ATTRS = (
+    "accuracy",
+    "accuracy_before_finetune",
+    "reconstruction_error",
+    "latency_ms",
+    "measured_latency_ms",
+)
+"""Results a trial takes from the earlier trial that evaluated the same plan."""
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

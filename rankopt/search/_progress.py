@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.evaluators import ModelProfile
 from rankopt.search._budget import Budget
+from rankopt.search._duplicates import DUPLICATE_ATTR
 
 __all__ = ["TrialReporter", "progress_printer"]
 
@@ -53,6 +54,11 @@ class TrialReporter:
                 f"macs {100 * attrs.get('macs_ratio', math.nan):.1f}%, "
                 f"params {100 * attrs.get('params_ratio', math.nan):.1f}%, "
                 f"{attrs.get('wall_time_s', math.nan):.1f}s | {best_txt}"
+                + (
+                    f" (same plan as trial {attrs[DUPLICATE_ATTR]}: its result reused, not counted)"
+                    if DUPLICATE_ATTR in attrs
+                    else ""
+                )
             )
         else:
             reason = attrs.get("fail_reason", "")

@@ -26,6 +26,7 @@ from rankopt.data import as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import profile
 from rankopt.search._budget import Budget, parse_budget, parse_latency_budget
+from rankopt.search._duplicates import DistinctTrialsStopper, max_attempts, n_distinct_finished
 from rankopt.search._inputs import (
     Data,
     check_data,
@@ -110,7 +111,8 @@ def search(
         objectives: ``("accuracy",)`` (single objective, pruning) or accuracy plus any of
             ``"macs"``, ``"n_params"``, ``"latency_ms"`` (Pareto front).
         methods: Methods to offer (default all registered); ``keep`` is always offered.
-        n_trials: Total finished (complete or pruned) trials the study should hold; a
+        n_trials: Total finished (complete or pruned) trials the study should hold, not
+            counting trials that realised an already evaluated plan (they reuse its result); a
             resumed study runs only the rest, and several workers share this total.
         timeout: Stop starting new trials after this many seconds.
         sampler: ``"tpe"`` (multivariate TPE, three trials in four local moves around
@@ -343,8 +345,7 @@ def _search(
         latency_runtime=s.latency_runtime,
     )
     objective = _TaggedObjective(objective, worker)
-    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    finished = len(study.get_trials(deepcopy=False, states=done_states))
+    finished = n_distinct_finished(study)  # a trial that reused a result does not count
     remaining = s.n_trials - finished
     if is_shared(opened):
         say(
@@ -363,12 +364,12 @@ def _search(
         _say_queued(study, say)
         return study
     reporter = TrialReporter(say, budget, prof, s.objectives)
-    stopper = optuna.study.MaxTrialsCallback(s.n_trials, states=done_states)
+    stopper = DistinctTrialsStopper(s.n_trials)
     with warnings.catch_warnings(), _sqlite_lock_errors(opened):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.optimize(
             objective,
-            n_trials=remaining + max(5, remaining),  # room for failed trials
+            n_trials=max_attempts(remaining),  # room for failed trials and repeats
             timeout=s.timeout,
             catch=(TrialFailedError, DecompositionError),
             callbacks=[reporter, stopper, *callbacks],
