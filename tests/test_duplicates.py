@@ -16,7 +16,7 @@ from rankopt.search._duplicates import (
     n_distinct_finished,
     plan_key,
 )
-from rankopt.studies import export_plan
+from rankopt.studies import export_plan, pareto_front
 
 
 def test_plan_key_ignores_layer_order_and_sees_every_rank_and_method() -> None:
@@ -63,3 +63,7 @@ def test_repeated_plans_reuse_the_result_and_the_study_evaluates_n_distinct_plan
         again, original = export_plan(study, trial=t.number), export_plan(study, trial=first.number)
         assert again.layers == original.layers
         assert again.provenance["trial"] == t.number
+    # the front lists each plan once: a repeat's first trial stands for it
+    front = pareto_front(study)
+    on_front = {int(n) for n in front[front["kind"] == "trial"]["trial"]}
+    assert on_front and not on_front & {t.number for t in repeats}

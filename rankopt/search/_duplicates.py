@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
 from rankopt.plan import LayerPlan
 
 __all__ = [
@@ -31,10 +32,6 @@ __all__ = [
     "plan_key",
 ]
 
-DUPLICATE_ATTR = "duplicate_of"
-"""User attribute of a trial that reused an earlier trial's results: that trial's number."""
-PLAN_KEY_ATTR = "plan_key"
-"""User attribute: a digest of the trial's realised layers (method, ranks, options)."""
 
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt._metrics import TABLE_METRICS
 from rankopt._queue import queued_line
+from rankopt._trial_attrs import DUPLICATE_ATTR
 
 from . import _methods
 
@@ -207,14 +208,17 @@ def front_trials(study: optuna.Study) -> list[FrozenTrial]:
 
     Multi-objective studies use ``study.best_trials`` (feasible trials only when the study
     is constrained). Single-objective (accuracy) studies get the accuracy-vs-MACs front of
-    the completed (feasible) trials, computed from their user_attrs.
+    the completed (feasible) trials, computed from their user_attrs. Trials that reused an
+    earlier trial's result (same plan, same values) are left out: that trial stands for
+    them.
     """
     if is_multi_objective(study):
         trials = list(study.best_trials)
     else:
         feasible = [t for t in completed_trials(study) if _is_feasible(t)]
         trials = _accuracy_macs_front(feasible)
-    return sorted(trials, key=lambda t: t.number)
+    # a trial that reused an earlier trial's result repeats that trial's plan and values
+    return sorted((t for t in trials if DUPLICATE_ATTR not in t.user_attrs), key=lambda t: t.number)
 
 
 def vbmf_seed_trial(study: optuna.Study) -> FrozenTrial | None:
