@@ -18,6 +18,15 @@ from rankopt.search._duplicates import (
 )
 from rankopt.studies import export_plan, pareto_front
 
+SETTINGS: dict[str, Any] = {
+    "model_name": "digitsnet",
+    "max_macs": 40_000,
+    "max_params": 9_000,
+    "finetune_steps": 15,
+    "finetune_samples": 256,
+    "batch_size": 32,
+}
+
 
 def test_plan_key_ignores_layer_order_and_sees_every_rank_and_method() -> None:
     a = LayerPlan("conv1", "tucker2", {"r_in": 2, "r_out": 3})
@@ -33,19 +42,8 @@ def test_repeated_plans_reuse_the_result_and_the_study_evaluates_n_distinct_plan
     trained_digits_net: nn.Module, digits_data: dict[str, Any], sampler: str
 ) -> None:
     # On the tiny digits net this budget leaves few plans: repeats are certain.
-    study = search(
-        trained_digits_net,
-        digits_data["train"],
-        digits_data["val"],
-        model_name="digitsnet",
-        n_trials=7,
-        sampler=sampler,
-        max_macs=40_000,
-        max_params=9_000,
-        finetune_steps=15,
-        finetune_samples=256,
-        batch_size=32,
-    )
+    train, val = digits_data["train"], digits_data["val"]
+    study = search(trained_digits_net, train, val, n_trials=7, sampler=sampler, **SETTINGS)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     repeats = [t for t in complete if DUPLICATE_ATTR in t.user_attrs]
     evaluated = {t.number: t for t in complete if DUPLICATE_ATTR not in t.user_attrs}
