@@ -94,7 +94,12 @@ def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
         **kwargs,  # type: ignore[arg-type]
     )
     assert more and ("conv2", "spatial_svd", 1) in table3.curves
-    assert table3.curves[("conv2", "svd", 1)] == table.curves[("conv2", "svd", 1)]
+    # svd is not measured again: its points come from disk. Its ratios go through the
+    # table's dense time, which the merge recomputes over more rounds; that time cancels
+    # in the ratio, but not in floating point (seen: 1 ulp apart).
+    reused, first = table3.curves[("conv2", "svd", 1)], table.curves[("conv2", "svd", 1)]
+    assert [m for m, _ in reused] == [m for m, _ in first]
+    assert [r for _, r in reused] == pytest.approx([r for _, r in first], rel=1e-12)
 
 
 def test_measured_ratios_are_made_monotone_in_macs() -> None:
