@@ -107,6 +107,7 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
 
     torch.set_num_threads(1)
     import rankopt
+    from rankopt._trial_attrs import DUPLICATE_ATTR
     from rankopt.data import load_data
     from rankopt.models import create_model
 
@@ -130,7 +131,8 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
             storage=f"sqlite:///{run_dir}/study.db",
             n_threads=1,
         )
-        values = [t.values for t in study.trials]
+        # trials that evaluated their own plan (a repeat reuses an earlier trial's values)
+        values = [t.values for t in study.trials if DUPLICATE_ATTR not in t.user_attrs]
     print(
         json.dumps(
             {
