@@ -8,14 +8,10 @@ import pytest
 from optuna.trial import TrialState
 from torch import nn
 
+from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
 from rankopt.plan import LayerPlan
 from rankopt.search import search
-from rankopt.search._duplicates import (
-    DUPLICATE_ATTR,
-    PLAN_KEY_ATTR,
-    n_distinct_finished,
-    plan_key,
-)
+from rankopt.search._duplicates import n_distinct_finished, plan_key
 from rankopt.studies import export_plan, pareto_front
 
 SETTINGS: dict[str, Any] = {

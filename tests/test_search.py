@@ -11,13 +11,14 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
+from rankopt._trial_attrs import DUPLICATE_ATTR
 from rankopt.errors import BudgetError, RankoptError, UnknownNameError
 from rankopt.evaluators import count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan
 from rankopt.search import _objective as objective_module
 from rankopt.search import parse_budget, search
 from rankopt.search._budget import Budget
-from rankopt.search._duplicates import DUPLICATE_ATTR, n_distinct_finished
+from rankopt.search._duplicates import n_distinct_finished
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import SearchSpace
 

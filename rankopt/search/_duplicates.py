@@ -23,15 +23,12 @@ from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
 from rankopt.plan import LayerPlan
 
 __all__ = [
-    "DUPLICATE_ATTR",
-    "PLAN_KEY_ATTR",
     "DistinctTrialsStopper",
     "earlier_evaluation",
     "max_attempts",
     "n_distinct_finished",
     "plan_key",
 ]
-
 
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from rankopt._device import on_device
 from rankopt._memory import release_free_memory
+from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import (
     calibrate_bn,
@@ -24,12 +25,7 @@ from rankopt.evaluators import (
 )
 from rankopt.plan import apply_plan
 from rankopt.search._budget import Budget
-from rankopt.search._duplicates import (
-    DUPLICATE_ATTR,
-    PLAN_KEY_ATTR,
-    earlier_evaluation,
-    plan_key,
-)
+from rankopt.search._duplicates import earlier_evaluation, plan_key
 from rankopt.search._sensitivity import SensitivityProfile
 from rankopt.search._space import SearchSpace
 
@@ -284,7 +280,7 @@ class Objective:
             if name in earlier.user_attrs:
                 trial.set_user_attr(name, earlier.user_attrs[name])
         plan = dict(earlier.user_attrs["plan"])
-        plan["provenance"] = {"study": self.study_name, "trial": trial.number}
+        plan["provenance"] = {**plan.get("provenance", {}), "trial": trial.number}
         trial.set_user_attr("plan", plan)
         trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
         trial.set_user_attr("finetune_time_s", 0.0)

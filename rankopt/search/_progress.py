@@ -10,9 +10,9 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._trial_attrs import DUPLICATE_ATTR
 from rankopt.evaluators import ModelProfile
 from rankopt.search._budget import Budget
-from rankopt.search._duplicates import DUPLICATE_ATTR
 
 __all__ = ["TrialReporter", "progress_printer"]
 
