@@ -66,13 +66,25 @@ _MNIST_EPOCHS = {"resnet8": 15, "resnet20": 12, "vgg_small": 10, "mobilenet_smal
 def pretrained_recipe(model: str, data: str) -> TrainRecipe:
     """The training recipe of built-in ``model`` on built-in ``data``.
 
-    mnist5k: batch 64, lr 0.1, random shifts of up to 2 pixels, 15 epochs (resnet8,
-    mobilenet_small), 12 (resnet20) or 10 (vgg_small), sized to train in about 2 minutes on
-    2 CPU cores. digits: 30 epochs, batch 64, lr 0.1, shifts of up to 1 pixel. Other
-    (registered later) models: 15 epochs.
+    mnist5k: batch 64, lr 0.1, random shifts of up to 2 pixels, weight decay 5e-3, 15 epochs
+    (resnet8, mobilenet_small), 12 (resnet20) or 10 (vgg_small), sized to train in about 2
+    minutes on 2 CPU cores. digits: 30 epochs, batch 64, lr 0.1, weight decay 5e-4, shifts
+    of up to 1 pixel. Other (registered later) models: 15 epochs.
+
+    Why weight decay 5e-3 on mnist5k: a run this short barely moves the weights away from
+    their random initialisation unless the decay removes it. At 5e-4 (the usual ImageNet
+    value, for runs 500x longer) resnet8's trained 3x3 kernels are 80-100 % of their initial
+    norm and the trained change is only half of it: the weights are mostly the random init,
+    which VBMF rightly reads as noise (Tucker-2 ranks 1-7 of 16-64), and every truncation
+    wrecks the network, so a compressed plan's result says more about re-training than
+    about its allocation. At 5e-3 the kernels shrink to 19-34 % of the initial norm (the
+    init is decayed away, as in a long-trained network), VBMF finds ranks 5-17, and test
+    accuracy rises from 0.971 to 0.983 in the same time.
     """
     if data == "mnist5k":
-        return TrainRecipe(epochs=_MNIST_EPOCHS.get(model, 15), augment_shift=2)
+        return TrainRecipe(
+            epochs=_MNIST_EPOCHS.get(model, 15), weight_decay=5e-3, augment_shift=2
+        )
     return TrainRecipe(epochs=30, augment_shift=1)
 
 
