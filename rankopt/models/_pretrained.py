@@ -82,9 +82,7 @@ def pretrained_recipe(model: str, data: str) -> TrainRecipe:
     accuracy rises from 0.971 to 0.983 in the same time.
     """
     if data == "mnist5k":
-        return TrainRecipe(
-            epochs=_MNIST_EPOCHS.get(model, 15), weight_decay=5e-3, augment_shift=2
-        )
+        return TrainRecipe(epochs=_MNIST_EPOCHS.get(model, 15), weight_decay=5e-3, augment_shift=2)
     return TrainRecipe(epochs=30, augment_shift=1)
 
 
