@@ -73,7 +73,7 @@ def pretrained_recipe(model: str, data: str) -> TrainRecipe:
 
     Why weight decay 5e-3 on mnist5k: a run this short barely moves the weights away from
     their random initialisation unless the decay removes it. At 5e-4 (the usual ImageNet
-    value, for runs 500x longer) resnet8's trained 3x3 kernels are 80-100 % of their initial
+    value, for runs 500x longer) resnet8's trained 3x3 kernels are 87-105 % of their initial
     norm and the trained change is only half of it: the weights are mostly the random init,
     which VBMF rightly reads as noise (Tucker-2 ranks 1-7 of 16-64), and every truncation
     wrecks the network, so a compressed plan's result says more about re-training than
