@@ -107,7 +107,7 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
 
     torch.set_num_threads(1)
     import rankopt
-    from rankopt._trial_attrs import DUPLICATE_ATTR
+    from rankopt._trial_attrs import is_repeat
     from rankopt.data import load_data
     from rankopt.models import create_model
 
@@ -132,7 +132,7 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
             n_threads=1,
         )
         # trials that evaluated their own plan (a repeat reuses an earlier trial's values)
-        values = [t.values for t in study.trials if DUPLICATE_ATTR not in t.user_attrs]
+        values = [t.values for t in study.trials if not is_repeat(t)]
     print(
         json.dumps(
             {

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["DUPLICATE_ATTR", "PLAN_KEY_ATTR"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+__all__ = ["DUPLICATE_ATTR", "PLAN_KEY_ATTR", "is_repeat"]
 
 DUPLICATE_ATTR = "duplicate_of"
 """User attribute of a trial that realised an already evaluated plan and took that trial's
@@ -10,3 +15,9 @@ results instead of evaluating it again: that trial's number."""
 
 PLAN_KEY_ATTR = "plan_key"
 """User attribute: a digest of the trial's realised layers (method, ranks, options)."""
+
+
+def is_repeat(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` took an earlier trial's results instead of evaluating its plan
+    (such trials do not count towards ``n_trials`` and are left off the Pareto front)."""
+    return DUPLICATE_ATTR in trial.user_attrs

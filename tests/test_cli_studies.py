@@ -14,7 +14,7 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._trial_attrs import DUPLICATE_ATTR
+from rankopt._trial_attrs import is_repeat
 from rankopt.cli import main
 from rankopt.evaluators import count_macs
 from rankopt.search import search
@@ -71,7 +71,7 @@ def test_front_csv_matches_api(finished_study: dict[str, Any], capsys: Any) -> N
     front = table[table["kind"] == "trial"]
     # the front lists each plan once: a trial that reused an earlier trial's result (same
     # plan, same values) is left out, although Optuna counts it among the best trials
-    evaluated = [t.number for t in study.best_trials if DUPLICATE_ATTR not in t.user_attrs]
+    evaluated = [t.number for t in study.best_trials if not is_repeat(t)]
     assert sorted(front["trial"].astype(int)) == sorted(evaluated)
     rc, out, _ = _cli(capsys, "front", *_study_args(finished_study), "--format", "json")
     assert rc == 0 and len(json.loads(out)) == len(expected)

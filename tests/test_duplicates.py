@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
+from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, is_repeat
 from rankopt.plan import LayerPlan
 from rankopt.search import search
 from rankopt.search._duplicates import n_distinct_finished, plan_key
@@ -41,8 +41,8 @@ def test_repeated_plans_reuse_the_result_and_the_study_evaluates_n_distinct_plan
     train, val = digits_data["train"], digits_data["val"]
     study = search(trained_digits_net, train, val, n_trials=7, sampler=sampler, **SETTINGS)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    repeats = [t for t in complete if DUPLICATE_ATTR in t.user_attrs]
-    evaluated = {t.number: t for t in complete if DUPLICATE_ATTR not in t.user_attrs}
+    repeats = [t for t in complete if is_repeat(t)]
+    evaluated = {t.number: t for t in complete if not is_repeat(t)}
     assert repeats, "the budget was chosen so that some trial repeats a plan"
     assert n_distinct_finished(study) == 7
     keys = [t.user_attrs[PLAN_KEY_ATTR] for t in evaluated.values()]

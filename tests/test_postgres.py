@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rankopt._trial_attrs import DUPLICATE_ATTR
+from rankopt._trial_attrs import is_repeat
 
 pytestmark = pytest.mark.postgres
 
@@ -174,7 +174,7 @@ def test_two_workers_share_the_total_and_seed_once(
     study = _load(pg_url, "race")
     trials = study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    done = [t for t in finished if DUPLICATE_ATTR not in t.user_attrs]  # repeats do not count
+    done = [t for t in finished if not is_repeat(t)]  # repeats do not count
     # Each worker stops once the shared total is reached; the other's last trial may overrun.
     assert n_trials <= len(done) <= n_trials + 1, [t.state for t in trials]
     assert all(t.state != TrialState.RUNNING for t in trials)
@@ -413,6 +413,6 @@ def test_workers_command_runs_the_total(pg_url: str, tiny_weights: Path, tmp_pat
     assert "accuracy" in proc.stdout and "dense" in proc.stdout  # the front, printed once
     study = _load(pg_url, "cmd")
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # type: ignore[attr-defined]
-    distinct = [t for t in done if DUPLICATE_ATTR not in t.user_attrs]
+    distinct = [t for t in done if not is_repeat(t)]
     assert n_trials <= len(distinct) <= n_trials + 1
     assert len({t.user_attrs["worker"] for t in done}) == 2

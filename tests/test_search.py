@@ -11,7 +11,7 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._trial_attrs import DUPLICATE_ATTR
+from rankopt._trial_attrs import is_repeat
 from rankopt.errors import BudgetError, RankoptError, UnknownNameError
 from rankopt.evaluators import count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan
@@ -246,7 +246,7 @@ def test_single_objective_with_pruning(
         finetune_steps=16,
     )
     assert len(study.directions) == 1
-    evaluated = [t for t in _complete(study) if DUPLICATE_ATTR not in t.user_attrs]
+    evaluated = [t for t in _complete(study) if not is_repeat(t)]
     assert n_distinct_finished(study) == 5 and evaluated  # complete or pruned
     assert all(len(t.intermediate_values) > 0 for t in evaluated)
 

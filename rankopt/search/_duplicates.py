@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
+from rankopt._trial_attrs import PLAN_KEY_ATTR, is_repeat
 from rankopt.plan import LayerPlan
 
 __all__ = [
@@ -44,19 +44,14 @@ def earlier_evaluation(study: optuna.Study, key: str, number: int) -> FrozenTria
     """The first complete trial other than ``number`` that evaluated the plan ``key``
     itself (not by reuse), or None."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = t.user_attrs
-        if t.number != number and attrs.get(PLAN_KEY_ATTR) == key and DUPLICATE_ATTR not in attrs:
+        if t.number != number and t.user_attrs.get(PLAN_KEY_ATTR) == key and not is_repeat(t):
             return t
     return None
 
 
 def n_distinct_finished(study: optuna.Study) -> int:
     """Finished (complete or pruned) trials that evaluated their plan themselves."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=_DONE)
-        if DUPLICATE_ATTR not in t.user_attrs
-    )
+    return sum(1 for t in study.get_trials(deepcopy=False, states=_DONE) if not is_repeat(t))
 
 
 def max_attempts(remaining: int) -> int:

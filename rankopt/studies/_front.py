@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt._metrics import TABLE_METRICS
 from rankopt._queue import queued_line
-from rankopt._trial_attrs import DUPLICATE_ATTR
+from rankopt._trial_attrs import is_repeat
 
 from . import _methods
 
@@ -217,8 +217,7 @@ def front_trials(study: optuna.Study) -> list[FrozenTrial]:
     else:
         feasible = [t for t in completed_trials(study) if _is_feasible(t)]
         trials = _accuracy_macs_front(feasible)
-    # a trial that reused an earlier trial's result repeats that trial's plan and values
-    return sorted((t for t in trials if DUPLICATE_ATTR not in t.user_attrs), key=lambda t: t.number)
+    return sorted((t for t in trials if not is_repeat(t)), key=lambda t: t.number)
 
 
 def vbmf_seed_trial(study: optuna.Study) -> FrozenTrial | None:
