@@ -53,7 +53,7 @@ from torch import nn
 
 import rankopt
 from rankopt.evaluators import compute_logits, evaluate_accuracy, full_finetune
-from rankopt.search import Budget
+from rankopt.search import Budget, SearchSettings
 
 Data = tuple[torch.Tensor, torch.Tensor]
 HERE = Path(__file__).resolve().parent
@@ -61,6 +61,8 @@ CALIBRATION_IMAGES = 1024
 FINAL_MAX_GRAD_NORM = 10.0
 """Final fine-tune clipping: a guard against divergence only (the library default 2.0 cut
 every step of the old benchmark's fine-tune)."""
+_SEARCH_DEFAULTS = SearchSettings()
+"""The search's defaults: the proxy fine-tune of every search row is the default one."""
 AIMET_NOTE = (
     "**aimet-torch** 2.42.0: installs into its own venv (`python -m venv /tmp/aimet && "
     "/tmp/aimet/bin/pip install aimet-torch`; it pulls its own torch stack) and its "
@@ -932,14 +934,19 @@ def _floats(text: str) -> list[float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python benchmarks/run.py [--quick] [--trials N] [--epochs N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small settings (~35 min, 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="small settings (~50 min, 2 cores)")
     parser.add_argument("--out", type=Path, default=HERE, help="output directory")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--trials", type=int, default=None, help="trials per search")
     parser.add_argument("--epochs", type=int, default=None, help="final fine-tune epochs")
     parser.add_argument("--budgets", type=str, default=None, help="e.g. 0.1,0.07,0.05")
     parser.add_argument("--seeds", type=str, default=None, help="e.g. 0,1,2")
-    parser.add_argument("--proxy-steps", type=int, default=None, help="proxy fine-tune steps")
+    parser.add_argument(
+        "--proxy-steps", type=int, default=None, help="proxy fine-tune steps (search default)"
+    )
+    parser.add_argument(
+        "--proxy-samples", type=int, default=None, help="proxy fine-tune images (search default)"
+    )
     parser.add_argument(
         "--aimet-dir", type=Path, default=None, help="models written by bench_aimet.py"
     )
@@ -960,12 +967,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run(
         args.model,
         budgets=budgets,
-        n_trials=args.trials or (8 if quick else 40),
-        finetune_epochs=args.epochs or (2 if quick else 5),
+        n_trials=args.trials or (16 if quick else 40),
+        finetune_epochs=args.epochs or (3 if quick else 5),
         out_dir=args.out,
         seeds=seeds,
-        proxy_steps=args.proxy_steps or (20 if quick else 120),
-        proxy_samples=1024 if quick else 2048,
+        proxy_steps=args.proxy_steps or _SEARCH_DEFAULTS.finetune_steps,
+        proxy_samples=args.proxy_samples or _SEARCH_DEFAULTS.finetune_samples,
         spearman_trials=args.spearman or (4 if quick else 8),
         latency_rounds=5 if quick else 15,
         aimet_dir=args.aimet_dir,

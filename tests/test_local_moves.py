@@ -8,7 +8,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from rankopt.errors import SettingsError
 from rankopt.search._local import N_MOVED, LocalMovesSampler, incumbents
-from rankopt.search._sampler import make_sampler
+from rankopt.search._sampler import TPE_MIN_STARTUP, make_sampler
 
 SPACE = {
     **{f"l{i}/method": CategoricalDistribution(["cp", "tucker2", "keep"]) for i in range(4)},
@@ -83,3 +83,26 @@ def test_tpe_is_wrapped_and_bad_shares_are_rejected() -> None:
     assert isinstance(sampler.base, optuna.samplers.TPESampler)
     with pytest.raises(SettingsError, match=r"local_share=1\.5 must be in \[0, 1\]"):
         LocalMovesSampler(sampler.base, n_startup_trials=1, local_share=1.5)
+
+
+def test_tpe_draws_at_random_until_it_has_enough_trials_to_model() -> None:
+    # 4 seed trials start the local moves, but TPE itself models only from TPE_MIN_STARTUP
+    # finished trials: from the 4 seeds alone it proposed plans below random draws.
+    sampler = make_sampler("tpe", seed=0, n_objectives=1, constraints=False, n_startup_trials=4)
+    assert isinstance(sampler, LocalMovesSampler)
+    study = _seeded_study(sampler)
+    tpe = sampler.base
+    trial = study.ask()
+    space = tpe.infer_relative_search_space(study, study.trials[-1])
+    assert space and tpe.sample_relative(study, study.trials[-1], space) == {}
+    study.tell(trial, 0.0)
+    for i in range(TPE_MIN_STARTUP - 5):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=study.trials[i % 4].params, distributions=SPACE, value=0.1 * i
+            )
+        )
+    assert len(study.trials) == TPE_MIN_STARTUP
+    trial = study.ask()
+    modelled = tpe.sample_relative(study, study.trials[-1], space)
+    assert set(modelled) == set(space)

@@ -20,6 +20,13 @@ __all__ = ["SAMPLERS", "default_pruner", "make_sampler", "worker_sampler_seed"]
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
+TPE_MIN_STARTUP = 10
+"""Finished trials before TPE proposes from its model (Optuna's default); before that its
+trials are independent random draws. Measured on resnet8 / mnist5k at 5 % and 7 % of the
+MACs (2 seeds each, 16 trials): TPE modelling from the 4 seed trials proposed plans that
+scored 0.475 and 0.594 on average (proxy validation accuracy), below random draws in the
+same space (0.628 and 0.707): 4-8 points do not describe 19 parameters."""
+
 
 def worker_sampler_seed(
     seed: int, worker_index: int | None, storage: str | BaseStorage | None
@@ -50,8 +57,9 @@ def make_sampler(
 ) -> optuna.samplers.BaseSampler:
     """An Optuna sampler from a name (``tpe``, ``nsga2``, ``random``) or pass one through.
 
-    ``tpe`` is multivariate TPE after ``n_startup_trials``, alternating with local moves
-    around the most accurate trials (:class:`~rankopt.search._local.LocalMovesSampler`).
+    ``tpe``: after ``n_startup_trials`` (the seed trials), local moves around the most
+    accurate trials (:class:`~rankopt.search._local.LocalMovesSampler`) alternate with
+    multivariate TPE, which draws at random until :data:`TPE_MIN_STARTUP` trials finished.
     """
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
@@ -63,7 +71,7 @@ def make_sampler(
                 seed=seed,
                 multivariate=True,
                 group=True,
-                n_startup_trials=n_startup_trials,
+                n_startup_trials=max(n_startup_trials, TPE_MIN_STARTUP),
                 constraints_func=constraints_func,
             )
             return LocalMovesSampler(tpe, n_startup_trials=n_startup_trials, seed=seed)
