@@ -63,8 +63,12 @@ def test_dataloaders_and_plain_datasets_run_to_the_end(
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert n_distinct_finished(study) == 3
     for t in trials:
-        assert 0.5 < t.user_attrs["accuracy"] <= 1.0
+        assert 0.0 <= t.user_attrs["accuracy"] <= 1.0
         assert math.isfinite(t.user_attrs["reconstruction_error"])
+    # labels read in step with the images: the seed trial's plan keeps most of the accuracy
+    # (a later trial may be a random draw, which can be poor)
+    seeded = [t for t in trials if "seed" in t.user_attrs]
+    assert seeded and all(t.user_attrs["accuracy"] > 0.5 for t in seeded)
     # only the fine-tune sample (200 images) and the first image (input shape) were read
     assert len(train_ds.read) == FAST["finetune_samples"] + 1
     # the same dense accuracy as the tensor pair (streamed in batches of 37)
