@@ -46,7 +46,8 @@ from run import _Finetuner, builtin_model
 from scipy.stats import spearmanr
 
 import rankopt
-from rankopt.search import Budget
+from rankopt._trial_attrs import is_repeat
+from rankopt.search import Budget, SearchSettings
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,6 +68,7 @@ def measure(
     *,
     n_trials: int,
     proxy_steps: int,
+    proxy_samples: int,
     epochs: int,
     ft_seeds: Sequence[int],
 ) -> dict[str, Any]:
@@ -100,13 +102,15 @@ def measure(
         n_trials=n_trials,
         seed=0,
         finetune_steps=proxy_steps,
-        finetune_samples=1024,
+        finetune_samples=proxy_samples,
         model_name=model_name,
         progress=None,
     )
     search_s = time.perf_counter() - started
     trials = []
     for t in completed(study):
+        if is_repeat(t):
+            continue  # the plan of an earlier trial: fine-tuning it again would count it twice
         plan = rankopt.export_plan(study, trial=t.number)
         finals = [finetuner.plan_accuracy(bench.model, plan, s) for s in ft_seeds]
         source = t.user_attrs.get("seed") or "sampled"
@@ -206,7 +210,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default="resnet8,vgg_small", help="built-in models")
     parser.add_argument("--budgets", default="0.07", help="fractions of dense MACs")
     parser.add_argument("--trials", type=int, default=16, help="trials per search")
-    parser.add_argument("--proxy-steps", type=int, default=60, help="proxy fine-tune steps")
+    parser.add_argument(
+        "--proxy-steps",
+        type=int,
+        default=SearchSettings().finetune_steps,
+        help="proxy fine-tune steps (search default)",
+    )
+    parser.add_argument(
+        "--proxy-samples",
+        type=int,
+        default=SearchSettings().finetune_samples,
+        help="proxy fine-tune images (search default)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="final fine-tune epochs")
     parser.add_argument("--ft-seeds", default="0,1", help="final fine-tune seeds")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -224,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             float(budget),
             n_trials=args.trials,
             proxy_steps=args.proxy_steps,
+            proxy_samples=args.proxy_samples,
             epochs=args.epochs,
             ft_seeds=[int(s) for s in args.ft_seeds.split(",")],
         )
