@@ -42,12 +42,12 @@ from bench_plans import (
     uniform_plan,
 )
 from bench_report import machine_facts, md_table
-from run import _Finetuner, builtin_model
+from run import _SEARCH_DEFAULTS, _Finetuner, builtin_model
 from scipy.stats import spearmanr
 
 import rankopt
 from rankopt._trial_attrs import is_repeat
-from rankopt.search import Budget, SearchSettings
+from rankopt.search import Budget
 
 HERE = Path(__file__).resolve().parent
 
@@ -213,13 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--proxy-steps",
         type=int,
-        default=SearchSettings().finetune_steps,
+        default=_SEARCH_DEFAULTS.finetune_steps,
         help="proxy fine-tune steps (search default)",
     )
     parser.add_argument(
         "--proxy-samples",
         type=int,
-        default=SearchSettings().finetune_samples,
+        default=_SEARCH_DEFAULTS.finetune_samples,
         help="proxy fine-tune images (search default)",
     )
     parser.add_argument("--epochs", type=int, default=3, help="final fine-tune epochs")
