@@ -11,12 +11,14 @@ The search can only pick among the plans it tried. This script runs one default 
 calibration + final fine-tune over several seeds, and reports:
 
 - the **oracle**: the best final accuracy of any plan the study tried (what a perfect
-  selector would pick), next to the search's own pick (the most accurate trial by its proxy)
-  and the best recipe;
+  selector would pick), next to the search's own pick (the most accurate trial by its
+  proxy, ties to the lower validation loss), the lowest validation loss, and the best
+  recipe;
 - the **spread** of final accuracy over the study's plans, against the **noise** of one
   plan's final accuracy over fine-tune seeds: when the spread of every sensible plan is
   about the noise, no selector can beat the recipes by much more than the noise;
-- Spearman's rho of proxy vs final accuracy over all trials and over the better half.
+- Spearman's rho of the proxy's validation accuracy and loss vs final accuracy, over all
+  trials and over the better half of the search's ranking.
 
 Writes ``BENCHMARKS_CEILING.md`` into ``--out`` (default: this directory).
 """
@@ -24,6 +26,7 @@ Writes ``BENCHMARKS_CEILING.md`` into ``--out`` (default: this directory).
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import statistics
 import sys
@@ -46,7 +49,7 @@ from run import _SEARCH_DEFAULTS, _Finetuner, builtin_model
 from scipy.stats import spearmanr
 
 import rankopt
-from rankopt._trial_attrs import is_repeat
+from rankopt._trial_attrs import VAL_LOSS_ATTR, best_first, is_repeat
 from rankopt.search import Budget
 
 HERE = Path(__file__).resolve().parent
@@ -108,6 +111,7 @@ def measure(
     )
     search_s = time.perf_counter() - started
     trials = []
+    ranking = [t.number for t in best_first(completed(study))]
     for t in completed(study):
         if is_repeat(t):
             continue  # the plan of an earlier trial: fine-tuning it again would count it twice
@@ -119,6 +123,8 @@ def measure(
                 "number": t.number,
                 "source": source,
                 "proxy": t.user_attrs["accuracy"],
+                "val_loss": float(t.user_attrs.get(VAL_LOSS_ATTR, math.nan)),
+                "rank": ranking.index(t.number),
                 "finals": finals,
             }
         )
@@ -143,18 +149,23 @@ def summary(m: dict[str, Any]) -> list[str]:
     """The findings of one (model, budget) as markdown bullet lines."""
     trials = m["trials"]
     means = [_mean(t["finals"]) for t in trials]
-    pick = max(trials, key=lambda t: t["proxy"])
+    pick = min(trials, key=lambda t: t["rank"])  # the search's recommendation
+    by_loss = min(trials, key=lambda t: (t["val_loss"], t["rank"]))
     oracle = max(trials, key=lambda t: _mean(t["finals"]))
     best_recipe = max(m["recipes"], key=lambda r: _mean(r["finals"]), default=None)
     noise = [statistics.stdev(t["finals"]) for t in trials + m["recipes"] if len(t["finals"]) > 1]
     sensible = [x for x in means if x >= max(means) - 0.02]
-    by_proxy = sorted(trials, key=lambda t: -t["proxy"])
-    half = by_proxy[: max(3, len(by_proxy) // 2)]
+    by_rank = sorted(trials, key=lambda t: t["rank"])
+    half = by_rank[: max(3, len(by_rank) // 2)]
+    half_finals = [_mean(t["finals"]) for t in half]
     lines = [
         f"- dense test accuracy {m['dense']:.4f}; {len(trials)} completed trials "
         f"(search {m['search_s']:.0f} s)",
-        f"- search's pick (trial {pick['number']}, {pick['source']}, best proxy "
-        f"{pick['proxy']:.3f}): final {_mean(pick['finals']):.4f}",
+        f"- search's pick (trial {pick['number']}, {pick['source']}, proxy accuracy "
+        f"{pick['proxy']:.3f}, validation loss {pick['val_loss']:.3f}): final "
+        f"{_mean(pick['finals']):.4f}",
+        f"- the lowest validation loss (trial {by_loss['number']}, {by_loss['source']}, "
+        f"{by_loss['val_loss']:.3f}): final {_mean(by_loss['finals']):.4f}",
         f"- oracle (trial {oracle['number']}, {oracle['source']}): final "
         f"{_mean(oracle['finals']):.4f}",
     ]
@@ -170,9 +181,11 @@ def summary(m: dict[str, Any]) -> list[str]:
         f"{100 * (max(sensible) - min(sensible)):.2f} points (std "
         f"{100 * statistics.pstdev(sensible):.2f}); one plan's std over fine-tune seeds: "
         + (f"{100 * _mean(noise):.2f} points" if noise else "n/a (one seed)"),
-        f"- proxy vs final Spearman rho: all trials "
-        f"{_rho([t['proxy'] for t in trials], means):.3f}, better half by proxy "
-        f"{_rho([t['proxy'] for t in half], [_mean(t['finals']) for t in half]):.3f}",
+        f"- proxy vs final Spearman rho, validation accuracy: all trials "
+        f"{_rho([t['proxy'] for t in trials], means):.3f}, better half "
+        f"{_rho([t['proxy'] for t in half], half_finals):.3f}; validation loss (negated): "
+        f"all trials {_rho([-t['val_loss'] for t in trials], means):.3f}, better half "
+        f"{_rho([-t['val_loss'] for t in half], half_finals):.3f}",
     ]
     return lines
 
@@ -196,11 +209,25 @@ def markdown(results: Sequence[dict[str, Any]], command: str, wall_s: float) -> 
     ]
     for m in results:
         out += [f"## {m['model']} at {m['budget']:.0%} of dense MACs", "", *summary(m), ""]
-        rows = [(r["name"], "n/a", *r["finals"], _mean(r["finals"])) for r in m["recipes"]] + [
-            (f"trial {t['number']} ({t['source']})", t["proxy"], *t["finals"], _mean(t["finals"]))
-            for t in sorted(m["trials"], key=lambda t: -t["proxy"])
+        rows = [
+            (r["name"], "n/a", "n/a", *r["finals"], _mean(r["finals"])) for r in m["recipes"]
+        ] + [
+            (
+                f"trial {t['number']} ({t['source']})",
+                t["proxy"],
+                t["val_loss"],
+                *t["finals"],
+                _mean(t["finals"]),
+            )
+            for t in sorted(m["trials"], key=lambda t: t["rank"])
         ]
-        header = ["plan", "proxy val acc.", *[f"final seed {i}" for i in range(seeds)], "mean"]
+        header = [
+            "plan (search's ranking)",
+            "proxy val acc.",
+            "proxy val loss",
+            *[f"final seed {i}" for i in range(seeds)],
+            "mean",
+        ]
         out += [md_table(header, rows), ""]
     return "\n".join(out)
 

@@ -28,6 +28,7 @@ from torch import nn
 
 import rankopt
 from rankopt._runtimes import RUNTIMES, get_runtime
+from rankopt._trial_attrs import best_first
 from rankopt.data import load_data
 from rankopt.evaluators import (
     LatencyTable,
@@ -45,9 +46,10 @@ INPUT = (1, 28, 28)
 
 
 def best_plan(study: optuna.Study) -> tuple[CompressionPlan, optuna.trial.FrozenTrial]:
-    """The most accurate complete trial's plan (validation accuracy after the proxy)."""
+    """The recommended complete trial's plan (the most accurate after the proxy; ties to
+    the lower validation loss)."""
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = max(done, key=lambda t: float(t.user_attrs["accuracy"]))
+    best = best_first(done)[0]
     return CompressionPlan.from_dict(best.user_attrs["plan"]), best
 
 

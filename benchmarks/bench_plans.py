@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 import rankopt
+from rankopt._trial_attrs import best_first
 from rankopt.evaluators import evaluate_accuracy, measure_latency_ms
 from rankopt.search import Budget, SearchSpace
 from rankopt.search._allocation import Candidate
@@ -312,17 +313,17 @@ def run_search(
     trials = completed(study)
     if not trials:
         raise rankopt.RankoptError(f"search {sampler} at {budget_fraction}: no completed trial")
-    best = max(trials, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["macs"]))
+    best = best_first(trials)[0]  # the search's recommendation (export_plan's choice)
     plan = rankopt.export_plan(study, trial=best.number)
     return study, plan, hypervolume_2d(study_points(study))
 
 
 def spearman_sample(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """``k`` completed trials: the most accurate (proxy) and the rest spread evenly over the
-    proxy-accuracy order (distinct plans only)."""
+    """``k`` completed trials: the recommended one and the rest spread evenly over the
+    search's ranking (:func:`rankopt._trial_attrs.best_first`; distinct plans only)."""
     seen: set[str] = set()
     trials = []
-    for t in sorted(completed(study), key=lambda t: -t.user_attrs["accuracy"]):
+    for t in best_first(completed(study)):
         key = repr(t.user_attrs["plan"]["layers"])
         if key not in seen:
             seen.add(key)

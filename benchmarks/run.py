@@ -52,6 +52,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import rankopt
+from rankopt._trial_attrs import VAL_LOSS_ATTR
 from rankopt.evaluators import compute_logits, evaluate_accuracy, full_finetune
 from rankopt.search import Budget, SearchSettings
 
@@ -512,25 +513,36 @@ def _spearman(
 ) -> dict[str, Any]:
     """Final fine-tune of a sample of the study's trials; Spearman's rho proxy vs final."""
     proxy: list[float] = []
+    losses: list[float] = []
     final: list[float] = []
     for t in spearman_sample(study, k):
         plan = rankopt.export_plan(study, trial=t.number)
         acc = best_acc if t.number == best_trial else finetuner.plan_accuracy(dense, plan, seed)
         proxy.append(float(t.user_attrs["accuracy"]))
+        losses.append(float(t.user_attrs.get(VAL_LOSS_ATTR, math.nan)))
         final.append(acc)
-        say(f"    spearman sample trial {t.number}: proxy {proxy[-1]:.4f}, final {acc:.4f}")
-    ok = [(p, f) for p, f in zip(proxy, final, strict=True) if math.isfinite(f)]
-    rho = math.nan
-    if len(ok) >= 3 and len({p for p, _ in ok}) > 1 and len({f for _, f in ok}) > 1:
-        rho = float(spearmanr([p for p, _ in ok], [f for _, f in ok]).statistic)
+        say(
+            f"    spearman sample trial {t.number}: proxy {proxy[-1]:.4f} (val loss "
+            f"{losses[-1]:.4f}), final {acc:.4f}"
+        )
     return {
         "budget": fraction,
         "sampler": sampler,
         "seed": seed,
         "proxy": proxy,
+        "val_loss": losses,
         "final": final,
-        "rho": rho,
+        "rho": _rho(proxy, final),
+        "rho_loss": _rho([-x for x in losses], final),
     }
+
+
+def _rho(scores: Sequence[float], final: Sequence[float]) -> float:
+    """Spearman's rho of ``scores`` vs ``final`` over the pairs where both are finite."""
+    ok = [(p, f) for p, f in zip(scores, final, strict=True) if math.isfinite(p + f)]
+    if len(ok) >= 3 and len({p for p, _ in ok}) > 1 and len({f for _, f in ok}) > 1:
+        return float(spearmanr([p for p, _ in ok], [f for _, f in ok]).statistic)
+    return math.nan
 
 
 def _evaluate(
@@ -647,11 +659,17 @@ def _expectation(result: BenchResult) -> list[str]:
         )
     lines += _noise(result)
     rhos = [s["rho"] for s in result.spearman if math.isfinite(s["rho"])]
+    rhos_loss = [s["rho_loss"] for s in result.spearman if math.isfinite(s["rho_loss"])]
     if rhos:
         lines.append(
             f"- proxy vs final Spearman: mean rho {statistics.mean(rhos):.3f} over "
             f"{len(rhos)} studies (goal >= 0.7): "
             + ("**met**" if statistics.mean(rhos) >= 0.7 else "**not met**")
+            + (
+                f"; of the validation loss the search ranks by: {statistics.mean(rhos_loss):.3f}"
+                if rhos_loss
+                else ""
+            )
         )
     return lines
 
@@ -853,9 +871,10 @@ def _markdown(
         "",
         "### Proxy vs final: Spearman rank correlation",
         "",
-        "Per study, a sample of trials (the best by proxy accuracy and the rest spread over",
-        "the proxy order) gets the final fine-tune; rho of proxy validation accuracy vs final",
-        "test accuracy (`scipy.stats.spearmanr`).",
+        "Per study, a sample of trials (the recommended one and the rest spread over the",
+        "search's ranking) gets the final fine-tune; rho of the proxy's validation accuracy,",
+        "and of its validation loss (negated: the search ranks by it), vs final test accuracy",
+        "(`scipy.stats.spearmanr`).",
         "",
         md_table(
             [
@@ -864,8 +883,10 @@ def _markdown(
                 "seed",
                 "trials",
                 "proxy accuracies",
+                "proxy val losses",
                 "final accuracies",
-                "Spearman rho",
+                "rho (accuracy)",
+                "rho (-loss)",
             ],
             [
                 (
@@ -874,8 +895,10 @@ def _markdown(
                     x["seed"],
                     len(x["proxy"]),
                     " ".join(f"{v:.3f}" for v in x["proxy"]),
+                    " ".join(f"{v:.3f}" for v in x["val_loss"]),
                     " ".join(f"{v:.3f}" for v in x["final"]),
                     x["rho"],
+                    x["rho_loss"],
                 )
                 for x in result.spearman
             ],

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._trial_attrs import SEED_ATTR
+
 __all__ = ["describe_queued", "queued_line"]
 
 
@@ -22,7 +24,7 @@ def describe_queued(trial: FrozenTrial) -> str:
     failed = history[-1] if isinstance(history, list) and history else None
     if failed is None:
         failed = trial.system_attrs.get("failed_trial")
-    seed = trial.user_attrs.get("seed")
+    seed = trial.user_attrs.get(SEED_ATTR)
     if failed is not None:
         return f"retry of trial {failed}" + (f" [seed {seed}]" if seed else "")
     return f"seed {seed}" if seed else "enqueued"

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-__all__ = ["DUPLICATE_ATTR", "PLAN_KEY_ATTR", "is_repeat"]
+__all__ = [
+    "DUPLICATE_ATTR",
+    "PLAN_KEY_ATTR",
+    "SEED_ATTR",
+    "VAL_LOSS_ATTR",
+    "best_first",
+    "is_repeat",
+    "trial_accuracy",
+]
 
 DUPLICATE_ATTR = "duplicate_of"
 """User attribute of a trial that realised an already evaluated plan and took that trial's
@@ -16,8 +26,56 @@ results instead of evaluating it again: that trial's number."""
 PLAN_KEY_ATTR = "plan_key"
 """User attribute: a digest of the trial's realised layers (method, ranks, options)."""
 
+SEED_ATTR = "seed"
+"""User attribute of an enqueued seed trial: the seed's name (``"sensitivity"``, ``"vbmf"``,
+``"uniform_tucker2"``, ...)."""
+
+VAL_LOSS_ATTR = "val_loss"
+"""User attribute: validation cross-entropy (nats per image) after the proxy fine-tune (before
+it when there is none); it breaks accuracy ties in :func:`best_first`."""
+
 
 def is_repeat(trial: FrozenTrial) -> bool:
     """Whether ``trial`` took an earlier trial's results instead of evaluating its plan
     (such trials do not count towards ``n_trials`` and are left off the Pareto front)."""
     return DUPLICATE_ATTR in trial.user_attrs
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def trial_accuracy(trial: FrozenTrial) -> float:
+    """The trial's validation accuracy (its ``accuracy`` user attribute, else its first
+    objective value); NaN when it has none."""
+    values = trial.values or []
+    return _number(trial.user_attrs.get("accuracy", values[0] if values else None))
+
+
+def best_first(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` ordered the way rankopt recommends them, best first.
+
+    Highest validation accuracy first; ties (common: on a few hundred validation images the
+    accuracy moves in steps of ``1 / N``) go to the lower validation loss
+    (:data:`VAL_LOSS_ATTR`; trials without one after those with one), then to fewer MACs,
+    then to the lower trial number. The loss only breaks ties: as the primary score it did
+    not rank plans closer to their accuracy after the full fine-tune than the accuracy did
+    (resnet8 / mnist5k, 4 studies at 5-10 % of the MACs, every plan fine-tuned with 2 seeds:
+    Spearman's rho over the better half 0.43 for the loss, 0.47 for the accuracy).
+    """
+
+    def key(t: FrozenTrial) -> tuple[float, ...]:
+        accuracy = trial_accuracy(t)
+        loss = _number(t.user_attrs.get(VAL_LOSS_ATTR))
+        macs = _number(t.user_attrs.get("macs"))
+        return (
+            -accuracy if math.isfinite(accuracy) else math.inf,
+            loss if math.isfinite(loss) else math.inf,
+            macs if math.isfinite(macs) else math.inf,
+            float(t.number),
+        )
+
+    return sorted(trials, key=key)

@@ -70,6 +70,7 @@ def test_every_trial_respects_the_budget_by_fvcore(
         if max_params is not None:
             assert n_params <= max_params
         assert 0.0 <= t.user_attrs["accuracy"] <= 1.0
+        assert 0.0 < t.user_attrs["val_loss"] < math.inf
         assert math.isfinite(t.user_attrs["reconstruction_error"])
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 from rankopt._storage import mask_url
+from rankopt._trial_attrs import best_first
 from rankopt.errors import BudgetError, RankoptError, SelectionError, StorageError
 from rankopt.studies import (
     FRONT_COLUMNS,
@@ -365,6 +366,33 @@ def test_select_trial_by_number_and_budget() -> None:
     recommended = select_trial(study)  # study budget 600k MACs
     within = [t for t in complete if t.user_attrs["macs"] <= 600_000]
     assert recommended.user_attrs["accuracy"] == max(t.user_attrs["accuracy"] for t in within)
+
+
+def test_accuracy_ties_go_to_the_lower_validation_loss_then_fewer_macs() -> None:
+    def trial(acc: float, macs: int, loss: float | None) -> optuna.trial.FrozenTrial:
+        attrs: dict[str, Any] = {"plan": make_plan(random.Random(macs)), "macs": macs}
+        attrs.update(accuracy=acc, macs_ratio=macs / DENSE_MACS)
+        if loss is not None:
+            attrs["val_loss"] = loss
+        return optuna.trial.create_trial(values=[acc], user_attrs=attrs)
+
+    study = optuna.create_study(study_name="ties", direction="maximize")
+    study.set_user_attr("budget", {"max_macs": 500_000})
+    rows = [
+        (0.90, 100_000, 0.20),  # 0: lowest loss, but less accurate
+        (0.95, 300_000, 0.31),  # 1
+        (0.95, 400_000, 0.27),  # 2: the tie's lowest loss
+        (0.95, 200_000, None),  # 3: no loss recorded (an older study): after those with one
+        (0.95, 250_000, 0.27),  # 4: same loss as 2, fewer MACs
+        (0.97, 900_000, 0.10),  # 5: the most accurate, over the study budget
+    ]
+    for acc, macs, loss in rows:
+        study.add_trial(trial(acc, macs, loss))
+    ranked = [t.number for t in best_first(study.trials)]
+    assert ranked == [5, 4, 2, 1, 3, 0]
+    assert select_trial(study).number == 4  # within 500k MACs
+    assert select_trial(study, max_macs=220_000).number == 3  # accuracy first, loss second
+    assert export_plan(study).provenance["trial"] == 4
 
 
 def test_select_trial_errors_are_one_line_and_list_choices() -> None:

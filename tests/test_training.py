@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import shutil
 import time
@@ -261,6 +262,11 @@ def test_proxy_finetune_deterministic_and_improves(
     assert ra.steps_done == 60 and ra.wall_time_s > 0 and ra.final_loss > 0
     assert ra.accuracy > before + 0.05, (before, ra.accuracy)
     assert ra.accuracy == pytest.approx(evaluate_accuracy(a, *digits.val))
+    # the validation loss is the mean cross-entropy of the fine-tuned student, in nats
+    val_logits = compute_logits(a, digits.val[0])
+    expected = float(torch.nn.functional.cross_entropy(val_logits, digits.val[1]))
+    assert ra.val_loss == pytest.approx(expected, rel=1e-5)
+    assert 0.0 < ra.val_loss < math.log(10)  # better than a uniform guess over 10 digits
     assert not a.training  # the student's mode (eval, as the teacher's) is restored
     rc = _finetune(copy.deepcopy(student), teacher, digits, seed=2)
     assert (rc.accuracy, rc.final_loss) != (ra.accuracy, ra.final_loss)

@@ -18,6 +18,7 @@ from rankopt.evaluators._training import (
     compute_logits_and_labels,
     distillation_loss,
     evaluate_accuracy,
+    evaluate_accuracy_and_loss,
     proxy_finetune,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "count_macs",
     "distillation_loss",
     "evaluate_accuracy",
+    "evaluate_accuracy_and_loss",
     "full_finetune",
     "latency_table",
     "machine_signature",

@@ -26,6 +26,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt._trial_attrs import best_first
 from rankopt.errors import SettingsError
 
 __all__ = ["LOCAL_SHARE", "LocalMovesSampler", "incumbents"]
@@ -41,8 +42,9 @@ SWITCH_PROBABILITY = 0.2
 
 
 def incumbents(trials: Sequence[FrozenTrial], k: int) -> list[FrozenTrial]:
-    """The ``k`` most accurate complete trials that meet their constraints (by the
-    ``accuracy`` user attribute, the search's primary objective)."""
+    """The ``k`` best complete trials that meet their constraints, ranked as the search
+    recommends them (:func:`rankopt._trial_attrs.best_first`: the most accurate, accuracy
+    ties to the lower validation loss)."""
     feasible = [
         t
         for t in trials
@@ -50,12 +52,12 @@ def incumbents(trials: Sequence[FrozenTrial], k: int) -> list[FrozenTrial]:
         and "accuracy" in t.user_attrs
         and all(float(c) <= 0 for c in t.user_attrs.get("constraint", [0.0]))
     ]
-    return sorted(feasible, key=lambda t: -float(t.user_attrs["accuracy"]))[:k]
+    return best_first(feasible)[:k]
 
 
 class LocalMovesSampler(optuna.samplers.BaseSampler):
     """``base`` for the start-up trials and a share of the later ones; the rest are local
-    moves: one of the two most accurate trials with :data:`N_MOVED` parameters moved.
+    moves: one of the two best trials (:func:`incumbents`) with :data:`N_MOVED` parameters moved.
 
     Args:
         base: The sampler that explores (TPE for the default search).

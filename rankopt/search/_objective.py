@@ -15,7 +15,7 @@ from torch import nn
 
 from rankopt._device import on_device
 from rankopt._memory import release_free_memory
-from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR
+from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import (
     calibrate_bn,
@@ -209,6 +209,7 @@ class Objective:
             raise TrialFailedError(reason)
 
         accuracy = acc_before
+        val_loss = float(torch.nn.functional.cross_entropy(logits, self.data.val_labels.cpu()))
         finetune_s = 0.0
         if feasible and self.finetune.steps > 0:
             report = self._reporter(trial) if self.finetune.report_every > 0 else None
@@ -232,9 +233,10 @@ class Objective:
             except TrialFailedError as exc:
                 trial.set_user_attr("fail_reason", str(exc))
                 raise
-            accuracy = result_ft.accuracy
+            accuracy, val_loss = result_ft.accuracy, result_ft.val_loss
             finetune_s = result_ft.wall_time_s
         trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr(VAL_LOSS_ATTR, val_loss)
         trial.set_user_attr("finetune_time_s", finetune_s)
         trial.set_user_attr("decompose_time_s", decomposed_s)
 
@@ -301,6 +303,7 @@ class Objective:
 
 _REUSED_ATTRS = (
     "accuracy",
+    VAL_LOSS_ATTR,
     "accuracy_before_finetune",
     "reconstruction_error",
     "latency_ms",

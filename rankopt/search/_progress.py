@@ -10,7 +10,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._trial_attrs import DUPLICATE_ATTR
+from rankopt._trial_attrs import DUPLICATE_ATTR, SEED_ATTR, best_first
 from rankopt.evaluators import ModelProfile
 from rankopt.search._budget import Budget
 
@@ -44,10 +44,10 @@ class TrialReporter:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         attrs = trial.user_attrs
-        label = f" [{attrs['seed']}]" if "seed" in attrs else ""
+        label = f" [{attrs[SEED_ATTR]}]" if SEED_ATTR in attrs else ""
         if trial.state == TrialState.COMPLETE:
             best = _best_feasible(study, self.budget)
-            best_txt = f"best {best[0]:.4f} (trial {best[1]})" if best else "best -"
+            best_txt = f"recommended {best[0]:.4f} (trial {best[1]})" if best else "recommended -"
             self.say(
                 f"trial {trial.number:>3}{label}: accuracy {attrs.get('accuracy', math.nan):.4f} "
                 f"(before fine-tune {attrs.get('accuracy_before_finetune', math.nan):.4f}), "
@@ -68,13 +68,15 @@ class TrialReporter:
 
 
 def _best_feasible(study: optuna.Study, budget: Budget) -> tuple[float, int] | None:
-    best: tuple[float, int] | None = None
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = t.user_attrs
-        if "accuracy" not in attrs or not attrs.get("feasible", True):
-            continue
-        if not budget.fits(int(attrs.get("macs", 0)), int(attrs.get("n_params", 0))):
-            continue
-        if best is None or attrs["accuracy"] > best[0]:
-            best = (float(attrs["accuracy"]), t.number)
-    return best
+    """(accuracy, number) of the trial the search recommends so far (within the budget)."""
+    fits = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if "accuracy" in t.user_attrs
+        and t.user_attrs.get("feasible", True)
+        and budget.fits(int(t.user_attrs.get("macs", 0)), int(t.user_attrs.get("n_params", 0)))
+    ]
+    if not fits:
+        return None
+    best = best_first(fits)[0]
+    return float(best.user_attrs["accuracy"]), best.number

@@ -18,6 +18,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from rankopt._storage import is_sqlite_locked, sqlite_locked_error
+from rankopt._trial_attrs import SEED_ATTR
 from rankopt.errors import StorageError, first_line
 from rankopt.search._claim import claim
 from rankopt.search._seeding import Seed
@@ -79,7 +80,7 @@ def enqueue_seeds_once(
         for one in seeds:
             # skip_if_exists: a claim taken over may find some seeds of the lost claimer.
             study.enqueue_trial(
-                dict(one.params), user_attrs={"seed": one.name}, skip_if_exists=True
+                dict(one.params), user_attrs={SEED_ATTR: one.name}, skip_if_exists=True
             )
     study.set_user_attr("seeded", [one.name for one in seeds])
     say(f"enqueued {len(seeds)} seed trials: {', '.join(one.name for one in seeds)}")
@@ -99,10 +100,10 @@ def requeue_interrupted_seeds(
     Each failed seed trial is re-queued once across workers (a claim per trial number).
     """
     trials = study.get_trials(deepcopy=False)
-    alive = {t.user_attrs.get("seed") for t in trials if t.state != TrialState.FAIL}
+    alive = {t.user_attrs.get(SEED_ATTR) for t in trials if t.state != TrialState.FAIL}
     again = []
     for t in trials:
-        seed_name = t.user_attrs.get("seed")
+        seed_name = t.user_attrs.get(SEED_ATTR)
         reason = str(t.user_attrs.get("fail_reason", ""))
         if t.state != TrialState.FAIL or not seed_name or seed_name in alive:
             continue
@@ -113,7 +114,7 @@ def requeue_interrupted_seeds(
         params = dict(t.system_attrs.get("fixed_params", t.params))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            study.enqueue_trial(params, user_attrs={"seed": seed_name})
+            study.enqueue_trial(params, user_attrs={SEED_ATTR: seed_name})
         alive.add(seed_name)
         again.append(str(seed_name))
     if again:

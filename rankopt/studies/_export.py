@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rankopt._budget import parse_amount
 from rankopt._metrics import COUNT_METRICS, PLAN_METRICS
 from rankopt._storage import abbreviate
+from rankopt._trial_attrs import SEED_ATTR, best_first, trial_accuracy
 from rankopt.errors import BudgetError, SelectionError
 
 from ._front import _float, completed_trials, dense_metrics
@@ -29,14 +30,9 @@ def _selectable(study: optuna.Study) -> list[FrozenTrial]:
         attrs = t.user_attrs
         if not isinstance(attrs.get("plan"), dict):
             continue
-        if math.isfinite(_accuracy(t)) and math.isfinite(_float(attrs.get("macs"))):
+        if math.isfinite(trial_accuracy(t)) and math.isfinite(_float(attrs.get("macs"))):
             out.append(t)
     return out
-
-
-def _accuracy(t: FrozenTrial) -> float:
-    values = t.values or []
-    return _float(t.user_attrs.get("accuracy", values[0] if values else None))
 
 
 def _available(trials: list[FrozenTrial]) -> str:
@@ -44,8 +40,9 @@ def _available(trials: list[FrozenTrial]) -> str:
 
 
 def _best(trials: list[FrozenTrial]) -> FrozenTrial:
-    """Highest accuracy; ties go to fewer MACs, then the lower trial number."""
-    return min(trials, key=lambda t: (-_accuracy(t), _float(t.user_attrs["macs"]), t.number))
+    """Highest accuracy; ties go to the lower validation loss, then fewer MACs, then the
+    lower trial number (:func:`rankopt._trial_attrs.best_first`)."""
+    return best_first(trials)[0]
 
 
 def _fmt_macs(macs: float, dense_macs: float | None) -> str:
@@ -80,7 +77,7 @@ def select_trial(
 
     With neither argument, the recommended trial: the best accuracy within the study's own
     budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). Accuracy
-    ties go to fewer MACs, then to the lower trial number.
+    ties go to the lower validation loss, then to fewer MACs, then to the lower trial number.
 
     Args:
         study: A loaded study.
@@ -175,8 +172,8 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
         if version is None:
             from rankopt._version import __version__ as version
         provenance["rankopt_version"] = version
-    if frozen.user_attrs.get("seed"):
-        provenance["seed"] = frozen.user_attrs["seed"]
+    if frozen.user_attrs.get(SEED_ATTR):
+        provenance["seed"] = frozen.user_attrs[SEED_ATTR]
     plan["provenance"] = provenance
     return plan
 

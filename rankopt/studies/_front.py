@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt._metrics import TABLE_METRICS
 from rankopt._queue import queued_line
-from rankopt._trial_attrs import is_repeat
+from rankopt._trial_attrs import SEED_ATTR, is_repeat
 
 from . import _methods
 
@@ -223,7 +223,7 @@ def front_trials(study: optuna.Study) -> list[FrozenTrial]:
 def vbmf_seed_trial(study: optuna.Study) -> FrozenTrial | None:
     """The completed trial enqueued as the VBMF seed (``user_attrs["seed"] == "vbmf"``)."""
     for t in completed_trials(study):
-        if t.user_attrs.get("seed") == "vbmf":
+        if t.user_attrs.get(SEED_ATTR) == "vbmf":
             return t
     return None
 
@@ -288,7 +288,7 @@ def all_trials_table(study: optuna.Study) -> pd.DataFrame:
     for t in completed_trials(study):
         row = _row(t, dense, "trial")
         row["on_front"] = t.number in on_front
-        row["seed"] = str(t.user_attrs.get("seed") or "")
+        row["seed"] = str(t.user_attrs.get(SEED_ATTR) or "")
         rows.append(row)
     df = _frame(rows, extra=("on_front", "seed"))
     df["on_front"] = df["on_front"].astype(bool)
