@@ -666,7 +666,7 @@ def _expectation(result: BenchResult) -> list[str]:
             f"{len(rhos)} studies (goal >= 0.7): "
             + ("**met**" if statistics.mean(rhos) >= 0.7 else "**not met**")
             + (
-                f"; of the validation loss the search ranks by: {statistics.mean(rhos_loss):.3f}"
+                f"; of the validation loss (negated): {statistics.mean(rhos_loss):.3f}"
                 if rhos_loss
                 else ""
             )
@@ -795,7 +795,8 @@ def _markdown(
         "seed_with_vbmf=False)`. `search_tpe`: `rankopt.search` with its defaults (seed",
         "trials, then TPE; sensitivity-profile allocation), same number of trials. The plan",
         "taken from each search is its most accurate trial (validation accuracy after the",
-        "proxy fine-tune). Every row: mean ± std over the seeds (search rows: one study per seed; "
+        "proxy fine-tune; ties: the lower validation loss). Every row: mean ± std over the seeds "
+        "(search rows: one study per seed; "
         "other rows: one final fine-tune per seed).",
         "MACs ratio: fvcore's count of the built model / dense. Latency ratios from the",
         "first seed (< 1 = faster than dense).",
@@ -873,7 +874,7 @@ def _markdown(
         "",
         "Per study, a sample of trials (the recommended one and the rest spread over the",
         "search's ranking) gets the final fine-tune; rho of the proxy's validation accuracy,",
-        "and of its validation loss (negated: the search ranks by it), vs final test accuracy",
+        "and of its validation loss (negated; it breaks accuracy ties), vs final test accuracy",
         "(`scipy.stats.spearmanr`).",
         "",
         md_table(
