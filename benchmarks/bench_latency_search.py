@@ -46,8 +46,7 @@ INPUT = (1, 28, 28)
 
 
 def best_plan(study: optuna.Study) -> tuple[CompressionPlan, optuna.trial.FrozenTrial]:
-    """The recommended complete trial's plan (the most accurate after the proxy; ties to
-    the lower validation loss)."""
+    """The recommended complete trial's plan (the lowest validation loss after the proxy)."""
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = best_first(done)[0]
     return CompressionPlan.from_dict(best.user_attrs["plan"]), best

@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, help="trial number")
     p.add_argument(
         "--max-macs",
-        help="best accuracy with macs <= X: fraction (0.5), percent ('50%%') or absolute "
-        "(4e6, 4M), as in search",
+        help="the best trial (lowest validation loss) with macs <= X: fraction (0.5), "
+        "percent ('50%%') or absolute (4e6, 4M), as in search",
     )
     p.add_argument("--out", default="plan.json", help="output JSON (default: %(default)s)")
     p.set_defaults(func=cmd_export)

@@ -132,15 +132,18 @@ def _check_export_max_macs(
     limit: float,
     done: list[Any],
 ) -> None:
-    """``export --max-macs flag`` writes the most accurate complete trial within ``limit``."""
+    """``export --max-macs flag`` writes the complete trial with the lowest validation loss
+    within ``limit``."""
     out_path = tmp_path / "best.json"
     rc, _, err = _cli(
         capsys, "export", *_study_args(finished_study), "--max-macs", flag, "--out", str(out_path)
     )
     assert rc == 0, err
     plan = json.loads(out_path.read_text())
-    best = max(t.user_attrs["accuracy"] for t in done if t.user_attrs["macs"] <= limit)
-    assert plan["metrics"]["accuracy"] == pytest.approx(best)
+    fits = [t for t in done if t.user_attrs["macs"] <= limit]
+    best = min(fits, key=lambda t: t.user_attrs["val_loss"])
+    assert plan["provenance"]["trial"] == best.number
+    assert plan["metrics"]["accuracy"] == pytest.approx(best.user_attrs["accuracy"])
     assert plan["metrics"]["macs"] <= limit
 
 

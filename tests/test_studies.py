@@ -368,7 +368,7 @@ def test_select_trial_by_number_and_budget() -> None:
     assert recommended.user_attrs["accuracy"] == max(t.user_attrs["accuracy"] for t in within)
 
 
-def test_accuracy_ties_go_to_the_lower_validation_loss_then_fewer_macs() -> None:
+def test_the_recommended_trial_has_the_lowest_validation_loss() -> None:
     def trial(acc: float, macs: int, loss: float | None) -> optuna.trial.FrozenTrial:
         attrs: dict[str, Any] = {"plan": make_plan(random.Random(macs)), "macs": macs}
         attrs.update(accuracy=acc, macs_ratio=macs / DENSE_MACS)
@@ -376,23 +376,29 @@ def test_accuracy_ties_go_to_the_lower_validation_loss_then_fewer_macs() -> None
             attrs["val_loss"] = loss
         return optuna.trial.create_trial(values=[acc], user_attrs=attrs)
 
-    study = optuna.create_study(study_name="ties", direction="maximize")
-    study.set_user_attr("budget", {"max_macs": 500_000})
     rows = [
-        (0.90, 100_000, 0.20),  # 0: lowest loss, but less accurate
-        (0.95, 300_000, 0.31),  # 1
-        (0.95, 400_000, 0.27),  # 2: the tie's lowest loss
-        (0.95, 200_000, None),  # 3: no loss recorded (an older study): after those with one
-        (0.95, 250_000, 0.27),  # 4: same loss as 2, fewer MACs
-        (0.97, 900_000, 0.10),  # 5: the most accurate, over the study budget
+        (0.95, 100_000, 0.20),  # 0: the lowest loss, not the most accurate
+        (0.97, 300_000, 0.31),  # 1: the most accurate
+        (0.95, 400_000, 0.27),  # 2
+        (0.96, 200_000, 0.25),  # 3
+        (0.95, 250_000, 0.20),  # 4: same loss and accuracy as 0, more MACs
+        (0.96, 150_000, 0.25),  # 5: same loss and accuracy as 3, fewer MACs
+        (0.99, 900_000, 0.10),  # 6: the best, over the study budget
     ]
+    study = optuna.create_study(study_name="by-loss", direction="maximize")
+    study.set_user_attr("budget", {"max_macs": 500_000})
     for acc, macs, loss in rows:
         study.add_trial(trial(acc, macs, loss))
-    ranked = [t.number for t in best_first(study.trials)]
-    assert ranked == [5, 4, 2, 1, 3, 0]
-    assert select_trial(study).number == 4  # within 500k MACs
-    assert select_trial(study, max_macs=220_000).number == 3  # accuracy first, loss second
-    assert export_plan(study).provenance["trial"] == 4
+    assert [t.number for t in best_first(study.trials)] == [6, 0, 4, 5, 3, 2, 1]
+    assert select_trial(study).number == 0  # within 500k MACs
+    assert select_trial(study, max_macs=220_000).number == 0
+    assert select_trial(study, max_macs=100_000).number == 0  # the boundary fits
+    assert export_plan(study).provenance["trial"] == 0
+    without_0_and_4 = [t for t in study.trials if t.number not in (0, 4, 6)]
+    assert best_first(without_0_and_4)[0].number == 5  # loss tie: fewer MACs
+    # one trial without a loss (a study written before it was recorded): by accuracy
+    older = [*study.trials, trial(0.98, 50_000, None)]
+    assert [t.user_attrs["accuracy"] for t in best_first(older)][:3] == [0.99, 0.98, 0.97]
 
 
 def test_select_trial_errors_are_one_line_and_list_choices() -> None:

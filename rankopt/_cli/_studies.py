@@ -74,7 +74,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.trial is None and args.max_macs is None:
         from rankopt.errors import RankoptError
 
-        raise RankoptError("export needs --trial N or --max-macs X (best accuracy under X)")
+        raise RankoptError("export needs --trial N or --max-macs X (the best trial under X)")
     plan = export_plan(open_study(args), trial=args.trial, max_macs=args.max_macs)
     plan.save(args.out)
     m = plan.metrics

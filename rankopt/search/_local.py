@@ -1,4 +1,4 @@
-"""Local moves around the most accurate trials, alternating with a model-based sampler.
+"""Local moves around the best trials, alternating with a model-based sampler.
 
 A study of a few dozen trials over ~20 parameters (a method and a weight per layer) gives TPE
 too few points to model: on resnet8 / mnist5k at 10 % of the MACs, after the 4 seed trials
@@ -43,8 +43,7 @@ SWITCH_PROBABILITY = 0.2
 
 def incumbents(trials: Sequence[FrozenTrial], k: int) -> list[FrozenTrial]:
     """The ``k`` best complete trials that meet their constraints, ranked as the search
-    recommends them (:func:`rankopt._trial_attrs.best_first`: the most accurate, accuracy
-    ties to the lower validation loss)."""
+    recommends them (:func:`rankopt._trial_attrs.best_first`: the lowest validation loss)."""
     feasible = [
         t
         for t in trials

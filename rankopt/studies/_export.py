@@ -40,8 +40,7 @@ def _available(trials: list[FrozenTrial]) -> str:
 
 
 def _best(trials: list[FrozenTrial]) -> FrozenTrial:
-    """Highest accuracy; ties go to the lower validation loss, then fewer MACs, then the
-    lower trial number (:func:`rankopt._trial_attrs.best_first`)."""
+    """The first of :func:`rankopt._trial_attrs.best_first` (lowest validation loss)."""
     return best_first(trials)[0]
 
 
@@ -75,14 +74,16 @@ def select_trial(
 ) -> FrozenTrial:
     """Pick one COMPLETE trial (with a plan) of a finished study.
 
-    With neither argument, the recommended trial: the best accuracy within the study's own
-    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). Accuracy
-    ties go to the lower validation loss, then to fewer MACs, then to the lower trial number.
+    With neither argument, the recommended trial: the best trial within the study's own
+    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). The best
+    trial is the one with the lowest validation loss after the proxy fine-tune (studies
+    without the loss: the highest validation accuracy); ties go to the higher accuracy, then
+    to fewer MACs, then to the lower trial number (:func:`rankopt._trial_attrs.best_first`).
 
     Args:
         study: A loaded study.
         trial: A trial number; it must be COMPLETE and carry a plan.
-        max_macs: Pick the best accuracy among trials with ``macs <= max_macs``, in the
+        max_macs: Pick the best trial among those with ``macs <= max_macs``, in the
             budget grammar of ``rankopt search`` (:func:`rankopt.parse_budget`): a value
             in (0, 1] or a percentage (``"25%"``) is a fraction of the dense model's MACs,
             a value above 1 or a string like ``"4M"`` / ``"800k"`` an absolute MAC count

@@ -99,7 +99,8 @@ def _plan_html(study: optuna.Study) -> str:
     plan = plan_dict(study, chosen)
     metrics = plan.get("metrics", {})
     head = (
-        f"<p>Trial <b>{chosen.number}</b>: best accuracy within the study budget — accuracy "
+        f"<p>Trial <b>{chosen.number}</b>: the best within the study budget (lowest validation "
+        f"loss after the proxy fine-tune) — accuracy "
         f"{_fmt_pct(metrics.get('accuracy', math.nan))}, "
         f"{_fmt_int(metrics.get('macs', math.nan))} MACs "
         f"(ratio {_fmt_ratio(metrics.get('macs_ratio', math.nan))}), "
@@ -133,7 +134,7 @@ def report(study: optuna.Study, path: str | Path) -> Path:
     The page holds the study settings (model, data, budget, objectives, search settings,
     dense metrics, trial counts by state, the queued trials), the Pareto front table, the
     three figures (front, per-layer map, history; plotly.js embedded once) and the detail of
-    the recommended plan (best accuracy within the study budget).
+    the recommended plan (the best trial within the study budget, as ``export_plan`` picks it).
 
     Args:
         study: A loaded study.
