@@ -689,7 +689,7 @@ def _noise(result: BenchResult) -> list[str]:
         out.append(
             f"- measurement noise: binomial std of an accuracy near {p:.3f}, in points: "
             + ", ".join(parts)
-            + " (the search picks its plan by validation accuracy)"
+            + " (the search picks its plan by validation loss, measured on the val split)"
         )
     spreads = [
         statistics.stdev(r["test_accuracy"] for r in rs)
@@ -794,8 +794,8 @@ def _markdown(
         "(peer)`: tensorly-torch. `search_random`: `rankopt.search(sampler='random',",
         "seed_with_vbmf=False)`. `search_tpe`: `rankopt.search` with its defaults (seed",
         "trials, then TPE; sensitivity-profile allocation), same number of trials. The plan",
-        "taken from each search is its most accurate trial (validation accuracy after the",
-        "proxy fine-tune; ties: the lower validation loss). Every row: mean ± std over the seeds "
+        "taken from each search is its recommended trial (lowest validation loss after the",
+        "proxy fine-tune). Every row: mean ± std over the seeds "
         "(search rows: one study per seed; "
         "other rows: one final fine-tune per seed).",
         "MACs ratio: fvcore's count of the built model / dense. Latency ratios from the",
