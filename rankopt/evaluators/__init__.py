@@ -14,6 +14,7 @@ from rankopt.evaluators._latency_table import (
 )
 from rankopt.evaluators._training import (
     FinetuneResult,
+    accuracy_and_loss,
     compute_logits,
     compute_logits_and_labels,
     distillation_loss,
@@ -29,6 +30,7 @@ __all__ = [
     "FinetuneResult",
     "LatencyTable",
     "ModelProfile",
+    "accuracy_and_loss",
     "calibrate_bn",
     "compute_logits",
     "compute_logits_and_labels",

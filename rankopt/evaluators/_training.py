@@ -23,6 +23,7 @@ from rankopt.errors import DataError, SettingsError, TrialFailedError
 
 __all__ = [
     "FinetuneResult",
+    "accuracy_and_loss",
     "compute_logits",
     "compute_logits_and_labels",
     "distillation_loss",
@@ -238,9 +239,10 @@ def evaluate_accuracy(
     Returns:
         Fraction of correctly classified images, in [0, 1].
     """
-    return evaluate_accuracy_and_loss(model, images, labels, batch_size=batch_size, device=device)[
-        0
-    ]
+    accuracy, _loss = evaluate_accuracy_and_loss(
+        model, images, labels, batch_size=batch_size, device=device
+    )
+    return accuracy
 
 
 def evaluate_accuracy_and_loss(
@@ -271,7 +273,12 @@ def evaluate_accuracy_and_loss(
         labels = batch_labels
     if labels.shape[0] != logits.shape[0]:
         raise DataError(f"evaluate_accuracy: {logits.shape[0]} images but {labels.shape[0]} labels")
-    labels = labels.cpu()
+    return accuracy_and_loss(logits, labels)
+
+
+def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy (nats per image) of (N, K) logits."""
+    labels = labels.to(logits.device)
     accuracy = float((logits.argmax(dim=1) == labels).float().mean().item())
     return accuracy, float(torch.nn.functional.cross_entropy(logits, labels).item())
 

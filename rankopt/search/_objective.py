@@ -18,6 +18,7 @@ from rankopt._memory import release_free_memory
 from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import (
+    accuracy_and_loss,
     calibrate_bn,
     compute_logits,
     measure_latency_ms,
@@ -196,7 +197,7 @@ class Objective:
 
         calibrate_bn(student, self.data.calibration_images)
         logits = compute_logits(student, self.data.val_images)
-        acc_before = _accuracy(logits, self.data.val_labels)
+        acc_before, val_loss = accuracy_and_loss(logits, self.data.val_labels)
         teacher = self.data.val_teacher_logits
         recon = float(
             torch.linalg.vector_norm(logits - teacher) / torch.linalg.vector_norm(teacher)
@@ -209,7 +210,6 @@ class Objective:
             raise TrialFailedError(reason)
 
         accuracy = acc_before
-        val_loss = float(torch.nn.functional.cross_entropy(logits, self.data.val_labels.cpu()))
         finetune_s = 0.0
         if feasible and self.finetune.steps > 0:
             report = self._reporter(trial) if self.finetune.report_every > 0 else None
@@ -310,10 +310,6 @@ _REUSED_ATTRS = (
     "measured_latency_ms",
 )
 """Results a trial takes from the earlier trial that evaluated the same plan."""
-
-
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(dim=1) == labels).float().mean())
 
 
 def settings_dict(finetune: FinetuneSettings) -> dict[str, Any]:
