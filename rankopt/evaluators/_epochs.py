@@ -16,16 +16,9 @@ from torch import nn
 
 from rankopt._device import Device, on_device, resolve_device
 from rankopt.errors import DataError, SettingsError
-from rankopt.evaluators._training import (
-    check_pair,
-    compute_logits,
-    device_of,
-    distillation_loss,
-    evaluate_accuracy,
-    model_mode,
-    raise_non_finite,
-    shift_batch,
-)
+from rankopt.evaluators._common import check_pair, device_of, model_mode
+from rankopt.evaluators._evaluation import compute_logits, evaluate_accuracy
+from rankopt.evaluators._training import distillation_loss, raise_non_finite, shift_batch
 
 __all__ = ["DenseTrainResult", "full_finetune", "train_dense"]
 

@@ -1,4 +1,5 @@
-"""Accuracy, teacher logits and the proxy fine-tune (epoch training: ``_epochs.py``).
+"""The proxy fine-tune and its pieces: distillation loss, batch sampling, shift augmentation
+(inference: ``_evaluation.py``; epoch training: ``_epochs.py``).
 
 Everything here is deterministic under a seed on CPU: batch order and augmentation come from
 a private :class:`torch.Generator`, never from the global random state.
@@ -8,18 +9,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankopt._batch import EVAL_BATCH
-from rankopt._device import Device, on_device, resolve_device
 from rankopt.errors import DataError, SettingsError, TrialFailedError
+from rankopt.evaluators._common import check_pair, device_of, model_mode
+from rankopt.evaluators._evaluation import (
+    Images,
+    accuracy_and_loss,
+    compute_logits,
+    compute_logits_and_labels,
+    evaluate_accuracy,
+    evaluate_accuracy_and_loss,
+)
 
 __all__ = [
     "FinetuneResult",
@@ -31,40 +37,10 @@ __all__ = [
     "evaluate_accuracy_and_loss",
     "proxy_finetune",
 ]
+"""The inference functions are re-exported here for code that imported them from this module."""
 
 
-# ============================================================================ helpers
-def device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
-@contextmanager
-def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Put ``model`` in train/eval mode for the block, then restore each module's mode."""
-    saved = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for m, was in saved:
-            m.training = was
-
-
-def check_pair(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
-    if images.dim() < 2 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{what}: images {tuple(images.shape)} and labels "
-            f"{tuple(labels.shape)} must have the same first dimension N and "
-            f"labels must be 1-D"
-        )
-    if images.shape[0] == 0:
-        raise DataError(f"{what}: no samples")
-
-
+# ======================================================================= proxy fine-tune pieces
 def shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Randomly translate each image by up to ``max_shift`` pixels (edge padding)."""
     if max_shift <= 0:
@@ -139,148 +115,6 @@ def raise_non_finite(loss: torch.Tensor, step: int, steps: int | None, lr: float
         f"non-finite loss ({loss.item()}) at step {step}{total} (lr={lr:g}); the model "
         f"diverged: lower the learning rate or keep more rank"
     )
-
-
-# ============================================================================ inference
-Images = torch.Tensor | Iterable[Any]
-"""(N, C, H, W) tensor, or an iterable of batches (a DataLoader): image tensors or
-``(images, labels, ...)`` tuples, streamed batch by batch."""
-
-
-def _batches(images: Images, batch_size: int) -> Iterator[tuple[torch.Tensor, Any]]:
-    """``(images, labels or None)`` batches of a tensor or a batch iterable."""
-    if isinstance(images, torch.Tensor):
-        for i in range(0, images.shape[0], batch_size):
-            yield images[i : i + batch_size], None
-        return
-    for batch in images:
-        if isinstance(batch, torch.Tensor):
-            yield batch, None
-        elif isinstance(batch, tuple | list) and batch and isinstance(batch[0], torch.Tensor):
-            yield batch[0], (batch[1] if len(batch) > 1 else None)
-        else:
-            raise DataError(
-                f"a batch of type {type(batch).__name__}; batches must be image tensors or "
-                "(images, labels) tuples of tensors"
-            )
-
-
-@torch.no_grad()
-def compute_logits_and_labels(
-    model: nn.Module,
-    images: Images,
-    *,
-    batch_size: int = EVAL_BATCH,
-    device: Device | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits (N, K) float32 on the CPU, and the batches' labels (N,) int64 when they have.
-
-    One streamed pass; see :func:`compute_logits` for the arguments.
-    """
-    if device is not None:
-        model = on_device(model, resolve_device(device))
-    dev = device_of(model)
-    outs: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    with model_mode(model, False):
-        for x, y in _batches(images, batch_size):
-            outs.append(model(x.to(dev, non_blocking=True)).float().cpu())
-            if y is not None:
-                labels.append(torch.as_tensor(y).reshape(-1).long().cpu())
-    if not outs:
-        raise DataError("compute_logits: no images")
-    logits = torch.cat(outs)
-    all_labels = torch.cat(labels) if len(labels) == len(outs) else None
-    return logits, all_labels
-
-
-def compute_logits(
-    model: nn.Module,
-    images: Images,
-    *,
-    batch_size: int = EVAL_BATCH,
-    device: Device | None = None,
-) -> torch.Tensor:
-    """Logits of ``model`` on ``images`` in eval mode (e.g. the teacher's, once per study).
-
-    Args:
-        model: The network; its training mode is restored afterwards.
-        images: (N, C, H, W) float tensor (any device; moved batch by batch), or an
-            iterable of batches (a ``DataLoader``; ``(images, labels)`` tuples or tensors),
-            streamed.
-        batch_size: Images per forward pass (tensor input).
-        device: Run there (``"auto"``, ``"cpu"``, ``"cuda"``; a copy of the model is moved
-            when it is elsewhere); None: the model's own device.
-
-    Returns:
-        (N, K) float32 tensor on the CPU.
-    """
-    return compute_logits_and_labels(model, images, batch_size=batch_size, device=device)[0]
-
-
-def evaluate_accuracy(
-    model: nn.Module,
-    images: Images,
-    labels: torch.Tensor | None = None,
-    *,
-    batch_size: int = EVAL_BATCH,
-    device: Device | None = None,
-) -> float:
-    """Top-1 accuracy of ``model`` (eval mode, no grad; training mode restored afterwards).
-
-    Args:
-        model: The network.
-        images: (N, C, H, W) float tensor, or an iterable of ``(images, labels)`` batches
-            (a ``DataLoader``), streamed.
-        labels: (N,) int64 class indices; None: the batches' labels.
-        batch_size: Images per forward pass.
-        device: As in :func:`compute_logits` (None: the model's own device).
-
-    Returns:
-        Fraction of correctly classified images, in [0, 1].
-    """
-    accuracy, _loss = evaluate_accuracy_and_loss(
-        model, images, labels, batch_size=batch_size, device=device
-    )
-    return accuracy
-
-
-def evaluate_accuracy_and_loss(
-    model: nn.Module,
-    images: Images,
-    labels: torch.Tensor | None = None,
-    *,
-    batch_size: int = EVAL_BATCH,
-    device: Device | None = None,
-) -> tuple[float, float]:
-    """Top-1 accuracy and mean cross-entropy (nats per image) in one pass; arguments as in
-    :func:`evaluate_accuracy`.
-
-    The loss is the finer signal: on a few hundred validation images the accuracy moves in
-    steps of ``1 / N`` and ties between plans are common, the loss does not.
-    """
-    if isinstance(images, torch.Tensor) or labels is not None:
-        if labels is None:
-            raise DataError("evaluate_accuracy: images given as a tensor need labels")
-        if isinstance(images, torch.Tensor):
-            check_pair(images, labels, "evaluate_accuracy")
-    logits, batch_labels = compute_logits_and_labels(
-        model, images, batch_size=batch_size, device=device
-    )
-    if labels is None:
-        if batch_labels is None:
-            raise DataError("evaluate_accuracy: the batches carry no labels; pass labels")
-        labels = batch_labels
-    if labels.shape[0] != logits.shape[0]:
-        raise DataError(f"evaluate_accuracy: {logits.shape[0]} images but {labels.shape[0]} labels")
-    return accuracy_and_loss(logits, labels)
-
-
-def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Top-1 accuracy and mean cross-entropy (nats per image) of (N, K) logits."""
-    labels = labels.to(logits.device)
-    accuracy = float((logits.argmax(dim=1) == labels).float().mean().item())
-    return accuracy, float(torch.nn.functional.cross_entropy(logits, labels).item())
 
 
 # ============================================================================ proxy fine-tune
