@@ -202,9 +202,14 @@ def test_front_equals_brute_force(
     if multi:
         assert expected == {t.number for t in study.best_trials}
     # Reference rows come after the front rows and are marked by kind.
-    assert set(df["kind"]) <= {"trial", "dense", "vbmf_seed"}
+    assert set(df["kind"]) <= {"trial", "dense", "vbmf_seed", "recommended"}
     assert (df["kind"] == "dense").sum() == 1
     assert (df["kind"] == "vbmf_seed").sum() == (1 if n_complete else 0)
+    recommended = df[df["kind"] == "recommended"]
+    try:
+        assert recommended["trial"].astype(int).tolist() == [select_trial(study).number]
+    except (SelectionError, BudgetError):
+        assert recommended.empty
     assert list(front_rows(pareto_front(study, include_reference=False)).index) == list(
         range(len(expected))
     )
@@ -399,6 +404,24 @@ def test_the_recommended_trial_has_the_lowest_validation_loss() -> None:
     # one trial without a loss (a study written before it was recorded): by accuracy
     older = [*study.trials, trial(0.98, 50_000, None)]
     assert [t.user_attrs["accuracy"] for t in best_first(older)][:3] == [0.99, 0.98, 0.97]
+
+
+def test_the_table_and_the_figure_show_the_recommended_trial_off_the_front() -> None:
+    study = optuna.create_study(study_name="off-front", direction="maximize")
+    study.set_user_attr("budget", {"max_macs": 500_000})
+    for acc, macs, loss in [(0.97, 200_000, 0.30), (0.95, 300_000, 0.20)]:
+        attrs = {"plan": make_plan(random.Random(macs)), "macs": macs, "val_loss": loss}
+        attrs.update(accuracy=acc, macs_ratio=macs / DENSE_MACS)
+        study.add_trial(optuna.trial.create_trial(values=[acc], user_attrs=attrs))
+    df = pareto_front(study)
+    # trial 1 has the lowest loss but trial 0 dominates it (more accurate, fewer MACs)
+    assert front_rows(df)["trial"].astype(int).tolist() == [0]
+    assert df[df["kind"] == "recommended"]["trial"].astype(int).tolist() == [1]
+    fig = plot_pareto_front(study)
+    marker = _trace(fig, "Recommended plan")
+    assert list(marker.x) == [300_000] and list(marker.y) == [0.95]
+    assert marker.customdata[0][0] == "trial 1"
+    assert "recommended" not in set(pareto_front(study, include_reference=False)["kind"])
 
 
 def test_select_trial_errors_are_one_line_and_list_choices() -> None:

@@ -97,9 +97,11 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
     """Accuracy vs cost: every completed trial faint, the Pareto front highlighted.
 
     The front trace is named :data:`FRONT_TRACE_NAME` (``"Pareto front"``) and has one
-    marker per front row of :func:`pareto_front`. The dense model (star) and the VBMF seed
-    trial (diamond) are drawn as their own traces, and a vertical dashed line (a layout
-    shape named ``"budget"``) marks the study's budget when one is set for the x axis.
+    marker per front row of :func:`pareto_front`. The dense model (star), the VBMF seed
+    trial (diamond) and the recommended trial (large open circle: the plan
+    ``rankopt export`` exports, which need not be on the front) are drawn as their own
+    traces, and a vertical dashed line (a layout shape named ``"budget"``) marks the
+    study's budget when one is set for the x axis.
     Hovering a point shows the trial number, accuracy, MACs ratio and per-layer plan.
 
     Args:
@@ -147,9 +149,10 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
             hovertemplate=template,
         )
     )
-    for kind, name, symbol, color in (
-        ("dense", "Dense model", "star", "#111111"),
-        ("vbmf_seed", "VBMF seed", "diamond", "#1f77b4"),
+    for kind, name, symbol, color, line_width in (
+        ("dense", "Dense model", "star", "#111111", 1),
+        ("vbmf_seed", "VBMF seed", "diamond", "#1f77b4", 1),
+        ("recommended", "Recommended plan", "circle-open", "#2ca02c", 3),
     ):
         ref = table[table["kind"] == kind]
         if ref.empty or ref[x].isna().all():
@@ -161,7 +164,12 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
                 y=ref["accuracy"],
                 mode="markers",
                 name=name,
-                marker={"symbol": symbol, "size": 15, "color": color, "line": {"width": 1}},
+                marker={
+                    "symbol": symbol,
+                    "size": 15,
+                    "color": color,
+                    "line": {"width": line_width},
+                },
                 customdata=custom,
                 hovertemplate=template,
             )

@@ -238,9 +238,13 @@ def pareto_front(study: optuna.Study, *, include_reference: bool = True) -> pd.D
     Args:
         study: A loaded study written by ``rankopt search``.
         include_reference: Append the reference rows: the dense model (``kind == "dense"``,
-            ``trial`` is ``<NA>``, ratios 1.0) when the study records it, and the VBMF seed
-            trial (``kind == "vbmf_seed"``) when it completed. Reference rows are not front
-            rows; select front rows with ``df[df.kind == "trial"]``.
+            ``trial`` is ``<NA>``, ratios 1.0) when the study records it, the VBMF seed
+            trial (``kind == "vbmf_seed"``) when it completed, and the recommended trial
+            (``kind == "recommended"``: the one ``rankopt export`` exports, the lowest
+            validation loss within the study budget, which need not be on the accuracy
+            front) when the study has one. Reference rows are not front rows (a front
+            trial may also appear as one); select front rows with
+            ``df[df.kind == "trial"]``.
 
     Returns:
         DataFrame with columns :data:`FRONT_COLUMNS`: ``trial`` (Int64), ``accuracy``,
@@ -258,7 +262,23 @@ def pareto_front(study: optuna.Study, *, include_reference: bool = True) -> pd.D
         seed = vbmf_seed_trial(study)
         if seed is not None:
             rows.append(_row(seed, dense, "vbmf_seed"))
+        recommended = recommended_trial(study)
+        if recommended is not None:
+            rows.append(_row(recommended, dense, "recommended"))
     return _frame(rows)
+
+
+def recommended_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The trial :func:`rankopt.studies.select_trial` picks with no argument, or None when
+    the study has none (no selectable trial, or none within its budget)."""
+    from rankopt.errors import BudgetError, SelectionError
+
+    from ._export import select_trial  # _export builds on this module
+
+    try:
+        return select_trial(study)
+    except (BudgetError, SelectionError):
+        return None
 
 
 def queued_trials_line(study: optuna.Study) -> str:

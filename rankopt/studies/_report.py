@@ -150,8 +150,9 @@ def report(study: optuna.Study, path: str | Path) -> Path:
         "<h2>Study</h2>"
         + _settings_html(study)
         + f"<h2>Pareto front ({n_front} trials)</h2>"
-        + "<p>Rows of kind <code>dense</code> and <code>vbmf_seed</code> are references, not "
-        "front members.</p>"
+        + "<p>Rows of kind <code>dense</code>, <code>vbmf_seed</code> and "
+        "<code>recommended</code> are references, not front members (the recommended plan has "
+        "the lowest validation loss, which need not put it on the accuracy front).</p>"
         + front_table_html(table)
         + "<h2>Figures</h2>"
         + figures_html(figures)
