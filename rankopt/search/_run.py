@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rankopt._defaults import DEFAULT_N_TRIALS
 from rankopt._device import Device, on_device, resolve_device
 from rankopt._heartbeat import fail_lost_trials
 from rankopt._queue import queued_line
@@ -57,7 +58,7 @@ def search(
     max_latency: float | str | None = None,
     objectives: Sequence[str] = ("accuracy", "macs"),
     methods: Sequence[str] | None = None,
-    n_trials: int = 30,
+    n_trials: int = DEFAULT_N_TRIALS,
     timeout: float | None = None,
     sampler: str | optuna.samplers.BaseSampler = "tpe",
     pruner: optuna.pruners.BasePruner | None = None,
@@ -90,13 +91,19 @@ def search(
 ) -> optuna.Study:
     """Search per-layer decomposition methods and ranks under a budget.
 
-    Each trial samples for every eligible layer a method (``keep`` included) and its ranks
-    as fractions of full rank, fits the result into the budget (``repair``: one global
-    factor on every fraction, by bisection on the analytic cost; ``constraint``: Optuna's
-    constraints instead), builds the compressed model, scores it before and after a short
-    fine-tune with distillation from the dense model, and stores plan and numbers in the
-    trial's ``user_attrs`` (see DEVELOPERS.md). The VBMF plan and uniform baselines are
-    enqueued first, once per study.
+    First, once per study, a sensitivity profile: each eligible layer decomposed alone by
+    each offered method at a few ranks, BatchNorm calibrated, scored by the KL divergence of
+    the output from dense (no fine-tune). Each trial then samples for every eligible layer a
+    method and a weight; a deterministic allocation over the profile sets the ranks so that
+    the model meets the budget (``repair``; ``constraint``: it meets a sampled target and
+    the budget is an Optuna constraint). The trial builds the compressed model, calibrates
+    BatchNorm, scores it before and after a short fine-tune with distillation from the
+    dense model (validation accuracy and cross-entropy), and stores plan and numbers in the
+    trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (the sensitivity allocation, the
+    same with the least harmful method everywhere, uniform Tucker-2 and CP, then the VBMF
+    recipe; at most a quarter of ``n_trials``) are enqueued first, once per study. The
+    recommended plan (:func:`rankopt.export_plan`) is the lowest validation loss within the
+    budget.
 
     Args:
         model: The trained dense model (left untouched).
@@ -116,7 +123,8 @@ def search(
             resumed study runs only the rest, and several workers share this total.
         timeout: Stop starting new trials after this many seconds.
         sampler: ``"tpe"`` (multivariate TPE, three trials in four local moves around
-            the two most accurate trials), ``"nsga2"``, ``"random"`` or any Optuna sampler.
+            the two trials with the lowest validation loss), ``"nsga2"``, ``"random"`` or
+            any Optuna sampler.
         pruner: Optuna pruner for single-objective studies (default median pruner).
         storage: Optuna storage URL (``sqlite:///run/study.db``, ``postgresql://...``) or
             object; None keeps the study in memory.
@@ -132,7 +140,8 @@ def search(
         temperature: Distillation temperature.
         report_every: Steps between intermediate reports (default: a quarter of the
             steps for single-objective studies, none otherwise).
-        seed_with_vbmf: Enqueue the VBMF and uniform seed trials.
+        seed_with_vbmf: Enqueue the seed trials (sensitivity, one-method, uniform and VBMF
+            allocations).
         min_layer_share: Layers below this share of the model's MACs and params stay
             dense (0 searches every layer).
         rank_multiple: Round every rank to a multiple of this (hardware-friendly

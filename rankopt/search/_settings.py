@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 
+from rankopt._defaults import DEFAULT_N_TRIALS
 from rankopt._device import resolve_device
 from rankopt._runtimes import get_runtime
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
@@ -34,7 +35,7 @@ class SearchSettings:
 
     objectives: tuple[str, ...] = ("accuracy", "macs")
     methods: tuple[str, ...] | None = None
-    n_trials: int = 30
+    n_trials: int = DEFAULT_N_TRIALS
     timeout: float | None = None
     sampler: str | optuna.samplers.BaseSampler = "tpe"
     seed: int = 0
