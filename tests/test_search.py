@@ -74,12 +74,12 @@ def test_every_trial_respects_the_budget_by_fvcore(
         assert math.isfinite(t.user_attrs["reconstruction_error"])
 
 
-def test_seeds_are_the_sensitivity_allocation_the_least_harmful_method_then_kim_et_al(
+def test_seeds_are_the_sensitivity_allocation_capacity_the_least_harmful_method_then_kim(
     trained_digits_net: nn.Module, digits_data: dict[str, Any]
 ) -> None:
-    study = _run(trained_digits_net, digits_data, n_trials=12, max_macs=0.5)
+    study = _run(trained_digits_net, digits_data, n_trials=16, max_macs=0.3)
     seeds = [t.user_attrs.get("seed") for t in study.trials]
-    assert sum(s is not None for s in seeds) <= 12 // 4
+    assert sum(s is not None for s in seeds) <= 16 // 4
     assert seeds[0] == "sensitivity", seeds
     assert study.trials[0].params["allocation"] == "sensitivity"
     # no two seeds realise the same plan (a seed slot is not spent on a plan twice)
@@ -90,11 +90,28 @@ def test_seeds_are_the_sensitivity_allocation_the_least_harmful_method_then_kim_
     ]
     assert all(a != b for i, a in enumerate(seed_plans) for b in seed_plans[i + 1 :])
 
-    # the second seed: one method everywhere (sensitivity allocation), the method whose
+    # the second seed: the first one's methods, weights by MACs per parameter (the layer
+    # with the fewest gets the top of the weight range, the one with the most the bottom)
+    space = SearchSpace(profile(trained_digits_net, SHAPE), n_outputs=10)
+    per_param = {n: space.layer(n).macs / space.layer(n).n_params for n in space.choices}
+    # at 30 % of the MACs its plan differs from the first seed's (at 20 % and 50 % it does not
+    # on this net, and the seed is dropped as a repeat)
+    assert seeds[1] == "capacity", seeds
+    capacity = study.trials[1].params
+    assert capacity["allocation"] == "sensitivity"
+    for n in space.choices:
+        assert capacity[f"{n}/method"] == study.trials[0].params[f"{n}/method"]
+        assert study.trials[0].params[f"{n}/weight"] == 1.0
+    weights = {n: capacity[f"{n}/weight"] for n in space.choices}
+    assert weights[min(per_param, key=per_param.__getitem__)] == pytest.approx(4.0)
+    assert weights[max(per_param, key=per_param.__getitem__)] == pytest.approx(0.25)
+    by_cost = sorted(space.choices, key=per_param.__getitem__)
+    assert [weights[n] for n in by_cost] == sorted(weights.values(), reverse=True)
+
+    # the next seed: one method everywhere (sensitivity allocation), the method whose
     # one-method allocation has the least total sensitivity at the budget
     sens = SensitivityProfile.from_dict(study.user_attrs["sensitivity"])
     assert sens is not None
-    space = SearchSpace(profile(trained_digits_net, SHAPE), n_outputs=10)
     budget = Budget(max_macs=study.user_attrs["budget"]["max_macs"])
     totals = {}
     plans = {}
@@ -112,15 +129,15 @@ def test_seeds_are_the_sensitivity_allocation_the_least_harmful_method_then_kim_
                 if lp.method != "keep"
             )
     least = min(totals, key=lambda m: (totals[m], m))
-    if plans[least] == seed_plans[0]:  # the same plan as the first seed: dropped
+    if plans[least] in seed_plans[:2]:  # the same plan as an earlier seed: dropped
         assert f"{least}_only" not in seeds, (seeds, totals)
-        kim = 1
-    else:
-        assert seeds[1] == f"{least}_only", (seeds, totals)
-        assert study.trials[1].params["allocation"] == "sensitivity"
-        assert study.trials[1].params["conv2/method"] == least
-        assert study.trials[1].params["conv3/method"] == least
         kim = 2
+    else:
+        assert seeds[2] == f"{least}_only", (seeds, totals)
+        assert study.trials[2].params["allocation"] == "sensitivity"
+        assert study.trials[2].params["conv2/method"] == least
+        assert study.trials[2].params["conv3/method"] == least
+        kim = 3
 
     # Kim et al.'s choice: Tucker-2 on kxk convs, SVD on 1x1 convs, one rank fraction
     assert seeds[kim] == "uniform_tucker2", seeds
@@ -209,9 +226,10 @@ def test_nan_finetune_fails_one_trial_and_the_study_goes_on(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective_module, "proxy_finetune", poisoned)
-    study = _run(trained_digits_net, digits_data, n_trials=4, max_macs=0.5)
+    study = _run(trained_digits_net, digits_data, n_trials=4, max_macs=0.5, seed=7)
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert [t.number for t in failed] == [calls[1]]  # the proxy's seed is the trial number
+    assert [t.number for t in failed] == [1]  # trials run in order: the second fine-tune's
+    assert set(calls) == {7}  # every proxy fine-tune uses the study seed (same batches)
     assert "non-finite" in failed[0].user_attrs["fail_reason"]
     assert n_distinct_finished(study) == 4
 

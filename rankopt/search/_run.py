@@ -129,7 +129,8 @@ def search(
         storage: Optuna storage URL (``sqlite:///run/study.db``, ``postgresql://...``) or
             object; None keeps the study in memory.
         study_name: Name of the study in the storage; the same name resumes it.
-        seed: Seed of the sampler and of every fine-tune (trial n uses ``seed + n``);
+        seed: Seed of the sampler and of every proxy fine-tune (the same for every trial:
+            plans are compared on the same batches);
             each worker's sampler gets its own seed (:func:`worker_sampler_seed`).
         repair: ``"repair"`` or ``"constraint"``.
         finetune_steps: Optimiser steps of each proxy fine-tune (0 disables it).

@@ -37,7 +37,7 @@ def worker_sampler_seed(
     ``worker_index`` given the sampler seed is ``seed + worker_index`` (reproducible). Without
     it, a worker on a server storage (PostgreSQL, MySQL: possibly one of many) derives it from
     ``seed``, the host name and the process id; in memory or with SQLite (one process) it is
-    ``seed``. Fine-tune seeds do not depend on the worker: trial ``n`` uses ``seed + n``.
+    ``seed``. Fine-tune seeds do not depend on the worker: every trial's proxy uses ``seed``.
     """
     if worker_index is not None:
         return (seed + worker_index) % 2**32
