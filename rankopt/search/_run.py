@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -43,7 +42,12 @@ from rankopt.search._seeding import seed_trials
 from rankopt.search._sensitivity import study_sensitivity
 from rankopt.search._settings import SearchSettings
 from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
-from rankopt.search._study import check_compatible, create_or_load, enqueue_seeds_once
+from rankopt.search._study import (
+    check_compatible,
+    create_or_load,
+    enqueue_seeds_once,
+    quiet_optuna,
+)
 
 __all__ = ["search"]
 
@@ -99,11 +103,9 @@ def search(
     the budget is an Optuna constraint). The trial builds the compressed model, calibrates
     BatchNorm, scores it before and after a short fine-tune with distillation from the
     dense model (validation accuracy and cross-entropy), and stores plan and numbers in the
-    trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (the sensitivity allocation, the
-    same with the least harmful method everywhere, uniform Tucker-2 and CP, then the VBMF
-    recipe; at most a quarter of ``n_trials``) are enqueued first, once per study. The
-    recommended plan (:func:`rankopt.export_plan`) is the lowest validation loss within the
-    budget.
+    trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (at most a quarter of
+    ``n_trials``, :func:`~rankopt.search._seeding.seed_trials`) are enqueued first, once per
+    study. The recommended plan (:func:`rankopt.export_plan`): the lowest validation loss.
 
     Args:
         model: The trained dense model (left untouched).
@@ -185,7 +187,7 @@ def search(
     settings = SearchSettings.from_kwargs(
         **{k: v for k, v in locals().items() if k not in ("model", "max_latency")}
     )
-    with _quiet_optuna():
+    with quiet_optuna():
         return _search(
             model,
             train_data,
@@ -204,20 +206,6 @@ def search(
             progress=progress,
             callbacks=callbacks,
         )
-
-
-@contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Optuna logs at WARNING or quieter while a search runs (no ``Trial N finished`` lines).
-
-    The previous verbosity comes back afterwards; a quieter one (the CLI's ERROR) is kept.
-    """
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(previous)
 
 
 def _search(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import optuna
@@ -28,6 +29,7 @@ __all__ = [
     "check_compatible",
     "create_or_load",
     "enqueue_seeds_once",
+    "quiet_optuna",
     "requeue_interrupted_seeds",
 ]
 
@@ -172,3 +174,17 @@ def check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> N
                 f"has {key} = {attrs[key]}; resume with the same settings or choose another "
                 "--study-name"
             )
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna logs at WARNING or quieter while a search runs (no ``Trial N finished`` lines).
+
+    The previous verbosity comes back afterwards; a quieter one (the CLI's ERROR) is kept.
+    """
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
