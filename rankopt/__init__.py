@@ -4,10 +4,9 @@ Public API (everything else is private)::
 
     import rankopt
     prof = rankopt.profile(model, (1, 28, 28))
-    study = rankopt.search(model, train, val, max_macs="50%", n_trials=20)
-    front = rankopt.pareto_front(study)
-    best = front[front.kind == "trial"].sort_values("accuracy").iloc[-1]
-    plan = rankopt.export_plan(study, trial=int(best.trial))
+    study = rankopt.search(model, train, val, max_macs="50%")
+    front = rankopt.pareto_front(study)  # front rows, then dense and recommended references
+    plan = rankopt.export_plan(study)  # the recommended plan (or trial=N)
     small = rankopt.apply_plan(model, plan)
 """
 
