@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rankopt._metrics import TABLE_METRICS
 from rankopt._queue import queued_line
 from rankopt._trial_attrs import SEED_ATTR, is_repeat
+from rankopt.errors import BudgetError, SelectionError
 
 from . import _methods
 
@@ -271,8 +272,6 @@ def pareto_front(study: optuna.Study, *, include_reference: bool = True) -> pd.D
 def recommended_trial(study: optuna.Study) -> FrozenTrial | None:
     """The trial :func:`rankopt.studies.select_trial` picks with no argument, or None when
     the study has none (no selectable trial, or none within its budget)."""
-    from rankopt.errors import BudgetError, SelectionError
-
     from ._export import select_trial  # _export builds on this module
 
     try:
