@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rankopt._cli import (
-    DEFAULT_TRIALS,
     add_calibration_arg,
     add_device_arg,
     add_model_args,
@@ -28,6 +27,7 @@ from rankopt._cli import (
     cmd_search,
     cmd_workers,
 )
+from rankopt._defaults import DEFAULT_N_TRIALS
 from rankopt._runtimes import RUNTIMES
 
 __all__ = ["build_parser", "main"]
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-trials",
         type=int,
-        default=DEFAULT_TRIALS,
+        default=DEFAULT_N_TRIALS,
         help="total trials in the study (default: %(default)s)",
     )
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")

@@ -17,14 +17,16 @@ from torch import nn
 
 from rankopt.data import SPLIT_VERSION, DataSplits, load_data
 from rankopt.errors import DataError, TrialFailedError, UnknownNameError
-from rankopt.evaluators import _training, full_finetune, train_dense
-from rankopt.evaluators._latency import measure_latency_ms
-from rankopt.evaluators._training import (
+from rankopt.evaluators import (
     FinetuneResult,
+    _training,
     compute_logits,
     evaluate_accuracy,
+    full_finetune,
     proxy_finetune,
+    train_dense,
 )
+from rankopt.evaluators._latency import measure_latency_ms
 from rankopt.models import create_model, default_cache_dir, get_pretrained, list_models
 from rankopt.models import register_model as _register
 

@@ -1,7 +1,6 @@
 """The commands behind :mod:`rankopt.cli` (which holds only the parser and ``main``)."""
 
 from rankopt._cli._common import (
-    DEFAULT_TRIALS,
     add_calibration_arg,
     add_device_arg,
     add_model_args,
@@ -13,7 +12,6 @@ from rankopt._cli._search import cmd_search, cmd_workers
 from rankopt._cli._studies import cmd_export, cmd_front, cmd_plot, cmd_report
 
 __all__ = [
-    "DEFAULT_TRIALS",
     "add_calibration_arg",
     "add_device_arg",
     "add_model_args",

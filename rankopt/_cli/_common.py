@@ -11,13 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rankopt._defaults import DEFAULT_N_TRIALS
-
 DEFAULT_MODEL = "resnet8"
 DEFAULT_DATA = "mnist5k"
 DEFAULT_BUDGET = "50%"
 DEFAULT_RUN_DIR = "rankopt-runs"
-DEFAULT_TRIALS = DEFAULT_N_TRIALS
 
 
 def say(line: str) -> None:

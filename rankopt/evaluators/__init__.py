@@ -3,6 +3,13 @@
 from rankopt.evaluators._calibration import calibrate_bn
 from rankopt.evaluators._complexity import Cost, ModelProfile, cost, count_macs, profile
 from rankopt.evaluators._epochs import DenseTrainResult, full_finetune, train_dense
+from rankopt.evaluators._evaluation import (
+    accuracy_and_loss,
+    compute_logits,
+    compute_logits_and_labels,
+    evaluate_accuracy,
+    evaluate_accuracy_and_loss,
+)
 from rankopt.evaluators._latency import measure_latency_ms
 from rankopt.evaluators._latency_table import (
     LATENCY_SCHEMA_VERSION,
@@ -12,16 +19,7 @@ from rankopt.evaluators._latency_table import (
     rank_grid,
     time_interleaved_ms,
 )
-from rankopt.evaluators._training import (
-    FinetuneResult,
-    accuracy_and_loss,
-    compute_logits,
-    compute_logits_and_labels,
-    distillation_loss,
-    evaluate_accuracy,
-    evaluate_accuracy_and_loss,
-    proxy_finetune,
-)
+from rankopt.evaluators._training import FinetuneResult, distillation_loss, proxy_finetune
 
 __all__ = [
     "LATENCY_SCHEMA_VERSION",

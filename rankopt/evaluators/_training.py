@@ -18,26 +18,9 @@ from torch import nn
 
 from rankopt.errors import DataError, SettingsError, TrialFailedError
 from rankopt.evaluators._common import check_pair, device_of, model_mode
-from rankopt.evaluators._evaluation import (
-    Images,
-    accuracy_and_loss,
-    compute_logits,
-    compute_logits_and_labels,
-    evaluate_accuracy,
-    evaluate_accuracy_and_loss,
-)
+from rankopt.evaluators._evaluation import Images, evaluate_accuracy, evaluate_accuracy_and_loss
 
-__all__ = [
-    "FinetuneResult",
-    "accuracy_and_loss",
-    "compute_logits",
-    "compute_logits_and_labels",
-    "distillation_loss",
-    "evaluate_accuracy",
-    "evaluate_accuracy_and_loss",
-    "proxy_finetune",
-]
-"""The inference functions are re-exported here for code that imported them from this module."""
+__all__ = ["FinetuneResult", "distillation_loss", "proxy_finetune"]
 
 
 # ======================================================================= proxy fine-tune pieces
