@@ -111,6 +111,9 @@ class LatencyRuntime(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    unreachable_hint: ClassVar[str] = ""
+    """Appended to the error of a latency budget below what this runtime can reach: what
+    else could meet it (empty: nothing to add)."""
 
     @property
     def rank_multiple(self) -> int:
@@ -166,6 +169,14 @@ class TorchRuntime(LatencyRuntime):
 
     name = "torch"
     description = "eager PyTorch"
+    unreachable_hint = (
+        "; eager PyTorch pays a fixed dispatch cost per operator and runs BatchNorm and ReLU "
+        "as passes of their own, so a factorised layer (two or three convs) saves little "
+        "time on a small model: ONNX Runtime (latency_runtime='onnxruntime', "
+        "--latency-runtime onnxruntime, the runtime of `rankopt apply --out small.onnx`) "
+        "fuses them and its time follows the MACs (benchmarks/BENCHMARKS_LATENCY.md and "
+        "BENCHMARKS_LATENCY_TORCH.md compare the two)"
+    )
 
     def signature(self) -> dict[str, str]:
         """Torch's version (also in the machine signature)."""

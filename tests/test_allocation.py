@@ -275,7 +275,7 @@ def test_a_latency_budget_below_reach_fails_before_any_trial(
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
     storage = optuna.storages.InMemoryStorage()
-    with pytest.raises(BudgetError, match=r"max_latency = .* below the smallest predicted"):
+    with pytest.raises(BudgetError, match=r"max_latency = .* below the smallest predicted") as err:
         search(
             bn_net,
             digits_data["train"],
@@ -287,6 +287,9 @@ def test_a_latency_budget_below_reach_fails_before_any_trial(
             **FAST,
         )
     assert optuna.get_all_study_names(storage) == []
+    # the runtime is named, and on eager PyTorch the error points to ONNX Runtime
+    assert "runtime 'torch'" in str(err.value)
+    assert "--latency-runtime onnxruntime" in str(err.value)
     with pytest.raises(BudgetError, match="max_latency = 'fast' is not a latency budget"):
         search(
             bn_net,

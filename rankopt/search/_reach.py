@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rankopt._runtimes import get_runtime
 from rankopt.errors import BudgetError
 from rankopt.search._allocation import resource
 from rankopt.search._budget import Budget
@@ -74,11 +75,14 @@ def check_budget(space: SearchSpace, budget: Budget) -> None:
     for b, ms in budget.max_latency_ms:
         if b in lowest and ms < lowest[b]:
             dense = space.dense_costs()[f"latency_ms@{b}"]
+            runtime = get_runtime(space.latency.runtime) if space.latency else None
+            where = f", runtime {runtime.name!r}" if runtime else ""
             raise BudgetError(
                 f"max_latency = {ms:.3g} ms at batch size {b} is below the smallest "
                 f"predicted latency of {lowest[b]:.3g} ms ({100 * lowest[b] / dense:.1f}% "
-                f"of dense {dense:.3g} ms, measured on this machine); raise the budget to "
-                f"at least {100 * lowest[b] / dense:.0f}%"
+                f"of dense {dense:.3g} ms, measured on this machine{where}); raise the "
+                f"budget to at least {100 * lowest[b] / dense:.0f}%"
+                + (runtime.unreachable_hint if runtime else "")
             )
     if budget.max_params is not None and budget.max_params < min_params:
         raise BudgetError(
