@@ -268,12 +268,18 @@ def _fake_swapped(
     return [base + _fake_ms(m, x.shape[0]) for m in modules]
 
 
+def _fake_models(_self: Any, models: list[nn.Module], x: torch.Tensor, **_: Any) -> list[float]:
+    """``TorchRuntime.time_models_ms`` by the cost model of :func:`_fake_ms`."""
+    return [_fake_ms(m, x.shape[0]) for m in models]
+
+
 def test_a_latency_budget_below_reach_fails_before_any_trial(
     bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any, monkeypatch: Any
 ) -> None:
     # Timings from a cost model: the test checks the error, not this machine's speed.
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
     storage = optuna.storages.InMemoryStorage()
     with pytest.raises(BudgetError, match=r"max_latency = .* below the smallest predicted") as err:
         search(
@@ -309,6 +315,7 @@ def test_a_latency_budget_is_met_by_every_trial_as_predicted(
     # latency budget, not this machine's speed (benchmarks/ measure that).
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
     study = search(
         bn_net,
         digits_data["train"],

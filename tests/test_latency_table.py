@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rankopt_testmodels import small_net
 
 from rankopt.errors import SettingsError
 from rankopt.evaluators import LATENCY_SCHEMA_VERSION, latency_table, rank_grid
+from rankopt.evaluators._latency_grid import method_module
 from rankopt.plan import LayerPlan
 from rankopt.spaces import get_method
 
@@ -48,11 +50,14 @@ def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
     assert len(grid) == 3 and grid[0] == {"r": 1}
     impl = get_method("svd")
     assert all(impl.macs(layer, r) < layer.macs for r in grid)
-    # At the grid points the prediction is the measured ratio times the dense time.
+    # At the grid points the prediction is the measured change (ratio - 1 of the dense
+    # time) times the table's whole-plan scale, fitted on a few timed plans.
+    scale = table.plan_scale[4]
+    assert set(table.plan_scale) == {1, 4} and 0.5 <= scale <= 1.5
     for (macs, ratio), ranks in zip(table.curves[("conv2", "svd", 4)], grid, strict=True):
         assert macs == impl.macs(layer, ranks)
         assert table.predict_layer_ms("conv2", "svd", ranks, None, 4) == pytest.approx(
-            ratio * dense
+            dense + scale * (ratio - 1) * dense
         )
     # Between grid points it interpolates.
     lo, hi = grid[1]["r"], grid[2]["r"]
@@ -83,7 +88,7 @@ def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
     )
     assert again == []
     assert table2.dense_ms == table.dense_ms and table2.curves == table.curves
-    assert table2.model_ms == table.model_ms
+    assert table2.model_ms == table.model_ms and table2.plan_scale == table.plan_scale
     # A new method measures only that method.
     more: list[tuple[int, int, str]] = []
     table3 = latency_table(
@@ -103,7 +108,7 @@ def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
 
 
 def test_measured_ratios_are_made_monotone_in_macs() -> None:
-    from rankopt.evaluators._latency_table import _monotone
+    from rankopt.evaluators._latency_grid import monotone_ratios as _monotone
 
     # a dip (0.5 between 0.8 and 0.9) is noise: more rank never runs faster
     fitted = _monotone([(10, 0.8), (20, 0.5), (30, 0.9), (40, 1.2)])
@@ -262,6 +267,44 @@ def _fake_swapped(
     return [1e-3 + base + ms(m) for m in modules]
 
 
+def _fake_models(
+    _self: object, models: list[torch.nn.Module], *_: object, **__: object
+) -> list[float]:
+    """Whole models by the cost model of :func:`_fake_swapped`, except that swaps together
+    change the time by 0.8 of the sum of their changes alone."""
+    ms = [1e-3 + 1e-6 * sum(p.numel() for p in m.parameters()) for m in models]
+    return [ms[0]] + [ms[0] + 0.8 * (t - ms[0]) for t in ms[1:]]
+
+
+def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rankopt._runtimes import TorchRuntime
+    from rankopt.evaluators._latency_plans import N_PLANS, fit_scale
+
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
+    model = small_net()
+    table = latency_table(
+        model, INPUT, ["svd", "tucker2"], batch_sizes=(1, 4), n_grid=3, cache_dir=tmp_path
+    )
+    assert table.plan_scale == pytest.approx({1: 0.8, 4: 0.8})
+    saved = json.loads(table.cache_path.read_text())  # type: ignore[union-attr]
+    entry = next(iter(saved["models"].values()))["4"]["plan_scale"]["svd,tucker2"]
+    assert len(entry["plans"]) == N_PLANS and entry["scale"] == pytest.approx(0.8)
+    # A plan's prediction is the measured whole-model time of the same swaps.
+    grid = rank_grid("svd", table.layers["conv2"], 3)
+    plan = [LayerPlan("conv2", "svd", grid[0], {}, (16, 8, 3, 3))]
+    swapped = copy.deepcopy(model)
+    swapped.conv2 = method_module("svd", table.layers["conv2"], grid[0], torch.Generator())
+    measured = _fake_models(None, [model, swapped])[1]
+    assert table.predict_model_ms(plan, 4) == pytest.approx(measured)
+    # The fit: least squares through the origin, clamped to [0.5, 1.5].
+    assert fit_scale([-1.0, -2.0], [-0.9, -1.8]) == pytest.approx(0.9)
+    assert fit_scale([-1.0], [-5.0]) == 1.5 and fit_scale([-1.0], [1.0]) == 0.5
+    assert fit_scale([0.0, 0.0], [0.1, -0.1]) == 1.0
+
+
 def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,6 +319,7 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     for cls in (TorchRuntime, OnnxRuntime):
         monkeypatch.setattr(cls, "time_swapped_ms", _fake_swapped)
+        monkeypatch.setattr(cls, "time_models_ms", _fake_models)
     monkeypatch.setattr(OnnxRuntime, "check_available", lambda _self: None)
     monkeypatch.setattr(
         OnnxRuntime, "signature", lambda _self: {"runtime": "onnxruntime", "runtime_version": "x"}

@@ -21,6 +21,7 @@ __all__ = [
     "layer_signature",
     "machine_signature",
     "method_module",
+    "monotone_ratios",
     "rank_grid",
     "ranks_at_fraction",
     "time_interleaved_ms",
@@ -213,3 +214,18 @@ def layer_input(layer: LayerInfo, batch_size: int, gen: torch.Generator) -> torc
     if layer.kind == "linear":
         return torch.randn(batch_size, layer.in_channels, generator=gen)
     return torch.randn(batch_size, layer.in_channels, *layer.input_hw, generator=gen)
+
+
+def monotone_ratios(points: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """Isotonic (non-decreasing in MACs) fit of one method's measured ratios by pool-adjacent-
+    violators: more rank never runs faster, and a timing that dips below its neighbours is
+    noise the allocation would otherwise exploit (it picks what looks fastest)."""
+    blocks: list[list[float]] = []  # [sum, count] per pooled block
+    for _, ratio in points:
+        blocks.append([ratio, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    fitted = [total / count for total, count in blocks for _ in range(int(count))]
+    return tuple((macs, value) for (macs, _), value in zip(points, fitted, strict=True))

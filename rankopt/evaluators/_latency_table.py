@@ -17,7 +17,8 @@ same rounds, round by round, and scaled to the table's dense model time (the med
 dense model over all layers' rounds). Prediction interpolates the ratio piecewise-linearly
 in the module's analytic MACs, extrapolating beyond the grid along its last segment. A
 whole plan is predicted as the measured dense model time plus, per changed layer, its
-predicted change.
+predicted change, times a per-batch-size factor fitted on a few whole plans timed once
+(:mod:`rankopt.evaluators._latency_plans`: swaps need not add up).
 
 The measurements are cached on disk (JSON, ``schema_version``) under
 ``$RANKOPT_CACHE_DIR/latency`` (else ``~/.cache/rankopt/latency``), one file per machine
@@ -30,12 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,10 +52,12 @@ from rankopt.evaluators._complexity import ModelProfile, profile
 from rankopt.evaluators._latency_grid import (
     machine_signature,
     method_module,
+    monotone_ratios,
     rank_grid,
     time_interleaved_ms,
     time_swapped_ms,
 )
+from rankopt.evaluators._latency_plans import PLAN_TIME_FACTOR, table_plan_scales
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
@@ -104,6 +108,9 @@ class LatencyTable:
         runtime: Name of the runtime measured on (:data:`rankopt._runtimes.RUNTIMES`).
         rank_multiple: The grid's ranks are multiples of this.
         cache_path: The JSON file the measurements were read from / written to.
+        plan_scale: ``batch_size -> s``: every layer's predicted change is ``s`` times its
+            measured single-swap change, ``s`` fitted on whole plans
+            (:mod:`rankopt.evaluators._latency_plans`); 1 where absent.
     """
 
     layers: Mapping[str, LayerInfo]
@@ -116,6 +123,7 @@ class LatencyTable:
     runtime: str = "torch"
     rank_multiple: int = 1
     cache_path: Path | None = None
+    plan_scale: Mapping[int, float] = field(default_factory=dict)
 
     def _check(self, layer_name: str, batch_size: int) -> LayerInfo:
         if layer_name not in self.layers:
@@ -174,7 +182,7 @@ class LatencyTable:
             ratio = ys[-1] + slope * (macs - xs[-1])
         else:
             ratio = float(np.interp(macs, xs, ys))
-        return ratio * dense
+        return dense + self.plan_scale.get(batch_size, 1.0) * (ratio - 1.0) * dense
 
     def predict_model_ms(self, plan_layers: Iterable[_LayerPlanLike], batch_size: int = 1) -> float:
         """Predicted latency_ms of the whole model with ``plan_layers`` applied.
@@ -202,19 +210,9 @@ class LatencyTable:
         return total
 
 
-def _monotone(points: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """Isotonic (non-decreasing in MACs) fit of one method's measured ratios by pool-adjacent-
-    violators: more rank never runs faster, and a timing that dips below its neighbours is
-    noise the allocation would otherwise exploit (it picks what looks fastest)."""
-    blocks: list[list[float]] = []  # [sum, count] per pooled block
-    for _, ratio in points:
-        blocks.append([ratio, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += count
-    fitted = [total / count for total, count in blocks for _ in range(int(count))]
-    return tuple((macs, value) for (macs, _), value in zip(points, fitted, strict=True))
+def _rounds(n_runs: int, min_timed_s: float, model_ms: float) -> int:
+    """Timed rounds: ``n_runs``, or more so that each variant runs ``min_timed_s`` in all."""
+    return max(n_runs, min(MAX_RUNS, math.ceil(min_timed_s * 1000 / model_ms)))
 
 
 def _dense_model_ms(entry: Mapping[str, Any]) -> float:
@@ -282,13 +280,7 @@ def latency_table(
         UnknownNameError: an unknown method or runtime.
         RankoptError: the runtime's packages are not installed.
     """
-    if (
-        not batch_sizes
-        or any(b < 1 for b in batch_sizes)
-        or n_grid < 2
-        or n_runs < 1
-        or rank_multiple < 1
-    ):
+    if not batch_sizes or min(batch_sizes) < 1 or min(n_grid - 1, n_runs, rank_multiple) < 1:
         raise SettingsError(
             f"batch_sizes={list(batch_sizes)} must be non-empty and >= 1, n_grid={n_grid} "
             f">= 2, n_runs={n_runs} >= 1, rank_multiple={rank_multiple} >= 1"
@@ -330,7 +322,7 @@ def latency_table(
                 todo[(bs, name)] = wanted
     total = len(todo)
     probe_ms: dict[int, float] = {}
-    host = copy.deepcopy(model).cpu().float().eval() if todo else model
+    host = copy.deepcopy(model).cpu().float().eval()
     for done, ((bs, name), wanted) in enumerate(todo.items(), start=1):
         layer = layers[name]
         x = torch.randn((bs, *input_shape), generator=gen)
@@ -344,7 +336,7 @@ def latency_table(
         # model takes ~1 ms and one layer's change is tens of microseconds.
         if bs not in probe_ms:
             probe_ms[bs] = rt.time_swapped_ms(host, name, modules[:1], x, n_runs=3)[0]
-        runs = max(n_runs, min(MAX_RUNS, math.ceil(min_timed_s * 1000 / probe_ms[bs])))
+        runs = _rounds(n_runs, min_timed_s, probe_ms[bs])
         times = rt.time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=runs)
         entry = entries.setdefault(str(bs), {})
         entry.setdefault("model_ms", times[0])
@@ -355,9 +347,6 @@ def latency_table(
             per_layer[stored(m)]["points"].append({"ranks": ranks, "macs": macs, "model_ms": ms})
         if progress is not None:
             progress(done, total, f"{name} batch {bs}")
-    if total:
-        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
-
     model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
     dense_ms: dict[tuple[str, int], float] = {}
     curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
@@ -369,11 +358,8 @@ def latency_table(
             for m in methods:
                 found = found_layer.get(stored(m))
                 if found and found["points"]:
-                    # The change relative to the dense model in the same rounds, scaled to
-                    # the table's dense model time: the machine's speed differs between
-                    # one layer's rounds and another's (at batch 1 on this 2-core machine
-                    # the dense resnet8 measured 0.18 ms in one layer's rounds and 0.24 ms
-                    # in another's), and a change in ms mixes that in.
+                    # The change vs the dense model of the same rounds, scaled to the
+                    # table's dense time: the machine's speed drifts between layers' rounds.
                     ref = float(found["model_ms"])
                     measured = sorted(
                         (
@@ -382,8 +368,8 @@ def latency_table(
                         )
                         for p in found["points"]
                     )
-                    curves[(name, m, bs)] = _monotone(measured)
-    return LatencyTable(
+                    curves[(name, m, bs)] = monotone_ratios(measured)
+    table = LatencyTable(
         layers=layers,
         batch_sizes=tuple(batch_sizes),
         methods=methods,
@@ -395,3 +381,18 @@ def latency_table(
         rank_multiple=rank_multiple,
         cache_path=path,
     )
+    # Whole plans timed once per set of methods: what swaps save together (_latency_plans).
+    scales, calibrated = table_plan_scales(
+        table,
+        host,
+        input_shape,
+        entries,
+        ",".join(sorted(stored(m) for m in methods)),
+        n_grid=n_grid,
+        n_warmup=n_warmup,
+        runs_for=lambda bs: _rounds(n_runs, PLAN_TIME_FACTOR * min_timed_s, model_ms[bs]),
+        time_models_ms=rt.time_models_ms,
+    )
+    if total or calibrated:
+        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
+    return dataclasses.replace(table, plan_scale=scales)

@@ -1,0 +1,198 @@
+"""Whole-plan calibration of a latency table: what swaps save together vs each alone.
+
+The table measures each layer's swap alone, in the otherwise dense model, and predicts a plan
+as the sum of its layers' changes. Whether swaps add up depends on the machine and runtime.
+On an AMD EPYC with ONNX Runtime, the single-swap changes of a resnet8 plan added up to
+within 3 % of the plan's measured time. On an Intel Xeon (AVX-512, session 11) they did not:
+at batch 1, plans of 4 and 6 swapped layers saved 0.81-0.83 of what the table's per-layer
+changes summed to (the table predicted 0.42x dense for a plan measured at 0.54x, a 23 %
+error), and at batch 64 0.84-1.0.
+
+So after the per-layer grid, the table times :data:`N_PLANS` random whole plans (each
+layer swapped with probability :data:`SWAP_PROBABILITY` to a random grid point of a random
+measured method), each paired with the dense model round by round. For each batch size it
+fits one factor ``s`` (least squares through the origin) with ``measured change = s * sum
+of the per-layer changes``. Predictions then scale every layer's change by ``s``, so a plan's
+prediction and the allocation's sum of per-layer costs stay the same number. ``s`` is
+clamped to :data:`SCALE_RANGE`. A table whose plans fit the sum keeps ``s`` close to 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "N_PLANS",
+    "PLAN_TIME_FACTOR",
+    "SCALE_RANGE",
+    "SWAP_PROBABILITY",
+    "fit_scale",
+    "measure_plan_scale",
+]
+
+N_PLANS = 6
+"""Random whole plans timed per batch size."""
+SWAP_PROBABILITY = 0.75
+"""Chance that a calibration plan swaps a layer (searched plans swap most layers)."""
+PLAN_TIME_FACTOR = 3.0
+"""Each calibration plan is timed this many times the table's ``min_timed_s`` (0.9 s by
+default): at batch 64 on a shared VM, plans timed 0.3 s each gave scales of 0.78-1.16 in three
+repeats (at batch 1, 0.86-0.92)."""
+SCALE_RANGE = (0.5, 1.5)
+"""Bounds of the fitted factor: outside them the timings say more about noise than layers."""
+
+GridPoint = tuple[str, dict[str, int], nn.Module]
+"""A measured grid point: method, ranks, and its module (random factors)."""
+
+
+def fit_scale(predicted: Sequence[float], measured: Sequence[float]) -> float:
+    """Least-squares ``s`` with ``measured ~= s * predicted`` (through the origin), clamped
+    to :data:`SCALE_RANGE`; 1 when the predicted changes are all zero.
+
+    Args:
+        predicted: Per plan, the sum of the table's per-layer changes (ms, < 0 saves).
+        measured: Per plan, the measured change of the whole model (ms).
+    """
+    den = sum(p * p for p in predicted)
+    if den <= 0.0:
+        return 1.0
+    s = sum(p * m for p, m in zip(predicted, measured, strict=True)) / den
+    return min(max(s, SCALE_RANGE[0]), SCALE_RANGE[1])
+
+
+def measure_plan_scale(
+    host: nn.Module,
+    grid: Mapping[str, Sequence[GridPoint]],
+    change_ms: Callable[[str, str, Mapping[str, int]], float],
+    time_models_ms: Callable[..., list[float]],
+    x: torch.Tensor,
+    *,
+    n_warmup: int,
+    n_runs: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time :data:`N_PLANS` random plans against the dense ``host`` and fit the scale.
+
+    Args:
+        host: The dense model (eval, CPU, float32; not modified).
+        grid: Per layer, its measured grid points.
+        change_ms: ``(layer, method, ranks) -> ms``: the table's predicted change of the
+            whole model when only that layer is swapped (before any scaling).
+        time_models_ms: The runtime's ``time_models_ms`` (dense first, ``paired=True``).
+        x: The input batch.
+        n_warmup: Untimed rounds.
+        n_runs: Timed rounds.
+        seed: Seed of the plans' choice.
+
+    Returns:
+        ``{"scale": s, "plans": [{"layers": {layer: [method, ranks]}, "predicted_ms",
+        "measured_ms"}, ...]}`` (changes in ms, for the cache file).
+    """
+    rng = random.Random(seed)
+    names = [name for name, points in grid.items() if points]
+    plans: list[dict[str, tuple[str, dict[str, int], nn.Module]]] = []
+    for _ in range(N_PLANS):
+        chosen = {n: rng.choice(list(grid[n])) for n in names if rng.random() < SWAP_PROBABILITY}
+        if not chosen and names:
+            n = rng.choice(names)
+            chosen = {n: rng.choice(list(grid[n]))}
+        plans.append(chosen)
+    models = [host]
+    for chosen in plans:
+        model = copy.deepcopy(host)
+        for name, (_, _, module) in chosen.items():
+            parent_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module)
+        models.append(model.eval())
+    times = time_models_ms(models, x, n_warmup=n_warmup, n_runs=n_runs, paired=True)
+    predicted = [
+        sum(change_ms(n, m, ranks) for n, (m, ranks, _) in chosen.items()) for chosen in plans
+    ]
+    measured = [t - times[0] for t in times[1:]]
+    records = [
+        {
+            "layers": {n: [m, dict(ranks)] for n, (m, ranks, _) in chosen.items()},
+            "predicted_ms": p,
+            "measured_ms": t,
+        }
+        for chosen, p, t in zip(plans, predicted, measured, strict=True)
+    ]
+    scale = fit_scale(predicted, measured)
+    if not math.isfinite(scale):
+        scale = 1.0
+    return {"scale": scale, "plans": records}
+
+
+def table_plan_scales(
+    table: Any,
+    host: nn.Module,
+    input_shape: Sequence[int],
+    entries: dict[str, Any],
+    methods_key: str,
+    *,
+    n_grid: int,
+    n_warmup: int,
+    runs_for: Callable[[int], int],
+    time_models_ms: Callable[..., list[float]],
+) -> tuple[dict[int, float], bool]:
+    """Each batch size's plan scale of ``table``: from its cache entry, else measured.
+
+    Args:
+        table: The :class:`~rankopt.evaluators.LatencyTable` before scaling.
+        host: The dense model (eval, CPU, float32).
+        input_shape: One input.
+        entries: The table's cache entries of this model (``str(batch size) -> entry``);
+            a measured scale is stored in ``entry["plan_scale"][methods_key]``.
+        methods_key: Which measured methods the scale is for.
+        n_grid: The table's grid points per method.
+        n_warmup: Untimed rounds.
+        runs_for: ``batch size -> timed rounds``.
+        time_models_ms: The runtime's ``time_models_ms``.
+
+    Returns:
+        ``(batch size -> scale, whether anything was measured)``.
+    """
+    from rankopt.evaluators._latency_grid import method_module, rank_grid
+
+    gen = torch.Generator().manual_seed(0)
+    scales: dict[int, float] = {}
+    measured = False
+    for bs in table.batch_sizes:
+        stored = entries[str(bs)].setdefault("plan_scale", {})
+        if methods_key not in stored:
+            grid = {
+                name: [
+                    (m, ranks, method_module(m, layer, ranks, gen).eval())
+                    for m in table.methods
+                    if (name, m, bs) in table.curves
+                    for ranks in rank_grid(m, layer, n_grid, multiple=table.rank_multiple)
+                ]
+                for name, layer in table.layers.items()
+            }
+
+            def change_ms(name: str, m: str, ranks: Mapping[str, int], bs: int = bs) -> float:
+                return float(
+                    table.predict_layer_ms(name, m, ranks, None, bs)
+                    - table.dense_layer_ms(name, bs)
+                )
+
+            x = torch.randn((bs, *input_shape), generator=gen)
+            stored[methods_key] = measure_plan_scale(
+                host,
+                grid,
+                change_ms,
+                time_models_ms,
+                x,
+                n_warmup=n_warmup,
+                n_runs=runs_for(bs),
+            )
+            measured = True
+        scales[bs] = float(stored[methods_key]["scale"])
+    return scales, measured
