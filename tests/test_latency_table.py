@@ -290,7 +290,7 @@ def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
     )
     assert table.plan_scale == pytest.approx({1: 0.8, 4: 0.8})
     saved = json.loads(table.cache_path.read_text())  # type: ignore[union-attr]
-    entry = next(iter(saved["models"].values()))["4"]["plan_scale"]["svd,tucker2"]
+    entry = next(iter(saved["models"].values()))["4"]["plan_scale"]["x1"]
     assert len(entry["plans"]) == N_PLANS and entry["scale"] == pytest.approx(0.8)
     # A plan's prediction is the measured whole-model time of the same swaps.
     grid = rank_grid("svd", table.layers["conv2"], 3)
@@ -299,6 +299,10 @@ def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
     swapped.conv2 = method_module("svd", table.layers["conv2"], grid[0], torch.Generator())
     measured = _fake_models(None, [model, swapped])[1]
     assert table.predict_model_ms(plan, 4) == pytest.approx(measured)
+    # Another set of methods reuses the scale: no whole plan is timed again.
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", None)
+    other = latency_table(model, INPUT, ["svd"], batch_sizes=(1, 4), n_grid=3, cache_dir=tmp_path)
+    assert other.plan_scale == table.plan_scale
     # The fit: least squares through the origin, clamped to [0.5, 1.5].
     assert fit_scale([-1.0, -2.0], [-0.9, -1.8]) == pytest.approx(0.9)
     assert fit_scale([-1.0], [-5.0]) == 1.5 and fit_scale([-1.0], [1.0]) == 0.5

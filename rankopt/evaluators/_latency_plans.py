@@ -135,7 +135,7 @@ def table_plan_scales(
     host: nn.Module,
     input_shape: Sequence[int],
     entries: dict[str, Any],
-    methods_key: str,
+    scale_key: str,
     *,
     n_grid: int,
     n_warmup: int,
@@ -149,8 +149,11 @@ def table_plan_scales(
         host: The dense model (eval, CPU, float32).
         input_shape: One input.
         entries: The table's cache entries of this model (``str(batch size) -> entry``);
-            a measured scale is stored in ``entry["plan_scale"][methods_key]``.
-        methods_key: Which measured methods the scale is for.
+            a measured scale is stored in ``entry["plan_scale"][scale_key]``.
+        scale_key: The scale's key in the entry: one per rank multiple, whichever methods
+            the table holds (the scale says how this machine and runtime add swaps up, not
+            how one method runs; measured again per method set it moved by its noise,
+            0.75 vs 0.87 at batch 1 on the same plans minutes apart).
         n_grid: The table's grid points per method.
         n_warmup: Untimed rounds.
         runs_for: ``batch size -> timed rounds``.
@@ -166,7 +169,7 @@ def table_plan_scales(
     measured = False
     for bs in table.batch_sizes:
         stored = entries[str(bs)].setdefault("plan_scale", {})
-        if methods_key not in stored:
+        if scale_key not in stored:
             grid = {
                 name: [
                     (m, ranks, method_module(m, layer, ranks, gen).eval())
@@ -184,7 +187,7 @@ def table_plan_scales(
                 )
 
             x = torch.randn((bs, *input_shape), generator=gen)
-            stored[methods_key] = measure_plan_scale(
+            stored[scale_key] = measure_plan_scale(
                 host,
                 grid,
                 change_ms,
@@ -194,5 +197,5 @@ def table_plan_scales(
                 n_runs=runs_for(bs),
             )
             measured = True
-        scales[bs] = float(stored[methods_key]["scale"])
+        scales[bs] = float(stored[scale_key]["scale"])
     return scales, measured

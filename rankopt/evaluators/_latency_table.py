@@ -381,13 +381,13 @@ def latency_table(
         rank_multiple=rank_multiple,
         cache_path=path,
     )
-    # Whole plans timed once per set of methods: what swaps save together (_latency_plans).
+    # Whole plans timed once per rank multiple: what swaps save together (_latency_plans).
     scales, calibrated = table_plan_scales(
         table,
         host,
         input_shape,
         entries,
-        ",".join(sorted(stored(m) for m in methods)),
+        f"x{rank_multiple}",
         n_grid=n_grid,
         n_warmup=n_warmup,
         runs_for=lambda bs: _rounds(n_runs, PLAN_TIME_FACTOR * min_timed_s, model_ms[bs]),
