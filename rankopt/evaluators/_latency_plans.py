@@ -2,11 +2,10 @@
 
 The table measures each layer's swap alone, in the otherwise dense model, and predicts a plan
 as the sum of its layers' changes. Whether swaps add up depends on the machine and runtime.
-On an AMD EPYC with ONNX Runtime, the single-swap changes of a resnet8 plan added up to
-within 3 % of the plan's measured time. On an Intel Xeon (AVX-512, session 11) they did not:
-at batch 1, plans of 4 and 6 swapped layers saved 0.81-0.83 of what the table's per-layer
-changes summed to (the table predicted 0.42x dense for a plan measured at 0.54x, a 23 %
-error), and at batch 64 0.84-1.0.
+On the machine of session 5, a resnet8 plan's single-swap changes added up to within 3 % of
+the plan's measured time. On an Intel Xeon VM (AVX-512, ONNX Runtime, session 11) they did
+not: at batch 1 a plan of 6 swapped layers saved 0.87 of the sum of its swaps measured alone,
+and the table mispredicted whole plans by up to 30 % (optimistic); with the scale, within 4 %.
 
 So after the per-layer grid, the table times :data:`N_PLANS` random whole plans (each
 layer swapped with probability :data:`SWAP_PROBABILITY` to a random grid point of a random
@@ -23,10 +22,15 @@ import copy
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from rankopt.evaluators._latency_grid import method_module, rank_grid
+
+if TYPE_CHECKING:
+    from rankopt.evaluators._latency_table import LatencyTable
 
 __all__ = [
     "N_PLANS",
@@ -48,8 +52,8 @@ repeats (at batch 1, 0.86-0.92)."""
 SCALE_RANGE = (0.5, 1.5)
 """Bounds of the fitted factor: outside them the timings say more about noise than layers."""
 
-GridPoint = tuple[str, dict[str, int], nn.Module]
-"""A measured grid point: method, ranks, and its module (random factors)."""
+GridPoint = tuple[str, dict[str, int]]
+"""A measured grid point: method and ranks."""
 
 
 def fit_scale(predicted: Sequence[float], measured: Sequence[float]) -> float:
@@ -71,6 +75,7 @@ def measure_plan_scale(
     host: nn.Module,
     grid: Mapping[str, Sequence[GridPoint]],
     change_ms: Callable[[str, str, Mapping[str, int]], float],
+    build: Callable[[str, str, Mapping[str, int]], nn.Module],
     time_models_ms: Callable[..., list[float]],
     x: torch.Tensor,
     *,
@@ -85,6 +90,7 @@ def measure_plan_scale(
         grid: Per layer, its measured grid points.
         change_ms: ``(layer, method, ranks) -> ms``: the table's predicted change of the
             whole model when only that layer is swapped (before any scaling).
+        build: ``(layer, method, ranks) -> module`` to swap in (random factors).
         time_models_ms: The runtime's ``time_models_ms`` (dense first, ``paired=True``).
         x: The input batch.
         n_warmup: Untimed rounds.
@@ -97,7 +103,7 @@ def measure_plan_scale(
     """
     rng = random.Random(seed)
     names = [name for name, points in grid.items() if points]
-    plans: list[dict[str, tuple[str, dict[str, int], nn.Module]]] = []
+    plans: list[dict[str, GridPoint]] = []
     for _ in range(N_PLANS):
         chosen = {n: rng.choice(list(grid[n])) for n in names if rng.random() < SWAP_PROBABILITY}
         if not chosen and names:
@@ -107,18 +113,19 @@ def measure_plan_scale(
     models = [host]
     for chosen in plans:
         model = copy.deepcopy(host)
-        for name, (_, _, module) in chosen.items():
+        for name, (m, ranks) in chosen.items():
             parent_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module)
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, attr, build(name, m, ranks))
         models.append(model.eval())
     times = time_models_ms(models, x, n_warmup=n_warmup, n_runs=n_runs, paired=True)
     predicted = [
-        sum(change_ms(n, m, ranks) for n, (m, ranks, _) in chosen.items()) for chosen in plans
+        sum(change_ms(n, m, ranks) for n, (m, ranks) in chosen.items()) for chosen in plans
     ]
     measured = [t - times[0] for t in times[1:]]
     records = [
         {
-            "layers": {n: [m, dict(ranks)] for n, (m, ranks, _) in chosen.items()},
+            "layers": {n: [m, dict(ranks)] for n, (m, ranks) in chosen.items()},
             "predicted_ms": p,
             "measured_ms": t,
         }
@@ -131,7 +138,7 @@ def measure_plan_scale(
 
 
 def table_plan_scales(
-    table: Any,
+    table: LatencyTable,
     host: nn.Module,
     input_shape: Sequence[int],
     entries: dict[str, Any],
@@ -162,8 +169,6 @@ def table_plan_scales(
     Returns:
         ``(batch size -> scale, whether anything was measured)``.
     """
-    from rankopt.evaluators._latency_grid import method_module, rank_grid
-
     gen = torch.Generator().manual_seed(0)
     scales: dict[int, float] = {}
     measured = False
@@ -172,7 +177,7 @@ def table_plan_scales(
         if scale_key not in stored:
             grid = {
                 name: [
-                    (m, ranks, method_module(m, layer, ranks, gen).eval())
+                    (m, ranks)
                     for m in table.methods
                     if (name, m, bs) in table.curves
                     for ranks in rank_grid(m, layer, n_grid, multiple=table.rank_multiple)
@@ -186,11 +191,15 @@ def table_plan_scales(
                     - table.dense_layer_ms(name, bs)
                 )
 
+            def build(name: str, m: str, ranks: Mapping[str, int]) -> nn.Module:
+                return method_module(m, table.layers[name], ranks, gen).eval()
+
             x = torch.randn((bs, *input_shape), generator=gen)
             stored[scale_key] = measure_plan_scale(
                 host,
                 grid,
                 change_ms,
+                build,
                 time_models_ms,
                 x,
                 n_warmup=n_warmup,
