@@ -47,8 +47,9 @@ SWAP_PROBABILITY = 0.75
 """Chance that a calibration plan swaps a layer (searched plans swap most layers)."""
 PLAN_TIME_FACTOR = 3.0
 """Each calibration plan is timed this many times the table's ``min_timed_s`` (0.9 s by
-default): at batch 64 on a shared VM, plans timed 0.3 s each gave scales of 0.78-1.16 in three
-repeats (at batch 1, 0.86-0.92)."""
+default). On a shared VM at batch 64, plans timed 0.3 s each gave scales of 0.78-1.16 in three
+repeats and 0.9 s each 1.11-1.29 in two (at batch 1: 0.86-0.92 and 0.87-0.91): longer timing
+steadies each plan's number, the machine's drift over minutes remains."""
 SCALE_RANGE = (0.5, 1.5)
 """Bounds of the fitted factor: outside them the timings say more about noise than layers."""
 
