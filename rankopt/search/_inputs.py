@@ -128,7 +128,7 @@ def measure_latency_table(
         f"{torch.get_num_threads()} threads; cached on disk)"
     )
     shape = tuple(prof.input_shape)
-    return latency_table(
+    table = latency_table(
         model,
         shape,
         wanted,
@@ -137,3 +137,9 @@ def measure_latency_table(
         runtime=runtime,
         rank_multiple=settings.ranks_multiple_of,
     )
+    say(
+        "latency table: whole plans save "
+        + ", ".join(f"{s:.2f}x (batch {b})" for b, s in sorted(table.plan_scale.items()))
+        + " of what their layers save alone; predictions use that"
+    )
+    return table
