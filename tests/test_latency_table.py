@@ -307,6 +307,7 @@ def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
     assert fit_scale([-1.0, -2.0], [-0.9, -1.8]) == pytest.approx(0.9)
     assert fit_scale([-1.0], [-5.0]) == 1.5 and fit_scale([-1.0], [1.0]) == 0.5
     assert fit_scale([0.0, 0.0], [0.1, -0.1]) == 1.0
+    assert fit_scale([-1.0, -2.0], [float("nan"), -1.8]) == 1.0
 
 
 def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(

@@ -59,7 +59,8 @@ GridPoint = tuple[str, dict[str, int]]
 
 def fit_scale(predicted: Sequence[float], measured: Sequence[float]) -> float:
     """Least-squares ``s`` with ``measured ~= s * predicted`` (through the origin), clamped
-    to :data:`SCALE_RANGE`; 1 when the predicted changes are all zero.
+    to :data:`SCALE_RANGE`; 1 when the predicted changes are all zero or a number is not
+    finite.
 
     Args:
         predicted: Per plan, the sum of the table's per-layer changes (ms, < 0 saves).
@@ -69,6 +70,8 @@ def fit_scale(predicted: Sequence[float], measured: Sequence[float]) -> float:
     if den <= 0.0:
         return 1.0
     s = sum(p * m for p, m in zip(predicted, measured, strict=True)) / den
+    if not math.isfinite(s):  # a timing that failed (nan): no evidence against the sum
+        return 1.0
     return min(max(s, SCALE_RANGE[0]), SCALE_RANGE[1])
 
 
@@ -132,15 +135,12 @@ def measure_plan_scale(
         }
         for chosen, p, t in zip(plans, predicted, measured, strict=True)
     ]
-    scale = fit_scale(predicted, measured)
-    if not math.isfinite(scale):
-        scale = 1.0
-    return {"scale": scale, "plans": records}
+    return {"scale": fit_scale(predicted, measured), "plans": records}
 
 
 def table_plan_scales(
     table: LatencyTable,
-    host: nn.Module,
+    model: nn.Module,
     input_shape: Sequence[int],
     entries: dict[str, Any],
     scale_key: str,
@@ -154,7 +154,8 @@ def table_plan_scales(
 
     Args:
         table: The :class:`~rankopt.evaluators.LatencyTable` before scaling.
-        host: The dense model (eval, CPU, float32).
+        model: The dense model (not modified; copied to the CPU in float32 only when a
+            scale is measured).
         input_shape: One input.
         entries: The table's cache entries of this model (``str(batch size) -> entry``);
             a measured scale is stored in ``entry["plan_scale"][scale_key]``.
@@ -173,6 +174,7 @@ def table_plan_scales(
     gen = torch.Generator().manual_seed(0)
     scales: dict[int, float] = {}
     measured = False
+    host: nn.Module | None = None
     for bs in table.batch_sizes:
         stored = entries[str(bs)].setdefault("plan_scale", {})
         if scale_key not in stored:
@@ -195,6 +197,8 @@ def table_plan_scales(
             def build(name: str, m: str, ranks: Mapping[str, int]) -> nn.Module:
                 return method_module(m, table.layers[name], ranks, gen).eval()
 
+            if host is None:
+                host = copy.deepcopy(model).cpu().float().eval()
             x = torch.randn((bs, *input_shape), generator=gen)
             stored[scale_key] = measure_plan_scale(
                 host,

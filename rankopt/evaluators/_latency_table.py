@@ -322,7 +322,7 @@ def latency_table(
                 todo[(bs, name)] = wanted
     total = len(todo)
     probe_ms: dict[int, float] = {}
-    host = copy.deepcopy(model).cpu().float().eval()
+    host = copy.deepcopy(model).cpu().float().eval() if todo else model
     for done, ((bs, name), wanted) in enumerate(todo.items(), start=1):
         layer = layers[name]
         x = torch.randn((bs, *input_shape), generator=gen)
@@ -384,7 +384,7 @@ def latency_table(
     # Whole plans timed once per rank multiple: what swaps save together (_latency_plans).
     scales, calibrated = table_plan_scales(
         table,
-        host,
+        model,
         input_shape,
         entries,
         f"x{rank_multiple}",

@@ -71,19 +71,19 @@ def check_budget(space: SearchSpace, budget: Budget) -> None:
             f"{min_macs} macs ({100 * min_macs / space.profile.macs:.1f}% of dense "
             f"{space.profile.macs}); raise the budget to at least {min_macs}"
         )
-    lowest = min_latency_ms(space)
-    for b, ms in budget.max_latency_ms:
-        if b in lowest and ms < lowest[b]:
-            dense = space.dense_costs()[f"latency_ms@{b}"]
-            runtime = get_runtime(space.latency.runtime) if space.latency else None
-            where = f", runtime {runtime.name!r}" if runtime else ""
-            raise BudgetError(
-                f"max_latency = {ms:.3g} ms at batch size {b} is below the smallest "
-                f"predicted latency of {lowest[b]:.3g} ms ({100 * lowest[b] / dense:.1f}% "
-                f"of dense {dense:.3g} ms, measured on this machine{where}); raise the "
-                f"budget to at least {100 * lowest[b] / dense:.0f}%"
-                + (runtime.unreachable_hint if runtime else "")
-            )
+    if space.latency is not None:
+        runtime = get_runtime(space.latency.runtime)
+        lowest = min_latency_ms(space)
+        for b, ms in budget.max_latency_ms:
+            if b in lowest and ms < lowest[b]:
+                dense = space.dense_costs()[f"latency_ms@{b}"]
+                raise BudgetError(
+                    f"max_latency = {ms:.3g} ms at batch size {b} is below the smallest "
+                    f"predicted latency of {lowest[b]:.3g} ms "
+                    f"({100 * lowest[b] / dense:.1f}% of dense {dense:.3g} ms, measured on "
+                    f"this machine, runtime {runtime.name!r}); raise the budget to at least "
+                    f"{100 * lowest[b] / dense:.0f}%{runtime.unreachable_hint}"
+                )
     if budget.max_params is not None and budget.max_params < min_params:
         raise BudgetError(
             f"max_params = {budget.max_params} is below the smallest reachable "
