@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -280,7 +281,7 @@ def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from rankopt._runtimes import TorchRuntime
-    from rankopt.evaluators._latency_plans import N_PLANS, fit_scale
+    from rankopt.evaluators._latency_plans import N_PLANS, fit_scale, plan_fit_error
 
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
     monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
@@ -308,6 +309,41 @@ def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
     assert fit_scale([-1.0], [-5.0]) == 1.5 and fit_scale([-1.0], [1.0]) == 0.5
     assert fit_scale([0.0, 0.0], [0.1, -0.1]) == 1.0
     assert fit_scale([-1.0, -2.0], [float("nan"), -1.8]) == 1.0
+    # Its error: the scaled predictions of the plans' whole times vs their measured times.
+    assert table.plan_error == pytest.approx({1: 0.0, 4: 0.0}, abs=1e-9)
+    assert entry["error"] == pytest.approx(0.0, abs=1e-9)
+    # dense 10 ms; 10 - 0.9 * 2 = 8.2 vs 8 measured: 2.5 %; 10 - 0.9 * 1 = 9.1 vs 9.5: 4.2 %.
+    assert plan_fit_error(0.9, 10.0, [-2.0, -1.0], [-2.0, -0.5]) == pytest.approx(0.4 / 9.5)
+    assert math.isnan(plan_fit_error(1.0, 1.0, [-2.0], [-1.0]))  # a time of 0: no error
+
+
+def _noisy_models(
+    _self: object, models: list[torch.nn.Module], *_: object, **__: object
+) -> list[float]:
+    """:func:`_fake_models` with each whole plan's time off by -30 % or +30 % in turn."""
+    times = _fake_models(None, models)
+    return [times[0]] + [t * (0.7 if i % 2 else 1.3) for i, t in enumerate(times[1:])]
+
+
+def test_the_search_warns_when_whole_plans_stray_from_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rankopt._runtimes import TorchRuntime
+    from rankopt.evaluators import profile
+    from rankopt.search._inputs import measure_latency_table
+    from rankopt.search._settings import SearchSettings
+
+    monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", _noisy_models)
+    model = small_net()
+    lines: list[str] = []
+    table = measure_latency_table(model, profile(model, INPUT), SearchSettings(), lines.append)
+    # Plans 30 % off either way: whatever the fitted scale, some plan errs by > 25 %.
+    assert min(table.plan_error.values()) > 0.25
+    assert lines[-1].startswith("warning: the whole plans timed with the latency table strayed ")
+    assert "(batch 1)" in lines[-1] and "(batch 64)" in lines[-1]
+    assert str(table.cache_path) in lines[-1]
 
 
 def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
@@ -342,8 +378,10 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
         table = measure_latency_table(model, prof, settings, lines.append)
         assert lines[-1] == (
             "latency table: whole plans save 0.80x (batch 1), 0.80x (batch 64) of what their "
-            "layers save alone; predictions use that"
+            "layers save alone; predictions use that (within 0.0 % (batch 1), 0.0 % (batch 64) "
+            "on those plans)"
         )
+        assert not [line for line in lines if line.startswith("warning")]
         assert table.runtime == runtime
         timed[runtime] = {m for (_, m, _) in table.curves}
         assert set(table.methods) >= timed[runtime]

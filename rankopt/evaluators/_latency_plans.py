@@ -14,6 +14,9 @@ fits one factor ``s`` (least squares through the origin) with ``measured change 
 of the per-layer changes``. Predictions then scale every layer's change by ``s``, so a plan's
 prediction and the allocation's sum of per-layer costs stay the same number. ``s`` is
 clamped to :data:`SCALE_RANGE`. A table whose plans fit the sum keeps ``s`` close to 1.
+The largest relative error of the scaled prediction of a calibration plan's whole-model time
+is kept with it (:func:`plan_fit_error`): it says how far this machine's timings can be
+trusted (on a contended 2-core VM at 2 threads the plans strayed up to 72 % from the table).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "SWAP_PROBABILITY",
     "fit_scale",
     "measure_plan_scale",
+    "plan_fit_error",
 ]
 
 N_PLANS = 6
@@ -75,6 +79,28 @@ def fit_scale(predicted: Sequence[float], measured: Sequence[float]) -> float:
     return min(max(s, SCALE_RANGE[0]), SCALE_RANGE[1])
 
 
+def plan_fit_error(
+    scale: float, dense_ms: float, predicted: Sequence[float], measured: Sequence[float]
+) -> float:
+    """Largest ``|predicted / measured - 1|`` over the plans' whole-model times, each
+    predicted as ``dense_ms + scale * predicted change``; nan when a time is not positive
+    or not finite.
+
+    Args:
+        scale: The fitted scale.
+        dense_ms: The dense model's time in the plans' rounds.
+        predicted: Per plan, the sum of the table's per-layer changes (ms).
+        measured: Per plan, the measured change of the whole model (ms).
+    """
+    errors = [
+        abs((dense_ms + scale * p) / (dense_ms + m) - 1.0)
+        for p, m in zip(predicted, measured, strict=True)
+        if dense_ms + m > 0.0
+    ]
+    worst = max(errors, default=float("nan"))
+    return worst if math.isfinite(worst) else float("nan")
+
+
 def measure_plan_scale(
     host: nn.Module,
     grid: Mapping[str, Sequence[GridPoint]],
@@ -102,8 +128,9 @@ def measure_plan_scale(
         seed: Seed of the plans' choice.
 
     Returns:
-        ``{"scale": s, "plans": [{"layers": {layer: [method, ranks]}, "predicted_ms",
-        "measured_ms"}, ...]}`` (changes in ms, for the cache file).
+        ``{"scale": s, "error": plan_fit_error(...), "dense_ms", "plans": [{"layers":
+        {layer: [method, ranks]}, "predicted_ms", "measured_ms"}, ...]}`` (changes in ms,
+        for the cache file).
     """
     rng = random.Random(seed)
     names = [name for name, points in grid.items() if points]
@@ -135,7 +162,13 @@ def measure_plan_scale(
         }
         for chosen, p, t in zip(plans, predicted, measured, strict=True)
     ]
-    return {"scale": fit_scale(predicted, measured), "plans": records}
+    scale = fit_scale(predicted, measured)
+    return {
+        "scale": scale,
+        "error": plan_fit_error(scale, times[0], predicted, measured),
+        "dense_ms": times[0],
+        "plans": records,
+    }
 
 
 def table_plan_scales(
@@ -149,7 +182,7 @@ def table_plan_scales(
     n_warmup: int,
     runs_for: Callable[[int], int],
     time_models_ms: Callable[..., list[float]],
-) -> tuple[dict[int, float], bool]:
+) -> tuple[dict[int, float], dict[int, float], bool]:
     """Each batch size's plan scale of ``table``: from its cache entry, else measured.
 
     Args:
@@ -169,10 +202,12 @@ def table_plan_scales(
         time_models_ms: The runtime's ``time_models_ms``.
 
     Returns:
-        ``(batch size -> scale, whether anything was measured)``.
+        ``(batch size -> scale, batch size -> its fit error (nan in entries cached before
+        it was stored), whether anything was measured)``.
     """
     gen = torch.Generator().manual_seed(0)
     scales: dict[int, float] = {}
+    errors: dict[int, float] = {}
     measured = False
     host: nn.Module | None = None
     for bs in table.batch_sizes:
@@ -212,4 +247,5 @@ def table_plan_scales(
             )
             measured = True
         scales[bs] = float(stored[scale_key]["scale"])
-    return scales, measured
+        errors[bs] = float(stored[scale_key].get("error", math.nan))
+    return scales, errors, measured

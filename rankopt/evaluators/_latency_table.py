@@ -20,11 +20,10 @@ whole plan is predicted as the measured dense model time plus, per changed layer
 predicted change, times a per-batch-size factor fitted on a few whole plans timed once
 (:mod:`rankopt.evaluators._latency_plans`: swaps need not add up).
 
-The measurements are cached on disk (JSON, ``schema_version``) under
-``$RANKOPT_CACHE_DIR/latency`` (else ``~/.cache/rankopt/latency``), one file per machine
-(OS, architecture, CPU model), torch version, thread count and dtype; inside it, entries are
-keyed by the model (fingerprint and input shape), batch size, layer and method, so a second
-run, or a new method, only measures what is missing.
+Measurements are cached on disk (JSON, ``schema_version``) in ``$RANKOPT_CACHE_DIR/latency``
+(else ``~/.cache/rankopt/latency``), a file per machine (OS, architecture, CPU), torch version,
+threads and dtype, keyed inside by model (fingerprint, input shape), batch size, layer and
+method: a second run, or a new method, only measures what is missing.
 """
 
 from __future__ import annotations
@@ -111,6 +110,8 @@ class LatencyTable:
         plan_scale: ``batch_size -> s``: every layer's predicted change is ``s`` times its
             measured single-swap change, ``s`` fitted on whole plans
             (:mod:`rankopt.evaluators._latency_plans`); 1 where absent.
+        plan_error: ``batch_size -> e``: those plans' scaled predictions erred by <= ``e``
+            (a fraction of their measured times; nan: unknown)
     """
 
     layers: Mapping[str, LayerInfo]
@@ -124,6 +125,7 @@ class LatencyTable:
     rank_multiple: int = 1
     cache_path: Path | None = None
     plan_scale: Mapping[int, float] = field(default_factory=dict)
+    plan_error: Mapping[int, float] = field(default_factory=dict)
 
     def _check(self, layer_name: str, batch_size: int) -> LayerInfo:
         if layer_name not in self.layers:
@@ -294,8 +296,7 @@ def latency_table(
     key = {**machine_signature(), **rt.signature(), "threads": n_threads, "dtype": "float32"}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _cache_file(root, key)
-    data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key}
-    data.update(models={})
+    data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key, "models": {}}
     if not refresh and path.is_file():
         with contextlib.suppress(OSError, ValueError):
             loaded = json.loads(path.read_text())
@@ -381,8 +382,8 @@ def latency_table(
         rank_multiple=rank_multiple,
         cache_path=path,
     )
-    # Whole plans timed once per rank multiple: what swaps save together (_latency_plans).
-    scales, calibrated = table_plan_scales(
+    # Whole plans timed once per rank multiple: what swaps save together (_latency_plans)
+    scales, errors, calibrated = table_plan_scales(
         table,
         model,
         input_shape,
@@ -395,4 +396,4 @@ def latency_table(
     )
     if total or calibrated:
         atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
-    return dataclasses.replace(table, plan_scale=scales)
+    return dataclasses.replace(table, plan_scale=scales, plan_error=errors)

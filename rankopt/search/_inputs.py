@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -28,6 +29,10 @@ __all__ = ["CALIBRATION_IMAGES", "Data", "check_data", "check_labels", "prepare_
 Data = tuple[torch.Tensor, torch.Tensor]
 CALIBRATION_IMAGES = 256
 """Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
+PLAN_ERROR_WARNING = 0.15
+"""The search warns when the latency table's calibration plans were predicted worse than this
+(a fraction of their measured time): ``benchmarks/bench_latency_search.py`` holds the table to
+15 % on searched plans."""
 
 
 def check_data(name: str, split: Split, input_shape: tuple[int, ...]) -> None:
@@ -141,5 +146,28 @@ def measure_latency_table(
         "latency table: whole plans save "
         + ", ".join(f"{s:.2f}x (batch {b})" for b, s in sorted(table.plan_scale.items()))
         + " of what their layers save alone; predictions use that"
+        + _fit_note(table.plan_error)
     )
+    strays = {b: e for b, e in sorted(table.plan_error.items()) if e > PLAN_ERROR_WARNING}
+    if strays:
+        say(
+            "warning: the whole plans timed with the latency table strayed up to "
+            + ", ".join(f"{100 * e:.0f} % (batch {b})" for b, e in strays.items())
+            + " from its predictions: timings on this machine are noisy (other load, or more "
+            "threads than idle cores), so latency budgets and predictions are only that "
+            "accurate; fewer threads (--threads 1) or a quieter machine steady them (to "
+            f"measure again, delete {table.cache_path})"
+        )
     return table
+
+
+def _fit_note(errors: Mapping[int, float]) -> str:
+    """``" (within 2.1 % (batch 1), ... on those plans)"``; empty when no error is known."""
+    known = {b: e for b, e in sorted(errors.items()) if math.isfinite(e)}
+    if not known:
+        return ""
+    return (
+        " (within "
+        + ", ".join(f"{100 * e:.1f} % (batch {b})" for b, e in known.items())
+        + " on those plans)"
+    )
