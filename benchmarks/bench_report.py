@@ -16,18 +16,12 @@ import torch
 from plotly.subplots import make_subplots
 
 import rankopt
+from rankopt.evaluators import machine_signature
 
 
 def machine_facts() -> dict[str, str]:
     """CPU model, cores, torch / rankopt / Python versions, date, load average."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = machine_signature()["cpu"] or "unknown"
     load = os.getloadavg()
     return {
         "cpu": cpu,
