@@ -247,7 +247,9 @@ class OnnxRuntime(LatencyRuntime):
         from rankopt._onnx import _require
 
         ort = _require("onnxruntime")
-        return {"runtime": self.name, "runtime_version": str(ort.__version__)}
+        # "pool": timings before the shared thread pool (rankopt._onnx.SharedThreadPool) at
+        # several threads measured other sessions' spinning threads, not the model.
+        return {"runtime": self.name, "runtime_version": str(ort.__version__), "pool": "shared"}
 
     def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
         """An in-memory ONNX export of the model in an onnxruntime session."""
