@@ -18,7 +18,8 @@ dense model over all layers' rounds). Prediction interpolates the ratio piecewis
 in the module's analytic MACs, extrapolating beyond the grid along its last segment. A
 whole plan is predicted as the measured dense model time plus, per changed layer, its
 predicted change, times a per-batch-size factor fitted on a few whole plans timed once
-(:mod:`rankopt.evaluators._latency_plans`: swaps need not add up).
+(:mod:`rankopt.evaluators._latency_plans`: swaps need not add up). A layer timed while the
+machine ran slow is timed again (:mod:`rankopt.evaluators._latency_units`).
 
 Measurements are cached on disk (JSON, ``schema_version``) in ``$RANKOPT_CACHE_DIR/latency``
 (else ``~/.cache/rankopt/latency``), a file per machine (OS, architecture, CPU), torch version,
@@ -33,7 +34,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,13 +50,13 @@ from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import ModelProfile, profile
 from rankopt.evaluators._latency_grid import (
     machine_signature,
-    method_module,
     monotone_ratios,
     rank_grid,
     time_interleaved_ms,
     time_swapped_ms,
 )
 from rankopt.evaluators._latency_plans import PLAN_TIME_FACTOR, table_plan_scales
+from rankopt.evaluators._latency_units import measure_units, timed_rounds
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
 
@@ -73,7 +73,6 @@ __all__ = [
 LATENCY_SCHEMA_VERSION = 5
 MIN_TIMED_S = 0.3
 """Each variant is timed for at least this long in all (more rounds at small batches)."""
-MAX_RUNS = 5000
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, what)`` called after each measured unit."""
@@ -212,11 +211,6 @@ class LatencyTable:
         return total
 
 
-def _rounds(n_runs: int, min_timed_s: float, model_ms: float) -> int:
-    """Timed rounds: ``n_runs``, or more so that each variant runs ``min_timed_s`` in all."""
-    return max(n_runs, min(MAX_RUNS, math.ceil(min_timed_s * 1000 / model_ms)))
-
-
 def _dense_model_ms(entry: Mapping[str, Any]) -> float:
     """The dense model's latency_ms at one batch size: the median over every measured
     layer's rounds (one layer's rounds alone can catch the machine slow)."""
@@ -272,7 +266,7 @@ def latency_table(
         rank_multiple: Grid ranks rounded to multiples of this (as the search rounds them;
             measured and cached apart from other multiples).
         min_timed_s: Each variant is timed for at least this many seconds in all (more
-            rounds than ``n_runs`` when the model is fast, at most :data:`MAX_RUNS`).
+            rounds than ``n_runs`` when the model is fast, at most ``_latency_units.MAX_RUNS``).
 
     Returns:
         The :class:`LatencyTable`.
@@ -307,7 +301,6 @@ def latency_table(
     layers = {layer.name: layer for layer in prof.eligible_layers}
     model_key = f"{model_fingerprint(model)}:{tuple(input_shape)}"
     entries = data["models"].setdefault(model_key, {})
-    gen = torch.Generator().manual_seed(0)
 
     def stored(method: str) -> str:  # the method's key in the cache for this rank multiple
         return method if rank_multiple == 1 else f"{method}@x{rank_multiple}"
@@ -321,33 +314,23 @@ def latency_table(
             wanted = [m for m in methods if get_method(m).supports(layer) and stored(m) not in have]
             if wanted or "model_ms" not in entry:
                 todo[(bs, name)] = wanted
-    total = len(todo)
-    probe_ms: dict[int, float] = {}
-    host = copy.deepcopy(model).cpu().float().eval() if todo else model
-    for done, ((bs, name), wanted) in enumerate(todo.items(), start=1):
-        layer = layers[name]
-        x = torch.randn((bs, *input_shape), generator=gen)
-        modules: list[nn.Module] = [host.get_submodule(name)]
-        points: list[tuple[str, dict[str, int], int]] = []
-        for m in wanted:
-            for ranks in rank_grid(m, layer, n_grid, multiple=rank_multiple):
-                modules.append(method_module(m, layer, ranks, gen).eval())
-                points.append((m, ranks, get_method(m).macs(layer, ranks)))
-        # Enough rounds for each variant to run about MIN_TIMED_S in all: at batch 1 the
-        # model takes ~1 ms and one layer's change is tens of microseconds.
-        if bs not in probe_ms:
-            probe_ms[bs] = rt.time_swapped_ms(host, name, modules[:1], x, n_runs=3)[0]
-        runs = _rounds(n_runs, min_timed_s, probe_ms[bs])
-        times = rt.time_swapped_ms(host, name, modules, x, n_warmup=n_warmup, n_runs=runs)
-        entry = entries.setdefault(str(bs), {})
-        entry.setdefault("model_ms", times[0])
-        per_layer = entry.setdefault("layers", {}).setdefault(name, {})
-        for m in wanted:
-            per_layer[stored(m)] = {"model_ms": times[0], "points": []}
-        for (m, ranks, macs), ms in zip(points, times[1:], strict=True):
-            per_layer[stored(m)]["points"].append({"ranks": ranks, "macs": macs, "model_ms": ms})
-        if progress is not None:
-            progress(done, total, f"{name} batch {bs}")
+    if todo:  # slow units (the machine busy) are timed again (_latency_units)
+        host = copy.deepcopy(model).cpu().float().eval()
+        measure_units(
+            rt,
+            host,
+            layers,
+            todo,
+            entries,
+            tuple(input_shape),
+            stored,
+            n_grid=n_grid,
+            n_warmup=n_warmup,
+            n_runs=n_runs,
+            min_timed_s=min_timed_s,
+            rank_multiple=rank_multiple,
+            progress=progress,
+        )
     model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
     dense_ms: dict[tuple[str, int], float] = {}
     curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
@@ -391,9 +374,9 @@ def latency_table(
         f"x{rank_multiple}",
         n_grid=n_grid,
         n_warmup=n_warmup,
-        runs_for=lambda bs: _rounds(n_runs, PLAN_TIME_FACTOR * min_timed_s, model_ms[bs]),
+        runs_for=lambda bs: timed_rounds(n_runs, PLAN_TIME_FACTOR * min_timed_s, model_ms[bs]),
         time_models_ms=rt.time_models_ms,
     )
-    if total or calibrated:
+    if todo or calibrated:
         atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
     return dataclasses.replace(table, plan_scale=scales, plan_error=errors)
