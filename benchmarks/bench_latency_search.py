@@ -174,7 +174,9 @@ def main() -> None:
         "# Latency: MACs budgets vs a latency budget (issue 14)",
         "",
         "Written by `benchmarks/bench_latency_search.py "
-        f"--runtime {args.runtime}`; resnet8 on mnist5k, latency measured on "
+        f"--runtime {args.runtime}"
+        + (f" --threads {args.threads}" if args.threads != 1 else "")
+        + "`; resnet8 on mnist5k, latency measured on "
         f"**{runtime.description}**, {args.threads} thread(s), ranks rounded to multiples of "
         f"{multiple}, {args.trials} trials per search, seed 0, final "
         f"fine-tune {args.epochs} epochs over the whole training split after BatchNorm "

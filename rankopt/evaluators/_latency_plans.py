@@ -83,8 +83,8 @@ def plan_fit_error(
     scale: float, dense_ms: float, predicted: Sequence[float], measured: Sequence[float]
 ) -> float:
     """Largest ``|predicted / measured - 1|`` over the plans' whole-model times, each
-    predicted as ``dense_ms + scale * predicted change``; nan when a time is not positive
-    or not finite.
+    predicted as ``dense_ms + scale * predicted change`` (a plan whose measured time is not
+    positive is skipped); nan when no plan is left or a number is not finite.
 
     Args:
         scale: The fitted scale.

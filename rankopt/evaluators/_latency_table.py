@@ -110,7 +110,7 @@ class LatencyTable:
             measured single-swap change, ``s`` fitted on whole plans
             (:mod:`rankopt.evaluators._latency_plans`); 1 where absent.
         plan_error: ``batch_size -> e``: those plans' scaled predictions erred by <= ``e``
-            (a fraction of their measured times; nan: unknown)
+            (a fraction of their measured times; nan: unknown).
     """
 
     layers: Mapping[str, LayerInfo]

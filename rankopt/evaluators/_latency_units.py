@@ -4,12 +4,12 @@ A unit swaps each grid point's module into the whole model in place of the layer
 the variants interleaved with the dense model (the runtime's ``time_swapped_ms``); it stores
 the dense model's time of its rounds (``model_ms``) beside each point's.
 
-A shared machine has slow spells. Pairing each variant with the dense model round by round
-cancels a spell's effect on the difference only if the spell slows every forward pass by the
-same factor; a neighbour's load slows small, fast models (batch 1) by more than a factor.
-On an AMD EPYC VM (ONNX Runtime, 1 thread) one build timed the dense resnet8 at 190-274 us
-in its layers' rounds (another build, 184-191 us), and it predicted plans up to 18.5 %
-pessimistic at batch 1 (the quiet build: within 5.9 %). So a unit whose dense model ran
+A shared machine has slow spells. Pairing each variant with the dense model round by round,
+and scaling each layer's change to the table's dense time, cancels a spell only where it
+slows every forward pass by one factor. On an AMD EPYC VM (ONNX Runtime, 1 thread) one build
+timed the dense resnet8 at 190-274 us in its layers' rounds at batch 1 (another build,
+184-191 us); it predicted plans up to 18.5 % pessimistic at batch 1 (the steady build:
+within 5.4 %). So a unit whose dense model ran
 more than :data:`DRIFT_TOLERANCE` slower than the fastest unit of its batch size is timed
 again, up to :data:`MAX_RETRIES` times, and its fastest timing kept.
 """
