@@ -239,7 +239,7 @@ def onnx_session(model: nn.Module, input_shape: Sequence[int], n_threads: int = 
     batch, input ``"input"``), all graph optimisations on, ``n_threads`` intra-op threads
     and sequential execution: the runtime people deploy the exported file with. With
     several threads, every session of the process shares one thread pool
-    (:class:`SharedThreadPool`), as one deployed session has its own.
+    (:class:`SharedThreadPool`): timed in turn, each runs as a lone deployed session does.
 
     Raises:
         RankoptError: ``onnx`` / ``onnxruntime`` are missing.
