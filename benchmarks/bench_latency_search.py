@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
 import statistics
 import time
@@ -33,6 +32,7 @@ from rankopt._trial_attrs import best_first
 from rankopt.data import load_data
 from rankopt.evaluators import (
     calibrate_bn,
+    compare_latency_ms,
     evaluate_accuracy,
     full_finetune,
     latency_table,
@@ -156,16 +156,18 @@ def main() -> None:
         acc_std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         predicted = {b: table.predict_model_ms(plan.layers, b) for b in table.batch_sizes}
         rows.append((name, plan, trial, acc, predicted, acc_std))
-    measured: dict[int, list[float]] = {}
-    for b in table.batch_sizes:
-        # Each model timed for about --min-seconds in all (at batch 1 one forward pass is
-        # ~0.2 ms: 25 rounds are 5 ms of timing, and two runs of this script measured the
-        # same plan at 0.53x and 0.68x dense), every model paired with the dense one round by
-        # round, as the latency table measures.
-        runs = max(args.runs, math.ceil(args.min_seconds * 1000 / table.model_ms[b]))
-        measured[b] = runtime.time_models_ms(
-            models, torch.randn(b, *INPUT), n_warmup=3, n_runs=runs, paired=True
-        )
+    # Each model timed for about --min-seconds in all (at batch 1 one forward pass is ~0.2 ms:
+    # 25 rounds are 5 ms of timing, and two runs of this script measured the same plan at
+    # 0.53x and 0.68x dense), every model paired with the dense one round by round, as the
+    # latency table measures and `rankopt finetune` reports.
+    measured = compare_latency_ms(
+        models,
+        INPUT,
+        batch_sizes=table.batch_sizes,
+        runtime=args.runtime,
+        min_timed_s=args.min_seconds,
+        n_runs=args.runs,
+    )
     # The search's own reach: every layer at its fastest offered choice (keep included).
     lowest = min_latency_ms(
         SearchSpace(profile(dense, INPUT), friendly, rank_multiple=multiple, latency=table)

@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_arg(p)
     add_calibration_arg(p)
     p.add_argument("--out", help="save the fine-tuned model here (.onnx: ONNX, else torch.save)")
+    p.add_argument(
+        "--latency-runtime",
+        choices=sorted(RUNTIMES),
+        help="where the latency against dense is measured (batch 1 and 64, side by side): "
+        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else torch)",
+    )
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("profile", help="list layers, costs and eligibility")

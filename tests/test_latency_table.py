@@ -453,3 +453,45 @@ def test_a_layer_timed_while_the_machine_ran_slow_is_timed_again(
     assert found["conv1"]["svd"]["model_ms"] == pytest.approx(
         1.3 * _fake_swapped(None, model, "conv1", [model.conv1])[0]
     )
+
+
+def test_compare_latency_times_every_model_against_the_first_for_a_second_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rankopt._runtimes import TorchRuntime
+    from rankopt.errors import SettingsError
+    from rankopt.evaluators import compare_latency_ms
+
+    calls: list[tuple[int, int, bool, bool]] = []
+
+    def fake(
+        _self: object,
+        models: list[torch.nn.Module],
+        x: torch.Tensor,
+        *,
+        n_warmup: int,
+        n_runs: int,
+        paired: bool = False,
+    ) -> list[float]:
+        on_cpu = all(
+            p.dtype == torch.float32 and p.device.type == "cpu"
+            for m in models
+            for p in m.parameters()
+        )
+        calls.append((x.shape[0], n_runs, paired, on_cpu))
+        return [0.5 * x.shape[0] + i for i in range(len(models))]
+
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", fake)
+    model = small_net().double()
+    out = compare_latency_ms([model, small_net()], INPUT, batch_sizes=(1, 4), min_timed_s=1.0)
+    assert out == {1: [0.5, 1.5], 4: [2.0, 3.0]}
+    # A probe of the first model, then rounds for 1 s of it: 1000 / 0.5 ms and 1000 / 2 ms.
+    assert calls == [
+        (1, 3, False, True),
+        (1, 2000, True, True),
+        (4, 3, False, True),
+        (4, 500, True, True),
+    ]
+    assert next(model.parameters()).dtype == torch.float64  # timed on a float32 copy
+    with pytest.raises(SettingsError, match="batch_sizes=\\[0\\]"):
+        compare_latency_ms([model], INPUT, batch_sizes=(0,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,13 @@ def test_cli_apply_and_finetune_write_checked_onnx(
     stdout = capsys.readouterr().out
     assert rc == 0 and tuned.is_file(), stdout
     assert f"wrote {tuned} (ONNX opset 17)" in stdout
+    # Latency against dense, side by side, on the runtime of the .onnx file written.
+    ratios = re.search(
+        r"latency ([0-9.]+) at batch 1, ([0-9.]+) at batch 64 \(ONNX Runtime", stdout
+    )
+    assert ratios is not None and min(float(r) for r in ratios.groups()) > 0, stdout
+    dense_row = re.search(r"^dense\s+\S+\s+\d+\s+\d+\s+([0-9.]+)\s+([0-9.]+)$", stdout, re.M)
+    assert dense_row is not None and min(float(t) for t in dense_row.groups()) > 0, stdout
     # fine-tuned weights differ from the applied plan's
     tuned_out = ort.InferenceSession(str(tuned), providers=["CPUExecutionProvider"]).run(
         None, {"input": x.numpy()}

@@ -43,7 +43,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
-    from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune, measure_latency_ms
+    import torch
+
+    from rankopt._runtimes import get_runtime
+    from rankopt.evaluators import compare_latency_ms, count_macs, evaluate_accuracy, full_finetune
     from rankopt.plan import CompressionPlan, apply_plan
 
     if args.out:
@@ -68,24 +71,35 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
     ).cpu()  # counted, timed (CPU latency) and saved on the CPU
     shape = tuple(plan.input_shape)
+    runtime = args.latency_runtime or (
+        "onnxruntime" if args.out and str(args.out).lower().endswith(".onnx") else "torch"
+    )
+    say(f"timing both models side by side on {get_runtime(runtime).description} ...")
+    latency = compare_latency_ms([model, compressed], shape, runtime=runtime)
     rows = []
-    for label, net in (("dense", model), ("compressed", compressed)):
+    for i, (label, net) in enumerate((("dense", model), ("compressed", compressed))):
         rows.append(
             (
                 label,
                 evaluate_accuracy(net, test.batches()),  # streamed
                 count_macs(net, shape),
                 sum(p.numel() for p in net.parameters()),
-                measure_latency_ms(net, shape, batch_size=1),
+                *(latency[b][i] for b in sorted(latency)),
             )
         )
-    print(f"{'model':<11} {'test_acc':>8} {'macs':>12} {'params':>10} {'latency_ms':>10}")
-    for label, acc, macs, params, lat in rows:
-        print(f"{label:<11} {acc:>8.4f} {macs:>12d} {params:>10d} {lat:>10.3f}")
+    header = "".join(f" {f'ms_batch{b}':>12}" for b in sorted(latency))
+    print(f"{'model':<11} {'test_acc':>8} {'macs':>12} {'params':>10}{header}")
+    for label, acc, macs, params, *lat in rows:
+        times = "".join(f" {t:>12.3f}" for t in lat)
+        print(f"{label:<11} {acc:>8.4f} {macs:>12d} {params:>10d}{times}")
     d, c = rows
+    ratios = ", ".join(
+        f"{c[4 + k] / d[4 + k]:.3f} at batch {b}" for k, b in enumerate(sorted(latency))
+    )
     print(
-        f"ratios: macs {c[2] / d[2]:.3f}, params {c[3] / d[3]:.3f}, latency {c[4] / d[4]:.3f} "
-        f"(measured on this CPU, batch 1); accuracy change {c[1] - d[1]:+.4f}"
+        f"ratios: macs {c[2] / d[2]:.3f}, params {c[3] / d[3]:.3f}, latency {ratios} "
+        f"({get_runtime(runtime).description}, {torch.get_num_threads()} threads, timed side "
+        f"by side with dense on this CPU); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:
         from rankopt._onnx import save_model

@@ -10,7 +10,7 @@ from rankopt.evaluators._evaluation import (
     evaluate_accuracy,
     evaluate_accuracy_and_loss,
 )
-from rankopt.evaluators._latency import measure_latency_ms
+from rankopt.evaluators._latency import compare_latency_ms, measure_latency_ms
 from rankopt.evaluators._latency_table import (
     LATENCY_SCHEMA_VERSION,
     LatencyTable,
@@ -30,6 +30,7 @@ __all__ = [
     "ModelProfile",
     "accuracy_and_loss",
     "calibrate_bn",
+    "compare_latency_ms",
     "compute_logits",
     "compute_logits_and_labels",
     "cost",

@@ -1,10 +1,12 @@
-"""CPU latency: median wall time of a forward pass."""
+"""CPU latency: median wall time of a forward pass, alone or side by side with the dense
+model."""
 
 from __future__ import annotations
 
 import copy
 import statistics
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from torch import nn
 from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
 
-__all__ = ["measure_latency_ms"]
+__all__ = ["compare_latency_ms", "measure_latency_ms"]
 
 
 def measure_latency_ms(
@@ -94,3 +96,56 @@ def measure_latency_ms(
         if n_threads is not None:
             torch.set_num_threads(saved_threads)
     return float(statistics.median(times_ms))
+
+
+def compare_latency_ms(
+    models: Sequence[nn.Module],
+    input_shape: tuple[int, ...],
+    *,
+    batch_sizes: Sequence[int] = (1, 64),
+    runtime: str = "torch",
+    min_timed_s: float = 1.0,
+    n_runs: int = 25,
+) -> dict[int, list[float]]:
+    """Latency of each model against the first (the dense one), measured side by side.
+
+    As the latency table and ``benchmarks/bench_latency_search.py`` measure: CPU float32
+    copies, one forward pass of each model per round (the order rotated), after a warm-up, at
+    the current thread count; each model's time is the first model's median plus the median
+    of its per-round difference to it, so a slow spell of a shared machine hits both alike.
+
+    Args:
+        models: The models, the reference (dense) first; not modified.
+        input_shape: One input, e.g. ``(1, 28, 28)``.
+        batch_sizes: Batch sizes (>= 1 each).
+        runtime: ``"torch"`` or ``"onnxruntime"`` (:mod:`rankopt._runtimes`).
+        min_timed_s: Each model is timed at least this many seconds in all (more rounds at
+            small batches; at most ``_latency_units.MAX_RUNS``).
+        n_runs: Timed rounds at least (>= 1).
+
+    Returns:
+        ``batch size -> latency_ms of each model``, in the order given.
+
+    Raises:
+        SettingsError: no model, a batch size < 1 or ``n_runs`` < 1.
+        UnknownNameError: an unknown runtime.
+        RankoptError: the runtime's packages are missing.
+    """
+    from rankopt.evaluators._latency_units import timed_rounds
+
+    if not models or not batch_sizes or min(batch_sizes) < 1 or n_runs < 1:
+        raise SettingsError(
+            f"{len(models)} models must be >= 1, batch_sizes={list(batch_sizes)} non-empty "
+            f"and >= 1, n_runs={n_runs} >= 1"
+        )
+    rt = get_runtime(runtime)
+    rt.check_available()
+    hosts = [copy.deepcopy(m).to(device="cpu", dtype=torch.float32).eval() for m in models]
+    gen = torch.Generator().manual_seed(0)
+    out: dict[int, list[float]] = {}
+    for bs in batch_sizes:
+        x = torch.randn((bs, *input_shape), generator=gen)
+        probe_ms = rt.time_models_ms(hosts[:1], x, n_warmup=1, n_runs=3)[0]
+        runs = timed_rounds(n_runs, min_timed_s, probe_ms)
+        out[bs] = rt.time_models_ms(hosts, x, n_warmup=3, n_runs=runs, paired=True)
+    return out
