@@ -395,6 +395,29 @@ def test_finetune_and_apply_bad_options_are_one_line(
         assert_one_error_line(rc, err, *fragments)
 
 
+def test_finetune_checks_its_latency_runtime_before_fine_tuning(
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, str],
+    study_db: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rankopt._runtimes import OnnxRuntime
+    from rankopt.errors import RankoptError
+
+    def missing(_self: object) -> None:
+        raise RankoptError("ONNX export needs the 'onnxruntime' package, which is not installed")
+
+    monkeypatch.setattr(OnnxRuntime, "check_available", missing)
+    base = [study_db["plan"], "--model", MODEL, "--weights", files["small_net"]]
+    base += ["--data", files["data"], "--epochs", "1"]
+    for extra in (["--out", str(tmp_path / "m.onnx")], ["--latency-runtime", "onnxruntime"]):
+        rc, out, err = run(capsys, "finetune", *base, *extra)
+        assert_one_error_line(rc, err, "'onnxruntime' package")
+        assert "fine-tuning" not in err and not out  # nothing was fine-tuned
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_apply_writes_a_model(
     capsys: pytest.CaptureFixture[str],
     files: dict[str, str],

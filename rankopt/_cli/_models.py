@@ -52,6 +52,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.out:
         check_out(args.out)
     plan = CompressionPlan.load(args.plan)
+    runtime = args.latency_runtime or (
+        "onnxruntime" if args.out and str(args.out).lower().endswith(".onnx") else "torch"
+    )
+    get_runtime(runtime).check_available()  # before the fine-tune, not after it
     model, data = load_model_and_data(args)
     compressed = apply_plan(model, plan)
     calibrate(compressed, data, args)
@@ -71,9 +75,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
     ).cpu()  # counted, timed (CPU latency) and saved on the CPU
     shape = tuple(plan.input_shape)
-    runtime = args.latency_runtime or (
-        "onnxruntime" if args.out and str(args.out).lower().endswith(".onnx") else "torch"
-    )
     say(f"timing both models side by side on {get_runtime(runtime).description} ...")
     latency = compare_latency_ms([model, compressed], shape, runtime=runtime)
     rows = []
@@ -87,10 +88,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                 *(latency[b][i] for b in sorted(latency)),
             )
         )
-    header = "".join(f" {f'ms_batch{b}':>12}" for b in sorted(latency))
+    header = "".join(f" {f'latency_ms_batch{b}':>18}" for b in sorted(latency))
     print(f"{'model':<11} {'test_acc':>8} {'macs':>12} {'params':>10}{header}")
     for label, acc, macs, params, *lat in rows:
-        times = "".join(f" {t:>12.3f}" for t in lat)
+        times = "".join(f" {t:>18.3f}" for t in lat)
         print(f"{label:<11} {acc:>8.4f} {macs:>12d} {params:>10d}{times}")
     d, c = rows
     ratios = ", ".join(
