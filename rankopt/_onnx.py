@@ -27,8 +27,8 @@ from rankopt.errors import ModelError, RankoptError
 __all__ = [
     "ONNX_OPSET",
     "ONNX_REL_TOLERANCE",
+    "SPIN_OFF_ABOVE_THREADS",
     "OnnxCheck",
-    "SharedThreadPool",
     "check_onnx",
     "export_onnx",
     "onnx_session",
@@ -194,52 +194,16 @@ def _export(net: nn.Module, shape: tuple[int, ...], target: str | io.BytesIO) ->
         raise ModelError(f"torch.onnx.export cannot export {type(net).__name__}: {first}") from None
 
 
-class SharedThreadPool:
-    """The process's one pool of ONNX Runtime intra-op threads, shared by its sessions.
-
-    Each session otherwise has its own pool, whose threads spin for a while after a run.
-    Timing several sessions in turn (the latency table interleaves one per variant), the
-    spinning threads of the others took the cores: on a 2-core machine at 2 threads, 8
-    interleaved resnet8 sessions ran at 27.3 ms per batch of 64 against 5.4 ms for one alone.
-    Sharing one pool they ran at 5.5 ms, and at batch 1 at 0.112 ms against 0.108 ms alone.
-    ONNX Runtime makes the shared pool once per process, at one size; a session at another
-    thread count gets its own pool with spinning off (5.7 ms interleaved at batch 64, but
-    0.18 ms alone at batch 1 against 0.11 ms with spinning).
-
-    Attributes:
-        size: The shared pool's thread count once made; 0 when it could not be made here.
-    """
-
-    def __init__(self) -> None:
-        self.size: int | None = None
-
-    def configure(self, options: Any, n_threads: int, ort: Any) -> None:
-        """Set ``options`` (an ``onnxruntime.SessionOptions``) to run on ``n_threads``."""
-        if n_threads <= 1:  # no pool threads: the caller's thread runs every op
-            options.intra_op_num_threads = 1
-            return
-        if self.size is None:
-            try:
-                ort.capi._pybind_state.set_global_thread_pool_sizes(n_threads, 1)
-                self.size = n_threads
-            except Exception:  # made already by other code of this process
-                self.size = 0
-        if self.size == n_threads:
-            options.use_per_session_threads = False
-        else:
-            options.intra_op_num_threads = n_threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-
-
-_SHARED_POOL = SharedThreadPool()
+SPIN_OFF_ABOVE_THREADS = 1
+"""Sessions at more threads than this run with their pool threads' spinning off."""
 
 
 def onnx_session(model: nn.Module, input_shape: Sequence[int], n_threads: int = 1) -> Any:
     """An onnxruntime CPU ``InferenceSession`` of ``model`` exported in memory (dynamic
     batch, input ``"input"``), all graph optimisations on, ``n_threads`` intra-op threads
-    and sequential execution: the runtime people deploy the exported file with. With
-    several threads, every session of the process shares one thread pool
-    (:class:`SharedThreadPool`): timed in turn, each runs as a lone deployed session does.
+    and sequential execution: the runtime people deploy the exported file with. Above one
+    thread its pool threads do not spin between runs (sessions are timed in turn; a lone
+    session at batch 1 runs about 0.07 ms slower than with spinning, on resnet8 here).
 
     Raises:
         RankoptError: ``onnx`` / ``onnxruntime`` are missing.
@@ -250,7 +214,16 @@ def onnx_session(model: nn.Module, input_shape: Sequence[int], n_threads: int = 
     buffer = io.BytesIO()
     _export(_exportable_copy(model), tuple(int(s) for s in input_shape), buffer)
     options = ort.SessionOptions()
-    _SHARED_POOL.configure(options, n_threads, ort)
+    options.intra_op_num_threads = n_threads
+    if n_threads > SPIN_OFF_ABOVE_THREADS:
+        # Each session has its own intra-op pool, whose threads spin for a while after a run.
+        # Timing sessions in turn (the latency table interleaves one per variant), the idle
+        # sessions' spinning threads took the cores: at 2 threads on 2 cores, 8 interleaved
+        # resnet8 sessions ran at 27.3 ms per batch of 64 against 5.4 ms for one alone; with
+        # spinning off, 5.7 ms. (A pool shared by every session, ONNX Runtime's global one,
+        # ran them at 5.5 ms, but once made it refuses every session of the process that
+        # does not use it, a user's own included.)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -247,9 +247,9 @@ class OnnxRuntime(LatencyRuntime):
         from rankopt._onnx import _require
 
         ort = _require("onnxruntime")
-        # "pool": timings before the shared thread pool (rankopt._onnx.SharedThreadPool) at
-        # several threads measured other sessions' spinning threads, not the model.
-        return {"runtime": self.name, "runtime_version": str(ort.__version__), "pool": "shared"}
+        # "spin": timings at several threads with spinning pool threads measured the other
+        # sessions' spinning, not the model (rankopt._onnx.onnx_session).
+        return {"runtime": self.name, "runtime_version": str(ort.__version__), "spin": "off"}
 
     def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
         """An in-memory ONNX export of the model in an onnxruntime session."""

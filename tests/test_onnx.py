@@ -164,50 +164,26 @@ def test_cli_apply_and_finetune_write_checked_onnx(
     assert float(abs(torch.from_numpy(tuned_out) - expected).max()) > 1e-3
 
 
-class _FakeOrt:
-    """``onnxruntime`` as :class:`SharedThreadPool` sees it: the pool setter recorded."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple[int, int]] = []
-        self.fail = fail
-        self.capi = type("capi", (), {"_pybind_state": self})()
-
-    def set_global_thread_pool_sizes(self, intra: int, inter: int) -> None:
-        if self.fail:
-            raise RuntimeError("Global thread pools have already been created")
-        self.calls.append((intra, inter))
-
-
-def test_sessions_at_several_threads_share_one_pool_made_once() -> None:
-    from rankopt._onnx import SharedThreadPool
-
-    fake, pool = _FakeOrt(), SharedThreadPool()
-    one = ort.SessionOptions()
-    pool.configure(one, 1, fake)
-    assert one.intra_op_num_threads == 1 and pool.size is None and not fake.calls
-    for _ in range(2):  # made once, then shared
-        shared = ort.SessionOptions()
-        pool.configure(shared, 2, fake)
-        assert not shared.use_per_session_threads
-    assert fake.calls == [(2, 1)] and pool.size == 2
-    # Another thread count: its own pool, not spinning (idle spinners took the cores).
-    other = ort.SessionOptions()
-    pool.configure(other, 3, fake)
-    assert other.use_per_session_threads and other.intra_op_num_threads == 3
-    assert other.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    # A pool made by other code of the process: every session gets its own, not spinning.
-    taken = SharedThreadPool()
-    options = ort.SessionOptions()
-    taken.configure(options, 2, _FakeOrt(fail=True))
-    assert taken.size == 0 and options.intra_op_num_threads == 2
-
-
-def test_a_session_on_the_shared_pool_computes_the_model(compressed: nn.Module) -> None:
+def test_sessions_above_one_thread_do_not_spin_and_leave_other_sessions_alone(
+    compressed: nn.Module, tmp_path: Path
+) -> None:
     from rankopt._onnx import onnx_session
 
     x = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1))
-    session = onnx_session(compressed, SHAPE, n_threads=2)
-    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
     with torch.no_grad():
         expected = compressed(x)
-    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    for n_threads in (2, 1):
+        session = onnx_session(compressed, SHAPE, n_threads=n_threads)
+        options = session.get_session_options()
+        assert options.intra_op_num_threads == n_threads
+        if n_threads > 1:
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        else:  # one thread: no pool threads, nothing set
+            with pytest.raises(RuntimeError, match="allow_spinning"):
+                options.get_session_config_entry("session.intra_op.allow_spinning")
+        got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # A session of the user's own, with default options, still opens in this process.
+    export_onnx(compressed, SHAPE, tmp_path / "m.onnx", check=False)
+    own = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert own.get_session_options().use_per_session_threads
