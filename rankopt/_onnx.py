@@ -222,7 +222,9 @@ def onnx_session(model: nn.Module, input_shape: Sequence[int], n_threads: int = 
         # resnet8 sessions ran at 27.3 ms per batch of 64 against 5.4 ms for one alone; with
         # spinning off, 5.7 ms. (A pool shared by every session, ONNX Runtime's global one,
         # ran them at 5.5 ms, but once made it refuses every session of the process that
-        # does not use it, a user's own included.)
+        # does not use it, a user's own included.) Spinning off has its own cost: a latency
+        # table at 2 threads on a 2-core VM timed the dense model at 10.2-12.5 ms, about its
+        # time at 1 thread, and mispredicted its own plans by up to 24 % (the search warns).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
