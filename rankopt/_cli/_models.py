@@ -55,7 +55,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     runtime = args.latency_runtime or (
         "onnxruntime" if args.out and str(args.out).lower().endswith(".onnx") else "torch"
     )
-    get_runtime(runtime).check_available()  # before the fine-tune, not after it
+    rt = get_runtime(runtime)
+    rt.check_available()  # before the fine-tune, not after it
     model, data = load_model_and_data(args)
     compressed = apply_plan(model, plan)
     calibrate(compressed, data, args)
@@ -75,8 +76,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
     ).cpu()  # counted, timed (CPU latency) and saved on the CPU
     shape = tuple(plan.input_shape)
-    say(f"timing both models side by side on {get_runtime(runtime).description} ...")
+    say(f"timing both models side by side on {rt.description} ...")
     latency = compare_latency_ms([model, compressed], shape, runtime=runtime)
+    batch_sizes = sorted(latency)
     rows = []
     for i, (label, net) in enumerate((("dense", model), ("compressed", compressed))):
         rows.append(
@@ -85,21 +87,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                 evaluate_accuracy(net, test.batches()),  # streamed
                 count_macs(net, shape),
                 sum(p.numel() for p in net.parameters()),
-                *(latency[b][i] for b in sorted(latency)),
+                *(latency[b][i] for b in batch_sizes),
             )
         )
-    header = "".join(f" {f'latency_ms_batch{b}':>18}" for b in sorted(latency))
+    header = "".join(f" {f'latency_ms_batch{b}':>18}" for b in batch_sizes)
     print(f"{'model':<11} {'test_acc':>8} {'macs':>12} {'params':>10}{header}")
     for label, acc, macs, params, *lat in rows:
         times = "".join(f" {t:>18.3f}" for t in lat)
         print(f"{label:<11} {acc:>8.4f} {macs:>12d} {params:>10d}{times}")
     d, c = rows
-    ratios = ", ".join(
-        f"{c[4 + k] / d[4 + k]:.3f} at batch {b}" for k, b in enumerate(sorted(latency))
-    )
+    ratios = ", ".join(f"{latency[b][1] / latency[b][0]:.3f} at batch {b}" for b in batch_sizes)
     print(
         f"ratios: macs {c[2] / d[2]:.3f}, params {c[3] / d[3]:.3f}, latency {ratios} "
-        f"({get_runtime(runtime).description}, {torch.get_num_threads()} threads, timed side "
+        f"({rt.description}, {torch.get_num_threads()} threads, timed side "
         f"by side with dense on this CPU); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:

@@ -13,6 +13,7 @@ from torch import nn
 
 from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
+from rankopt.evaluators._latency_units import timed_rounds
 
 __all__ = ["compare_latency_ms", "measure_latency_ms"]
 
@@ -131,8 +132,6 @@ def compare_latency_ms(
         UnknownNameError: an unknown runtime.
         RankoptError: the runtime's packages are missing.
     """
-    from rankopt.evaluators._latency_units import timed_rounds
-
     if not models or not batch_sizes or min(batch_sizes) < 1 or n_runs < 1:
         raise SettingsError(
             f"{len(models)} models must be >= 1, batch_sizes={list(batch_sizes)} non-empty "

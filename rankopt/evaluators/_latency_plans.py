@@ -173,7 +173,7 @@ def measure_plan_scale(
 
 def table_plan_scales(
     table: LatencyTable,
-    model: nn.Module,
+    host: Callable[[], nn.Module],
     input_shape: Sequence[int],
     entries: dict[str, Any],
     scale_key: str,
@@ -187,8 +187,8 @@ def table_plan_scales(
 
     Args:
         table: The :class:`~rankopt.evaluators.LatencyTable` before scaling.
-        model: The dense model (not modified; copied to the CPU in float32 only when a
-            scale is measured).
+        host: Gives the dense model (eval, CPU, float32; not modified), called only when a
+            scale is measured (the table's copy, made once).
         input_shape: One input.
         entries: The table's cache entries of this model (``str(batch size) -> entry``);
             a measured scale is stored in ``entry["plan_scale"][scale_key]``.
@@ -209,7 +209,6 @@ def table_plan_scales(
     scales: dict[int, float] = {}
     errors: dict[int, float] = {}
     measured = False
-    host: nn.Module | None = None
     for bs in table.batch_sizes:
         stored = entries[str(bs)].setdefault("plan_scale", {})
         if scale_key not in stored:
@@ -232,11 +231,9 @@ def table_plan_scales(
             def build(name: str, m: str, ranks: Mapping[str, int]) -> nn.Module:
                 return method_module(m, table.layers[name], ranks, gen).eval()
 
-            if host is None:
-                host = copy.deepcopy(model).cpu().float().eval()
             x = torch.randn((bs, *input_shape), generator=gen)
             stored[scale_key] = measure_plan_scale(
-                host,
+                host(),
                 grid,
                 change_ms,
                 build,

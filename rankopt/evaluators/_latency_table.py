@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import statistics
@@ -314,11 +315,12 @@ def latency_table(
             wanted = [m for m in methods if get_method(m).supports(layer) and stored(m) not in have]
             if wanted or "model_ms" not in entry:
                 todo[(bs, name)] = wanted
+    # One CPU float32 copy of the dense model, made only when something is measured.
+    host = functools.cache(lambda: copy.deepcopy(model).cpu().float().eval())
     if todo:  # slow units (the machine busy) are timed again (_latency_units)
-        host = copy.deepcopy(model).cpu().float().eval()
         measure_units(
             rt,
-            host,
+            host(),
             layers,
             todo,
             entries,
@@ -368,7 +370,7 @@ def latency_table(
     # Whole plans timed once per rank multiple: what swaps save together (_latency_plans)
     scales, errors, calibrated = table_plan_scales(
         table,
-        model,
+        host,
         input_shape,
         entries,
         f"x{rank_multiple}",

@@ -96,10 +96,10 @@ def measure_units(
     """
     gen = torch.Generator().manual_seed(0)
     probe_ms: dict[int, float] = {}
-    done = [0]
-    total = [len(todo)]
+    done, total = 0, len(todo)
 
     def measure(bs: int, name: str, wanted: list[str], what: str) -> None:
+        nonlocal done
         layer = layers[name]
         x = torch.randn((bs, *input_shape), generator=gen)
         modules: list[nn.Module] = [host.get_submodule(name)]
@@ -125,9 +125,9 @@ def measure_units(
                 per_layer[stored(m)]["points"].append(
                     {"ranks": ranks, "macs": macs, "model_ms": ms}
                 )
-        done[0] += 1
+        done += 1
         if progress is not None:
-            progress(done[0], total[0], what)
+            progress(done, total, what)
 
     for (bs, name), wanted in todo.items():
         measure(bs, name, wanted, f"{name} batch {bs}")
@@ -138,7 +138,7 @@ def measure_units(
             fastest = _fastest_ref(entries, bs)
             if ref is not None and ref > (1.0 + DRIFT_TOLERANCE) * fastest:
                 slow.append((bs, name, ref / fastest - 1.0))
-        total[0] += len(slow)
+        total += len(slow)
         for bs, name, excess in slow:
             what = f"{name} batch {bs} again (its dense model ran {100 * excess:.0f} % slow)"
             measure(bs, name, todo[(bs, name)], what)
