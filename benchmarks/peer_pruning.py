@@ -165,9 +165,7 @@ def pruned_model(
             f"(max_pruning_ratio {max_pruning_ratio}), target {target_macs_ratio}"
         )
     step = pruner.current_step
-    channels = {
-        n: m.out_channels for n, m in net.named_modules() if isinstance(m, nn.Conv2d)
-    }
+    channels = {n: m.out_channels for n, m in net.named_modules() if isinstance(m, nn.Conv2d)}
     info: dict[str, Any] = {
         "peer": f"torch-pruning {getattr(tp, '__version__', '?')}",
         "pruner": "torch_pruning.pruner.BasePruner (MetaPruner)",
