@@ -1,4 +1,4 @@
-"""Budgets of a search: absolute counts; the grammar lives in :mod:`rankopt._budget`."""
+"""Budgets of a search: absolute counts; the grammar lives in :mod:`rankopt.budget._grammar`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rankopt._budget import parse_budget
+from rankopt.budget._grammar import parse_budget
 from rankopt.errors import BudgetError
 
 __all__ = ["Budget", "parse_budget", "parse_latency_budget"]

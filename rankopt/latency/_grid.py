@@ -1,4 +1,4 @@
-"""Timing primitives and rank grids behind the latency table (:mod:`._latency_table`)."""
+"""Timing primitives and rank grids behind the latency table (:mod:`._table`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt._geometric import geometric_picks
+from rankopt.latency._timing import paired_medians_ms, time_runners_ms
 from rankopt.spaces import LayerInfo, get_method, round_ranks
 from rankopt.spaces import ranks_at_fraction as ranks_at_fraction_of
+from rankopt.spaces._rounding import geometric_picks
 
 __all__ = [
     "layer_input",
@@ -50,8 +51,6 @@ def time_interleaved_ms(
     Returns:
         Median latency_ms of each module, in the order given.
     """
-    from rankopt._runtimes import time_runners_ms
-
     for m in modules:
         m.eval()
     with torch.inference_mode():
@@ -86,8 +85,6 @@ def time_swapped_ms(
         Latency_ms of the model with each module, in the order given: the first module's
         median, the others paired with it round by round (``paired_medians_ms``).
     """
-    from rankopt._runtimes import paired_medians_ms
-
     parent_name, _, attr = layer_name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     original = getattr(parent, attr)

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
-from rankopt.evaluators._latency_units import timed_rounds
+from rankopt.latency._runtimes import get_runtime
+from rankopt.latency._units import timed_rounds
 
 __all__ = ["compare_latency_ms", "measure_latency_ms"]
 
@@ -43,7 +43,7 @@ def measure_latency_ms(
         n_runs: Timed runs; the median is returned.
         n_threads: Intra-op threads during the measurement (None: leave as set).
         runtime: ``"torch"`` or ``"onnxruntime"`` (a CPU float32 copy exported to ONNX;
-            see :mod:`rankopt._runtimes`).
+            see :mod:`rankopt.latency._runtimes`).
 
     Returns:
         Median latency of one forward pass of ``batch_size`` images, in ms (> 0).
@@ -119,7 +119,7 @@ def compare_latency_ms(
         models: The models, the reference (dense) first; not modified.
         input_shape: One input, e.g. ``(1, 28, 28)``.
         batch_sizes: Batch sizes (>= 1 each).
-        runtime: ``"torch"`` or ``"onnxruntime"`` (:mod:`rankopt._runtimes`).
+        runtime: ``"torch"`` or ``"onnxruntime"`` (:mod:`rankopt.latency._runtimes`).
         min_timed_s: Each model is timed at least this many seconds in all (more rounds at
             small batches; at most ``_latency_units.MAX_RUNS``).
         n_runs: Timed rounds at least (>= 1).

@@ -25,15 +25,15 @@ import copy
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
-from rankopt.evaluators._latency_grid import method_module, rank_grid
+from rankopt.latency._grid import method_module, rank_grid
 
 if TYPE_CHECKING:
-    from rankopt.evaluators._latency_table import LatencyTable
+    from rankopt.spaces import LayerInfo
 
 __all__ = [
     "N_PLANS",
@@ -58,6 +58,44 @@ SCALE_RANGE = (0.5, 1.5)
 """Bounds of the fitted factor: outside them the timings say more about noise than layers."""
 
 GridPoint = tuple[str, dict[str, int]]
+
+
+class LayerTable(Protocol):
+    """What the calibration reads of a per-layer table (:class:`._table.LatencyTable`,
+    which builds on this module)."""
+
+    @property
+    def layers(self) -> Mapping[str, LayerInfo]:
+        """The profiled layers by name."""
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The measured batch sizes."""
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The measured methods."""
+
+    @property
+    def curves(self) -> Mapping[tuple[str, str, int], tuple[tuple[int, float], ...]]:
+        """``(layer, method, batch_size) -> ((macs, ratio_to_dense), ...)``."""
+
+    @property
+    def rank_multiple(self) -> int:
+        """Ranks of the grid are multiples of this."""
+
+    def dense_layer_ms(self, layer_name: str, batch_size: int = 1) -> float:
+        """Measured latency_ms of the dense layer."""
+
+    def predict_layer_ms(
+        self,
+        layer_name: str,
+        method: str,
+        ranks: Mapping[str, int],
+        options: Mapping[str, Any] | None = None,
+        batch_size: int = 1,
+    ) -> float:
+        """Predicted latency_ms of the layer replaced by ``method`` at ``ranks``."""
 """A measured grid point: method and ranks."""
 
 
@@ -172,7 +210,7 @@ def measure_plan_scale(
 
 
 def table_plan_scales(
-    table: LatencyTable,
+    table: LayerTable,
     host: Callable[[], nn.Module],
     input_shape: Sequence[int],
     entries: dict[str, Any],
@@ -186,7 +224,7 @@ def table_plan_scales(
     """Each batch size's plan scale of ``table``: from its cache entry, else measured.
 
     Args:
-        table: The :class:`~rankopt.evaluators.LatencyTable` before scaling.
+        table: The :class:`~rankopt.latency.LatencyTable` before scaling.
         host: Gives the dense model (eval, CPU, float32; not modified), called only when a
             scale is measured (the table's copy, made once).
         input_shape: One input.

@@ -19,13 +19,12 @@ ONNX Runtime, 0.62x and about 1.0x in eager PyTorch).
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rankopt.errors import UnknownNameError
+from rankopt.latency._timing import Runner, time_runners_ms
 
 if TYPE_CHECKING:  # torch is imported where it runs: `rankopt --help` stays light
     import torch
@@ -38,60 +37,8 @@ __all__ = [
     "TorchRuntime",
     "get_runtime",
     "nchwc_block",
-    "paired_medians_ms",
-    "time_runners_ms",
 ]
 
-Runner = Callable[["torch.Tensor"], Any]
-"""One forward pass of a prepared model on a CPU float32 batch."""
-
-
-def time_runners_ms(
-    runners: Sequence[Runner],
-    x: torch.Tensor,
-    *,
-    n_warmup: int = 3,
-    n_runs: int = 15,
-    paired: bool = False,
-) -> list[float]:
-    """Median time of one call of each runner on ``x``, measured interleaved, in ms.
-
-    Each round calls every runner once, the order rotated each round, so slow drifts of a
-    shared machine hit all of them alike. ``paired``: the others relative to the first
-    runner round by round (:func:`paired_medians_ms`).
-    """
-    times: list[list[float]] = [[] for _ in runners]
-    n = len(runners)
-    for _ in range(n_warmup):
-        for run in runners:
-            run(x)
-    for round_ in range(n_runs):
-        for k in range(n):
-            i = (k + round_) % n
-            start = time.perf_counter()
-            runners[i](x)
-            times[i].append((time.perf_counter() - start) * 1000.0)
-    if paired:
-        return paired_medians_ms(times)
-    return [float(statistics.median(t)) for t in times]
-
-
-def paired_medians_ms(times: Sequence[Sequence[float]]) -> list[float]:
-    """Per-variant times from interleaved rounds, each relative to the first variant.
-
-    ``times[i][k]`` is variant ``i``'s time in round ``k``. Returns the first variant's
-    median, then for each other variant that median plus the median over rounds of its
-    difference to the first variant **in the same round**: a round the shared machine
-    slowed down moves both, so the difference cancels it. On resnet8 at batch 64 (11 ms, a
-    layer's change 0.5-2 ms) the median of per-variant medians put one layer's saving at
-    0.99 ms in one table build and 1.27 ms in a repeat; paired, the builds agree within
-    about 0.1 ms.
-    """
-    base = float(statistics.median(times[0]))
-    out = [base]
-    for t in times[1:]:
-        out.append(base + float(statistics.median(a - b for a, b in zip(t, times[0], strict=True))))
-    return out
 
 
 def _swapped(model: nn.Module, layer_name: str, module: nn.Module) -> nn.Module:
@@ -207,7 +154,7 @@ class TorchRuntime(LatencyRuntime):
         n_runs: int = 15,
     ) -> list[float]:
         """As the base class, swapping the modules in place (no copies of the model)."""
-        from rankopt.evaluators._latency_grid import time_swapped_ms
+        from rankopt.latency._grid import time_swapped_ms
 
         return time_swapped_ms(model, layer_name, modules, x, n_warmup=n_warmup, n_runs=n_runs)
 
@@ -237,25 +184,25 @@ class OnnxRuntime(LatencyRuntime):
 
     def check_available(self) -> None:
         """Raise when ``onnx`` / ``onnxruntime`` are missing (``pip install 'rankopt[onnx]'``)."""
-        from rankopt._onnx import _require
+        from rankopt.latency._onnx import _require
 
         _require("onnx")
         _require("onnxruntime")
 
     def signature(self) -> dict[str, str]:
         """onnxruntime's version."""
-        from rankopt._onnx import _require
+        from rankopt.latency._onnx import _require
 
         ort = _require("onnxruntime")
         # "spin": timings at several threads with spinning pool threads measured the other
-        # sessions' spinning, not the model (rankopt._onnx.onnx_session).
+        # sessions' spinning, not the model (rankopt.latency._onnx.onnx_session).
         return {"runtime": self.name, "runtime_version": str(ort.__version__), "spin": "off"}
 
     def compile(self, model: nn.Module, input_shape: Sequence[int]) -> Runner:
         """An in-memory ONNX export of the model in an onnxruntime session."""
         import torch
 
-        from rankopt._onnx import onnx_session
+        from rankopt.latency._onnx import onnx_session
 
         session = onnx_session(model, input_shape, n_threads=torch.get_num_threads())
         name = session.get_inputs()[0].name

@@ -18,8 +18,8 @@ dense model over all layers' rounds). Prediction interpolates the ratio piecewis
 in the module's analytic MACs, extrapolating beyond the grid along its last segment. A
 whole plan is predicted as the measured dense model time plus, per changed layer, its
 predicted change, times a per-batch-size factor fitted on a few whole plans timed once
-(:mod:`rankopt.evaluators._latency_plans`: swaps need not add up). A layer timed while the
-machine ran slow is timed again (:mod:`rankopt.evaluators._latency_units`).
+(:mod:`rankopt.latency._plans`: swaps need not add up). A layer timed while the
+machine ran slow is timed again (:mod:`rankopt.latency._units`).
 
 Measurements are cached on disk (JSON, ``schema_version``) in ``$RANKOPT_CACHE_DIR/latency``
 (else ``~/.cache/rankopt/latency``), a file per machine (OS, architecture, CPU), torch version,
@@ -45,21 +45,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from rankopt._files import atomic_write, default_cache_dir
-from rankopt._runtimes import get_runtime
 from rankopt.errors import SettingsError
 from rankopt.evaluators._complexity import ModelProfile, profile
-from rankopt.evaluators._latency_grid import (
+from rankopt.latency._grid import (
     machine_signature,
     monotone_ratios,
     rank_grid,
     time_interleaved_ms,
     time_swapped_ms,
 )
-from rankopt.evaluators._latency_plans import PLAN_TIME_FACTOR, table_plan_scales
-from rankopt.evaluators._latency_units import measure_units, timed_rounds
+from rankopt.latency._plans import PLAN_TIME_FACTOR, table_plan_scales
+from rankopt.latency._runtimes import get_runtime
+from rankopt.latency._units import measure_units, timed_rounds
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
+from rankopt.storage._files import atomic_write, default_cache_dir
 
 __all__ = [
     "LATENCY_SCHEMA_VERSION",
@@ -104,12 +104,12 @@ class LatencyTable:
             increasing MACs, measured inside the model.
         model_ms: ``batch_size -> latency_ms`` of the whole dense model.
         n_threads: Torch intra-op threads during the measurements.
-        runtime: Name of the runtime measured on (:data:`rankopt._runtimes.RUNTIMES`).
+        runtime: Name of the runtime measured on (:data:`rankopt.latency._runtimes.RUNTIMES`).
         rank_multiple: The grid's ranks are multiples of this.
         cache_path: The JSON file the measurements were read from / written to.
         plan_scale: ``batch_size -> s``: every layer's predicted change is ``s`` times its
             measured single-swap change, ``s`` fitted on whole plans
-            (:mod:`rankopt.evaluators._latency_plans`); 1 where absent.
+            (:mod:`rankopt.latency._plans`); 1 where absent.
         plan_error: ``batch_size -> e``: those plans' scaled predictions erred by <= ``e``
             (a fraction of their measured times; nan: unknown).
     """

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from rankopt.evaluators._latency_grid import method_module, rank_grid
+from rankopt.latency._grid import method_module, rank_grid
 from rankopt.spaces import LayerInfo, get_method
 
 if TYPE_CHECKING:
-    from rankopt._runtimes import LatencyRuntime
+    from rankopt.latency._runtimes import LatencyRuntime
 
 __all__ = ["DRIFT_TOLERANCE", "MAX_RETRIES", "MAX_RUNS", "measure_units", "timed_rounds"]
 

@@ -1,4 +1,5 @@
-"""Names of trial user attributes that both the search (writer) and the studies (reader) use."""
+"""Names of trial user attributes and per-trial metrics: the search writes them, the studies
+and the command line read them (see DEVELOPERS.md, Contracts). Light: no torch, no optuna."""
 
 from __future__ import annotations
 
@@ -10,14 +11,37 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 __all__ = [
+    "COUNT_METRICS",
     "DUPLICATE_ATTR",
     "PLAN_KEY_ATTR",
+    "PLAN_METRICS",
     "SEED_ATTR",
+    "TABLE_METRICS",
     "VAL_LOSS_ATTR",
     "best_first",
     "is_repeat",
     "trial_accuracy",
 ]
+
+#: Per-trial numbers shown in the Pareto-front table, in column order: accuracies are
+#: fractions in [0, 1], ``macs`` multiply-accumulates per image, ``n_params`` parameters,
+#: ``*_ratio`` cost / dense cost, ``latency_ms`` median CPU latency at batch 1.
+TABLE_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "accuracy_before_finetune",
+    "macs",
+    "macs_ratio",
+    "n_params",
+    "params_ratio",
+    "latency_ms",
+)
+
+#: Numbers copied from a trial into an exported plan's ``metrics``: the table's, plus the
+#: relative L2 error of the logits vs the dense model.
+PLAN_METRICS: tuple[str, ...] = (*TABLE_METRICS, "reconstruction_error")
+
+#: Metrics that are whole counts (printed and stored as integers).
+COUNT_METRICS: tuple[str, ...] = ("macs", "n_params")
 
 DUPLICATE_ATTR = "duplicate_of"
 """User attribute of a trial that realised an already evaluated plan and took that trial's

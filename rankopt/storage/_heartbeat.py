@@ -8,7 +8,7 @@ for N s") and enqueues the retry; and a worker about to exit (:func:`fail_lost_t
 the same check, waiting a bounded time for a trial that already missed heartbeats to go stale,
 so that no trial stays RUNNING after the last worker is gone.
 
-Neutral ground: used by :mod:`rankopt._storage` (which builds the callback) and by
+Neutral ground: used by :mod:`rankopt.storage._open` (which builds the callback) and by
 ``search`` (which calls :func:`fail_lost_trials`).
 """
 

@@ -22,8 +22,8 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from rankopt._heartbeat import LostTrialCallback
 from rankopt.errors import StorageError, first_line
+from rankopt.storage._heartbeat import LostTrialCallback
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -182,7 +182,7 @@ def open_storage(
     that its worker is alive; a RUNNING trial without a heartbeat for
     :func:`grace_period_s` (3 intervals) is marked failed (``fail_reason`` "worker lost: no
     heartbeat for N s") by the next worker that starts a trial or exits, and re-enqueued, at
-    most ``max_retry`` times (:class:`rankopt._heartbeat.LostTrialCallback`).
+    most ``max_retry`` times (:class:`rankopt.storage._heartbeat.LostTrialCallback`).
 
     Args:
         storage: URL, storage object (returned as is) or None (in memory).

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._trial_attrs import SEED_ATTR
+from rankopt.storage._attrs import SEED_ATTR
 
 __all__ = ["describe_queued", "queued_line"]
 

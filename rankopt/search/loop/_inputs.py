@@ -9,19 +9,14 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from rankopt._memory import release_free_memory
-from rankopt._runtimes import get_runtime
 from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError
-from rankopt.evaluators import (
-    LatencyTable,
-    ModelProfile,
-    compute_logits,
-    compute_logits_and_labels,
-    latency_table,
-)
-from rankopt.search._objective import TrialData
-from rankopt.search._settings import SearchSettings
+from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels
+from rankopt.latency import LatencyTable, latency_table
+from rankopt.latency._runtimes import get_runtime
+from rankopt.search.loop._settings import SearchSettings
+from rankopt.search.objective._memory import release_free_memory
+from rankopt.search.objective._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
 __all__ = ["CALIBRATION_IMAGES", "Data", "check_data", "check_labels", "prepare_data"]

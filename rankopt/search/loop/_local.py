@@ -26,8 +26,8 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._trial_attrs import best_first
 from rankopt.errors import SettingsError
+from rankopt.storage._attrs import best_first
 
 __all__ = ["LOCAL_SHARE", "LocalMovesSampler", "incumbents"]
 
@@ -43,7 +43,7 @@ SWITCH_PROBABILITY = 0.2
 
 def incumbents(trials: Sequence[FrozenTrial], k: int) -> list[FrozenTrial]:
     """The ``k`` best complete trials that meet their constraints, ranked as the search
-    recommends them (:func:`rankopt._trial_attrs.best_first`: the lowest validation loss)."""
+    recommends them (:func:`rankopt.storage._attrs.best_first`: the lowest validation loss)."""
     feasible = [
         t
         for t in trials

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._trial_attrs import DUPLICATE_ATTR, SEED_ATTR, best_first
+from rankopt.budget._budget import Budget
 from rankopt.evaluators import ModelProfile
-from rankopt.search._budget import Budget
+from rankopt.storage._attrs import DUPLICATE_ATTR, SEED_ATTR, best_first
 
 __all__ = ["TrialReporter", "progress_printer"]
 

@@ -15,39 +15,39 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rankopt._defaults import DEFAULT_N_TRIALS
-from rankopt._device import Device, on_device, resolve_device
-from rankopt._heartbeat import fail_lost_trials
-from rankopt._queue import queued_line
-from rankopt._storage import is_shared, open_storage
-from rankopt._storage import sqlite_lock_errors as _sqlite_lock_errors
 from rankopt._version import __version__
+from rankopt.budget._budget import Budget, parse_budget, parse_latency_budget
 from rankopt.data import as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import profile
-from rankopt.search._budget import Budget, parse_budget, parse_latency_budget
-from rankopt.search._duplicates import DistinctTrialsStopper, max_attempts, n_distinct_finished
-from rankopt.search._inputs import (
+from rankopt.evaluators._device import Device, on_device, resolve_device
+from rankopt.search.loop import DEFAULT_N_TRIALS
+from rankopt.search.loop._inputs import (
     Data,
     check_data,
     check_labels,
     measure_latency_table,
     prepare_data,
 )
-from rankopt.search._objective import OBJECTIVE_DIRECTIONS, Objective
-from rankopt.search._progress import TrialReporter, progress_printer
-from rankopt.search._reach import check_budget
-from rankopt.search._sampler import default_pruner, make_sampler, worker_sampler_seed
-from rankopt.search._seeding import seed_trials
-from rankopt.search._sensitivity import study_sensitivity
-from rankopt.search._settings import SearchSettings
-from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
-from rankopt.search._study import (
-    check_compatible,
-    create_or_load,
-    enqueue_seeds_once,
-    quiet_optuna,
+from rankopt.search.loop._progress import TrialReporter, progress_printer
+from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
+from rankopt.search.loop._settings import SearchSettings
+from rankopt.search.objective._duplicates import (
+    DistinctTrialsStopper,
+    max_attempts,
+    n_distinct_finished,
 )
+from rankopt.search.objective._objective import OBJECTIVE_DIRECTIONS, Objective
+from rankopt.search.objective._sensitivity import study_sensitivity
+from rankopt.search.seeding._enqueue import enqueue_seeds_once
+from rankopt.search.seeding._seeding import seed_trials
+from rankopt.search.space._reach import check_budget
+from rankopt.search.space._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
+from rankopt.storage._heartbeat import fail_lost_trials
+from rankopt.storage._open import is_shared, open_storage
+from rankopt.storage._open import sqlite_lock_errors as _sqlite_lock_errors
+from rankopt.storage._queue import queued_line
+from rankopt.storage._study import check_compatible, create_or_load, quiet_optuna
 
 __all__ = ["search"]
 
@@ -104,7 +104,7 @@ def search(
     BatchNorm, scores it before and after a short fine-tune with distillation from the
     dense model (validation accuracy and cross-entropy), and stores plan and numbers in the
     trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (at most a quarter of
-    ``n_trials``, :func:`~rankopt.search._seeding.seed_trials`) are enqueued first, once per
+    ``n_trials``, :func:`~rankopt.search.seeding._seeding.seed_trials`) are enqueued first, once per
     study. The recommended plan (:func:`rankopt.export_plan`): the lowest validation loss.
 
     Args:

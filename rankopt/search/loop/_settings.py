@@ -9,13 +9,17 @@ from typing import Any
 
 import optuna
 
-from rankopt._defaults import DEFAULT_N_TRIALS
-from rankopt._device import resolve_device
-from rankopt._runtimes import get_runtime
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
-from rankopt.search._objective import OBJECTIVE_DIRECTIONS, FinetuneSettings, settings_dict
-from rankopt.search._sampler import SAMPLERS
-from rankopt.search._space import DEFAULT_MIN_LAYER_SHARE
+from rankopt.evaluators._device import resolve_device
+from rankopt.latency._runtimes import get_runtime
+from rankopt.search.loop import DEFAULT_N_TRIALS
+from rankopt.search.loop._sampler import SAMPLERS
+from rankopt.search.objective._objective import (
+    OBJECTIVE_DIRECTIONS,
+    FinetuneSettings,
+    settings_dict,
+)
+from rankopt.search.space._space import DEFAULT_MIN_LAYER_SHARE
 from rankopt.spaces import list_methods
 
 __all__ = ["SearchSettings"]

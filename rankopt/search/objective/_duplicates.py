@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._trial_attrs import PLAN_KEY_ATTR, is_repeat
 from rankopt.plan import LayerPlan
+from rankopt.storage._attrs import PLAN_KEY_ATTR, is_repeat
 
 __all__ = [
     "DistinctTrialsStopper",

@@ -13,22 +13,17 @@ import torch
 from optuna.trial import FrozenTrial
 from torch import nn
 
-from rankopt._device import on_device
-from rankopt._memory import release_free_memory
-from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
+from rankopt.budget._budget import Budget
 from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import (
-    accuracy_and_loss,
-    calibrate_bn,
-    compute_logits,
-    measure_latency_ms,
-    proxy_finetune,
-)
+from rankopt.evaluators import accuracy_and_loss, calibrate_bn, compute_logits, proxy_finetune
+from rankopt.evaluators._device import on_device
+from rankopt.latency import measure_latency_ms
 from rankopt.plan import apply_plan
-from rankopt.search._budget import Budget
-from rankopt.search._duplicates import earlier_evaluation, plan_key
-from rankopt.search._sensitivity import SensitivityProfile
-from rankopt.search._space import SearchSpace
+from rankopt.search.objective._duplicates import earlier_evaluation, plan_key
+from rankopt.search.objective._memory import release_free_memory
+from rankopt.search.space._profile import SensitivityProfile
+from rankopt.search.space._space import SearchSpace
+from rankopt.storage._attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 
 __all__ = ["FinetuneSettings", "Objective", "TrialData"]
 
@@ -282,7 +277,7 @@ class Objective:
         self, trial: optuna.Trial, earlier: FrozenTrial, started: float
     ) -> float | tuple[float, ...]:
         """Take the results of ``earlier``, which evaluated the same plan (see
-        :mod:`rankopt.search._duplicates`)."""
+        :mod:`rankopt.search.objective._duplicates`)."""
         for name in _REUSED_ATTRS:
             if name in earlier.user_attrs:
                 trial.set_user_attr(name, earlier.user_attrs[name])

@@ -6,122 +6,38 @@ applied to the dense model one layer at a time, BatchNorm is re-calibrated, and 
 the mean KL divergence (nats per image) from the dense model's output distribution to the
 decomposed one on a fixed sample of training images. No fine-tune: the profile is a one-off
 cost per study (stored in the study, reused on resume and by other workers), and the
-allocation (:mod:`rankopt.search._allocation`) interpolates it between the measured points.
+allocation (:mod:`rankopt.search.space._allocation`) interpolates it between the measured points.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankopt._geometric import geometric_picks
-from rankopt._memory import release_free_memory
 from rankopt.errors import DecompositionError
 from rankopt.evaluators import calibrate_bn, compute_logits
 from rankopt.plan import apply_plan
+from rankopt.search.objective._memory import release_free_memory
+from rankopt.search.space._profile import Points, SensitivityProfile
+from rankopt.spaces._rounding import geometric_picks
 
 if TYPE_CHECKING:
-    from rankopt.search._objective import TrialData
-    from rankopt.search._space import SearchSpace
+    from rankopt.search.objective._objective import TrialData
+    from rankopt.search.space._space import SearchSpace
 
-__all__ = ["SCHEMA_VERSION", "SensitivityProfile", "measure_sensitivity", "study_sensitivity"]
+__all__ = ["FAILED_SCORE", "kl_score", "measure_sensitivity", "study_sensitivity"]
 
-SCHEMA_VERSION = 1
 FAILED_SCORE = 1e3
 """Score of a point whose decomposition failed or whose output is not finite (nats)."""
 MEASURED_SHARE = 0.6
 """Measured points lie at or below this fraction of the dense layer's MACs."""
-Points = tuple[tuple[int, float], ...]
-
-
-@dataclass(frozen=True)
-class SensitivityProfile:
-    """Measured sensitivity per layer and method.
-
-    Attributes:
-        points: ``layer -> method -> ((macs, score), ...)`` sorted by MACs; scores are mean
-            KL divergences in nats per image, made non-increasing in MACs.
-        dense_macs: ``layer -> dense MACs`` (the score there is 0).
-        n_images: Images the scores were measured on.
-        wall_time_s: Time the measurement took.
-        failed: ``layer -> method -> reason`` where a decomposition failed (those points
-            score :data:`FAILED_SCORE`).
-    """
-
-    points: Mapping[str, Mapping[str, Points]]
-    dense_macs: Mapping[str, int]
-    n_images: int = 0
-    wall_time_s: float = 0.0
-    failed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    def score(self, layer: str, method: str, macs: int) -> float:
-        """Interpolated score of ``method`` on ``layer`` at ``macs`` (linear in log MACs).
-
-        Between the costliest measured point and the dense layer the score falls linearly
-        (in log MACs) to 0; below the cheapest measured point it is that point's score.
-        """
-        if method == "keep":
-            return 0.0
-        pts = list(self.points[layer][method])
-        dense = self.dense_macs[layer]
-        if macs >= dense:
-            return 0.0
-        pts.append((dense, 0.0))
-        if macs <= pts[0][0]:
-            return pts[0][1]
-        for (m0, s0), (m1, s1) in itertools.pairwise(pts):
-            if m0 <= macs <= m1:
-                if m1 == m0:
-                    return min(s0, s1)
-                t = (math.log(macs) - math.log(m0)) / (math.log(m1) - math.log(m0))
-                return s0 + t * (s1 - s0)
-        return 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (stored in the study's ``user_attrs["sensitivity"]``)."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "points": {
-                layer: {m: [list(p) for p in pts] for m, pts in methods.items()}
-                for layer, methods in self.points.items()
-            },
-            "dense_macs": dict(self.dense_macs),
-            "n_images": self.n_images,
-            "wall_time_s": self.wall_time_s,
-            "failed": {layer: dict(m) for layer, m in self.failed.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SensitivityProfile | None:
-        """Read :meth:`to_dict`'s form; None when it is from another schema version."""
-        if data.get("schema_version") != SCHEMA_VERSION:
-            return None
-        return cls(
-            points={
-                layer: {m: tuple((int(a), float(b)) for a, b in pts) for m, pts in methods.items()}
-                for layer, methods in data["points"].items()
-            },
-            dense_macs={k: int(v) for k, v in data["dense_macs"].items()},
-            n_images=int(data.get("n_images", 0)),
-            wall_time_s=float(data.get("wall_time_s", 0.0)),
-            failed={k: dict(v) for k, v in data.get("failed", {}).items()},
-        )
-
-    def covers(self, choices: Mapping[str, Any]) -> bool:
-        """Whether every (layer, method) of ``choices`` has measured points."""
-        return all(
-            layer in self.points and all(m in self.points[layer] for m in methods)
-            for layer, methods in choices.items()
-        )
 
 
 def kl_score(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
@@ -149,7 +65,7 @@ def measure_sensitivity(
 
     Args:
         model: The dense model (left untouched).
-        space: The :class:`~rankopt.search._space.SearchSpace`.
+        space: The :class:`~rankopt.search.space._space.SearchSpace`.
         images: Training images used for BatchNorm calibration and scoring.
         teacher_logits: The dense model's logits on ``images``.
         n_points: Measured points per (layer, method).

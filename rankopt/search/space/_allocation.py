@@ -2,7 +2,7 @@
 
 Each layer offers candidates (a method at one point of its rank path, or ``keep``) with a
 cost (MACs, parameters) and a sensitivity score (how much the network's output degrades when
-only this layer is decomposed so, see :mod:`rankopt.search._sensitivity`). The allocation
+only this layer is decomposed so, see :mod:`rankopt.search.objective._sensitivity`). The allocation
 minimises ``sum_L w_L * score_L`` subject to the budget: a Lagrangian relaxation (each layer
 independently minimises ``w * score + lam * cost``; ``lam`` bisected until the total fits)
 followed by a greedy fill of the slack (the upgrade with the best score saved per unit of

@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
-from rankopt._runtimes import get_runtime
+from rankopt.budget._budget import Budget
 from rankopt.errors import BudgetError
-from rankopt.search._allocation import resource
-from rankopt.search._budget import Budget
+from rankopt.latency._runtimes import get_runtime
+from rankopt.search.space._allocation import Candidate, resource
 
 if TYPE_CHECKING:
-    from rankopt.search._space import SearchSpace
+    from rankopt.evaluators import ModelProfile
+    from rankopt.latency import LatencyTable
+    from rankopt.spaces import LayerInfo
 
-__all__ = ["check_budget", "min_cost", "min_latency_ms"]
+__all__ = ["SearchSpace", "check_budget", "min_cost", "min_latency_ms"]
+
+
+class SearchSpace(Protocol):
+    """What the reach reads of a space (:class:`._space.SearchSpace`, which builds on this
+    module)."""
+
+    @property
+    def profile(self) -> ModelProfile:
+        """The dense model's profile."""
+
+    @property
+    def choices(self) -> Mapping[str, tuple[str, ...]]:
+        """``layer -> offered methods`` of the searchable layers."""
+
+    @property
+    def latency(self) -> LatencyTable | None:
+        """The per-layer latency table, when the budget has a latency."""
+
+    def layer(self, name: str) -> LayerInfo:
+        """The layer's info."""
+
+    def candidates(self, layer: str, method: str) -> tuple[Candidate, ...]:
+        """The layer's candidates with ``method``, cheapest first."""
+
+    def keep(self, layer: str) -> Candidate:
+        """The layer kept dense."""
+
+    def dense_costs(self) -> dict[str, float]:
+        """The dense model's cost per resource."""
 
 
 def min_cost(space: SearchSpace) -> tuple[int, int]:

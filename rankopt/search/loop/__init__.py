@@ -1,6 +1,7 @@
-"""Defaults shared by the Python API (:func:`rankopt.search`) and the command line.
+"""The study loop: settings, sampler, data checks, progress, and ``search()`` itself.
 
-Neutral ground (imports no rankopt subpackage), so ``rankopt --help`` stays fast.
+This package's ``__init__`` is light (no torch, no optuna): the command line reads
+:data:`DEFAULT_N_TRIALS` from it for ``rankopt --help``.
 """
 
 from __future__ import annotations
