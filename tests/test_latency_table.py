@@ -397,7 +397,7 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
 
 
 def test_swapped_variants_are_timed_against_the_dense_model_round_by_round() -> None:
-    from rankopt.latency._runtimes import paired_medians_ms
+    from rankopt.latency._timing import paired_medians_ms
 
     # The variant's own median (2.0) equals the dense model's: unpaired it saves nothing.
     # Its per-round differences (-0.5, +0.5, -1.0) have median -0.5: it saves 0.5 ms.
