@@ -34,8 +34,9 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument(
             "--data",
             default=DEFAULT_DATA,
-            help="built-in data set (mnist5k, digits), an ImageFolder directory (streamed from "
-            "disk), or a .pt file of (images, labels) (default: %(default)s)",
+            help="built-in data set (mnist5k, digits, fashion-mnist), an ImageFolder directory "
+            "(streamed from disk), a folder of MNIST-format idx files, or a .pt file of "
+            "(images, labels) (default: %(default)s)",
         )
         for stat in ("mean", "std"):
             p.add_argument(
