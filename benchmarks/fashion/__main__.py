@@ -23,7 +23,7 @@ from benchmarks.bench_plans import shared_sensitivity
 from benchmarks.bench_report import machine_facts, md_table
 from benchmarks.fashion import report
 from benchmarks.fashion.harness import FinalFinetune, Task, load_task, measure_row, say
-from benchmarks.fashion.rows import Rows
+from benchmarks.fashion.rows import Rows, make_peer_models
 from benchmarks.fashion.searches import SAMPLERS, SearchRun, run_study
 
 HERE = Path(__file__).resolve().parent.parent
@@ -49,8 +49,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ft-images", type=int, default=None, help="final fine-tune sample")
     p.add_argument("--ft-epochs", type=int, default=None, help="final fine-tune passes")
     p.add_argument("--uniform", default=None, help="methods of the uniform rows")
-    p.add_argument("--aimet-dir", type=Path, default=None, help="bench_aimet.py's output")
-    p.add_argument("--musco-dir", type=Path, default=None, help="peer_musco's output")
+    p.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=Path("/tmp/rankopt_peers"),
+        help="where the musco and AIMET models are written (made when missing)",
+    )
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = p.parse_args(argv)
@@ -92,10 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         dense_ft.append(acc)
         say(f"  dense + FT seed {seed}: {acc:.4f}")
 
+    peer_lines = make_peer_models(task, args.budgets, args.peers_dir, say)
     builder = Rows(
         task,
         uniform_methods=args.uniform,
-        peer_dirs={"aimet": args.aimet_dir, "musco": args.musco_dir},
+        peer_dirs={"aimet": args.peers_dir, "musco": args.peers_dir},
         progress=say,
     )
     say("[seed recipe]")
@@ -165,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall_s,
         command,
         curves,
+        peer_lines,
     )
     (out / "BENCHMARKS_FASHION.md").write_text(md)
     say(f"wrote {out / 'BENCHMARKS_FASHION.md'} and {curves} in {wall_s / 60:.1f} min")
@@ -183,6 +189,7 @@ def render(
     wall_s: float,
     command: str,
     curves: Path,
+    peer_lines: list[str],
 ) -> str:
     """The markdown file: the answer (goals and the head table) first, then the details."""
     facts_end = machine_facts()
@@ -240,7 +247,10 @@ def render(
                 ],
                 ["torch threads", facts_start["torch_threads"]],
                 ["date", facts_start["date"]],
-                ["load average at start / end", f"{facts_start['load']} / {facts_end['load']}"],
+                [
+                    "load average (1/5/15 min) at start; at end",
+                    f"{facts_start['load']}; {facts_end['load']}",
+                ],
                 ["wall time", f"{wall_s / 60:.1f} min"],
                 ["splits", "55,000 train / 5,000 val (searches rank plans on it) / 10,000 test"],
                 ["trials per search", f"{args.trials} (rankopt.search defaults otherwise)"],
@@ -248,7 +258,7 @@ def render(
                 [
                     "latency",
                     "ratio to dense at 1 thread, timed side by side "
-                    "(rankopt.evaluators.compare_latency_ms), first seed's model; ORT = ONNX "
+                    "(rankopt.latency.compare_latency_ms), first seed's model; ORT = ONNX "
                     "Runtime CPU, torch = eager PyTorch",
                 ],
             ],
@@ -295,6 +305,22 @@ def render(
         f"Best-so-far curves: [{curves.name}]({curves.name}).",
         "",
         report.search_table(runs),
+        "",
+        "## 4. Peers",
+        "",
+        "Every peer's model gets the same calibration and final fine-tune as rankopt's plans.",
+        "",
+        "- **torch-pruning** (`benchmarks/peer_pruning.py`): structured channel pruning, "
+        "L2 group magnitude importance per layer, iterative steps until fvcore MACs meet the "
+        "budget; the classifier is kept.",
+        "- **musco-pytorch** (`benchmarks/peer_musco.py`, its own venv): one-stage VBMF ranks "
+        "with the weakening factor bisected to the budget.",
+        "- **aimet-torch** (`benchmarks/bench_aimet.py`, its own venv): spatial-SVD greedy "
+        "ratio selection aimed at the budget.",
+        "- **tensorly-torch** (`benchmarks/bench_plans.py`): Tucker on every kxk conv but "
+        "the input conv, one rank fraction, bisected to the budget.",
+        "",
+        *[f"- {line}" for line in peer_lines],
         "",
     ]
     return "\n".join(parts) + "\n"

@@ -11,6 +11,7 @@ in its own venv); a peer that is not installed gives a row with a note, not a cr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,10 +135,65 @@ class Rows:
         if path is None or not path.exists():
             where = path or f"no --{peer}-dir"
             return Candidate(label, None, None, f"no model file ({where})")
+        info_path = path.with_suffix(".json")
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        made_for = (info.get("model"), info.get("data"))
+        if made_for != (self.task.model_name, self.task.data_name):
+            return Candidate(label, None, None, f"{path} was made for {made_for}, not this task")
         model = torch.load(path, weights_only=False).eval()
-        note = f"{peer} model {path.name}"
+        note = str(info.get("note") or f"{peer} model {path.name}")
         return Candidate(label, None, model, note, mkldnn_off=peer == "aimet")
 
 
 def _describe(info: dict[str, Any]) -> str:
+    if "note" in info:
+        return str(info["note"])
     return "; ".join(f"{k} {v}" for k, v in info.items())
+
+
+AIMET_PYTHON = Path("/tmp/aimet/bin/python")
+"""The venv :mod:`benchmarks.bench_aimet` documents (aimet-torch pins its own stack)."""
+
+
+def make_peer_models(
+    task: Task, budgets: Sequence[float], folder: Path, progress: Callable[[str], None]
+) -> list[str]:
+    """Write the musco and AIMET models of every budget into ``folder`` where missing.
+
+    musco: :func:`benchmarks.peer_musco.musco_models` (it creates its venv when missing).
+    AIMET: ``benchmarks/bench_aimet.py`` run by the venv's interpreter
+    (:data:`AIMET_PYTHON`); without that venv the AIMET rows say so.
+
+    Returns:
+        One line per peer saying what was made or why not.
+    """
+    import site
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    missing = [b for b in budgets if not (folder / f"musco_{b:g}.pt").exists()]
+    if missing:
+        progress(f"[musco] compressing at {missing} in its venv")
+        try:
+            from benchmarks.peer_musco import musco_models
+
+            musco_models(task.model_name, task.data_name, missing, folder)
+            lines.append(f"musco: made {len(missing)} model(s) with peer_musco.musco_models")
+        except Exception as exc:  # the venv cannot be built here, say
+            lines.append(f"musco: not made: {type(exc).__name__}: {str(exc)[:300]}")
+    missing = [b for b in budgets if not (folder / f"aimet_{b:g}.pt").exists()]
+    if missing and AIMET_PYTHON.exists():
+        progress(f"[aimet] compressing at {missing} in its venv")
+        script = Path(__file__).resolve().parent.parent / "bench_aimet.py"
+        cmd = [str(AIMET_PYTHON), str(script), "--model", task.model_name]
+        cmd += ["--data", task.data_name, "--out", str(folder)]
+        cmd += ["--main-site", site.getsitepackages()[0], *[f"{b:g}" for b in missing]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines.append(
+            f"aimet: bench_aimet.py exit {proc.returncode}"
+            + ("" if proc.returncode == 0 else f": {proc.stderr[-300:]}")
+        )
+    elif missing:
+        lines.append(f"aimet: no venv at {AIMET_PYTHON} (see benchmarks/bench_aimet.py)")
+    return lines
