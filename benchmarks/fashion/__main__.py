@@ -22,7 +22,7 @@ import torch
 from benchmarks.bench_plans import shared_sensitivity
 from benchmarks.bench_report import machine_facts, md_table
 from benchmarks.fashion import report
-from benchmarks.fashion.harness import FinalFinetune, Task, load_task, measure_row, say
+from benchmarks.fashion.harness import Candidate, FinalFinetune, Task, load_task, measure_row, say
 from benchmarks.fashion.rows import Rows, make_peer_models
 from benchmarks.fashion.searches import SAMPLERS, SearchRun, run_study
 
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dense_ft.append(acc)
         say(f"  dense + FT seed {seed}: {acc:.4f}")
 
-    peer_lines = make_peer_models(task, args.budgets, args.peers_dir, say)
+    peer_lines: list[str] = []
     builder = Rows(
         task,
         uniform_methods=args.uniform,
@@ -116,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append(seed_row)
     with shared_sensitivity():
         for b in args.budgets:
-            for cand in builder.for_budget(b, finetune.calibration):
+            # the file peers (None) are made, when missing, after the in-process rows
+            cands: list[Candidate | None] = [*builder.for_budget(b, finetune.calibration), None]
+            for cand in cands:
+                if cand is None:
+                    peer_lines += make_peer_models(task, [b], args.peers_dir, say)
+                    cands += builder.file_peers(b)
+                    continue
                 say(f"[{b:.0%}] {cand.label}")
                 for seed in args.seeds:
                     rows.append(

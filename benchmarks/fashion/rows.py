@@ -93,7 +93,7 @@ class Rows:
         return self._greedy
 
     def for_budget(self, fraction: float, calibration: torch.Tensor) -> list[Candidate]:
-        """Every non-search candidate at ``fraction`` of dense MACs."""
+        """The in-process candidates at ``fraction`` of dense MACs (all but the file peers)."""
         task = self.task
         budget = Budget(max_macs=rankopt.parse_budget(fraction, task.dense_macs))
         out: list[Candidate] = []
@@ -106,9 +106,14 @@ class Rows:
         out.append(Candidate("greedy", plan, None, f"AIMET-style allocator; {note}"))
         out.append(self._tltorch(budget))
         out.append(self._pruning(fraction))
-        out.append(self._from_file("aimet_spatial_svd (peer)", "aimet", fraction))
-        out.append(self._from_file("musco (peer)", "musco", fraction))
         return out
+
+    def file_peers(self, fraction: float) -> list[Candidate]:
+        """The peers whose models their own venvs wrote (see :func:`make_peer_models`)."""
+        return [
+            self._from_file("musco (peer)", "musco", fraction),
+            self._from_file("aimet_spatial_svd (peer)", "aimet", fraction),
+        ]
 
     def _tltorch(self, budget: Budget) -> Candidate:
         label = "tltorch_tucker (peer)"
