@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "resnet8"
-DEFAULT_DATA = "mnist5k"
+from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
+
 DEFAULT_BUDGET = "50%"
 DEFAULT_RUN_DIR = "rankopt-runs"
 
