@@ -497,7 +497,7 @@ def test_the_table_and_the_figure_show_the_recommended_trial_off_the_front() -> 
     assert df[df["kind"] == "recommended"]["trial"].astype(int).tolist() == [1]
     fig = plot_pareto_front(study)
     marker = _trace(fig, "Recommended plan")
-    assert list(marker.x) == [300_000] and list(marker.y) == [0.95]
+    assert list(marker.x) == [0.3] and list(marker.y) == [0.95]
     assert marker.customdata[0][0] == "trial 1"
     assert "recommended" not in set(pareto_front(study, include_reference=False)["kind"])
 

@@ -261,6 +261,40 @@ def format_table(df: Any) -> str:
     return str(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+def given_study_args(args: argparse.Namespace) -> list[str]:
+    """``--storage`` / ``--run-dir`` / ``--study-name`` as the user gave them (password masked)."""
+    from rankopt._storage import mask_url
+
+    out: list[str] = []
+    if args.storage:
+        out += ["--storage", mask_url(str(args.storage))]
+    elif str(args.run_dir) != DEFAULT_RUN_DIR:
+        out += ["--run-dir", str(args.run_dir)]
+    if args.study_name:
+        out += ["--study-name", str(args.study_name)]
+    return out
+
+
+def find_study_args(args: argparse.Namespace, study_name: str, storage: Any) -> list[str]:
+    """The fewest options with which ``rankopt export`` / ``report`` find ``study`` again.
+
+    ``storage`` is the opened Optuna storage (or its URL). Nothing when the study is the
+    only one in the default run directory; ``--run-dir`` for
+    another run directory; ``--study-name`` when the storage holds other studies too; a
+    storage URL given with ``--storage`` is repeated (password masked) with the study name.
+    """
+    import optuna
+
+    from rankopt._storage import mask_url
+
+    if args.storage:
+        return ["--storage", mask_url(str(args.storage)), "--study-name", study_name]
+    out = [] if str(args.run_dir) == DEFAULT_RUN_DIR else ["--run-dir", str(args.run_dir)]
+    if len(optuna.get_all_study_names(storage=storage)) > 1:
+        out += ["--study-name", study_name]
+    return out
+
+
 def open_study(args: argparse.Namespace) -> Any:
     from rankopt.studies import load_study
 

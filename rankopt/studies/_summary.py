@@ -187,7 +187,11 @@ def _join(words: Sequence[str]) -> str:
 
 
 def next_commands(
-    study: optuna.Study, *, study_args: Sequence[str] = (), plan_path: str = "plan.json"
+    study: optuna.Study,
+    *,
+    study_args: Sequence[str] = (),
+    model_args: Sequence[str] | None = None,
+    plan_path: str = "plan.json",
 ) -> list[str]:
     """The commands that export, apply and fine-tune the recommended plan.
 
@@ -199,12 +203,14 @@ def next_commands(
         study: The study.
         study_args: What ``rankopt export`` needs to find the study (empty when the default
             run directory holds only this study), e.g. ``["--study-name", "x"]``.
+        model_args: The model and data options of ``apply`` / ``finetune`` (None: ``--model``
+            and ``--data`` from the study's attributes where they are not the defaults).
         plan_path: Where the plan is written.
 
     Returns:
         Three command lines.
     """
-    model = _model_args(study)
+    model = _model_args(study) if model_args is None else list(model_args)
     return [
         _join(["rankopt", "export", *study_args, "--out", plan_path]),
         _join(["rankopt", "apply", plan_path, *model, "--out", "small.onnx"]),
