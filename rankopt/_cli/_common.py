@@ -44,7 +44,22 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                 "(default: no normalisation, pixels in [0, 1])",
             )
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads for training, trials and fine-tunes (default: all cores; "
+        "latency is timed at --latency-threads)",
+    )
+
+
+def add_latency_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--latency-threads",
+        type=int,
+        default=1,
+        help="threads latency is timed at (default: %(default)s, steady on a small or shared "
+        "machine; at most the CPU cores this process may use)",
+    )
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:

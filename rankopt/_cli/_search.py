@@ -75,6 +75,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             lr=args.lr,
             measure_latency=args.measure_latency,
             latency_runtime=args.latency_runtime,
+            latency_threads=args.latency_threads,
+            latency_tolerance=args.latency_tolerance,
             model_name=str(args.model),
             data_name=str(args.data),
             n_threads=args.threads,

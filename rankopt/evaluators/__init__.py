@@ -10,7 +10,14 @@ from rankopt.evaluators._evaluation import (
     evaluate_accuracy,
     evaluate_accuracy_and_loss,
 )
-from rankopt.evaluators._latency import compare_latency_ms, measure_latency_ms
+from rankopt.evaluators._latency import (
+    DEFAULT_LATENCY_THREADS,
+    check_latency_threads,
+    compare_latency_ms,
+    measure_latency_ms,
+    timing_threads,
+    usable_cores,
+)
 from rankopt.evaluators._latency_table import (
     LATENCY_SCHEMA_VERSION,
     LatencyTable,
@@ -22,6 +29,7 @@ from rankopt.evaluators._latency_table import (
 from rankopt.evaluators._training import FinetuneResult, distillation_loss, proxy_finetune
 
 __all__ = [
+    "DEFAULT_LATENCY_THREADS",
     "LATENCY_SCHEMA_VERSION",
     "Cost",
     "DenseTrainResult",
@@ -30,6 +38,7 @@ __all__ = [
     "ModelProfile",
     "accuracy_and_loss",
     "calibrate_bn",
+    "check_latency_threads",
     "compare_latency_ms",
     "compute_logits",
     "compute_logits_and_labels",
@@ -46,5 +55,7 @@ __all__ = [
     "proxy_finetune",
     "rank_grid",
     "time_interleaved_ms",
+    "timing_threads",
     "train_dense",
+    "usable_cores",
 ]
