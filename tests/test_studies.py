@@ -295,7 +295,7 @@ def test_pareto_figure_matches_table(multi: bool) -> None:
     assert len(_trace(fig, "All trials").x) == 30
     assert len(_trace(fig, "VBMF seed").x) == 1
     # x is the MACs share of dense; dense is a labelled line at its accuracy, not a point
-    assert fig.layout.xaxis.tickformat == ".0%"
+    assert fig.layout.xaxis.tickformat == ".1%"
     assert max(front.x) <= 1.0 and "Dense model" not in [t.name for t in fig.data]
     budget = [s for s in fig.layout.shapes if s.name == "budget"]
     assert len(budget) == 1 and budget[0].x0 == 0.6

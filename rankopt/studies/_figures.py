@@ -251,7 +251,7 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
         legend={"orientation": "h", "yanchor": "bottom", "y": -0.25},
     )
     if percent:
-        fig.update_xaxes(tickformat=".0%")
+        fig.update_xaxes(tickformat=".1%")
     x_span = x_range(everything, table, x, budget)
     if x_span is not None:
         fig.update_xaxes(range=x_span)

@@ -82,7 +82,7 @@ def _fold(cell: str) -> str:
 def _compact(value: Any) -> str:
     """A settings value as a person reads it: lists joined, dicts as ``key value`` pairs."""
     if value is None:
-        return "none (default)"
+        return "default"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -194,7 +194,7 @@ def _summary_html(study: optuna.Study, study_args: Sequence[str]) -> str:
     seed = f" (seed <code>{escape(summary.seed)}</code>)" if summary.seed else ""
     delta = summary.accuracy_change_points
     change = (
-        f" — <b>{delta:+.2f} points</b> vs the dense model's {_fmt_pct(summary.dense_accuracy)}"
+        f" (<b>{delta:+.2f} points</b> vs the dense model's {_fmt_pct(summary.dense_accuracy)})"
         if math.isfinite(delta)
         else ""
     )
@@ -258,7 +258,7 @@ def report(study: optuna.Study, path: str | Path, *, study_args: Sequence[str] =
     body = (
         "<h2 id='recommended'>Recommended plan</h2>"
         + _summary_html(study, study_args)
-        + f"<h2>Pareto front ({n_front} trials)</h2>"
+        + f"<h2>Pareto front ({n_front} trial{'' if n_front == 1 else 's'})</h2>"
         + "<p>Rows of kind <code>dense</code>, <code>vbmf_seed</code> and "
         "<code>recommended</code> are references, not front members (the recommended plan has "
         "the lowest validation loss, which need not put it on the accuracy front).</p>"
