@@ -95,10 +95,16 @@ class PlanSummary:
         return ", ".join(parts)
 
     def methods_line(self, limit: int = 6) -> str:
-        """The layers as ``conv1 keep, layer1.0.conv1 T2(7,7), ...`` (``limit`` shown)."""
-        shown = [f"{c.layer} {c.short}" for c in self.layers[:limit]]
-        rest = len(self.layers) - limit
-        return ", ".join(shown) + (f", ... ({rest} more)" if rest > 0 else "")
+        """The decomposed layers, then how many stay dense:
+        ``layer1.0.conv1 CP(11), layer2.0.conv2 T2(7,9); 3 layers kept dense``."""
+        changed = [f"{c.layer} {c.short}" for c in self.layers if c.method != "keep"]
+        kept = len(self.layers) - len(changed)
+        line = ", ".join(changed[:limit]) or "no layer decomposed"
+        if len(changed) > limit:
+            line += f", ... ({len(changed) - limit} more)"
+        if kept:
+            line += f"; {kept} layer{'s' if kept > 1 else ''} kept dense"
+        return line
 
 
 def _latency(trial: FrozenTrial, dense: Any) -> tuple[dict[int, float], str]:
