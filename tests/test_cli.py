@@ -114,6 +114,8 @@ SEARCH_BAD: list[tuple[list[str], list[str]]] = [
     (["--lr", "nan"], ["lr = nan", "positive"]),
     (["--threads", "-1"], ["threads = -1", ">= 1"]),
     (["--threads", "0"], ["threads = 0", ">= 1"]),
+    (["--latency-threads", "999"], ["latency_threads = 999 must be at most the", "scheduler"]),
+    (["--latency-tolerance", "0"], ["latency_tolerance = 0.0 must be in (0, 1]"]),
     (["--seed", "-1"], ["seed = -1", "in [0, 4294967295]"]),
     (["--num-classes", "0"], ["num_classes = 0", ">= 1"]),
     (["--model", "rankopt_testmodels:five_class_net"], ["labels", "10 classes", "5 outputs"]),
