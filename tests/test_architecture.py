@@ -46,3 +46,17 @@ def test_import_linter_contracts_are_kept() -> None:
     cli = pytest.importorskip("importlinter.cli", reason="import-linter ('dev' extra) is missing")
     code = cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    "package", ["rankopt", "rankopt.search", "rankopt.storage", "rankopt.latency"]
+)
+def test_every_public_name_resolves(package: str) -> None:
+    """A lazily loaded name that points at the wrong module fails here, not in a user's
+    command (mypy accepts any name of a module with ``__getattr__``)."""
+    import importlib
+
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert missing == []
+    assert set(module.__all__) <= set(dir(module))

@@ -45,7 +45,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
 
     from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune
-    from rankopt.latency import check_latency_threads, compare_latency_ms
+    from rankopt.latency._measure import check_latency_threads, compare_latency_ms
     from rankopt.latency._runtimes import get_runtime
     from rankopt.plan import CompressionPlan, apply_plan
 
