@@ -19,8 +19,9 @@ builtins / ``np.isin`` on the flattened input, which is what they were), and
 ``scipy.linalg.eigh(..., eigvals=(lo, hi))`` is mapped to ``subset_by_index=[lo, hi]``.
 Nothing else in musco is changed, except two things in its rank floor (``_set_min_rank``):
 musco 1.0.6's ``SVDDecomposedConvLayer`` (1x1 convs) reads ``self.min_rank`` without ever
-setting it, an ``AttributeError`` on every 1x1 conv, so the class gets musco's own value 8;
-and the optional floor override below.
+setting it, an ``AttributeError`` on every 1x1 conv, so the class gets musco's own value 8
+(and, for ``param_reduction``, its ``in_features`` / ``out_features``, which only the linear
+variant has, are aliased to the channel counts); and the optional floor override below.
 
 Rank selection (one compression stage, no fine-tune between stages):
 
@@ -122,6 +123,10 @@ def _set_min_rank(min_rank: int) -> None:
     # musco 1.0.6 reads self.min_rank in SVDDecomposedConvLayer (1x1 convs) but never sets
     # it (AttributeError on every 1x1 conv); a class attribute fills the gap.
     svd_layer.SVDDecomposedConvLayer.min_rank = MUSCO_MIN_RANK
+    # ... and its param_reduction branch reads self.in_features / self.out_features, which
+    # only the linear variant has (AttributeError): alias them to the channel counts.
+    svd_layer.SVDDecomposedConvLayer.in_features = property(lambda self: self.in_channels)
+    svd_layer.SVDDecomposedConvLayer.out_features = property(lambda self: self.out_channels)
     for module in (tucker2, svd_layer):
         module.estimate_vbmf_ranks = floor(estimator.estimate_vbmf_ranks)  # type: ignore[attr-defined]
         module.estimate_rank_for_compression_rate = floor(  # type: ignore[attr-defined]
