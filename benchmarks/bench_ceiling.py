@@ -48,8 +48,8 @@ from run import _SEARCH_DEFAULTS, _Finetuner, builtin_model
 from scipy.stats import spearmanr
 
 import rankopt
-from rankopt._trial_attrs import VAL_LOSS_ATTR, best_first, is_repeat
 from rankopt.search import Budget
+from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat
 
 HERE = Path(__file__).resolve().parent
 

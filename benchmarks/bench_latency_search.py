@@ -27,21 +27,15 @@ import torch
 from torch import nn
 
 import rankopt
-from rankopt._runtimes import RUNTIMES, get_runtime
-from rankopt._trial_attrs import best_first
 from rankopt.data import load_data
-from rankopt.evaluators import (
-    calibrate_bn,
-    compare_latency_ms,
-    evaluate_accuracy,
-    full_finetune,
-    latency_table,
-    profile,
-)
+from rankopt.evaluators import calibrate_bn, evaluate_accuracy, full_finetune, profile
+from rankopt.latency import compare_latency_ms, latency_table
+from rankopt.latency._runtimes import RUNTIMES, get_runtime
 from rankopt.models import get_pretrained
 from rankopt.plan import CompressionPlan
-from rankopt.search._reach import min_latency_ms
-from rankopt.search._space import SearchSpace
+from rankopt.search.space._reach import min_latency_ms
+from rankopt.search.space._space import SearchSpace
+from rankopt.storage._attrs import best_first
 
 HERE = Path(__file__).resolve().parent
 INPUT = (1, 28, 28)

@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from rankopt.evaluators import latency_table, time_interleaved_ms
+from rankopt.latency import latency_table, time_interleaved_ms
 from rankopt.models import create_model
 from rankopt.plan import LayerPlan
 from rankopt.spaces import build_module, get_method

@@ -107,9 +107,9 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
 
     torch.set_num_threads(1)
     import rankopt
-    from rankopt._trial_attrs import is_repeat
     from rankopt.data import load_data
     from rankopt.models import create_model
+    from rankopt.storage._attrs import is_repeat
 
     data = load_data(folder, stream=True)
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 Two layers (16->16 3x3 at 28x28, 64->64 3x3 at 14x14), batch 1 and 64, one thread. All
 modules of a layer and batch size are timed **interleaved** in the same rounds
-(``rankopt.evaluators.time_interleaved_ms``), so the ratios to dense share the machine's
+(``rankopt.latency.time_interleaved_ms``), so the ratios to dense share the machine's
 load. Also times the older unfused CP chain (two 1-D depthwise convs) and a GKPD variant
 whose B conv is one grouped conv (B repeated S1 times) instead of a batch reshape.
 
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt.evaluators import time_interleaved_ms
+from rankopt.latency import time_interleaved_ms
 from rankopt.spaces import _cp as cp_module
 from rankopt.spaces import conv_output_hw, describe_layer, get_method
 from rankopt.spaces._layer import LayerInfo

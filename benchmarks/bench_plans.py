@@ -22,10 +22,11 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 import rankopt
-from rankopt._trial_attrs import best_first
-from rankopt.evaluators import evaluate_accuracy, measure_latency_ms
+from rankopt.evaluators import evaluate_accuracy
+from rankopt.latency import measure_latency_ms
 from rankopt.search import Budget, SearchSpace
-from rankopt.search._allocation import Candidate
+from rankopt.search.space._allocation import Candidate
+from rankopt.storage._attrs import best_first
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -245,7 +246,7 @@ def shared_sensitivity() -> Iterator[None]:
     per study. Studies of one benchmark run that share those inputs get the profile
     measured by the first one, exactly as a study resumed from storage would.
     """
-    from rankopt.search import _sensitivity as _run
+    from rankopt.search.objective import _sensitivity as _run
 
     original = _run.measure_sensitivity
     cache: dict[tuple[int, int, tuple[str, ...]], Any] = {}
@@ -320,7 +321,7 @@ def run_search(
 
 def spearman_sample(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """``k`` completed trials: the recommended one and the rest spread evenly over the
-    search's ranking (:func:`rankopt._trial_attrs.best_first`; distinct plans only)."""
+    search's ranking (:func:`rankopt.storage._attrs.best_first`; distinct plans only)."""
     seen: set[str] = set()
     trials = []
     for t in best_first(completed(study)):

@@ -16,7 +16,7 @@ import torch
 from plotly.subplots import make_subplots
 
 import rankopt
-from rankopt.evaluators import machine_signature
+from rankopt.latency import machine_signature
 
 
 def machine_facts() -> dict[str, str]:

@@ -52,9 +52,9 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import rankopt
-from rankopt._trial_attrs import VAL_LOSS_ATTR
 from rankopt.evaluators import compute_logits, evaluate_accuracy, full_finetune
 from rankopt.search import Budget, SearchSettings
+from rankopt.storage._attrs import VAL_LOSS_ATTR
 
 Data = tuple[torch.Tensor, torch.Tensor]
 HERE = Path(__file__).resolve().parent

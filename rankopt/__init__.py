@@ -33,9 +33,9 @@ from rankopt.errors import (
 )
 
 if TYPE_CHECKING:
-    from rankopt._budget import parse_budget
-    from rankopt._onnx import export_onnx
+    from rankopt.budget import parse_budget
     from rankopt.evaluators import Cost, ModelProfile, calibrate_bn, cost, count_macs, profile
+    from rankopt.latency import export_onnx
     from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
     from rankopt.search import search
     from rankopt.spaces import (
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 # Heavy parts (torch, optuna, pandas, plotly) load on first use, so that ``import rankopt``
 # and ``rankopt --help`` stay fast (PEP 562 module ``__getattr__``).
 _LAZY: dict[str, str] = {
-    "parse_budget": "rankopt._budget",
-    "export_onnx": "rankopt._onnx",
+    "parse_budget": "rankopt.budget",
+    "export_onnx": "rankopt.latency",
     "Cost": "rankopt.evaluators",
     "calibrate_bn": "rankopt.evaluators",
     "ModelProfile": "rankopt.evaluators",

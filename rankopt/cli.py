@@ -27,8 +27,8 @@ from rankopt._cli import (
     cmd_search,
     cmd_workers,
 )
-from rankopt._defaults import DEFAULT_N_TRIALS
-from rankopt._runtimes import RUNTIMES
+from rankopt.latency._runtimes import RUNTIMES
+from rankopt.search.loop import DEFAULT_N_TRIALS
 
 __all__ = ["build_parser", "main"]
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="...",
         help="options of `rankopt search` (see rankopt search --help)",
     )
-    p.set_defaults(func=cmd_workers)
+    p.set_defaults(func=cmd_workers, parse_search=parse_search_args)
 
     p = sub.add_parser("front", help="print the Pareto front")
     add_study_args(p)
@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list built-in models, data sets and methods")
     p.set_defaults(func=cmd_models)
     return parser
+
+
+def parse_search_args(search_argv: Sequence[str]) -> argparse.Namespace:
+    """``search_argv`` parsed as the options of ``rankopt search`` (``rankopt workers``
+    checks its workers' options with it; the command gets it from the parser, so that
+    ``rankopt._cli`` never imports this module)."""
+    return build_parser().parse_args(["search", *search_argv])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

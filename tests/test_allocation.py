@@ -11,16 +11,16 @@ from optuna.trial import TrialState
 from torch import nn
 
 from rankopt import calibrate_bn
-from rankopt._runtimes import TorchRuntime
+from rankopt.budget._budget import Budget
 from rankopt.errors import BudgetError, DataError, SettingsError
 from rankopt.evaluators import count_macs, evaluate_accuracy, profile
+from rankopt.latency._runtimes import TorchRuntime
 from rankopt.plan import CompressionPlan, apply_plan
 from rankopt.search import search
-from rankopt.search._allocation import Candidate, allocate, allocate_uniform
-from rankopt.search._budget import Budget
-from rankopt.search._duplicates import n_distinct_finished
-from rankopt.search._sensitivity import SensitivityProfile
-from rankopt.search._space import SearchSpace
+from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.search.space._allocation import Candidate, allocate, allocate_uniform
+from rankopt.search.space._profile import SensitivityProfile
+from rankopt.search.space._space import SearchSpace
 from rankopt.spaces import get_method
 
 SHAPE = (1, 8, 8)

@@ -402,8 +402,8 @@ def test_finetune_checks_its_latency_runtime_before_fine_tuning(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rankopt._runtimes import OnnxRuntime
     from rankopt.errors import RankoptError
+    from rankopt.latency._runtimes import OnnxRuntime
 
     def missing(_self: object) -> None:
         raise RankoptError("ONNX export needs the 'onnxruntime' package, which is not installed")

@@ -14,10 +14,10 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._trial_attrs import is_repeat
 from rankopt.cli import main
 from rankopt.evaluators import count_macs
 from rankopt.search import search
+from rankopt.storage._attrs import is_repeat
 from rankopt.studies import pareto_front
 
 SHAPE = (1, 8, 8)

@@ -8,10 +8,10 @@ import pytest
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._trial_attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, is_repeat
 from rankopt.plan import LayerPlan
 from rankopt.search import search
-from rankopt.search._duplicates import n_distinct_finished, plan_key
+from rankopt.search.objective._duplicates import n_distinct_finished, plan_key
+from rankopt.storage._attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, is_repeat
 from rankopt.studies import export_plan, pareto_front
 
 SETTINGS: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Per-layer latency table (rankopt.evaluators.latency_table) on a tiny model."""
+"""Per-layer latency table (rankopt.latency.latency_table) on a tiny model."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from rankopt_testmodels import small_net
 
 from rankopt.errors import SettingsError
-from rankopt.evaluators import LATENCY_SCHEMA_VERSION, latency_table, rank_grid
-from rankopt.evaluators._latency_grid import method_module
+from rankopt.latency import LATENCY_SCHEMA_VERSION, latency_table, rank_grid
+from rankopt.latency._grid import method_module
 from rankopt.plan import LayerPlan
 from rankopt.spaces import get_method
 
@@ -109,7 +109,7 @@ def test_table_measures_predicts_and_is_reused(tmp_path: Path) -> None:
 
 
 def test_measured_ratios_are_made_monotone_in_macs() -> None:
-    from rankopt.evaluators._latency_grid import monotone_ratios as _monotone
+    from rankopt.latency._grid import monotone_ratios as _monotone
 
     # a dip (0.5 between 0.8 and 0.9) is noise: more rank never runs faster
     fitted = _monotone([(10, 0.8), (20, 0.5), (30, 0.9), (40, 1.2)])
@@ -156,7 +156,7 @@ def test_onnxruntime_table_has_its_own_cache_entry_and_is_reused(tmp_path: Path)
 
 def test_each_runtime_runs_the_swapped_model_it_is_asked_to_time() -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
-    from rankopt._runtimes import RUNTIMES, _swapped
+    from rankopt.latency._runtimes import RUNTIMES, _swapped
     from rankopt.spaces._build import build_module
     from rankopt.spaces._layer import LayerInfo
 
@@ -186,7 +186,7 @@ def _profile_layers(model: torch.nn.Module) -> list[object]:
 def test_end_to_end_latency_on_each_runtime_and_unknown_runtimes() -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is missing")
     from rankopt.errors import UnknownNameError
-    from rankopt.evaluators import measure_latency_ms
+    from rankopt.latency import measure_latency_ms
 
     model = small_net()
     for runtime in ("torch", "onnxruntime"):
@@ -219,8 +219,8 @@ def test_rank_grid_with_a_multiple_measures_the_ranks_a_search_realises() -> Non
 def test_onnxruntime_searches_round_ranks_to_its_channel_block_unless_told_otherwise() -> None:
     from numpy._core._multiarray_umath import __cpu_features__
 
-    from rankopt._runtimes import nchwc_block
-    from rankopt.search._settings import SearchSettings
+    from rankopt.latency._runtimes import nchwc_block
+    from rankopt.search.loop._settings import SearchSettings
 
     expected = (
         16
@@ -280,8 +280,8 @@ def _fake_models(
 def test_whole_plans_that_save_less_than_their_swaps_alone_scale_the_prediction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rankopt._runtimes import TorchRuntime
-    from rankopt.evaluators._latency_plans import N_PLANS, fit_scale, plan_fit_error
+    from rankopt.latency._plans import N_PLANS, fit_scale, plan_fit_error
+    from rankopt.latency._runtimes import TorchRuntime
 
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
     monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
@@ -328,10 +328,10 @@ def _noisy_models(
 def test_the_search_warns_when_whole_plans_stray_from_the_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rankopt._runtimes import TorchRuntime
     from rankopt.evaluators import profile
-    from rankopt.search._inputs import measure_latency_table
-    from rankopt.search._settings import SearchSettings
+    from rankopt.latency._runtimes import TorchRuntime
+    from rankopt.search.loop._inputs import measure_latency_table
+    from rankopt.search.loop._settings import SearchSettings
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
@@ -351,11 +351,11 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
 ) -> None:
     # Timings (and ONNX Runtime's version) faked: the test checks which methods the search
     # measures and offers per runtime, not this machine's speed.
-    from rankopt._runtimes import OnnxRuntime, TorchRuntime
     from rankopt.evaluators import profile
-    from rankopt.search._inputs import measure_latency_table
-    from rankopt.search._settings import SearchSettings
-    from rankopt.search._space import SearchSpace
+    from rankopt.latency._runtimes import OnnxRuntime, TorchRuntime
+    from rankopt.search.loop._inputs import measure_latency_table
+    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.search.space._space import SearchSpace
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     for cls in (TorchRuntime, OnnxRuntime):
@@ -367,7 +367,7 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     )
     # The small net's channels fit a block of 4 (an AVX-512 CPU's 16 would leave Tucker-2
     # no rank below full).
-    monkeypatch.setattr("rankopt._runtimes.nchwc_block", lambda: 4)
+    monkeypatch.setattr("rankopt.latency._runtimes.nchwc_block", lambda: 4)
     model = small_net()
     prof = profile(model, INPUT)
     timed: dict[str, set[str]] = {}
@@ -397,7 +397,7 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
 
 
 def test_swapped_variants_are_timed_against_the_dense_model_round_by_round() -> None:
-    from rankopt._runtimes import paired_medians_ms
+    from rankopt.latency._timing import paired_medians_ms
 
     # The variant's own median (2.0) equals the dense model's: unpaired it saves nothing.
     # Its per-round differences (-0.5, +0.5, -1.0) have median -0.5: it saves 0.5 ms.
@@ -410,8 +410,8 @@ def test_swapped_variants_are_timed_against_the_dense_model_round_by_round() -> 
 def test_a_layer_timed_while_the_machine_ran_slow_is_timed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rankopt._runtimes import TorchRuntime
-    from rankopt.evaluators._latency_units import DRIFT_TOLERANCE, MAX_RETRIES
+    from rankopt.latency._runtimes import TorchRuntime
+    from rankopt.latency._units import DRIFT_TOLERANCE, MAX_RETRIES
 
     slow_rounds = {"conv2": 1, "conv1": MAX_RETRIES + 1}  # conv1 slow every time
     timed: list[str] = []
@@ -458,9 +458,9 @@ def test_a_layer_timed_while_the_machine_ran_slow_is_timed_again(
 def test_compare_latency_times_every_model_against_the_first_for_a_second_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rankopt._runtimes import TorchRuntime
     from rankopt.errors import SettingsError
-    from rankopt.evaluators import compare_latency_ms
+    from rankopt.latency import compare_latency_ms
+    from rankopt.latency._runtimes import TorchRuntime
 
     calls: list[tuple[int, int, bool, bool]] = []
 

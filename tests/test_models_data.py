@@ -286,8 +286,8 @@ def test_split_indices_partition() -> None:
 
 
 def test_list_data_and_unknown_name() -> None:
-    assert list_data() == ["digits", "mnist5k"]
-    with pytest.raises(UnknownNameError, match="digits, mnist5k"):
+    assert list_data() == ["digits", "fashion-mnist", "mnist5k"]
+    with pytest.raises(UnknownNameError, match="digits, fashion-mnist, mnist5k"):
         load_data("cifar10")
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from rankopt._onnx import ONNX_REL_TOLERANCE, check_onnx, export_onnx, save_model
 from rankopt.errors import RankoptError
 from rankopt.evaluators import profile
+from rankopt.latency._onnx import ONNX_REL_TOLERANCE, check_onnx, export_onnx, save_model
 from rankopt.models import create_model
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
 
@@ -167,7 +167,7 @@ def test_cli_apply_and_finetune_write_checked_onnx(
 def test_sessions_above_one_thread_do_not_spin_and_leave_other_sessions_alone(
     compressed: nn.Module, tmp_path: Path
 ) -> None:
-    from rankopt._onnx import onnx_session
+    from rankopt.latency._onnx import onnx_session
 
     x = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

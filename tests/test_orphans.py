@@ -20,11 +20,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._heartbeat import LostTrialCallback, fail_lost_trials, heartbeat_ages_s
 from rankopt.cli import main
 from rankopt.search import search
-from rankopt.search._claim import claim
-from rankopt.search._duplicates import n_distinct_finished
+from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.storage._claim import claim
+from rankopt.storage._heartbeat import LostTrialCallback, fail_lost_trials, heartbeat_ages_s
 from rankopt.studies import queued_trials_line, report
 
 FAST: dict[str, Any] = {"finetune_steps": 5, "finetune_samples": 128, "batch_size": 32}

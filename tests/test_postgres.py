@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rankopt._trial_attrs import is_repeat
+from rankopt.storage._attrs import is_repeat
 
 pytestmark = pytest.mark.postgres
 
@@ -200,7 +200,7 @@ def test_killed_worker_trial_fails_and_is_retried(
     import optuna
     from optuna.trial import TrialState
 
-    from rankopt._storage import resolve_url
+    from rankopt.storage._open import resolve_url
 
     n_trials = 10
     # Both workers run BlockingDigitsNet (same weights as DigitsNet); only the victim has
@@ -286,8 +286,8 @@ def test_seed_claim_is_won_by_exactly_one_of_many_concurrent_workers(pg_url: str
 
     import optuna
 
-    from rankopt._storage import resolve_url
-    from rankopt.search._claim import claim
+    from rankopt.storage._claim import claim
+    from rankopt.storage._open import resolve_url
 
     optuna.create_study(storage=resolve_url(pg_url), study_name="claims")
     n_workers, rounds = 6, 10
@@ -318,7 +318,7 @@ def test_creator_died_before_seeding_two_workers_seed_once(
     import optuna
     from optuna.trial import TrialState
 
-    from rankopt._storage import resolve_url
+    from rankopt.storage._open import resolve_url
 
     # The creator died right after creating the study: no user attrs, no seeds.
     storage = optuna.storages.RDBStorage(resolve_url(pg_url))

@@ -42,7 +42,7 @@ from rankopt.errors import (
 from rankopt.evaluators import profile
 from rankopt.plan import CompressionPlan, apply_plan
 from rankopt.search import parse_budget, search
-from rankopt.search._duplicates import n_distinct_finished
+from rankopt.search.objective._duplicates import n_distinct_finished
 from rankopt.spaces import cache_info, clear_cache, set_cache_limit
 from rankopt.studies import export_plan, load_study, select_trial
 

@@ -11,16 +11,16 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from rankopt._trial_attrs import is_repeat
+from rankopt.budget._budget import Budget
 from rankopt.errors import BudgetError, RankoptError, UnknownNameError
 from rankopt.evaluators import count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan
-from rankopt.search import _objective as objective_module
 from rankopt.search import parse_budget, search
-from rankopt.search._budget import Budget
-from rankopt.search._duplicates import n_distinct_finished
-from rankopt.search._sensitivity import SensitivityProfile
-from rankopt.search._space import SearchSpace
+from rankopt.search.objective import _objective as objective_module
+from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.search.space._profile import SensitivityProfile
+from rankopt.search.space._space import SearchSpace
+from rankopt.storage._attrs import is_repeat
 
 SHAPE = (1, 8, 8)
 FAST: dict[str, Any] = {"finetune_steps": 15, "finetune_samples": 256, "batch_size": 32}

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from rankopt._storage import mask_url
-from rankopt._trial_attrs import best_first
 from rankopt.errors import BudgetError, RankoptError, SelectionError, StorageError
+from rankopt.storage._attrs import best_first
+from rankopt.storage._open import mask_url
 from rankopt.studies import (
     FRONT_COLUMNS,
     FRONT_TRACE_NAME,

@@ -26,7 +26,7 @@ from rankopt.evaluators import (
     proxy_finetune,
     train_dense,
 )
-from rankopt.evaluators._latency import measure_latency_ms
+from rankopt.latency._measure import measure_latency_ms
 from rankopt.models import create_model, default_cache_dir, get_pretrained, list_models
 from rankopt.models import register_model as _register
 

@@ -34,8 +34,9 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument(
             "--data",
             default=DEFAULT_DATA,
-            help="built-in data set (mnist5k, digits), an ImageFolder directory (streamed from "
-            "disk), or a .pt file of (images, labels) (default: %(default)s)",
+            help="built-in data set (mnist5k, digits, fashion-mnist), an ImageFolder directory "
+            "(streamed from disk), a folder of MNIST-format idx files, or a .pt file of "
+            "(images, labels) (default: %(default)s)",
         )
         for stat in ("mean", "std"):
             p.add_argument(
@@ -92,7 +93,7 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
 
 
 def storage_url(args: argparse.Namespace) -> str:
-    from rankopt._storage import run_dir_url
+    from rankopt.storage._open import run_dir_url
 
     if args.storage:
         return str(args.storage)
@@ -179,7 +180,7 @@ def check_common_args(args: argparse.Namespace) -> None:
             rule = f">= {low}" if high is None else f"in [{low}, {high}]"
             raise SettingsError(f"--{flag.replace('_', '-')}: {flag} = {value} must be {rule}")
     if getattr(args, "device", None) is not None:
-        from rankopt._device import resolve_device
+        from rankopt.evaluators._device import resolve_device
 
         resolve_device(args.device)  # an unknown or missing device fails before any work
 
@@ -198,7 +199,7 @@ def check_out(path: str | Path) -> None:
 
 def chosen_study_name(args: argparse.Namespace) -> str:
     """``--study-name``, or the name ``rankopt search`` derives from these search options."""
-    from rankopt._storage import default_study_name
+    from rankopt.storage._open import default_study_name
 
     if args.study_name:
         return str(args.study_name)
@@ -249,7 +250,7 @@ def check_run_dir(run_dir: Path) -> None:
 def format_table(df: Any) -> str:
     if df is None or len(df) == 0:
         return "(no completed trials yet)"
-    from rankopt._metrics import COUNT_METRICS, TABLE_METRICS
+    from rankopt.storage._attrs import COUNT_METRICS, TABLE_METRICS
 
     cols = [c for c in ("kind", "trial", *TABLE_METRICS, "layers") if c in df.columns]
     view = df[cols].copy()

@@ -22,8 +22,8 @@ FINETUNE_BATCH = 64
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a plan to the model (BatchNorm re-calibrated when data is at hand) and save the
     compressed model (.onnx: checked ONNX, else torch.save)."""
-    from rankopt._onnx import save_model
     from rankopt.evaluators import count_macs
+    from rankopt.latency._onnx import save_model
     from rankopt.plan import CompressionPlan, apply_plan
 
     check_out(args.out)
@@ -45,8 +45,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
     import torch
 
-    from rankopt._runtimes import get_runtime
-    from rankopt.evaluators import compare_latency_ms, count_macs, evaluate_accuracy, full_finetune
+    from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune
+    from rankopt.latency import compare_latency_ms
+    from rankopt.latency._runtimes import get_runtime
     from rankopt.plan import CompressionPlan, apply_plan
 
     if args.out:
@@ -103,7 +104,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"by side with dense on this CPU); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:
-        from rankopt._onnx import save_model
+        from rankopt.latency._onnx import save_model
 
         print(save_model(compressed, shape, args.out))  # .onnx: checked ONNX; else torch.save
     return 0

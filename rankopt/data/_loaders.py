@@ -12,6 +12,7 @@ import torch
 
 from rankopt.data._builtin import BUILTIN_DATA, load_builtin
 from rankopt.data._folder import GRAY_MODES, resolve_image_size, stream_image_folder
+from rankopt.data._idx import is_idx_dir, load_idx_dir
 from rankopt.data._splits import DataSplits, split_indices
 from rankopt.errors import DataError, UnknownNameError, first_line
 
@@ -41,8 +42,14 @@ def load_data(
 
     ``spec`` is, in this order of precedence:
 
-    * a built-in name (:func:`list_data`: ``mnist5k``, ``digits``), with its fixed split
-      (``seed`` is ignored; write ``./digits`` to load a directory of that name);
+    * a built-in name (:func:`list_data`: ``mnist5k``, ``digits``, ``fashion-mnist``), with
+      its fixed split (``seed`` is ignored; write ``./digits`` to load a directory of that
+      name); fashion-mnist reads Debian's ``/usr/share/datasets/fashion-mnist`` or the folder
+      in ``$RANKOPT_FASHION_MNIST_DIR`` (:mod:`rankopt.data._idx`);
+    * a directory holding the four MNIST-format idx files (``train-images-idx3-ubyte[.gz]``,
+      ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``):
+      split as fashion-mnist (the t10k files are the test split), pixels scaled to [0, 1]
+      and normalised by ``mean`` / ``std`` when given;
     * a directory in ``torchvision.datasets.ImageFolder`` layout (``root/<class>/<image>``):
       every image is loaded into memory, resized to ``image_size`` (default: the size of
       the first image) and scaled to [0, 1]; the images are 1-channel when every file is
@@ -58,9 +65,10 @@ def load_data(
         spec: Built-in name or path.
         seed: Seed of the split of user data.
         image_size: ImageFolder only: target size in pixels, ``s`` or ``(height, width)``.
-        stream: ImageFolder only: keep the images on disk; the splits are ``Dataset``
+        stream: ImageFolder: keep the images on disk; the splits are ``Dataset``
             objects decoded batch by batch through torchvision transforms
-            (:func:`rankopt.data._folder.stream_image_folder`).
+            (:func:`rankopt.data._folder.stream_image_folder`). fashion-mnist and idx
+            folders: ``Dataset`` parts that hold uint8 pixels and normalise each batch.
         mean: ImageFolder with ``stream``: per-channel mean to normalise with.
         std: ImageFolder with ``stream``: per-channel standard deviation.
 
@@ -74,8 +82,12 @@ def load_data(
     """
     text = os.fspath(spec)
     if text in BUILTIN_DATA:
-        return load_builtin(text)
+        return load_builtin(text, stream=stream)
     path = Path(text).expanduser()
+    if is_idx_dir(path):
+        return load_idx_dir(
+            path, name=text, stream=stream, mean=_one(mean, 0.0), std=_one(std, 1.0)
+        )
     if path.is_dir():
         if stream:
             return stream_image_folder(path, seed=seed, image_size=image_size, mean=mean, std=std)
@@ -93,6 +105,17 @@ def load_data(
     if os.sep in text or "/" in text or path.suffix.lower() in TENSOR_SUFFIXES:
         raise DataError(f"data path {text!r} does not exist")
     raise UnknownNameError("data set", text, BUILTIN_DATA)
+
+
+def _one(values: Sequence[float] | None, default: float) -> float:
+    """The one normalisation constant of a grey idx data set."""
+    if values is None:
+        return default
+    if len(values) != 1:
+        raise DataError(f"mean / std {list(values)}: idx images have 1 channel; give 1 value")
+    if default == 1.0 and not values[0] > 0:
+        raise DataError(f"std {values[0]} must be > 0")
+    return float(values[0])
 
 
 # --------------------------------------------------------------------- shared split

@@ -97,7 +97,7 @@ def split_indices(
     Args:
         labels: Integer labels, shape (N,).
         n_val: Number of validation samples.
-        n_test: Number of test samples.
+        n_test: Number of test samples (0: the source has its own test set).
         seed: Random seed of the split and of the order.
 
     Returns:
@@ -116,7 +116,7 @@ def split_indices(
             rest, part = train_test_split(ids, test_size=n, random_state=seed)
         return np.asarray(rest), np.asarray(part)
 
-    rest, test = _split(idx, n_test)
+    rest, test = _split(idx, n_test) if n_test > 0 else (idx, idx[:0])
     train, val = _split(rest, n_val)  # the same members as version 1, a new order
     return (
         class_interleaved(np.sort(train), labels, seed),

@@ -1,4 +1,7 @@
-"""Evaluators: complexity (fvcore + analytic), fine-tunes, accuracy, latency."""
+"""Evaluators: complexity (fvcore + analytic), fine-tunes, accuracy, BN calibration.
+
+Latency lives in :mod:`rankopt.latency`, which builds on the model profile here.
+"""
 
 from rankopt.evaluators._calibration import calibrate_bn
 from rankopt.evaluators._complexity import Cost, ModelProfile, cost, count_macs, profile
@@ -10,27 +13,15 @@ from rankopt.evaluators._evaluation import (
     evaluate_accuracy,
     evaluate_accuracy_and_loss,
 )
-from rankopt.evaluators._latency import compare_latency_ms, measure_latency_ms
-from rankopt.evaluators._latency_table import (
-    LATENCY_SCHEMA_VERSION,
-    LatencyTable,
-    latency_table,
-    machine_signature,
-    rank_grid,
-    time_interleaved_ms,
-)
 from rankopt.evaluators._training import FinetuneResult, distillation_loss, proxy_finetune
 
 __all__ = [
-    "LATENCY_SCHEMA_VERSION",
     "Cost",
     "DenseTrainResult",
     "FinetuneResult",
-    "LatencyTable",
     "ModelProfile",
     "accuracy_and_loss",
     "calibrate_bn",
-    "compare_latency_ms",
     "compute_logits",
     "compute_logits_and_labels",
     "cost",
@@ -39,12 +30,7 @@ __all__ = [
     "evaluate_accuracy",
     "evaluate_accuracy_and_loss",
     "full_finetune",
-    "latency_table",
-    "machine_signature",
-    "measure_latency_ms",
     "profile",
     "proxy_finetune",
-    "rank_grid",
-    "time_interleaved_ms",
     "train_dense",
 ]

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt._device import Device, on_device, resolve_device
 from rankopt.errors import DataError, SettingsError
 from rankopt.evaluators._common import check_pair, device_of, model_mode
+from rankopt.evaluators._device import Device, on_device, resolve_device
 from rankopt.evaluators._evaluation import compute_logits, evaluate_accuracy
 from rankopt.evaluators._training import distillation_loss, raise_non_finite, shift_batch
 

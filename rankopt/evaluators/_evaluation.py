@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt._batch import EVAL_BATCH
-from rankopt._device import Device, on_device, resolve_device
+from rankopt.data._adapt import EVAL_BATCH
 from rankopt.errors import DataError
 from rankopt.evaluators._common import check_pair, device_of, model_mode
+from rankopt.evaluators._device import Device, on_device, resolve_device
 
 __all__ = [
     "Images",

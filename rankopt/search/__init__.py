@@ -1,11 +1,53 @@
-"""Search: space, budget repair, VBMF seeding, objective, and the Optuna study loop."""
+"""Search: the Optuna study loop over per-layer methods and rank allocations.
 
-from rankopt._storage import mask_url, open_storage
-from rankopt.search._budget import Budget, parse_budget
-from rankopt.search._run import search
-from rankopt.search._sampler import SAMPLERS, make_sampler, worker_sampler_seed
-from rankopt.search._settings import SearchSettings
-from rankopt.search._space import SearchSpace
+Sub-rooms, in the order of the flow (each imports only those below it; the import-linter
+contract in pyproject.toml says so): :mod:`.loop` (settings, sampler, data checks, progress,
+``search()``) -> :mod:`.seeding` (the seed trials, enqueued once) and :mod:`.objective` (one
+trial; the sensitivity profile's measurement) -> :mod:`.space` (space, allocation, reach).
+
+Names load on first use, so that the command line reads ``rankopt.search.loop``'s defaults
+without torch or optuna.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rankopt.budget import Budget, parse_budget
+    from rankopt.search.loop._run import search
+    from rankopt.search.loop._sampler import SAMPLERS, make_sampler, worker_sampler_seed
+    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.search.space._space import SearchSpace
+    from rankopt.storage import mask_url, open_storage
+
+_LAZY: dict[str, str] = {
+    "Budget": "rankopt.budget",
+    "parse_budget": "rankopt.budget",
+    "search": "rankopt.search.loop._run",
+    "SAMPLERS": "rankopt.search.loop._sampler",
+    "make_sampler": "rankopt.search.loop._sampler",
+    "worker_sampler_seed": "rankopt.search.loop._sampler",
+    "SearchSettings": "rankopt.search.loop._settings",
+    "SearchSpace": "rankopt.search.space._space",
+    "mask_url": "rankopt.storage",
+    "open_storage": "rankopt.storage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rankopt.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "SAMPLERS",

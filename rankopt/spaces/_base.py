@@ -54,6 +54,10 @@ class DecompositionMethod(abc.ABC):
     #: False when the built module's CPU latency does not follow its MACs (measured in
     #: ``benchmarks/bench_modules.py``); per runtime see :meth:`latency_friendly_on`.
     latency_friendly: ClassVar[bool] = True
+    #: Runtimes (by name, e.g. ``"onnxruntime"``) on which the module's latency follows its
+    #: MACs even where :attr:`latency_friendly` is False. Runtime code lives in
+    #: :mod:`rankopt.latency`; a method only names the runtimes.
+    latency_friendly_runtimes: ClassVar[frozenset[str]] = frozenset()
     #: Human-readable name in legends and reports, e.g. ``"Tucker-2"``.
     label: ClassVar[str] = ""
     #: Short name in per-layer summaries, e.g. ``"T2"`` in ``T2(4,8)``.
@@ -117,9 +121,10 @@ class DecompositionMethod(abc.ABC):
 
     def latency_friendly_on(self, runtime: str) -> bool:
         """Whether the module's latency follows its MACs on ``runtime`` (a name in
-        ``rankopt._runtimes.RUNTIMES``): a search with a latency table measured there offers
-        the method, and the table times it, only then. Default: :attr:`latency_friendly`."""
-        return self.latency_friendly
+        ``rankopt.latency.RUNTIMES``): a search with a latency table measured there offers
+        the method, and the table times it, only then. Default: :attr:`latency_friendly`,
+        or the runtime is one of :attr:`latency_friendly_runtimes`."""
+        return self.latency_friendly or runtime in self.latency_friendly_runtimes
 
     def check_supported(self, layer: LayerInfo) -> None:
         """Raise :class:`UnsupportedLayerError` when ``layer`` is not supported."""

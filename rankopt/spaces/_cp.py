@@ -42,7 +42,6 @@ import torch
 from tensorly.decomposition import parafac
 from torch import nn
 
-from rankopt._runtimes import OnnxRuntime
 from rankopt.errors import DecompositionError
 from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
 from rankopt.spaces._layer import LayerInfo
@@ -189,8 +188,11 @@ class CP(DecompositionMethod):
     #: dense MACs costs 1.0-1.8x dense at batch 1 and 1.4-5.9x at batch 64 (the NCHW depthwise
     #: conv is slow on CPU; in channels_last it ran 5.7x faster, not used: the modules stay
     #: plain NCHW layers). Latency does not follow MACs, so a latency budget may skip CP.
-    #: ONNX Runtime differs: see :meth:`latency_friendly_on`.
+    #: ONNX Runtime differs: it runs the depthwise conv fast; CP-heavy resnet8 plans at
+    #: 50/25/15 % of the MACs measured 0.49-0.79x dense there
+    #: (``benchmarks/BENCHMARKS_LATENCY.md``).
     latency_friendly = False
+    latency_friendly_runtimes = frozenset({"onnxruntime"})
     label = "CP"
     abbreviation = "CP"
     color = "#ff7f0e"
@@ -201,12 +203,6 @@ class CP(DecompositionMethod):
         ("random", CP_SEED + 1),
         ("random", CP_SEED + 2),
     )
-
-    def latency_friendly_on(self, runtime: str) -> bool:
-        """True on ONNX Runtime, False elsewhere (eager PyTorch). ONNX Runtime runs the
-        depthwise conv fast: CP-heavy resnet8 plans at 50/25/15 % of the MACs measured
-        0.49-0.79x dense there (``benchmarks/BENCHMARKS_LATENCY.md``)."""
-        return runtime == OnnxRuntime.name or self.latency_friendly
 
     def cache_token(self) -> Hashable:
         """ALS settings that change the factors (part of the decomposition cache key)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
-__all__ = ["round_rank", "round_ranks"]
+__all__ = ["geometric_picks", "round_rank", "round_ranks"]
 
 RoundMode = Literal["nearest", "down", "up"]
 
@@ -73,3 +74,30 @@ def round_ranks(
     if missing:
         raise ValueError(f"ranks {missing} have no full rank; known are {sorted(full)}")
     return {name: round_rank(r, multiple, full[name], mode) for name, r in ranks.items()}
+
+
+def geometric_picks(costs: Sequence[float], n_points: int, *, fill: bool = False) -> list[int]:
+    """Indices of up to ``n_points`` entries of the ascending, positive ``costs``, nearest
+    to targets spaced geometrically from the first cost to the last (both included).
+
+    Args:
+        costs: Ascending costs (> 0), e.g. MACs.
+        n_points: Targets (>= 2).
+        fill: When a target's nearest entry is already picked, take the nearest one not
+            picked yet (``min(n_points, len(costs))`` indices in all); without it the
+            target is dropped.
+
+    Returns:
+        Sorted indices into ``costs``; all of them when there are at most ``n_points``.
+    """
+    if len(costs) <= n_points:
+        return list(range(len(costs)))
+    lo, hi = math.log(costs[0]), math.log(costs[-1])
+    picked: list[int] = []
+    for k in range(n_points):
+        target = lo + (hi - lo) * k / (n_points - 1)
+        pool = [i for i in range(len(costs)) if not (fill and i in picked)]
+        best = min(pool, key=lambda i: (abs(math.log(costs[i]) - target), i))
+        if best not in picked:
+            picked.append(best)
+    return sorted(picked)

@@ -9,13 +9,18 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._budget import parse_amount
-from rankopt._metrics import COUNT_METRICS, PLAN_METRICS
-from rankopt._storage import abbreviate
-from rankopt._trial_attrs import SEED_ATTR, best_first, trial_accuracy
+from rankopt.budget._grammar import parse_amount
 from rankopt.errors import BudgetError, SelectionError
+from rankopt.storage._attrs import (
+    COUNT_METRICS,
+    PLAN_METRICS,
+    SEED_ATTR,
+    best_first,
+    trial_accuracy,
+)
+from rankopt.storage._open import abbreviate
 
-from ._front import _float, completed_trials, dense_metrics
+from ._trials import _float, completed_trials, dense_metrics
 
 if TYPE_CHECKING:
     from rankopt.plan import CompressionPlan
@@ -40,7 +45,7 @@ def _available(trials: list[FrozenTrial]) -> str:
 
 
 def _best(trials: list[FrozenTrial]) -> FrozenTrial:
-    """The first of :func:`rankopt._trial_attrs.best_first` (lowest validation loss)."""
+    """The first of :func:`rankopt.storage._attrs.best_first` (lowest validation loss)."""
     return best_first(trials)[0]
 
 
@@ -78,7 +83,7 @@ def select_trial(
     budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). The best
     trial is the one with the lowest validation loss after the proxy fine-tune (studies
     without the loss: the highest validation accuracy); ties go to the higher accuracy, then
-    to fewer MACs, then to the lower trial number (:func:`rankopt._trial_attrs.best_first`).
+    to fewer MACs, then to the lower trial number (:func:`rankopt.storage._attrs.best_first`).
 
     Args:
         study: A loaded study.

@@ -14,12 +14,13 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt._metrics import TABLE_METRICS
-from rankopt._queue import queued_line
-from rankopt._trial_attrs import SEED_ATTR, is_repeat
 from rankopt.errors import BudgetError, SelectionError
+from rankopt.storage._attrs import SEED_ATTR, TABLE_METRICS, is_repeat
+from rankopt.storage._queue import queued_line
 
 from . import _methods
+from ._export import select_trial
+from ._trials import _float, completed_trials, dense_metrics
 
 __all__ = [
     "FRONT_COLUMNS",
@@ -33,16 +34,6 @@ FRONT_COLUMNS: tuple[str, ...] = ("trial", *TABLE_METRICS, "layers", "kind")
 
 #: Rank names in the order they are printed (others follow in their stored order).
 _RANK_ORDER: tuple[str, ...] = ("r_in", "r_out", "r")
-
-
-def _float(value: Any) -> float:
-    """``value`` as a float, NaN when missing or not a number."""
-    if value is None or isinstance(value, bool):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def ordered_ranks(ranks: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -76,12 +67,6 @@ def layer_summary(plan: Mapping[str, Any] | None, *, separator: str = " | ") -> 
         return ""
     layers = plan.get("layers") or []
     return separator.join(f"{e.get('layer', '?')} {layer_label(e)}" for e in layers)
-
-
-def dense_metrics(study: optuna.Study) -> dict[str, float]:
-    """The study's dense reference ``{"accuracy", "macs", "n_params", ...}`` (may be empty)."""
-    dense = study.user_attrs.get("dense") or {}
-    return {str(k): _float(v) for k, v in dense.items()} if isinstance(dense, dict) else {}
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
@@ -166,12 +151,6 @@ def _frame(rows: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) -> pd.D
     df["layers"] = df["layers"].astype(str)
     df["kind"] = df["kind"].astype(str)
     return df.reset_index(drop=True)
-
-
-def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's COMPLETE trials, by trial number."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(trials, key=lambda t: t.number)
 
 
 def _accuracy_macs_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -272,8 +251,6 @@ def pareto_front(study: optuna.Study, *, include_reference: bool = True) -> pd.D
 def recommended_trial(study: optuna.Study) -> FrozenTrial | None:
     """The trial :func:`rankopt.studies.select_trial` picks with no argument, or None when
     the study has none (no selectable trial, or none within its budget)."""
-    from ._export import select_trial  # _export builds on this module
-
     try:
         return select_trial(study)
     except (BudgetError, SelectionError):

@@ -1,0 +1,131 @@
+"""Budgets of a search: absolute counts; the grammar lives in :mod:`rankopt.budget._grammar`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rankopt.budget._grammar import parse_budget
+from rankopt.errors import BudgetError
+
+__all__ = ["Budget", "parse_budget", "parse_latency_budget"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Absolute budget of a search; None / empty means unconstrained.
+
+    Attributes:
+        max_macs: Multiply-accumulates per image.
+        max_params: Parameter count.
+        max_latency_ms: ``((batch_size, latency_ms), ...)``: the whole model's predicted
+            CPU latency at each batch size (from the latency table).
+    """
+
+    max_macs: int | None = None
+    max_params: int | None = None
+    max_latency_ms: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def is_set(self) -> bool:
+        """Whether any limit is set."""
+        return self.max_macs is not None or self.max_params is not None or bool(self.max_latency_ms)
+
+    def limits(self) -> dict[str, float]:
+        """Limit per resource name (``macs``, ``n_params``, ``latency_ms@<batch>``)."""
+        out: dict[str, float] = {}
+        if self.max_macs is not None:
+            out["macs"] = float(self.max_macs)
+        if self.max_params is not None:
+            out["n_params"] = float(self.max_params)
+        for batch_size, ms in self.max_latency_ms:
+            out[f"latency_ms@{batch_size}"] = float(ms)
+        return out
+
+    def fits(self, macs: int, n_params: int, latency_ms: Mapping[int, float] | None = None) -> bool:
+        """Whether a cost is within the budget (latency only checked when given)."""
+        return self.violation(macs, n_params, latency_ms) <= 0
+
+    def violation(
+        self, macs: int, n_params: int, latency_ms: Mapping[int, float] | None = None
+    ) -> float:
+        """Largest relative overshoot (``cost / budget - 1``); <= 0 when it fits."""
+        parts = [-1.0]
+        if self.max_macs is not None:
+            parts.append(macs / self.max_macs - 1.0)
+        if self.max_params is not None:
+            parts.append(n_params / self.max_params - 1.0)
+        if latency_ms is not None:
+            for batch_size, ms in self.max_latency_ms:
+                parts.append(latency_ms[batch_size] / ms - 1.0)
+        return max(parts)
+
+    def describe(
+        self,
+        dense_macs: int,
+        dense_params: int,
+        dense_latency_ms: Mapping[int, float] | None = None,
+    ) -> str:
+        """Human-readable form such as ``macs <= 4.5M (50.0% of dense)``."""
+        parts = []
+        if self.max_macs is not None:
+            parts.append(f"macs <= {_si(self.max_macs)} ({100 * self.max_macs / dense_macs:.1f}%)")
+        if self.max_params is not None:
+            parts.append(
+                f"params <= {_si(self.max_params)} ({100 * self.max_params / dense_params:.1f}%)"
+            )
+        for batch_size, ms in self.max_latency_ms:
+            share = (
+                f" ({100 * ms / dense_latency_ms[batch_size]:.1f}%)"
+                if dense_latency_ms and batch_size in dense_latency_ms
+                else ""
+            )
+            parts.append(f"latency at batch {batch_size} <= {ms:.3g} ms{share}")
+        return ", ".join(parts) or "no budget"
+
+
+def parse_latency_budget(
+    value: float | str | None, dense_latency_ms: Mapping[int, float]
+) -> tuple[tuple[int, float], ...]:
+    """Turn ``max_latency`` into ``((batch_size, latency_ms), ...)``.
+
+    Rules: a fraction in (0, 1] or a percentage (``"50%"``) of the dense model's measured
+    latency applies at every measured batch size; milliseconds (``"2.5ms"``, or a number
+    above 1) apply at batch size 1.
+
+    Raises:
+        BudgetError: anything else (the value and the allowed forms are named).
+    """
+    if value is None:
+        return ()
+    allowed = "allowed: a fraction of dense like 0.5, a percentage like '50%', or '2.5ms'"
+    text = str(value).strip().lower()
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if text.endswith("%"):
+            fraction: float | None = float(text[:-1]) / 100.0
+            absolute = None
+        elif text.endswith("ms"):
+            fraction, absolute = None, float(text[:-2])
+        else:
+            number = float(text)
+            fraction, absolute = (number, None) if number <= 1 else (None, number)
+    except ValueError:
+        raise BudgetError(f"max_latency = {value!r} is not a latency budget; {allowed}") from None
+    if fraction is not None:
+        if not 0 < fraction < math.inf:
+            raise BudgetError(f"max_latency = {value!r} must be positive; {allowed}")
+        return tuple((b, fraction * ms) for b, ms in sorted(dense_latency_ms.items()))
+    assert absolute is not None
+    if not 0 < absolute < math.inf:
+        raise BudgetError(f"max_latency = {value!r} must be positive; {allowed}")
+    return ((1, absolute),)
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"

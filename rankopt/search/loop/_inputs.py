@@ -1,0 +1,168 @@
+"""The model and data a search is given: checked, and the tensors every trial shares."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from rankopt.data import Split
+from rankopt.errors import DataError, ModelError, RankoptError
+from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels
+from rankopt.latency import LatencyTable, latency_table
+from rankopt.latency._runtimes import get_runtime
+from rankopt.search.loop._settings import SearchSettings
+from rankopt.search.objective._memory import release_free_memory
+from rankopt.search.objective._objective import TrialData
+from rankopt.spaces import get_method, list_methods
+
+__all__ = ["CALIBRATION_IMAGES", "Data", "check_data", "check_labels", "prepare_data"]
+
+Data = tuple[torch.Tensor, torch.Tensor]
+CALIBRATION_IMAGES = 256
+"""Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
+PLAN_ERROR_WARNING = 0.15
+"""The search warns when the latency table's calibration plans were predicted worse than this
+(a fraction of their measured time): ``benchmarks/bench_latency_search.py`` holds the table to
+15 % on searched plans."""
+
+
+def check_data(name: str, split: Split, input_shape: tuple[int, ...]) -> None:
+    images, labels = split.tensors if split.tensors is not None else split.first()
+    if images.dim() != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
+        raise RankoptError(
+            f"{name} images have shape {tuple(images.shape)}; expected (N, "
+            f"{', '.join(map(str, input_shape))}) to match the model input"
+        )
+    if labels.shape[0] != images.shape[0] or labels.dim() != 1:
+        raise RankoptError(
+            f"{name} labels have shape {tuple(labels.shape)}; expected ({images.shape[0]},)"
+        )
+
+
+def check_labels(model: nn.Module, train_data: Split, val_data: Split) -> int:
+    """Every label must index one of the model's outputs; returns the number of outputs.
+
+    Labels of a ``Dataset`` without ``targets`` are checked when first streamed.
+    """
+    with torch.no_grad():
+        out = model(train_data.first()[0])
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(
+            f"the model returns {shape} for one image; rankopt needs logits of shape "
+            "(batch, classes)"
+        )
+    n_outputs = int(out.shape[1])
+    for split in (train_data, val_data):
+        check_label_range(split.name, split.known_labels(), n_outputs)
+    return n_outputs
+
+
+def check_label_range(name: str, labels: torch.Tensor | None, n_outputs: int) -> None:
+    """Labels must lie in ``[0, n_outputs)``."""
+    if labels is not None and labels.numel() > 0:
+        low, top = int(labels.min()), int(labels.max())
+        if low < 0 or top >= n_outputs:
+            raise DataError(
+                f"{name} labels range over {low}..{top} ({top + 1} classes) but the model "
+                f"has {n_outputs} outputs; labels must lie in [0, {n_outputs}): use data with "
+                f"at most {n_outputs} classes or a model with {top + 1} outputs (--num-classes)"
+            )
+
+
+def prepare_data(
+    model: nn.Module, train_data: Split, val_data: Split, n_samples: int, seed: int, n_out: int
+) -> TrialData:
+    """The fine-tune sample in memory; the validation split streamed (labels and logits kept)."""
+    train_x, train_y = train_data.sample(n_samples, seed)
+    check_label_range("training", train_y, n_out)
+    val_x = val_data.tensors[0] if val_data.tensors is not None else val_data.batches()
+    val_logits, val_y = compute_logits_and_labels(model, val_x)
+    if val_data.tensors is not None:
+        val_y = val_data.tensors[1]
+    if val_y is None:
+        raise DataError(f"validation {val_data.kind} yields no labels")
+    check_label_range("validation", val_y, n_out)
+    teacher_logits = compute_logits(model, train_x)
+    release_free_memory()
+    return TrialData(
+        train_images=train_x,
+        train_labels=train_y,
+        teacher_logits=teacher_logits,
+        val_images=val_x,
+        val_labels=val_y,
+        val_teacher_logits=val_logits,
+        calibration_images=train_x[:CALIBRATION_IMAGES],
+    )
+
+
+def measure_latency_table(
+    model: nn.Module,
+    prof: ModelProfile,
+    settings: SearchSettings,
+    say: Callable[[str], None],
+) -> LatencyTable:
+    """The per-layer latency table of ``model`` on this machine (from the disk cache when
+    it was measured before), for the methods among the search's that are latency-friendly
+    on its latency runtime (``latency_friendly_on``), on that runtime, at its rank multiple."""
+    methods, runtime = settings.methods, settings.latency_runtime
+    wanted = [
+        m
+        for m in (methods if methods is not None else list_methods())
+        if m != "keep" and get_method(m).latency_friendly_on(runtime)
+    ]
+    last = [0.0]
+
+    def progress(done: int, total: int, what: str) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            say(f"latency table: {done}/{total} measured ({what})")
+            last[0] = now
+
+    say(
+        f"latency table on this machine ({get_runtime(runtime).description}, "
+        f"{torch.get_num_threads()} threads; cached on disk)"
+    )
+    shape = tuple(prof.input_shape)
+    table = latency_table(
+        model,
+        shape,
+        wanted,
+        progress=progress,
+        model_profile=prof,
+        runtime=runtime,
+        rank_multiple=settings.ranks_multiple_of,
+    )
+    say(
+        "latency table: whole plans save "
+        + ", ".join(f"{s:.2f}x (batch {b})" for b, s in sorted(table.plan_scale.items()))
+        + " of what their layers save alone; predictions use that"
+        + _fit_note(table.plan_error)
+    )
+    strays = {b: e for b, e in sorted(table.plan_error.items()) if e > PLAN_ERROR_WARNING}
+    if strays:
+        say(
+            "warning: the whole plans timed with the latency table strayed up to "
+            + ", ".join(f"{100 * e:.0f} % (batch {b})" for b, e in strays.items())
+            + " from its predictions: timings on this machine are noisy (other load, or more "
+            "threads than idle cores), so latency budgets and predictions are only that "
+            "accurate; fewer threads (--threads 1) or a quieter machine steady them (to "
+            f"measure again, delete {table.cache_path})"
+        )
+    return table
+
+
+def _fit_note(errors: Mapping[int, float]) -> str:
+    """``" (within 2.1 % (batch 1), ... on those plans)"``; empty when no error is known."""
+    known = {b: e for b, e in sorted(errors.items()) if math.isfinite(e)}
+    if not known:
+        return ""
+    return (
+        " (within "
+        + ", ".join(f"{100 * e:.1f} % (batch {b})" for b, e in known.items())
+        + " on those plans)"
+    )

@@ -1,0 +1,398 @@
+"""``rankopt.search``: the study loop (settings, sampler and progress live next door)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from rankopt._version import __version__
+from rankopt.budget._budget import Budget, parse_budget, parse_latency_budget
+from rankopt.data import as_split
+from rankopt.errors import DecompositionError, TrialFailedError
+from rankopt.evaluators import profile
+from rankopt.evaluators._device import Device, on_device, resolve_device
+from rankopt.search.loop import DEFAULT_N_TRIALS
+from rankopt.search.loop._inputs import (
+    Data,
+    check_data,
+    check_labels,
+    measure_latency_table,
+    prepare_data,
+)
+from rankopt.search.loop._progress import TrialReporter, progress_printer
+from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
+from rankopt.search.loop._settings import SearchSettings
+from rankopt.search.objective._duplicates import (
+    DistinctTrialsStopper,
+    max_attempts,
+    n_distinct_finished,
+)
+from rankopt.search.objective._objective import OBJECTIVE_DIRECTIONS, Objective
+from rankopt.search.objective._sensitivity import study_sensitivity
+from rankopt.search.seeding._enqueue import enqueue_seeds_once
+from rankopt.search.seeding._seeding import seed_trials
+from rankopt.search.space._reach import check_budget
+from rankopt.search.space._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
+from rankopt.storage._heartbeat import fail_lost_trials
+from rankopt.storage._open import is_shared, open_storage
+from rankopt.storage._open import sqlite_lock_errors as _sqlite_lock_errors
+from rankopt.storage._queue import queued_line
+from rankopt.storage._study import check_compatible, create_or_load, quiet_optuna
+
+__all__ = ["search"]
+
+
+def search(
+    model: nn.Module,
+    train_data: Data | Dataset[Any] | DataLoader[Any],
+    val_data: Data | Dataset[Any] | DataLoader[Any],
+    *,
+    max_macs: float | int | str | None = None,
+    max_params: float | int | str | None = None,
+    max_latency: float | str | None = None,
+    objectives: Sequence[str] = ("accuracy", "macs"),
+    methods: Sequence[str] | None = None,
+    n_trials: int = DEFAULT_N_TRIALS,
+    timeout: float | None = None,
+    sampler: str | optuna.samplers.BaseSampler = "tpe",
+    pruner: optuna.pruners.BasePruner | None = None,
+    storage: str | BaseStorage | None = None,
+    study_name: str | None = None,
+    seed: int = 0,
+    repair: str = "repair",
+    finetune_steps: int = 120,
+    finetune_samples: int = 2048,
+    batch_size: int = 64,
+    lr: float = 0.01,
+    distill_weight: float = 0.7,
+    temperature: float = 4.0,
+    report_every: int | None = None,
+    seed_with_vbmf: bool = True,
+    min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
+    rank_multiple: int | None = None,
+    measure_latency: bool = False,
+    latency_runtime: str = "torch",
+    model_name: str = "model",
+    data_name: str = "data",
+    input_shape: Sequence[int] | None = None,
+    n_threads: int | None = None,
+    heartbeat_interval: int | None = None,
+    worker_index: int | None = None,
+    progress: Callable[[str], None] | bool | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    device: Device | None = "auto",
+    num_workers: int = 0,
+) -> optuna.Study:
+    """Search per-layer decomposition methods and ranks under a budget.
+
+    First, once per study, a sensitivity profile: each eligible layer decomposed alone by
+    each offered method at a few ranks, BatchNorm calibrated, scored by the KL divergence of
+    the output from dense (no fine-tune). Each trial then samples for every eligible layer a
+    method and a weight; a deterministic allocation over the profile sets the ranks so that
+    the model meets the budget (``repair``; ``constraint``: it meets a sampled target and
+    the budget is an Optuna constraint). The trial builds the compressed model, calibrates
+    BatchNorm, scores it before and after a short fine-tune with distillation from the
+    dense model (validation accuracy and cross-entropy), and stores plan and numbers in the
+    trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (at most a quarter of
+    ``n_trials``, :func:`~rankopt.search.seeding._seeding.seed_trials`) are enqueued first, once per
+    study. The recommended plan (:func:`rankopt.export_plan`): the lowest validation loss.
+
+    Args:
+        model: The trained dense model (left untouched).
+        train_data: ``(images, labels)`` for the proxy fine-tune.
+        val_data: ``(images, labels)`` scoring every trial (not the final test split).
+        max_macs: MACs budget: a fraction of dense (``0.5``, ``"50%"``) or absolute
+            (``4e6``, ``"4M"``).
+        max_params: Parameter budget, same forms.
+        max_latency: Latency budget from this machine's per-layer latency table (measured
+            once, cached on disk): a fraction of the dense model's latency (``0.5``,
+            ``"50%"``) at every measured batch size (1 and 64), or ``"2.5ms"`` at batch 1.
+        objectives: ``("accuracy",)`` (single objective, pruning) or accuracy plus any of
+            ``"macs"``, ``"n_params"``, ``"latency_ms"`` (Pareto front).
+        methods: Methods to offer (default all registered); ``keep`` is always offered.
+        n_trials: Total finished (complete or pruned) trials the study should hold, not
+            counting trials that realised an already evaluated plan (they reuse its result); a
+            resumed study runs only the rest, and several workers share this total.
+        timeout: Stop starting new trials after this many seconds.
+        sampler: ``"tpe"`` (multivariate TPE, three trials in four local moves around
+            the two trials with the lowest validation loss), ``"nsga2"``, ``"random"`` or
+            any Optuna sampler.
+        pruner: Optuna pruner for single-objective studies (default median pruner).
+        storage: Optuna storage URL (``sqlite:///run/study.db``, ``postgresql://...``) or
+            object; None keeps the study in memory.
+        study_name: Name of the study in the storage; the same name resumes it.
+        seed: Seed of the sampler and of every proxy fine-tune (the same for every trial:
+            plans are compared on the same batches);
+            each worker's sampler gets its own seed (:func:`worker_sampler_seed`).
+        repair: ``"repair"`` or ``"constraint"``.
+        finetune_steps: Optimiser steps of each proxy fine-tune (0 disables it).
+        finetune_samples: Training images used by the proxy fine-tune.
+        batch_size: Images per fine-tune step.
+        lr: Fine-tune learning rate.
+        distill_weight: Weight of the distillation loss (rest: cross-entropy).
+        temperature: Distillation temperature.
+        report_every: Steps between intermediate reports (default: a quarter of the
+            steps for single-objective studies, none otherwise).
+        seed_with_vbmf: Enqueue the seed trials (sensitivity, one-method, uniform and VBMF
+            allocations).
+        min_layer_share: Layers below this share of the model's MACs and params stay
+            dense (0 searches every layer).
+        rank_multiple: Round every rank to a multiple of this (hardware-friendly
+            shapes); None: with ``latency_runtime="onnxruntime"`` its convolutions'
+            channel block on this CPU (16 with AVX-512, 8 with AVX2), else 1.
+        measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
+        latency_runtime: Where latency is measured, for ``max_latency``, the
+            ``latency_ms`` objective and ``measure_latency``: ``"torch"`` (eager PyTorch)
+            or ``"onnxruntime"`` (the model exported to ONNX as ``rankopt apply --out
+            x.onnx`` writes it; needs ``pip install 'rankopt[onnx]'``).
+        model_name: Name stored in plans and the study.
+        data_name: Name stored in the study.
+        input_shape: Shape of one image; default the training images' shape.
+        n_threads: torch CPU threads for this process.
+        heartbeat_interval: Seconds between heartbeats for non-SQLite RDB storages
+            (default 10; 0 off). A trial without a heartbeat for 3 intervals is failed
+            (``fail_reason`` "worker lost: ...") and retried; a worker about to exit fails
+            such trials first, so none stays RUNNING.
+        worker_index: Index of this worker among several on one study (0, 1, ...): its
+            sampler seed is ``seed + worker_index``. None: ``seed`` for in-memory and
+            SQLite storages, one derived from host and process id for server storages.
+        progress: Called with one line per finished trial; True prints to stderr.
+        callbacks: Extra Optuna callbacks.
+        device: Where the dense model, every trial and every fine-tune run: ``"auto"``
+            (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Decompositions are
+            computed in float64 on the CPU either way; ``latency_ms`` is always CPU latency.
+        num_workers: ``DataLoader`` workers when rankopt batches a ``Dataset`` itself.
+
+    Returns:
+        The study (also in ``storage`` when given).
+
+    Raises:
+        BudgetError: the budget is malformed or below the smallest reachable cost.
+        SettingsError: an option is out of range (n_trials, lr, seed, methods, ...).
+        DataError: a label does not index one of the model's outputs.
+        RankoptError: other bad input (objectives, data shapes, sampler).
+        StorageError: the storage cannot be opened, or the named study was made for
+            another model or budget.
+    """
+    settings = SearchSettings.from_kwargs(
+        **{k: v for k, v in locals().items() if k not in ("model", "max_latency")}
+    )
+    with quiet_optuna():
+        return _search(
+            model,
+            train_data,
+            val_data,
+            settings,
+            max_macs=max_macs,
+            max_params=max_params,
+            max_latency=max_latency,
+            pruner=pruner,
+            storage=storage,
+            study_name=study_name,
+            model_name=model_name,
+            data_name=data_name,
+            input_shape=input_shape,
+            heartbeat_interval=heartbeat_interval,
+            progress=progress,
+            callbacks=callbacks,
+        )
+
+
+def _search(
+    model: nn.Module,
+    train_data: Data | Dataset[Any] | DataLoader[Any],
+    val_data: Data | Dataset[Any] | DataLoader[Any],
+    s: SearchSettings,
+    *,
+    max_macs: float | int | str | None,
+    max_params: float | int | str | None,
+    max_latency: float | str | None,
+    pruner: optuna.pruners.BasePruner | None,
+    storage: str | BaseStorage | None,
+    study_name: str | None,
+    model_name: str,
+    data_name: str,
+    input_shape: Sequence[int] | None,
+    heartbeat_interval: int | None,
+    progress: Callable[[str], None] | bool | None,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+) -> optuna.Study:
+    """:func:`search` once its settings are checked."""
+    if s.n_threads is not None:
+        torch.set_num_threads(s.n_threads)
+    say = progress_printer(progress)
+
+    dev = resolve_device(s.device)
+    train = as_split(train_data, "training", num_workers=s.num_workers)
+    val = as_split(val_data, "validation", num_workers=s.num_workers)
+    shape = tuple(input_shape) if input_shape is not None else tuple(train.first()[0].shape[1:])
+    check_data("training", train, shape)
+    check_data("validation", val, shape)
+    model.eval()
+    prof = profile(model, shape)
+    n_outputs = check_labels(model, train, val)
+    table = None
+    if max_latency is not None or "latency_ms" in s.objectives:
+        table = measure_latency_table(model, prof, s, say)
+    budget = Budget(
+        max_macs=parse_budget(max_macs, prof.macs, what="macs"),
+        max_params=parse_budget(max_params, prof.n_params, what="params"),
+        max_latency_ms=(
+            parse_latency_budget(max_latency, dict(table.model_ms)) if table is not None else ()
+        ),
+    )
+    space = SearchSpace(
+        prof,
+        s.methods,
+        n_outputs=n_outputs,
+        min_layer_share=s.min_layer_share,
+        rank_multiple=s.ranks_multiple_of,
+        latency=table,
+    )
+    check_budget(space, budget)
+
+    name = study_name or f"{model_name}-{data_name}"
+    directions = [OBJECTIVE_DIRECTIONS[o] for o in s.objectives]
+    opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
+    sampler_seed = worker_sampler_seed(s.seed, s.worker_index, opened)
+    # Seeds are at most a quarter of the trials, and they are the sampler's start-up set:
+    # the model-based sampler runs for the other three quarters.
+    opt_sampler = make_sampler(
+        s.sampler,
+        seed=sampler_seed,
+        n_objectives=len(s.objectives),
+        constraints=s.repair == "constraint",
+        n_startup_trials=s.max_seeds,
+    )
+    opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
+    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
+
+    model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
+    data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
+    dense_val_acc = float((data.val_teacher_logits.argmax(dim=1) == data.val_labels).float().mean())
+    attrs = {
+        "rankopt_version": __version__,
+        "model": model_name,
+        "data": data_name,
+        "fingerprint": prof.fingerprint,
+        "input_shape": list(shape),
+        "dense": {
+            "accuracy": dense_val_acc,
+            "macs": prof.macs,
+            "n_params": prof.n_params,
+            **({"latency_ms": {str(b): ms for b, ms in table.model_ms.items()}} if table else {}),
+        },
+        "budget": {
+            "max_macs": budget.max_macs,
+            "max_params": budget.max_params,
+            **({"max_latency_ms": [list(p) for p in budget.max_latency_ms]} if table else {}),
+        },
+        "objectives": list(s.objectives),
+        "settings": s.to_study_attr(space.layer_names),
+    }
+    # The creator writes them; a worker that finds some missing (its creator died right
+    # after creating the study) writes those, and checks the others.
+    check_compatible(study, attrs, name)
+    present = study.user_attrs
+    for key, value in attrs.items():
+        if key not in present:
+            study.set_user_attr(key, value)
+
+    sensitivity = study_sensitivity(study, model, space, data, say)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if s.seed_with_vbmf:
+        # Any worker that finds the study without its seeds enqueues them, exactly once
+        # across workers (a claim in the database): the creator may have died before.
+        enqueue_seeds_once(
+            study,
+            lambda: seed_trials(
+                space,
+                model,
+                budget,
+                sensitivity,
+                with_target=space.needs_target(budget, s.repair),
+                max_seeds=s.max_seeds,
+            ),
+            worker,
+            say,
+        )
+
+    objective: Callable[[optuna.Trial], Any] = Objective(
+        model,
+        space,
+        budget,
+        data,
+        sensitivity,
+        objectives=s.objectives,
+        repair=s.repair,
+        finetune=s.finetune(),
+        seed=s.seed,
+        model_name=model_name,
+        study_name=name,
+        measure_latency=s.measure_latency,
+        latency_runtime=s.latency_runtime,
+    )
+    objective = _TaggedObjective(objective, worker)
+    finished = n_distinct_finished(study)  # a trial that reused a result does not count
+    remaining = s.n_trials - finished
+    if is_shared(opened):
+        say(
+            f"worker {worker}"
+            + (f" (index {s.worker_index})" if s.worker_index is not None else "")
+            + f": sampler seed {sampler_seed}; the study's total is {s.n_trials} finished trials"
+        )
+    say(
+        f"study {name!r}: {finished} finished trials, {max(0, remaining)} to run; "
+        f"dense: val accuracy {dense_val_acc:.4f}, {prof.macs} macs, {prof.n_params} params; "
+        f"budget: {budget.describe(prof.macs, prof.n_params, table.model_ms if table else None)}; "
+        f"{len(space.layer_names)} searchable layers"
+    )
+    if remaining <= 0:
+        fail_lost_trials(study, say)
+        _say_queued(study, say)
+        return study
+    reporter = TrialReporter(say, budget, prof, s.objectives)
+    stopper = DistinctTrialsStopper(s.n_trials)
+    with warnings.catch_warnings(), _sqlite_lock_errors(opened):
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(
+            objective,
+            n_trials=max_attempts(remaining),  # room for failed trials and repeats
+            timeout=s.timeout,
+            catch=(TrialFailedError, DecompositionError),
+            callbacks=[reporter, stopper, *callbacks],
+            gc_after_trial=False,
+        )
+        # Before this worker exits: no trial may stay RUNNING because its worker died
+        # after the others reached the total.
+        fail_lost_trials(study, say)
+    _say_queued(study, say)
+    return study
+
+
+def _say_queued(study: optuna.Study, say: Callable[[str], None]) -> None:
+    line = queued_line(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    if line:
+        say(line)
+
+
+class _TaggedObjective:
+    """Records which worker (``host:pid``) runs a trial in ``user_attrs["worker"]``."""
+
+    def __init__(self, objective: Callable[[optuna.Trial], Any], worker: str) -> None:
+        self.objective = objective
+        self.worker = worker
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        trial.set_user_attr("worker", self.worker)
+        return self.objective(trial)

@@ -1,0 +1,188 @@
+"""The options of one search, validated in one place (:class:`SearchSettings`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import optuna
+
+from rankopt.errors import RankoptError, SettingsError, UnknownNameError
+from rankopt.evaluators._device import resolve_device
+from rankopt.latency._runtimes import get_runtime
+from rankopt.search.loop import DEFAULT_N_TRIALS
+from rankopt.search.loop._sampler import SAMPLERS
+from rankopt.search.objective._objective import (
+    OBJECTIVE_DIRECTIONS,
+    FinetuneSettings,
+    settings_dict,
+)
+from rankopt.search.space._space import DEFAULT_MIN_LAYER_SHARE
+from rankopt.spaces import list_methods
+
+__all__ = ["SearchSettings"]
+
+REPAIR_MODES = ("repair", "constraint")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every plain option of :func:`rankopt.search` (no model, data or storage), checked.
+
+    Construction validates (``__post_init__``); a bad value raises :class:`SettingsError`
+    (out of range), :class:`UnknownNameError` (objective, sampler) or :class:`RankoptError`
+    with a message naming the value, the rule and what is allowed. The meaning of each field
+    is documented on :func:`rankopt.search`.
+    """
+
+    objectives: tuple[str, ...] = ("accuracy", "macs")
+    methods: tuple[str, ...] | None = None
+    n_trials: int = DEFAULT_N_TRIALS
+    timeout: float | None = None
+    sampler: str | optuna.samplers.BaseSampler = "tpe"
+    seed: int = 0
+    repair: str = "repair"
+    finetune_steps: int = 120
+    finetune_samples: int = 2048
+    batch_size: int = 64
+    lr: float = 0.01
+    distill_weight: float = 0.7
+    temperature: float = 4.0
+    report_every: int | None = None
+    seed_with_vbmf: bool = True
+    min_layer_share: float = DEFAULT_MIN_LAYER_SHARE
+    rank_multiple: int | None = None
+    device: Any = "auto"
+    num_workers: int = 0
+    measure_latency: bool = False
+    latency_runtime: str = "torch"
+    n_threads: int | None = None
+    worker_index: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        if self.methods is not None:
+            object.__setattr__(self, "methods", tuple(self.methods))
+        self.validate()
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> SearchSettings:
+        """Settings from :func:`rankopt.search`'s keyword arguments (others are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in names})
+
+    def validate(self) -> None:
+        """Raise the first rule a value breaks (see the class docstring)."""
+        _check_objectives(self.objectives)
+        if self.repair not in REPAIR_MODES:
+            raise SettingsError(f"repair = {self.repair!r}; choose 'repair' or 'constraint'")
+        if self.methods is not None and len(self.methods) == 0:
+            raise SettingsError(
+                "methods = []: give at least one method, or None for all of: "
+                + ", ".join(list_methods())
+            )
+        _check_int("n_trials", self.n_trials, 1)
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise SettingsError(f"timeout = {self.timeout!r} must be a positive number of seconds")
+        _check_int("finetune_steps", self.finetune_steps, 0)
+        _check_int("finetune_samples", self.finetune_samples, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        if self.rank_multiple is not None:
+            _check_int("rank_multiple", self.rank_multiple, 1)
+        _check_int("num_workers", self.num_workers, 0)
+        if self.n_threads is not None:
+            _check_int("n_threads", self.n_threads, 1)
+        if self.report_every is not None:
+            _check_int("report_every", self.report_every, 0)
+        for label, number in (("lr", self.lr), ("temperature", self.temperature)):
+            if not isinstance(number, int | float) or isinstance(number, bool):
+                raise SettingsError(f"{label} = {number!r} must be a positive finite number")
+            if not 0.0 < number < math.inf:
+                raise SettingsError(f"{label} = {number!r} must be a positive finite number")
+        if isinstance(self.distill_weight, bool) or not 0.0 <= self.distill_weight <= 1.0:
+            raise SettingsError(f"distill_weight = {self.distill_weight!r} must be in [0, 1]")
+        get_runtime(self.latency_runtime)
+        if self.worker_index is not None:
+            _check_int("worker_index", self.worker_index, 0)
+        if isinstance(self.sampler, str):
+            if self.sampler not in SAMPLERS:
+                raise UnknownNameError("sampler", self.sampler, SAMPLERS)
+            if self.sampler == "random" and self.repair == "constraint":
+                raise RankoptError(
+                    "sampler 'random' cannot take Optuna constraints (repair='constraint'); "
+                    "use sampler 'tpe' or 'nsga2', or repair='repair'"
+                )
+
+    @property
+    def single_objective(self) -> bool:
+        """Whether the study has one objective (accuracy): pruning and reports on."""
+        return len(self.objectives) == 1
+
+    @property
+    def ranks_multiple_of(self) -> int:
+        """``rank_multiple``, or when None the latency runtime's (on ONNX Runtime its
+        channel block on this CPU, 16 with AVX-512; else 1)."""
+        if self.rank_multiple is not None:
+            return self.rank_multiple
+        return get_runtime(self.latency_runtime).rank_multiple
+
+    @property
+    def max_seeds(self) -> int:
+        """Seed trials at most: a quarter of the trials (the sampler's start-up set)."""
+        return max(1, self.n_trials // 4)
+
+    def finetune(self) -> FinetuneSettings:
+        """The proxy fine-tune of every trial."""
+        report_every = self.report_every
+        if report_every is None:
+            report_every = max(1, self.finetune_steps // 4) if self.single_objective else 0
+        return FinetuneSettings(
+            steps=self.finetune_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            temperature=self.temperature,
+            distill_weight=self.distill_weight,
+            report_every=report_every,
+        )
+
+    def to_study_attr(self, eligible_layers: Sequence[str]) -> dict[str, Any]:
+        """The study's ``settings`` user attribute (JSON)."""
+        sampler = self.sampler
+        return {
+            "methods": list(self.methods) if self.methods is not None else None,
+            "repair": self.repair,
+            "seed": self.seed,
+            "sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
+            "finetune": settings_dict(self.finetune()),
+            "finetune_samples": self.finetune_samples,
+            "min_layer_share": self.min_layer_share,
+            "rank_multiple": self.ranks_multiple_of,
+            "latency_runtime": self.latency_runtime,
+            "eligible_layers": list(eligible_layers),
+            "device": str(resolve_device(self.device)),
+        }
+
+
+def _check_objectives(objs: tuple[str, ...]) -> None:
+    if not objs or objs[0] != "accuracy":
+        raise RankoptError(
+            f"objectives = {list(objs)}: the first objective must be 'accuracy'; "
+            f"then any of {sorted(set(OBJECTIVE_DIRECTIONS) - {'accuracy'})}"
+        )
+    for name in objs:
+        if name not in OBJECTIVE_DIRECTIONS:
+            raise UnknownNameError("objective", name, OBJECTIVE_DIRECTIONS)
+    if len(set(objs)) != len(objs):
+        raise RankoptError(f"objectives = {list(objs)} lists one objective twice")
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if ok and high is not None and value > high:
+        ok = False
+    if not ok:
+        rule = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise SettingsError(f"{name} = {value!r} must be an integer {rule}")

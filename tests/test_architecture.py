@@ -1,0 +1,48 @@
+"""The package's import graph: no cycles between modules, the layers of pyproject.toml kept.
+
+The layers are declared once, as import-linter contracts in pyproject.toml (see
+docs/architecture.md); ``.ci/run`` runs ``lint-imports`` and this file runs it too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """No module of rankopt reaches itself again through its imports (grimp's graph counts
+    imports inside functions and under TYPE_CHECKING too)."""
+    grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
+    graph = grimp.build_graph("rankopt", cache_dir=None)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back is not None:
+                cycles.append(" -> ".join((module, *back)))
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+    # Not vacuous: the graph holds the rooms and their modules.
+    assert {"rankopt.latency._table", "rankopt.storage._open", "rankopt.search.loop._run"} <= (
+        graph.modules
+    )
+
+
+def test_no_cycle_breakers_nominated_in_any_package() -> None:
+    """grimp finds nothing to break between the children of any package either."""
+    grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
+    graph = grimp.build_graph("rankopt", cache_dir=None)
+    packages = sorted(m for m in graph.modules if graph.find_children(m))
+    assert "rankopt.search" in packages
+    for package in packages:
+        assert graph.nominate_cycle_breakers(package) == set(), package
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    """The layers and forbidden imports declared in pyproject.toml hold."""
+    cli = pytest.importorskip("importlinter.cli", reason="import-linter ('dev' extra) is missing")
+    code = cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
+    assert code == 0
