@@ -1,7 +1,7 @@
 """Peer: AIMET spatial-SVD greedy at a target MACs ratio, driven from the main interpreter.
 
 Runs ``benchmarks/bench_aimet.py`` in the aimet venv (see its docstring for the setup, the
-greedy's boundary fix and the MACs mapping) and checks what it wrote::
+greedy's tie fix and the MACs mapping) and checks what it wrote::
 
     from peer_aimet import aimet_models, load_aimet   # benchmarks/ on sys.path, as run.py
     paths = aimet_models("resnet8", "mnist5k", [0.5, 0.25, 0.1], "/tmp/aimet_models")
