@@ -60,6 +60,19 @@ AIMET_PACKAGES: tuple[str, ...] = (
     "colorcet",
 )
 SCRIPT = Path(__file__).resolve().parent / "bench_aimet.py"
+NOTE = (
+    "**aimet-torch** 2.42.0 in its own venv (`bench_aimet.py`): spatial SVD (kx1 then 1xk "
+    "convs) with AIMET's greedy per-layer ratio selection (`ModelCompressor.compress_model`, "
+    "`CostMetric.mac`, auto mode, input conv ignored), 20 ratio candidates per layer (0.05 "
+    "... 0.95), scored by accuracy on 1,000 validation images; the AIMET target is mapped so "
+    "that the fvcore MACs meet the budget. AIMET's greedy leaves the layer with the lowest "
+    "eval score dense when the threshold ties with it (with its default 10 candidates that "
+    "capped resnet8 at 0.28 of the MACs for any budget); bench_aimet.py fixes that tie. Its "
+    "choices are discrete: at 50 % it lands at 0.470 (the next threshold step gives 0.557). "
+    "Its models crash torch 2.14.1's CPU oneDNN convolution backward, so they are "
+    "fine-tuned with `torch.backends.mkldnn` off."
+)
+"""Peer note for the report (what the row is and what it cannot do)."""
 
 
 def ensure_aimet_venv(venv: Path | str = AIMET_VENV) -> Path:
