@@ -44,6 +44,12 @@ dense: convs with <= 3 input channels (the input conv, as Kim et al. do; musco a
 on 1-input-channel convs), dilated or grouped convs (musco drops dilation and groups), and
 the classifier (the last ``nn.Linear``; negligible MACs, and a rank-8 SVD of a 10-class
 head only costs accuracy).
+
+Limit: where VBMF finds rank 0 (weights it reads as pure noise), musco's ``weaken_rank``
+keeps the *full* rank, and a full-rank Tucker-2 costs more than the dense conv whatever the
+weakening factor. On an untrained resnet20 every layer does that (1.24x the dense MACs at
+the strongest setting; the worker raises RuntimeError); use ``--selection param_reduction``
+for such a model. Trained resnet8 on mnist5k has no such layer.
 """
 
 from __future__ import annotations
