@@ -59,6 +59,22 @@ MUSCO_PACKAGES: tuple[str, ...] = (
     "absl-py",
 )
 WORKER = Path(__file__).resolve().parent / "peer_musco_worker.py"
+NOTE = (
+    "**musco-pytorch** 1.0.6 (MUSCO, Gusak et al. 2019): needs tensorly 0.4.5, so it runs in "
+    "its own venv (`python3 -m venv /tmp/musco && /tmp/musco/bin/pip install --no-deps "
+    "musco-pytorch==1.0.6 flopco-pytorch==0.1.4 scikit-tensor-py3==0.4.1 tensorly==0.4.5 "
+    "absl-py`, torch and numpy from the main interpreter) behind a shim for numpy 2 / scipy "
+    "1.17 (`np.float`, `np.int`, `np.in1d`, `eigh(eigvals=)`) and two musco bugs on 1x1 convs "
+    "(`SVDDecomposedConvLayer` lacks `min_rank` and, for parameter reduction, "
+    "`in/out_features`). `CompressorVBMF`: Tucker-2 on kxk convs, SVD on 1x1 convs, VBMF "
+    "ranks weakened by one factor for every layer, bisected until the fvcore MACs are within "
+    "the budget; one compression stage (MUSCO's multi-stage loop is for alternating with "
+    "fine-tunes; the benchmark's own fine-tune follows). The input conv, dilated / grouped "
+    "convs and the classifier stay dense. musco hard-codes a minimum rank of 8, which "
+    "stops at 0.257 of resnet8's MACs: for 25 % and 10 % the floor is lowered to 4 and 2 "
+    "(the model's JSON says so)."
+)
+"""Peer note for the report (what the row is and what it cannot do)."""
 
 
 def ensure_musco_venv(venv: Path | str = MUSCO_VENV) -> Path:

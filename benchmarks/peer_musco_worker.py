@@ -19,8 +19,9 @@ builtins / ``np.isin`` on the flattened input, which is what they were), and
 ``scipy.linalg.eigh(..., eigvals=(lo, hi))`` is mapped to ``subset_by_index=[lo, hi]``.
 Nothing else in musco is changed, except two things in its rank floor (``_set_min_rank``):
 musco 1.0.6's ``SVDDecomposedConvLayer`` (1x1 convs) reads ``self.min_rank`` without ever
-setting it, an ``AttributeError`` on every 1x1 conv, so the class gets musco's own value 8;
-and the optional floor override below.
+setting it, an ``AttributeError`` on every 1x1 conv, so the class gets musco's own value 8
+(and, for ``param_reduction``, its ``in_features`` / ``out_features``, which only the linear
+variant has, are aliased to the channel counts); and the optional floor override below.
 
 Rank selection (one compression stage, no fine-tune between stages):
 
@@ -43,6 +44,12 @@ dense: convs with <= 3 input channels (the input conv, as Kim et al. do; musco a
 on 1-input-channel convs), dilated or grouped convs (musco drops dilation and groups), and
 the classifier (the last ``nn.Linear``; negligible MACs, and a rank-8 SVD of a 10-class
 head only costs accuracy).
+
+Limit: where VBMF finds rank 0 (weights it reads as pure noise), musco's ``weaken_rank``
+keeps the *full* rank, and a full-rank Tucker-2 costs more than the dense conv whatever the
+weakening factor. On an untrained resnet20 every layer does that (1.24x the dense MACs at
+the strongest setting; the worker raises RuntimeError); use ``--selection param_reduction``
+for such a model. Trained resnet8 on mnist5k has no such layer.
 """
 
 from __future__ import annotations
@@ -122,6 +129,10 @@ def _set_min_rank(min_rank: int) -> None:
     # musco 1.0.6 reads self.min_rank in SVDDecomposedConvLayer (1x1 convs) but never sets
     # it (AttributeError on every 1x1 conv); a class attribute fills the gap.
     svd_layer.SVDDecomposedConvLayer.min_rank = MUSCO_MIN_RANK
+    # ... and its param_reduction branch reads self.in_features / self.out_features, which
+    # only the linear variant has (AttributeError): alias them to the channel counts.
+    svd_layer.SVDDecomposedConvLayer.in_features = property(lambda self: self.in_channels)
+    svd_layer.SVDDecomposedConvLayer.out_features = property(lambda self: self.out_channels)
     for module in (tucker2, svd_layer):
         module.estimate_vbmf_ranks = floor(estimator.estimate_vbmf_ranks)  # type: ignore[attr-defined]
         module.estimate_rank_for_compression_rate = floor(  # type: ignore[attr-defined]
