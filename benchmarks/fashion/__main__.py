@@ -14,15 +14,17 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchmarks.bench_plans import shared_sensitivity
-from benchmarks.bench_report import machine_facts, md_table
+from benchmarks.bench_report import machine_facts
 from benchmarks.fashion import report
 from benchmarks.fashion.harness import Candidate, FinalFinetune, Task, load_task, measure_row, say
+from benchmarks.fashion.markdown import render
 from benchmarks.fashion.rows import Rows, make_peer_models
 from benchmarks.fashion.searches import SAMPLERS, SearchRun, run_study
 
@@ -57,6 +59,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip dense + FT and the seed recipe (a run of more budgets to --combine with)",
+    )
+    p.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="render one report from the JSON of these runs' --out folders (no training)",
+    )
     args = p.parse_args(argv)
     args.ft_images = args.ft_images or (16384 if args.quick else 55000)
     args.ft_epochs = args.ft_epochs or (1 if args.quick else 2)
@@ -70,6 +84,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write its files."""
     args = parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python -m benchmarks.fashion " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -84,36 +100,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = args.seeds[0]
     min_timed_s = 0.5 if args.quick else 1.0
 
+    meta: dict[str, Any] = {
+        "command": command,
+        "facts_start": facts_start,
+        "dense_ft": [],
+        "peer_lines": [],
+        "task": _task_info(task),
+        "finetune": finetune.describe(),
+        "budgets": args.budgets,
+        "seeds": args.seeds,
+        "trials": args.trials,
+    }
+
     def save() -> None:
-        (out / "fashion_rows.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+        meta["wall_s"] = time.perf_counter() - started
+        dump(out, rows, runs, meta)
 
     say(f"[dense + final FT] {task.model_name}: test accuracy {task.dense_test_accuracy:.4f}")
-    dense_ft: list[float] = []
-    for seed in args.seeds:
+    dense_ft: list[float] = meta["dense_ft"]
+    for seed in args.seeds if not args.no_reference else []:
         copy_ = copy.deepcopy(task.model)
         finetune.calibrate(copy_)
         acc, _ = finetune(copy_, seed)
         dense_ft.append(acc)
         say(f"  dense + FT seed {seed}: {acc:.4f}")
 
-    peer_lines: list[str] = []
+    peer_lines: list[str] = meta["peer_lines"]
     builder = Rows(
         task,
         uniform_methods=args.uniform,
         peer_dirs={"aimet": args.peers_dir, "musco": args.peers_dir},
         progress=say,
     )
-    say("[seed recipe]")
-    seed_row = measure_row(
-        builder.seed_recipe(),
-        task,
-        finetune,
-        seed=first,
-        budget=None,
-        latency=True,
-        min_timed_s=min_timed_s,
-    )
-    rows.append(seed_row)
+    if not args.no_reference:
+        say("[seed recipe]")
+        seed_row = measure_row(
+            builder.seed_recipe(),
+            task,
+            finetune,
+            seed=first,
+            budget=None,
+            latency=True,
+            min_timed_s=min_timed_s,
+        )
+        rows.append(seed_row)
     with shared_sensitivity():
         for b in args.budgets:
             # the file peers (None) are made, when missing, after the in-process rows
@@ -162,174 +192,64 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                     )
                     save()
-    wall_s = time.perf_counter() - started
-    curves = report.write_curves(runs, args.budgets, out)
-    md = render(
-        args,
-        task,
-        finetune,
-        rows,
-        runs,
-        seed_row,
-        dense_ft,
-        facts_start,
-        wall_s,
-        command,
-        curves,
-        peer_lines,
-    )
-    (out / "BENCHMARKS_FASHION.md").write_text(md)
-    say(f"wrote {out / 'BENCHMARKS_FASHION.md'} and {curves} in {wall_s / 60:.1f} min")
+    save()
+    return write_report(out, meta, rows, runs)
+
+
+def write_report(
+    out: Path, meta: dict[str, Any], rows: list[dict[str, Any]], runs: list[SearchRun]
+) -> int:
+    """Write BENCHMARKS_FASHION.md and the best-so-far plot into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    curves = report.write_curves(runs, meta["budgets"], out)
+    (out / "BENCHMARKS_FASHION.md").write_text(render(meta, rows, runs, curves))
+    say(f"wrote {out / 'BENCHMARKS_FASHION.md'} and {curves} ({meta['wall_s'] / 60:.1f} min)")
     return 0
 
 
-def render(
-    args: argparse.Namespace,
-    task: Task,
-    finetune: FinalFinetune,
-    rows: list[dict[str, Any]],
-    runs: list[SearchRun],
-    seed_row: dict[str, Any],
-    dense_ft: list[float],
-    facts_start: dict[str, str],
-    wall_s: float,
-    command: str,
-    curves: Path,
-    peer_lines: list[str],
-) -> str:
-    """The markdown file: the answer (goals and the head table) first, then the details."""
-    facts_end = machine_facts()
-    goal_lines = report.goals(
-        rows,
-        runs,
-        args.budgets,
-        dense_test=task.dense_test_accuracy,
-        seed_row=seed_row,
-        dense_ft=dense_ft,
+def _task_info(task: Task) -> dict[str, Any]:
+    return {
+        "model_name": task.model_name,
+        "data_name": task.data_name,
+        "dense_test_accuracy": task.dense_test_accuracy,
+        "dense_macs": task.dense_macs,
+        "dense_params": task.dense_params,
+    }
+
+
+def dump(
+    out: Path, rows: list[dict[str, Any]], runs: list[SearchRun], meta: dict[str, Any]
+) -> None:
+    """Write what the run measured so far as JSON (rows, studies, meta) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fashion_rows.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    studies = [{k: v for k, v in asdict(r).items() if k != "candidate"} for r in runs]
+    (out / "fashion_runs.json").write_text(json.dumps(studies, indent=1) + "\n")
+    (out / "fashion_meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+
+
+def combine(folders: Sequence[Path], out: Path) -> int:
+    """One report from the JSON of several runs (e.g. budgets run in parallel processes).
+
+    The reference rows (dense + FT, the seed recipe) and the machine facts come from the
+    first folder that has them; the budgets, rows and studies of all are joined; the wall
+    time is the longest run's.
+    """
+    metas, rows, runs = [], [], []
+    for folder in folders:
+        metas.append(json.loads((folder / "fashion_meta.json").read_text()))
+        rows += json.loads((folder / "fashion_rows.json").read_text())
+        runs_path = folder / "fashion_runs.json"
+        for r in json.loads(runs_path.read_text()) if runs_path.exists() else []:
+            runs.append(SearchRun(candidate=None, **{**r, "best_so_far": tuple(r["best_so_far"])}))
+    meta = dict(next((m for m in metas if m.get("dense_ft")), metas[0]))
+    meta["budgets"] = sorted({b for m in metas for b in m["budgets"]}, reverse=True)
+    meta["wall_s"] = max(float(m.get("wall_s", math.nan)) for m in metas)
+    meta["peer_lines"] = [line for m in metas for line in m.get("peer_lines", [])]
+    meta["command"] = "\n".join(str(m["command"]) for m in metas) + (
+        "\npython -m benchmarks.fashion --combine " + " ".join(str(f) for f in folders)
     )
-    head = []
-    for b in args.budgets:
-        groups = report.by_label(rows, b)
-        for label in ("search_tpe", "search_random", "torch_pruning (peer)"):
-            accs = [r["test_accuracy"] for r in groups.get(label, [])]
-            head.append([f"{b:.0%}", label, report.mean_std(accs)])
-        others = {
-            k: [r["test_accuracy"] for r in g]
-            for k, g in groups.items()
-            if k not in (*report.SEARCH_ROWS, "torch_pruning (peer)")
-            and not any(r.get("over_budget") for r in g)
-        }
-        best = max(others, key=lambda k: report._mean(others[k]) if others[k] else -1.0)
-        head.append([f"{b:.0%}", f"best other: {best}", report.mean_std(others[best])])
-    parts = [
-        "# Benchmark: Fashion-MNIST",
-        "",
-        "Written by `python -m benchmarks.fashion`; do not edit by hand. Reproduce with:",
-        "",
-        f"```\n{command}\n```",
-        "",
-        f"{task.model_name} on {task.data_name} (dense test accuracy "
-        f"{task.dense_test_accuracy:.4f}, {task.dense_macs} MACs, {task.dense_params} params), "
-        f"budgets {', '.join(f'{b:.0%}' for b in args.budgets)} of dense MACs, seeds "
-        f"{', '.join(map(str, args.seeds))}. Every row: the same BatchNorm calibration and "
-        "final fine-tune, test accuracy on the official 10,000 test images, mean ± std over "
-        "the seeds.",
-        "",
-        "## The answer",
-        "",
-        md_table(["budget", "row", "test accuracy after the final FT"], head),
-        "",
-        *[f"- {line}" for line in goal_lines],
-        "",
-        "## Machine and run",
-        "",
-        md_table(
-            ["", ""],
-            [
-                ["CPU / cores", f"{facts_start['cpu']} / {facts_start['cores']}"],
-                [
-                    "torch / rankopt / Python",
-                    f"{facts_start['torch']} / {facts_start['rankopt']} / {facts_start['python']}",
-                ],
-                ["torch threads", facts_start["torch_threads"]],
-                ["date", facts_start["date"]],
-                [
-                    "load average (1/5/15 min) at start; at end",
-                    f"{facts_start['load']}; {facts_end['load']}",
-                ],
-                ["wall time", f"{wall_s / 60:.1f} min"],
-                ["splits", "55,000 train / 5,000 val (searches rank plans on it) / 10,000 test"],
-                ["trials per search", f"{args.trials} (rankopt.search defaults otherwise)"],
-                ["final fine-tune", finetune.describe()],
-                [
-                    "latency",
-                    "ratio to dense at 1 thread, timed side by side "
-                    "(rankopt.latency.compare_latency_ms), first seed's model; ORT = ONNX "
-                    "Runtime CPU, torch = eager PyTorch",
-                ],
-            ],
-        ),
-        "",
-        "## 1. The seed recipe (Kim et al. 2016: Tucker-2 + VBMF ranks, no budget)",
-        "",
-        md_table(
-            [
-                "layers decomposed",
-                "MACs ratio",
-                "params ratio",
-                "accuracy dense",
-                "after decomposition",
-                "calibrated, before FT",
-                "after final FT",
-            ],
-            [
-                [
-                    f"{seed_row.get('layers_decomposed')} / {seed_row.get('layers_searchable')}",
-                    seed_row.get("macs_ratio", math.nan),
-                    seed_row.get("params_ratio", math.nan),
-                    task.dense_test_accuracy,
-                    seed_row.get("accuracy_decomposed", math.nan),
-                    seed_row.get("accuracy_calibrated", math.nan),
-                    seed_row.get("test_accuracy", math.nan),
-                ]
-            ],
-        ),
-        "",
-        f"Ranks: {seed_row.get('detail', '')}",
-        "",
-        f"Dense + the same final fine-tune: {report.mean_std(dense_ft)} "
-        f"(dense {task.dense_test_accuracy:.4f}).",
-        "",
-        "## 2. Budgets (sorted by accuracy after the final FT)",
-        "",
-    ]
-    for b in args.budgets:
-        parts += [f"### {b:.0%} of dense MACs", "", report.budget_table(rows, b), ""]
-    parts += [
-        "## 3. The searches",
-        "",
-        f"Best-so-far curves: [{curves.name}]({curves.name}).",
-        "",
-        report.search_table(runs),
-        "",
-        "## 4. Peers",
-        "",
-        "Every peer's model gets the same calibration and final fine-tune as rankopt's plans.",
-        "",
-        "- **torch-pruning** (`benchmarks/peer_pruning.py`): structured channel pruning, "
-        "L2 group magnitude importance per layer, iterative steps until fvcore MACs meet the "
-        "budget; the classifier is kept.",
-        "- **musco-pytorch** (`benchmarks/peer_musco.py`, its own venv): one-stage VBMF ranks "
-        "with the weakening factor bisected to the budget.",
-        "- **aimet-torch** (`benchmarks/bench_aimet.py`, its own venv): spatial-SVD greedy "
-        "ratio selection aimed at the budget.",
-        "- **tensorly-torch** (`benchmarks/bench_plans.py`): Tucker on every kxk conv but "
-        "the input conv, one rank fraction, bisected to the budget.",
-        "",
-        *[f"- {line}" for line in peer_lines],
-        "",
-    ]
-    return "\n".join(parts) + "\n"
+    return write_report(out, meta, rows, runs)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ class SearchRun:
         sampler: ``tpe`` or ``random``.
         budget: Fraction of dense MACs.
         seed: Search seed.
-        candidate: The recommended plan as a benchmark row.
+        candidate: The recommended plan as a benchmark row (None when read back from JSON).
         best_so_far: Best proxy validation accuracy after each counted trial (in order).
         trial_wall_s: Mean wall time of a counted trial, in seconds.
         sensitivity_s: Seconds the study's sensitivity profile took to measure (the run
@@ -47,7 +47,7 @@ class SearchRun:
     sampler: str
     budget: float
     seed: int
-    candidate: Candidate
+    candidate: Candidate | None
     best_so_far: tuple[float, ...]
     trial_wall_s: float
     sensitivity_s: float
