@@ -19,17 +19,18 @@ from typing import Any
 import torch
 
 import rankopt
-from benchmarks.bench_plans import (
+from benchmarks.common.harness import Candidate
+from benchmarks.common.peers import tltorch_model
+from benchmarks.common.recipes import (
     GreedyScores,
     bench_space,
     greedy_plan,
     greedy_scores,
     n_outputs_of,
     seed_recipe_plan,
-    tltorch_model,
     uniform_plan,
 )
-from benchmarks.fashion.harness import Candidate, Task
+from benchmarks.fashion.harness import Task
 from rankopt.search import Budget, SearchSpace
 
 
