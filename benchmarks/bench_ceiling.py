@@ -35,21 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_plans import (
-    UNIFORM_METHODS,
-    bench_space,
-    completed,
-    n_outputs_of,
-    run_search,
-    uniform_plan,
-)
-from bench_report import machine_facts, md_table
-from run import _SEARCH_DEFAULTS, _Finetuner, builtin_model
 from scipy.stats import spearmanr
 
-import rankopt
-from rankopt.search import Budget
-from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: ``benchmarks`` from the repository root
+    sys.path.insert(0, str(ROOT))
+
+import rankopt  # noqa: E402
+from benchmarks.common.harness import FinalFinetune  # noqa: E402
+from benchmarks.common.recipes import (  # noqa: E402
+    UNIFORM_METHODS,
+    bench_space,
+    n_outputs_of,
+    uniform_plan,
+)
+from benchmarks.common.report import machine_facts, md_table  # noqa: E402
+from benchmarks.common.searches import completed, run_search  # noqa: E402
+from benchmarks.mnist.run import SEARCH_DEFAULTS, builtin_model  # noqa: E402
+from rankopt.search import Budget  # noqa: E402
+from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,7 +86,7 @@ def measure(
         fine-tune) and ``finals`` (test accuracy after the final fine-tune, per seed).
     """
     bench = builtin_model(model_name)
-    finetuner = _Finetuner(bench, epochs)
+    finetuner = FinalFinetune(bench, epochs=epochs)
     dense_macs = rankopt.count_macs(bench.model, bench.input_shape)
     space = bench_space(bench.model, bench.input_shape, n_outputs_of(bench.model, bench.val[0]))
     limit = Budget(max_macs=int(budget * dense_macs))
@@ -240,13 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--proxy-steps",
         type=int,
-        default=_SEARCH_DEFAULTS.finetune_steps,
+        default=SEARCH_DEFAULTS.finetune_steps,
         help="proxy fine-tune steps (search default)",
     )
     parser.add_argument(
         "--proxy-samples",
         type=int,
-        default=_SEARCH_DEFAULTS.finetune_samples,
+        default=SEARCH_DEFAULTS.finetune_samples,
         help="proxy fine-tune images (search default)",
     )
     parser.add_argument("--epochs", type=int, default=3, help="final fine-tune epochs")
