@@ -2,12 +2,12 @@
 
 Usage::
 
-    python benchmarks/bench_ceiling.py                       # resnet8 and vgg_small at 7 % MACs
-    python benchmarks/bench_ceiling.py --models resnet8 --budgets 0.1,0.05 --ft-seeds 0,1,2
+    python -m benchmarks.bench_ceiling                       # resnet8 and vgg_small at 7 % MACs
+    python -m benchmarks.bench_ceiling --models resnet8 --budgets 0.1,0.05 --ft-seeds 0,1,2
 
 The search can only pick among the plans it tried. This script runs one default search
 (``rankopt.search``: seed trials, then local moves and TPE) per model and budget, gives
-*every* completed trial, and every uniform recipe of ``benchmarks/run.py``, the same
+*every* completed trial, and every uniform recipe of ``benchmarks.mnist``, the same
 calibration + final fine-tune over several seeds, and reports:
 
 - the **oracle**: the best final accuracy of any plan the study tried (what a perfect
@@ -207,7 +207,7 @@ def markdown(results: Sequence[dict[str, Any]], command: str, wall_s: float) -> 
         "",
         f"{facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}, {facts['date']}, "
         f"wall time {wall_s / 60:.1f} min. Each plan: BatchNorm calibration, the final "
-        f"fine-tune of `benchmarks/run.py` ({seeds} fine-tune seed(s)), test accuracy. The "
+        f"fine-tune of `benchmarks.mnist` ({seeds} fine-tune seed(s)), test accuracy. The "
         "search: `rankopt.search` defaults (seed trials, then local moves and TPE), seed 0.",
         "",
     ]
