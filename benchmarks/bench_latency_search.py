@@ -109,12 +109,17 @@ def main() -> None:
         model_name="resnet8",
         seed=0,
         n_threads=args.threads,
+        latency_threads=args.threads,
+        # The benchmark measures the table's error itself: the search must not refuse it.
+        latency_tolerance=1.0,
         latency_runtime=args.runtime,
         rank_multiple=multiple,
         progress=lambda line: print(line, flush=True),
     )
     # Every method: the MACs-budget plans may use CP or GKPD.
-    table = latency_table(dense, INPUT, runtime=args.runtime, rank_multiple=multiple)
+    table = latency_table(
+        dense, INPUT, runtime=args.runtime, rank_multiple=multiple, n_threads=args.threads
+    )
     friendly = [
         m for m in rankopt.list_methods() if rankopt.get_method(m).latency_friendly_on(args.runtime)
     ]
@@ -164,6 +169,7 @@ def main() -> None:
         runtime=args.runtime,
         min_timed_s=args.min_seconds,
         n_runs=args.runs,
+        n_threads=args.threads,
     )
     # The search's own reach: every layer at its fastest offered choice (keep included).
     lowest = min_latency_ms(

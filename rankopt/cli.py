@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from rankopt._cli import (
     add_calibration_arg,
     add_device_arg,
+    add_latency_threads_arg,
     add_model_args,
     add_study_args,
     add_worker_args,
@@ -122,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--measure-latency: eager PyTorch, or ONNX Runtime on the model as "
         "`rankopt apply --out x.onnx` exports it (default: %(default)s)",
     )
+    add_latency_threads_arg(p)
+    p.add_argument(
+        "--latency-tolerance",
+        type=float,
+        default=0.15,
+        help="the latency table times a few whole plans to check its predictions; a search "
+        "with a latency budget or objective refuses to start when they err by more than this "
+        "fraction (default: %(default)s)",
+    )
     add_worker_args(p)
     add_device_arg(p)
     p.set_defaults(func=cmd_search)
@@ -196,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the latency against dense is measured (batch 1 and 64, side by side): "
         "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else torch)",
     )
+    add_latency_threads_arg(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("profile", help="list layers, costs and eligibility")

@@ -161,3 +161,87 @@ def test_write_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kaleido: boo
     image = np.asarray(Image.open(out).convert("RGB")).astype(int)
     assert image.shape[:2] == (500, 800)
     assert (np.abs(255 - image).sum(axis=2) > 30).mean() > 0.01
+
+
+#: Text a person reads outside folded <details> stays short (a JSON dump does not).
+LONGEST_VISIBLE_TEXT = 600
+
+
+def test_report_leads_with_the_answer_and_reads_as_text(tmp_path: Path) -> None:
+    """Headless Chromium: the recommended plan's summary and commands come before the front
+    table, on the first screen; no visible text node outside <details> is longer than 600
+    characters; the first screen is saved as a PNG (also /tmp/report_screenshot.png)."""
+    import shutil
+
+    np = pytest.importorskip("numpy")
+    Image = pytest.importorskip("PIL.Image")
+    from rankopt.studies import report, select_trial
+
+    study = _study()
+    study.set_user_attr("data", "mnist5k")
+    study.set_user_attr("sensitivity", _profile(80))  # ~4,000 characters of JSON
+    best = select_trial(study)
+    page = report(study, tmp_path / "report.html")
+    driver = _driver(tmp_path)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(page.resolve().as_uri())
+        tops = driver.execute_script(
+            """
+            const top = s => document.querySelector(s).getBoundingClientRect().top;
+            return [top('#recommended'), top('#gains'), top('#commands'),
+                    top('#pareto-front'), window.innerHeight];
+            """
+        )
+        recommended, gains, commands, front, height = tops
+        assert recommended < gains < commands < front
+        assert commands < height  # the answer and its commands are on the first screen
+        lead = driver.find_element("css selector", "p.lead").text
+        assert f"trial {best.number}" in lead
+        texts = driver.execute_script(
+            """
+            const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+            const out = [];
+            for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+              const el = n.parentElement;
+              if (!el || el.closest('details, script, style')) { continue; }
+              if (!el.getClientRects().length) { continue; }  // not rendered
+              const text = n.textContent.trim();
+              if (text) { out.push(text); }
+            }
+            return out;
+            """
+        )
+        assert texts, "no visible text"
+        longest = max(texts, key=len)
+        assert len(longest) <= LONGEST_VISIBLE_TEXT, longest[:200]
+        raw = driver.execute_script("return document.querySelector('#raw pre').textContent")
+        assert '"sensitivity"' in raw and len(raw) > 4000  # the JSON is there, folded
+        assert driver.execute_script("return document.querySelector('#raw').open") is False
+        shot = tmp_path / "report_first_screen.png"
+        assert driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert image.shape[0] >= 600 and image.shape[1] >= 1000
+    assert (np.abs(255 - image).sum(axis=2) > 30).mean() > 0.01  # not blank
+    shutil.copy(shot, "/tmp/report_screenshot.png")
+
+
+def _profile(n_layers: int) -> dict[str, Any]:
+    """A sensitivity profile of ``n_layers`` layers x 2 methods x 3 points."""
+    points = {
+        f"block{i}.conv": {
+            "tucker2": [[10_000, 0.9 / (i + 1)], [40_000, 0.1 / (i + 1)], [60_000, 0.01]],
+            "cp": [[10_000, 1.2], [30_000, 0.3], [60_000, 0.02]],
+        }
+        for i in range(n_layers)
+    }
+    return {
+        "schema_version": 1,
+        "points": points,
+        "dense_macs": {name: 100_000 for name in points},
+        "n_images": 256,
+        "wall_time_s": 20.0,
+        "failed": {},
+    }

@@ -114,6 +114,8 @@ SEARCH_BAD: list[tuple[list[str], list[str]]] = [
     (["--lr", "nan"], ["lr = nan", "positive"]),
     (["--threads", "-1"], ["threads = -1", ">= 1"]),
     (["--threads", "0"], ["threads = 0", ">= 1"]),
+    (["--latency-threads", "999"], ["latency_threads = 999 must be at most the", "scheduler"]),
+    (["--latency-tolerance", "0"], ["latency_tolerance = 0.0 must be in (0, 1]"]),
     (["--seed", "-1"], ["seed = -1", "in [0, 4294967295]"]),
     (["--num-classes", "0"], ["num_classes = 0", ">= 1"]),
     (["--model", "rankopt_testmodels:five_class_net"], ["labels", "10 classes", "5 outputs"]),
@@ -275,7 +277,6 @@ def test_missing_storage_and_study_are_one_line(
 @pytest.mark.parametrize(
     ("extra", "fragments"),
     [
-        ([], ["--trial N or --max-macs X"]),
         (["--trial", "999"], ["no trial 999", "0, 1"]),
         (["--trial", "-1"], ["trial must be a trial number"]),
         (["--max-macs", "abc"], ["max", "macs", "'abc'", "allowed"]),
@@ -296,6 +297,48 @@ def test_export_bad_input_is_one_line(
         args += ["--out", str(tmp_path / "plan.json")]
     rc, _, err = run(capsys, "export", "--storage", study_db["storage"], *args)
     assert_one_error_line(rc, err, *fragments)
+
+
+def test_search_ends_with_the_plan_and_export_writes_it(
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A search in the default run directory ends with the recommended plan, its gains and
+    the next commands as typed; ``rankopt export --out p.json`` then writes that plan."""
+    from rankopt.storage._open import run_dir_url
+    from rankopt.studies import load_study, select_trial
+
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", MODEL, "--weights", files["small_net"], "--data", files["data"]]
+    rc, out, err = run(capsys, "search", *model, *FAST, "--n-trials", "3")
+    assert rc == 0, err
+    study = load_study(run_dir_url("rankopt-runs"))
+    best = select_trial(study)
+    attrs = best.user_attrs
+    lines = out.splitlines()
+    summary = next(line for line in lines if line.startswith("recommended plan:"))
+    assert summary.startswith(f"recommended plan: trial {best.number}")
+    points = 100 * (attrs["accuracy"] - study.user_attrs["dense"]["accuracy"])
+    assert f"accuracy {100 * attrs['accuracy']:.2f} % ({points:+.2f} points vs dense)" in summary
+    assert f"MACs {100 * attrs['macs_ratio']:.1f} % of dense" in summary
+    assert f"params {100 * attrs['params_ratio']:.1f} %" in summary
+    nxt = lines.index("next:")
+    typed = " ".join(model)
+    assert lines[nxt + 1 :] == [
+        "  rankopt export --out plan.json",
+        f"  rankopt apply plan.json {typed} --out small.onnx",
+        f"  rankopt finetune plan.json {typed} --epochs 5",
+        "  rankopt report --out report.html",
+    ]
+    rc, out, err = run(capsys, "export", "--out", "p.json")
+    assert rc == 0, err
+    assert f"the recommended plan, trial {best.number} " in out
+    plan = json.loads((tmp_path / "p.json").read_text())
+    assert plan["provenance"]["trial"] == best.number
+    assert plan["layers"] == attrs["plan"]["layers"]
+    assert plan["metrics"]["macs"] == attrs["macs"]
 
 
 def _plan_variant(study_db: dict[str, str], tmp_path: Path, kind: str) -> str:

@@ -182,7 +182,6 @@ def test_plot_and_report_write_offline_html(
         (["export", "--trial", "FAILED"], r"trial \d+ is FAIL"),
         (["export", "--max-macs", "1e-9"], r"smallest"),
         (["export", "--max-macs", "abc"], r"max_macs = 'abc' is not a budget"),
-        (["export"], r"--trial N or --max-macs"),
         (["front", "--study-name", "nope"], r"'nope'.*cli"),
     ],
 )

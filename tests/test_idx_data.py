@@ -50,7 +50,8 @@ def _fixture(root: Path, n_train: int = 400, n_test: int = 50, size: int = 6) ->
         labels = np.arange(n) % 10
         images = rng.integers(0, 255, size=(n, size, size))
         images[:, 0, 0] = labels * 20
-        paths[f"{part}_images"] = _write(root / IDX_FILES[f"{part}_images"], images, gz=part == "train")
+        gz = part == "train"  # both forms: gzip and plain
+        paths[f"{part}_images"] = _write(root / IDX_FILES[f"{part}_images"], images, gz=gz)
         paths[f"{part}_labels"] = _write(root / IDX_FILES[f"{part}_labels"], labels)
     return paths
 

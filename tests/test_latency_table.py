@@ -325,9 +325,12 @@ def _noisy_models(
     return [times[0]] + [t * (0.7 if i % 2 else 1.3) for i, t in enumerate(times[1:])]
 
 
-def test_the_search_warns_when_whole_plans_stray_from_the_table(
+def test_the_search_refuses_a_table_that_mispredicts_whole_plans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Plans 30 % off: the search stops before any trial and says why and what to do;
+    with the tolerance raised above the error it goes on."""
+    from rankopt.errors import SettingsError
     from rankopt.evaluators import profile
     from rankopt.latency._runtimes import TorchRuntime
     from rankopt.search.loop._inputs import measure_latency_table
@@ -338,12 +341,60 @@ def test_the_search_warns_when_whole_plans_stray_from_the_table(
     monkeypatch.setattr(TorchRuntime, "time_models_ms", _noisy_models)
     model = small_net()
     lines: list[str] = []
-    table = measure_latency_table(model, profile(model, INPUT), SearchSettings(), lines.append)
-    # Plans 30 % off either way: whatever the fitted scale, some plan errs by > 25 %.
-    assert min(table.plan_error.values()) > 0.25
-    assert lines[-1].startswith("warning: the whole plans timed with the latency table strayed ")
-    assert "(batch 1)" in lines[-1] and "(batch 64)" in lines[-1]
-    assert str(table.cache_path) in lines[-1]
+    with pytest.raises(SettingsError) as refused:
+        measure_latency_table(model, profile(model, INPUT), SearchSettings(), lines.append)
+    message = str(refused.value)
+    assert "cannot predict latency on this machine within 15 %" in message
+    assert "(batch 1)" in message and "(batch 64)" in message
+    assert "1 thread)" in message and "--latency-threads 1" not in message  # it was at 1
+    assert "--latency-tolerance" in message and "delete" in message
+    assert lines[0].startswith("latency table on this machine (")
+    assert lines[0].endswith(", 1 thread; cached on disk)")
+    worst = float(message.rsplit("--latency-tolerance ", 1)[1])
+    # Accepting the error: the cached table (now measured) is used, its error above 25 %.
+    table = measure_latency_table(
+        model, profile(model, INPUT), SearchSettings(latency_tolerance=worst), lines.append
+    )
+    assert 0.25 < max(table.plan_error.values()) < worst
+    with pytest.raises(SettingsError, match=r"latency_tolerance = 0 must be in \(0, 1\]"):
+        SearchSettings(latency_tolerance=0)
+
+
+def test_latency_is_timed_at_one_thread_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table and the side-by-side comparison time at 1 thread whatever torch's count,
+    restore that count, and refuse more threads than the usable cores, saying why."""
+    from rankopt.errors import SettingsError
+    from rankopt.latency._measure import compare_latency_ms, usable_cores
+    from rankopt.latency._runtimes import TorchRuntime
+    from rankopt.search.loop._settings import SearchSettings
+
+    seen: list[int] = []
+
+    def timed(_self: object, models: list[torch.nn.Module], *a: object, **k: object) -> list[float]:
+        seen.append(torch.get_num_threads())
+        return _fake_models(None, models)
+
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", timed)
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr("rankopt.latency._measure.usable_cores", lambda: 2)
+    torch.set_num_threads(2)
+    model = small_net()
+    compare_latency_ms([model, small_net()], INPUT, batch_sizes=(1,), min_timed_s=0.0)
+    table = latency_table(model, INPUT, ["svd"], batch_sizes=(1,), n_grid=2, cache_dir=tmp_path)
+    assert set(seen) == {1} and table.n_threads == 1
+    assert torch.get_num_threads() == 2  # restored
+    seen.clear()
+    compare_latency_ms([model], INPUT, batch_sizes=(1,), min_timed_s=0.0, n_threads=2)
+    assert set(seen) == {2}
+    with pytest.raises(SettingsError) as refused:
+        compare_latency_ms([model], INPUT, batch_sizes=(1,), n_threads=3)
+    assert "latency_threads = 3 must be at most the 2 CPU core(s)" in str(refused.value)
+    assert "scheduler" in str(refused.value)
+    with pytest.raises(SettingsError, match="latency_threads = 3"):
+        SearchSettings(latency_threads=3)
+    assert usable_cores() >= 1
 
 
 def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(

@@ -29,10 +29,13 @@ from rankopt.studies import (
     plot_history,
     plot_layer_map,
     plot_pareto_front,
+    plot_sensitivity,
     report,
     select_trial,
+    sensitivity_table,
     write_html,
 )
+from rankopt.studies._profile_figure import PROFILE_SHARES
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -290,15 +293,39 @@ def test_pareto_figure_matches_table(multi: bool) -> None:
     assert len(front.x) == len(front.y) == n_front > 0
     assert front.mode == "lines+markers"
     assert len(_trace(fig, "All trials").x) == 30
-    assert len(_trace(fig, "Dense model").x) == 1
     assert len(_trace(fig, "VBMF seed").x) == 1
+    # x is the MACs share of dense; dense is a labelled line at its accuracy, not a point
+    assert fig.layout.xaxis.tickformat == ".1%"
+    assert max(front.x) <= 1.0 and "Dense model" not in [t.name for t in fig.data]
     budget = [s for s in fig.layout.shapes if s.name == "budget"]
-    assert len(budget) == 1 and budget[0].x0 == 600_000
+    assert len(budget) == 1 and budget[0].x0 == 0.6
+    dense = [s for s in fig.layout.shapes if s.name == "dense"]
+    assert len(dense) == 1 and dense[0].y0 == 0.98
+    labels = [a.text for a in fig.layout.annotations]
+    assert "budget 60.0%" in labels and "dense model 98.00% (100 % of the cost)" in labels
     # hover carries the trial number and the per-layer plan
     assert front.customdata[0][0].startswith("trial ")
     assert "conv1" in front.customdata[0][2]
-    ratio_fig = plot_pareto_front(study, x="macs_ratio")
-    assert [s.x0 for s in ratio_fig.layout.shapes if s.name == "budget"] == [0.6]
+    assert "plan" in front.hovertemplate
+    absolute = plot_pareto_front(study, x="macs")
+    assert [s.x0 for s in absolute.layout.shapes if s.name == "budget"] == [600_000]
+
+
+def test_pareto_axes_fit_the_trials_not_dense_or_stragglers() -> None:
+    """Trials crowd at the budget (44-50 % of the MACs): the x axis spans them, not 0-100 %;
+    a trial that fine-tuned badly (0.30) does not stretch the y axis, and the title counts it."""
+    values = [(0.978, 448_000), (0.982, 449_000), (0.984, 493_000), (0.986, 497_000)]
+    values += [(0.30, 470_000), (0.975, 480_000)]
+    study = make_study(3, n_complete=0, n_failed=0, n_pruned=0, values=values, with_vbmf=False)
+    study.set_user_attr("dense", {"accuracy": 0.986, "macs": DENSE_MACS, "n_params": 50_000})
+    study.set_user_attr("budget", {"max_macs": 500_000, "max_params": None})
+    fig = plot_pareto_front(study)
+    low, high = fig.layout.xaxis.range
+    assert 0.40 < low < 0.448 and 0.50 < high < 0.55
+    y_low, y_high = fig.layout.yaxis.range
+    assert 0.97 < y_low < 0.978 and 0.986 < y_high <= 1.0
+    assert fig.layout.yaxis.title.text == "validation accuracy (1 trial below the axis)"
+    assert len(_trace(fig, "All trials").x) == 6  # still drawn, out of view
 
 
 def test_pareto_figure_without_budget_has_no_line() -> None:
@@ -343,20 +370,71 @@ def test_write_html_embeds_plotly_once(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- report
+PROFILE = {
+    "schema_version": 1,
+    "points": {
+        "conv1": {"tucker2": [[60_000, 0.5], [150_000, 0.02]]},
+        "layer1.0.conv1": {"tucker2": [[25_000, 0.2], [100_000, 0.01]], "cp": [[50_000, 1e3]]},
+    },
+    "dense_macs": {"conv1": 250_000, "layer1.0.conv1": 250_000},
+    "n_images": 256,
+    "wall_time_s": 12.0,
+    "failed": {"layer1.0.conv1": {"cp": "ALS diverged"}},
+}
+
+
 def test_report_is_standalone_and_has_the_table(tmp_path: Path) -> None:
     study = make_study(4, n_complete=20)
-    out = report(study, tmp_path / "report.html")
+    study.set_user_attr("sensitivity", PROFILE)
+    out = report(study, tmp_path / "report.html", study_args=["--study-name", "synthetic"])
     text = out.read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]+src=[\"']https?:", text)
-    assert text.count('class="plotly-graph-div"') == 3
+    assert text.count('class="plotly-graph-div"') == 4  # front, layer map, history, profile
     assert 'class="dataframe front" id="pareto-front">' in text
     n_rows = len(pareto_front(study))
     table = text.split('id="pareto-front">', 1)[1].split("</table>", 1)[0]
     assert table.count("<tr") == n_rows + 1  # header + one per row
     best = select_trial(study)
-    assert f"Trial <b>{best.number}</b>" in text
-    assert "layer1.0.conv2" in text and "weight shape" in text
+    acc, macs = best.user_attrs["accuracy"], best.user_attrs["macs"]
+    # the answer first: the recommended plan, its gains, the commands; then the front
+    lead = text.index("The recommended plan is <b>trial")
+    assert f"<b>trial {best.number}</b>" in text
+    assert lead < text.index("id='gains'") < text.index('id="pareto-front"')
+    assert f"<b>{100 * (acc - 0.98):+.2f} points</b>" in text
+    assert f"<b>{macs / DENSE_MACS:.1%}</b> of dense ({macs:,} per image)" in text
+    assert "rankopt export --study-name synthetic --out plan.json" in text
+    assert "rankopt apply plan.json --model tiny --data mnist --out small.onnx" in text
+    assert text.index("id='commands'") < text.index('id="pareto-front"')
+    assert "layer1.0.conv2" in text and "rank / full rank" in text
+    # settings as a readable two-column table; raw JSON only inside <details>
+    settings = text.split("id='settings'>", 1)[1].split("</table>", 1)[0]
+    assert "MACs &lt;= 600,000 (60.0% of dense)" in settings
+    assert "search: sampler</th><td class='l'>tpe" in settings
+    assert "validation accuracy 98.00%, 1,000,000 MACs, 50,000 params" in settings
+    assert "ALS diverged" not in text.split("<details id='raw'>", 1)[0]
     assert "FAIL" in text and "mnist" in text
+
+
+def test_sensitivity_heat_map_reads_the_profile() -> None:
+    study = make_study(4, n_complete=3)
+    assert sensitivity_table(study).empty
+    assert len(plot_sensitivity(study).data[0].y or ()) == 0
+    study.set_user_attr("sensitivity", PROFILE)
+    table = sensitivity_table(study)
+    assert len(table) == 5 and table["macs_share"].tolist()[:2] == [0.24, 0.6]
+    heat = plot_sensitivity(study).data[0]
+    assert list(heat.y) == ["conv1 · Tucker-2", "layer1.0.conv1 · Tucker-2", "layer1.0.conv1 · CP"]
+    assert list(heat.x) == [f"{s:.1%}" for s in PROFILE_SHARES]
+    col = list(PROFILE_SHARES).index
+    # at a measured share the cell is the measured score; below the cheapest one it is blank
+    assert heat.text[0][col(0.6)] == "0.02" and heat.z[0][col(0.6)] == pytest.approx(
+        math.log10(0.02)
+    )
+    assert heat.text[1][col(0.1)] == "0.2" and heat.text[1][col(0.05)] == ""
+    # between points: linear in log MACs, as the search interpolates
+    t = (math.log(0.4) - math.log(0.24)) / (math.log(0.6) - math.log(0.24))
+    assert float(heat.text[0][col(0.4)]) == pytest.approx(0.5 + t * (0.02 - 0.5), rel=1e-2)
+    assert heat.text[2][col(0.25)] == "failed" and heat.text[2][col(0.15)] == ""
 
 
 # ---------------------------------------------------------------- selection and export
@@ -419,7 +497,7 @@ def test_the_table_and_the_figure_show_the_recommended_trial_off_the_front() -> 
     assert df[df["kind"] == "recommended"]["trial"].astype(int).tolist() == [1]
     fig = plot_pareto_front(study)
     marker = _trace(fig, "Recommended plan")
-    assert list(marker.x) == [300_000] and list(marker.y) == [0.95]
+    assert list(marker.x) == [0.3] and list(marker.y) == [0.95]
     assert marker.customdata[0][0] == "trial 1"
     assert "recommended" not in set(pareto_front(study, include_reference=False)["kind"])
 

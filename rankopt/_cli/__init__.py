@@ -3,6 +3,7 @@
 from rankopt._cli._common import (
     add_calibration_arg,
     add_device_arg,
+    add_latency_threads_arg,
     add_model_args,
     add_study_args,
     add_worker_args,
@@ -14,6 +15,7 @@ from rankopt._cli._studies import cmd_export, cmd_front, cmd_plot, cmd_report
 __all__ = [
     "add_calibration_arg",
     "add_device_arg",
+    "add_latency_threads_arg",
     "add_model_args",
     "add_study_args",
     "add_worker_args",

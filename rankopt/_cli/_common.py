@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "resnet8"
-DEFAULT_DATA = "mnist5k"
+from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
+
 DEFAULT_BUDGET = "50%"
 DEFAULT_RUN_DIR = "rankopt-runs"
 
@@ -45,7 +45,22 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                 "(default: no normalisation, pixels in [0, 1])",
             )
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads for training, trials and fine-tunes (default: all cores; "
+        "latency is timed at --latency-threads)",
+    )
+
+
+def add_latency_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--latency-threads",
+        type=int,
+        default=1,
+        help="threads latency is timed at (default: %(default)s, steady on a small or shared "
+        "machine; at most the CPU cores this process may use)",
+    )
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -260,6 +275,40 @@ def format_table(df: Any) -> str:
     if "layers" in view.columns:
         view["layers"] = view["layers"].astype(str).str.slice(0, 60)
     return str(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def given_study_args(args: argparse.Namespace) -> list[str]:
+    """``--storage`` / ``--run-dir`` / ``--study-name`` as the user gave them (password masked)."""
+    from rankopt.storage._open import mask_url
+
+    out: list[str] = []
+    if args.storage:
+        out += ["--storage", mask_url(str(args.storage))]
+    elif str(args.run_dir) != DEFAULT_RUN_DIR:
+        out += ["--run-dir", str(args.run_dir)]
+    if args.study_name:
+        out += ["--study-name", str(args.study_name)]
+    return out
+
+
+def find_study_args(args: argparse.Namespace, study_name: str, storage: Any) -> list[str]:
+    """The fewest options with which ``rankopt export`` / ``report`` find ``study`` again.
+
+    ``storage`` is the opened Optuna storage (or its URL). Nothing when the study is the
+    only one in the default run directory; ``--run-dir`` for
+    another run directory; ``--study-name`` when the storage holds other studies too; a
+    storage URL given with ``--storage`` is repeated (password masked) with the study name.
+    """
+    import optuna
+
+    from rankopt.storage._open import mask_url
+
+    if args.storage:
+        return ["--storage", mask_url(str(args.storage)), "--study-name", study_name]
+    out = [] if str(args.run_dir) == DEFAULT_RUN_DIR else ["--run-dir", str(args.run_dir)]
+    if len(optuna.get_all_study_names(storage=storage)) > 1:
+        out += ["--study-name", study_name]
+    return out
 
 
 def open_study(args: argparse.Namespace) -> Any:

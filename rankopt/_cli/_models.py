@@ -43,10 +43,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
-    import torch
 
     from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune
-    from rankopt.latency import compare_latency_ms
+    from rankopt.latency import check_latency_threads, compare_latency_ms
     from rankopt.latency._runtimes import get_runtime
     from rankopt.plan import CompressionPlan, apply_plan
 
@@ -58,6 +57,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )
     rt = get_runtime(runtime)
     rt.check_available()  # before the fine-tune, not after it
+    check_latency_threads(args.latency_threads)
     model, data = load_model_and_data(args)
     compressed = apply_plan(model, plan)
     calibrate(compressed, data, args)
@@ -78,7 +78,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     ).cpu()  # counted, timed (CPU latency) and saved on the CPU
     shape = tuple(plan.input_shape)
     say(f"timing both models side by side on {rt.description} ...")
-    latency = compare_latency_ms([model, compressed], shape, runtime=runtime)
+    threads = args.latency_threads
+    latency = compare_latency_ms([model, compressed], shape, runtime=runtime, n_threads=threads)
     batch_sizes = sorted(latency)
     rows = []
     for i, (label, net) in enumerate((("dense", model), ("compressed", compressed))):
@@ -100,7 +101,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     ratios = ", ".join(f"{latency[b][1] / latency[b][0]:.3f} at batch {b}" for b in batch_sizes)
     print(
         f"ratios: macs {c[2] / d[2]:.3f}, params {c[3] / d[3]:.3f}, latency {ratios} "
-        f"({rt.description}, {torch.get_num_threads()} threads, timed side "
+        f"({rt.description}, {threads} thread{'s' if threads > 1 else ''}, timed side "
         f"by side with dense on this CPU); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:

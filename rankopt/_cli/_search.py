@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from rankopt._cli._common import (
     budget_args,
     builtin_models,
     check_run_dir,
     chosen_study_name,
+    find_study_args,
     format_table,
     load_model_and_data,
     say,
@@ -73,6 +75,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             lr=args.lr,
             measure_latency=args.measure_latency,
             latency_runtime=args.latency_runtime,
+            latency_threads=args.latency_threads,
+            latency_tolerance=args.latency_tolerance,
             model_name=str(args.model),
             data_name=str(args.data),
             n_threads=args.threads,
@@ -89,15 +93,58 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 130
     except StorageError:
         raise
-    front = pareto_front(study)
-    print(format_table(front))
-    shown = mask_url(storage)
-    print(f"\nstudy {study_name!r} stored in {shown}")
-    print(
-        f"next: rankopt plot --storage {shown} --study-name {study_name}  |  "
-        f"rankopt export --storage {shown} --study-name {study_name} --trial N --out plan.json"
-    )
+    print(format_table(pareto_front(study)))
+    find = find_study_args(args, study_name, opened)
+    model = model_args(args)
+    print("\n" + "\n".join(closing_lines(study, mask_url(storage), find, model)))
     return 0
+
+
+def model_args(args: argparse.Namespace) -> list[str]:
+    """The model and data options of this search that ``apply`` / ``finetune`` need too
+    (defaults left out)."""
+    from rankopt._cli._common import DEFAULT_DATA, DEFAULT_MODEL
+
+    out: list[str] = []
+    for flag, value, default in (
+        ("--model", args.model, DEFAULT_MODEL),
+        ("--weights", args.weights, None),
+        ("--num-classes", args.num_classes, None),
+        ("--data", args.data, DEFAULT_DATA),
+        ("--mean", args.mean, None),
+        ("--std", args.std, None),
+        ("--seed", args.seed, 0),
+    ):
+        if value is not None and value != default:
+            out += [flag, str(value)]
+    return out
+
+
+def closing_lines(
+    study: Any, shown_url: str, find: list[str], model: list[str] | None = None
+) -> list[str]:
+    """The short summary a search ends with: the recommended plan, its gains over dense,
+    where the study is, and the next commands as the user would type them."""
+    import shlex
+
+    from rankopt.studies import next_commands, plan_summary
+
+    lines = []
+    summary = plan_summary(study)
+    if summary is None:
+        lines.append("no recommended plan: no complete trial within the study's budget")
+    else:
+        seed = f" (seed {summary.seed})" if summary.seed else ""
+        lines.append(f"recommended plan: trial {summary.trial}{seed}: {summary.gains()}")
+        lines.append(f"  layers: {summary.methods_line()}")
+    lines.append(f"study {study.study_name!r} stored in {shown_url}")
+    report = " ".join(["rankopt", "report", *map(shlex.quote, find), "--out", "report.html"])
+    commands = [report]
+    if summary is not None:
+        commands[:0] = next_commands(study, study_args=find, model_args=model)
+    lines.append("next:")
+    lines += [f"  {c}" for c in commands]
+    return lines
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
@@ -154,7 +201,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     except StorageError:
         return outcome.exit_code or 2
     print(format_table(pareto_front(study)))
-    shown = mask_url(storage)
-    print(f"\nstudy {name!r} stored in {shown} ({n} workers)")
-    print(f"next: rankopt report --storage {shown} --study-name {name} --out report.html")
+    find = find_study_args(search_args, name, storage)
+    shown = f"{mask_url(storage)} ({n} workers)"
+    print("\n" + "\n".join(closing_lines(study, shown, find, model_args(search_args))))
     return outcome.exit_code

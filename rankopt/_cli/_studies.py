@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rankopt._cli._common import check_out, format_table, open_study
+from rankopt._cli._common import check_out, format_table, given_study_args, open_study
 
 
 def cmd_front(args: argparse.Namespace) -> int:
@@ -61,25 +61,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rankopt.studies import report
 
     check_out(args.out)
-    path = report(open_study(args), args.out)
+    path = report(open_study(args), args.out, study_args=given_study_args(args))
     print(f"wrote {path}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write a chosen trial's CompressionPlan as JSON."""
+    """Write a chosen trial's CompressionPlan as JSON (the recommended one unless told)."""
     from rankopt.studies import export_plan
 
     check_out(args.out)
-    if args.trial is None and args.max_macs is None:
-        from rankopt.errors import RankoptError
-
-        raise RankoptError("export needs --trial N or --max-macs X (the best trial under X)")
     plan = export_plan(open_study(args), trial=args.trial, max_macs=args.max_macs)
     plan.save(args.out)
     m = plan.metrics
+    nan = float("nan")
+    if args.trial is not None:
+        which = f"trial {plan.provenance.get('trial')}"
+    elif args.max_macs is not None:
+        which = (
+            f"trial {plan.provenance.get('trial')}, the best with macs <= {args.max_macs} "
+            "(lowest validation loss)"
+        )
+    else:
+        which = (
+            f"the recommended plan, trial {plan.provenance.get('trial')} (lowest validation "
+            "loss within the study's budget)"
+        )
     print(
-        f"wrote {args.out}: trial {plan.provenance.get('trial')}, accuracy "
-        f"{m.get('accuracy', float('nan')):.4f}, macs {m.get('macs')}, params {m.get('n_params')}"
+        f"wrote {args.out}: {which}: accuracy {m.get('accuracy', nan):.4f}, MACs "
+        f"{100 * m.get('macs_ratio', nan):.1f} % of dense ({m.get('macs')}), params "
+        f"{100 * m.get('params_ratio', nan):.1f} % ({m.get('n_params')})"
     )
     return 0

@@ -3,10 +3,12 @@ model."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -15,7 +17,66 @@ from rankopt.errors import SettingsError
 from rankopt.latency._runtimes import get_runtime
 from rankopt.latency._units import timed_rounds
 
-__all__ = ["compare_latency_ms", "measure_latency_ms"]
+__all__ = [
+    "DEFAULT_LATENCY_THREADS",
+    "check_latency_threads",
+    "compare_latency_ms",
+    "measure_latency_ms",
+    "timing_threads",
+    "usable_cores",
+]
+
+DEFAULT_LATENCY_THREADS = 1
+"""Threads the latency table and latency comparisons time at unless told.
+
+At 2 threads on a 2-core VM the ONNX Runtime table mispredicted whole plans by up to 65 %
+(at 1 thread: 7 %, ``benchmarks/BENCHMARKS_LATENCY_2THREADS.md``): a second thread shares
+its core with everything else the machine runs, and a small CPU model gains little from it.
+"""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_latency_threads(n_threads: int) -> None:
+    """Refuse a thread count that this machine cannot time steadily.
+
+    Raises:
+        SettingsError: ``n_threads`` < 1, or more threads than the cores this process may use
+            (the timings would measure the scheduler, not the model).
+    """
+    cores = usable_cores()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise SettingsError(f"latency_threads = {n_threads!r} must be an integer >= 1")
+    if n_threads > cores:
+        raise SettingsError(
+            f"latency_threads = {n_threads} must be at most the {cores} CPU core(s) this "
+            "process may use: with more threads than cores, threads wait for each other and "
+            "the timings measure the scheduler, not the model; use 1 (the default) for "
+            "steady timings"
+        )
+
+
+@contextlib.contextmanager
+def timing_threads(n_threads: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to ``n_threads`` inside the block (None: unchanged);
+    ONNX Runtime sessions made inside take the same count. Checked by
+    :func:`check_latency_threads`; the previous count is restored."""
+    if n_threads is None:
+        yield
+        return
+    check_latency_threads(n_threads)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def measure_latency_ms(
@@ -107,12 +168,13 @@ def compare_latency_ms(
     runtime: str = "torch",
     min_timed_s: float = 1.0,
     n_runs: int = 25,
+    n_threads: int | None = DEFAULT_LATENCY_THREADS,
 ) -> dict[int, list[float]]:
     """Latency of each model against the first (the dense one), measured side by side.
 
     As the latency table and ``benchmarks/bench_latency_search.py`` measure: CPU float32
     copies, one forward pass of each model per round (the order rotated), after a warm-up, at
-    the current thread count; each model's time is the first model's median plus the median
+    ``n_threads`` threads; each model's time is the first model's median plus the median
     of its per-round difference to it, so a slow spell of a shared machine hits both alike.
 
     Args:
@@ -123,12 +185,15 @@ def compare_latency_ms(
         min_timed_s: Each model is timed at least this many seconds in all (more rounds at
             small batches; at most ``_latency_units.MAX_RUNS``).
         n_runs: Timed rounds at least (>= 1).
+        n_threads: Intra-op threads while timing (default 1: steady on a shared or small
+            machine; None: torch's current count); at most the usable cores.
 
     Returns:
         ``batch size -> latency_ms of each model``, in the order given.
 
     Raises:
-        SettingsError: no model, a batch size < 1 or ``n_runs`` < 1.
+        SettingsError: no model, a batch size < 1, ``n_runs`` < 1, or ``n_threads`` refused
+            by :func:`check_latency_threads`.
         UnknownNameError: an unknown runtime.
         RankoptError: the runtime's packages are missing.
     """
@@ -142,9 +207,10 @@ def compare_latency_ms(
     hosts = [copy.deepcopy(m).to(device="cpu", dtype=torch.float32).eval() for m in models]
     gen = torch.Generator().manual_seed(0)
     out: dict[int, list[float]] = {}
-    for bs in batch_sizes:
-        x = torch.randn((bs, *input_shape), generator=gen)
-        probe_ms = rt.time_models_ms(hosts[:1], x, n_warmup=1, n_runs=3)[0]
-        runs = timed_rounds(n_runs, min_timed_s, probe_ms)
-        out[bs] = rt.time_models_ms(hosts, x, n_warmup=3, n_runs=runs, paired=True)
+    with timing_threads(n_threads):
+        for bs in batch_sizes:
+            x = torch.randn((bs, *input_shape), generator=gen)
+            probe_ms = rt.time_models_ms(hosts[:1], x, n_warmup=1, n_runs=3)[0]
+            runs = timed_rounds(n_runs, min_timed_s, probe_ms)
+            out[bs] = rt.time_models_ms(hosts, x, n_warmup=3, n_runs=runs, paired=True)
     return out

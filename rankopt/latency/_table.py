@@ -54,6 +54,7 @@ from rankopt.latency._grid import (
     time_interleaved_ms,
     time_swapped_ms,
 )
+from rankopt.latency._measure import DEFAULT_LATENCY_THREADS, timing_threads
 from rankopt.latency._plans import PLAN_TIME_FACTOR, table_plan_scales
 from rankopt.latency._runtimes import get_runtime
 from rankopt.latency._units import measure_units, timed_rounds
@@ -244,10 +245,11 @@ def latency_table(
     runtime: str = "torch",
     rank_multiple: int = 1,
     min_timed_s: float = MIN_TIMED_S,
+    n_threads: int | None = DEFAULT_LATENCY_THREADS,
 ) -> LatencyTable:
     """Measure (or load from the disk cache) the latency table of ``model`` on this machine.
 
-    Runs at the current ``torch.get_num_threads()``, on CPU, in float32.
+    Runs at ``n_threads`` intra-op threads (default 1), on CPU, in float32.
 
     Args:
         model: The dense model (only its shapes matter; it is not modified).
@@ -268,6 +270,9 @@ def latency_table(
             measured and cached apart from other multiples).
         min_timed_s: Each variant is timed for at least this many seconds in all (more
             rounds than ``n_runs`` when the model is fast, at most ``_latency_units.MAX_RUNS``).
+        n_threads: Intra-op threads while timing (default 1, steady on a shared or small
+            machine; None: torch's current count); at most the usable cores
+            (:func:`rankopt.evaluators.check_latency_threads`). Cached apart per count.
 
     Returns:
         The :class:`LatencyTable`.
@@ -287,98 +292,104 @@ def latency_table(
         get_method(m)
     rt = get_runtime(runtime)
     rt.check_available()
-    n_threads = torch.get_num_threads()
-    key = {**machine_signature(), **rt.signature(), "threads": n_threads, "dtype": "float32"}
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = _cache_file(root, key)
-    data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key, "models": {}}
-    if not refresh and path.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(path.read_text())
-            if loaded.get("schema_version") == LATENCY_SCHEMA_VERSION and loaded.get("key") == key:
-                data = loaded
+    with timing_threads(n_threads):
+        n_threads = torch.get_num_threads()
+        key = {**machine_signature(), **rt.signature(), "threads": n_threads, "dtype": "float32"}
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = _cache_file(root, key)
+        data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key, "models": {}}
+        if not refresh and path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(path.read_text())
+                if (
+                    loaded.get("schema_version") == LATENCY_SCHEMA_VERSION
+                    and loaded.get("key") == key
+                ):
+                    data = loaded
 
-    prof = model_profile if model_profile is not None else profile(model, input_shape)
-    layers = {layer.name: layer for layer in prof.eligible_layers}
-    model_key = f"{model_fingerprint(model)}:{tuple(input_shape)}"
-    entries = data["models"].setdefault(model_key, {})
+        prof = model_profile if model_profile is not None else profile(model, input_shape)
+        layers = {layer.name: layer for layer in prof.eligible_layers}
+        model_key = f"{model_fingerprint(model)}:{tuple(input_shape)}"
+        entries = data["models"].setdefault(model_key, {})
 
-    def stored(method: str) -> str:  # the method's key in the cache for this rank multiple
-        return method if rank_multiple == 1 else f"{method}@x{rank_multiple}"
+        def stored(method: str) -> str:  # the method's key in the cache for this rank multiple
+            return method if rank_multiple == 1 else f"{method}@x{rank_multiple}"
 
-    # Work still missing: (batch_size, layer) -> methods to measure.
-    todo: dict[tuple[int, str], list[str]] = {}
-    for bs in batch_sizes:
-        entry = entries.get(str(bs), {})
+        # Work still missing: (batch_size, layer) -> methods to measure.
+        todo: dict[tuple[int, str], list[str]] = {}
+        for bs in batch_sizes:
+            entry = entries.get(str(bs), {})
+            for name, layer in layers.items():
+                have = entry.get("layers", {}).get(name, {})
+                wanted = [
+                    m for m in methods if get_method(m).supports(layer) and stored(m) not in have
+                ]
+                if wanted or "model_ms" not in entry:
+                    todo[(bs, name)] = wanted
+        # One CPU float32 copy of the dense model, made only when something is measured.
+        host = functools.cache(lambda: copy.deepcopy(model).cpu().float().eval())
+        if todo:  # slow units (the machine busy) are timed again (_latency_units)
+            measure_units(
+                rt,
+                host(),
+                layers,
+                todo,
+                entries,
+                tuple(input_shape),
+                stored,
+                n_grid=n_grid,
+                n_warmup=n_warmup,
+                n_runs=n_runs,
+                min_timed_s=min_timed_s,
+                rank_multiple=rank_multiple,
+                progress=progress,
+            )
+        model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
+        dense_ms: dict[tuple[str, int], float] = {}
+        curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
         for name, layer in layers.items():
-            have = entry.get("layers", {}).get(name, {})
-            wanted = [m for m in methods if get_method(m).supports(layer) and stored(m) not in have]
-            if wanted or "model_ms" not in entry:
-                todo[(bs, name)] = wanted
-    # One CPU float32 copy of the dense model, made only when something is measured.
-    host = functools.cache(lambda: copy.deepcopy(model).cpu().float().eval())
-    if todo:  # slow units (the machine busy) are timed again (_latency_units)
-        measure_units(
-            rt,
-            host(),
-            layers,
-            todo,
+            for bs in batch_sizes:
+                share = model_ms[bs] * max(layer.macs, 1) / max(prof.macs, 1)
+                dense_ms[(name, bs)] = share
+                found_layer = entries[str(bs)].get("layers", {}).get(name, {})
+                for m in methods:
+                    found = found_layer.get(stored(m))
+                    if found and found["points"]:
+                        # The change vs the dense model of the same rounds, scaled to the
+                        # table's dense time: the machine's speed drifts between layers' rounds.
+                        ref = float(found["model_ms"])
+                        measured = sorted(
+                            (
+                                int(p["macs"]),
+                                (share + (float(p["model_ms"]) - ref) * model_ms[bs] / ref) / share,
+                            )
+                            for p in found["points"]
+                        )
+                        curves[(name, m, bs)] = monotone_ratios(measured)
+        table = LatencyTable(
+            layers=layers,
+            batch_sizes=tuple(batch_sizes),
+            methods=methods,
+            dense_ms=dense_ms,
+            curves=curves,
+            model_ms=model_ms,
+            n_threads=n_threads,
+            runtime=rt.name,
+            rank_multiple=rank_multiple,
+            cache_path=path,
+        )
+        # Whole plans timed once per rank multiple: what swaps save together (_latency_plans)
+        scales, errors, calibrated = table_plan_scales(
+            table,
+            host,
+            input_shape,
             entries,
-            tuple(input_shape),
-            stored,
+            f"x{rank_multiple}",
             n_grid=n_grid,
             n_warmup=n_warmup,
-            n_runs=n_runs,
-            min_timed_s=min_timed_s,
-            rank_multiple=rank_multiple,
-            progress=progress,
+            runs_for=lambda bs: timed_rounds(n_runs, PLAN_TIME_FACTOR * min_timed_s, model_ms[bs]),
+            time_models_ms=rt.time_models_ms,
         )
-    model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
-    dense_ms: dict[tuple[str, int], float] = {}
-    curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
-    for name, layer in layers.items():
-        for bs in batch_sizes:
-            share = model_ms[bs] * max(layer.macs, 1) / max(prof.macs, 1)
-            dense_ms[(name, bs)] = share
-            found_layer = entries[str(bs)].get("layers", {}).get(name, {})
-            for m in methods:
-                found = found_layer.get(stored(m))
-                if found and found["points"]:
-                    # The change vs the dense model of the same rounds, scaled to the
-                    # table's dense time: the machine's speed drifts between layers' rounds.
-                    ref = float(found["model_ms"])
-                    measured = sorted(
-                        (
-                            int(p["macs"]),
-                            (share + (float(p["model_ms"]) - ref) * model_ms[bs] / ref) / share,
-                        )
-                        for p in found["points"]
-                    )
-                    curves[(name, m, bs)] = monotone_ratios(measured)
-    table = LatencyTable(
-        layers=layers,
-        batch_sizes=tuple(batch_sizes),
-        methods=methods,
-        dense_ms=dense_ms,
-        curves=curves,
-        model_ms=model_ms,
-        n_threads=n_threads,
-        runtime=rt.name,
-        rank_multiple=rank_multiple,
-        cache_path=path,
-    )
-    # Whole plans timed once per rank multiple: what swaps save together (_latency_plans)
-    scales, errors, calibrated = table_plan_scales(
-        table,
-        host,
-        input_shape,
-        entries,
-        f"x{rank_multiple}",
-        n_grid=n_grid,
-        n_warmup=n_warmup,
-        runs_for=lambda bs: timed_rounds(n_runs, PLAN_TIME_FACTOR * min_timed_s, model_ms[bs]),
-        time_models_ms=rt.time_models_ms,
-    )
-    if todo or calibrated:
-        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
-    return dataclasses.replace(table, plan_scale=scales, plan_error=errors)
+        if todo or calibrated:
+            atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
+        return dataclasses.replace(table, plan_scale=scales, plan_error=errors)

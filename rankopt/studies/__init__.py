@@ -22,22 +22,29 @@ from ._front import (
     queued_trials_line,
 )
 from ._html import write_html, write_png
+from ._profile_figure import plot_sensitivity, sensitivity_table
 from ._report import report
+from ._summary import PlanSummary, next_commands, plan_summary
 
 __all__ = [
     "FRONT_COLUMNS",
     "FRONT_TRACE_NAME",
+    "PlanSummary",
     "all_trials_table",
     "export_plan",
     "layer_summary",
     "load_study",
+    "next_commands",
     "pareto_front",
+    "plan_summary",
     "plot_history",
     "plot_layer_map",
     "plot_pareto_front",
+    "plot_sensitivity",
     "queued_trials_line",
     "report",
     "select_trial",
+    "sensitivity_table",
     "write_html",
     "write_png",
 ]

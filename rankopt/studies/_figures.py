@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from rankopt.errors import RankoptError
 
 from . import _methods
+from ._axes import x_range, y_range
 from ._front import (
     all_trials_table,
     completed_trials,
@@ -24,6 +25,8 @@ from ._front import (
 )
 
 __all__ = [
+    "BUDGET_SHAPE_NAME",
+    "DENSE_SHAPE_NAME",
     "FRONT_TRACE_NAME",
     "plot_history",
     "plot_layer_map",
@@ -35,13 +38,18 @@ FRONT_TRACE_NAME = "Pareto front"
 #: Name of the budget line shape in :func:`plot_pareto_front`.
 BUDGET_SHAPE_NAME = "budget"
 
+#: Name of the dense accuracy line shape in :func:`plot_pareto_front`.
+DENSE_SHAPE_NAME = "dense"
+
 _AXIS_TITLES: dict[str, str] = {
+    "macs_ratio": "MACs, % of the dense model",
+    "params_ratio": "parameters, % of the dense model",
     "macs": "MACs per image",
-    "macs_ratio": "MACs / dense MACs",
     "n_params": "parameters",
-    "params_ratio": "parameters / dense parameters",
     "latency_ms": "latency (ms, CPU, batch 1)",
 }
+#: The share-of-dense column shown for a cost objective by default.
+_RATIO_OF: dict[str, str] = {"macs": "macs_ratio", "n_params": "params_ratio"}
 _BUDGET_KEYS: dict[str, tuple[str, str]] = {
     # x column -> (budget key, dense key used to turn the budget into a ratio)
     "macs": ("max_macs", ""),
@@ -51,7 +59,7 @@ _BUDGET_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-def _wrap_layers(summary: str, per_line: int = 4) -> str:
+def _wrap_layers(summary: str, per_line: int = 3) -> str:
     """Break a ``" | "``-separated layer summary into hover lines of ``per_line`` layers."""
     parts = summary.split(" | ") if summary else []
     lines = [" | ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line)]
@@ -66,13 +74,15 @@ def _hover(df: pd.DataFrame, x: str) -> tuple[list[list[Any]], str]:
             _wrap_layers(r.layers),
             r.macs,
             r.n_params,
+            r.params_ratio,
         ]
         for r in df.itertuples()
     ]
     template = (
         "<b>%{customdata[0]}</b><br>accuracy %{y:.2%}<br>"
-        "MACs %{customdata[3]:,.0f} (ratio %{customdata[1]:.3f})<br>"
-        "params %{customdata[4]:,.0f}<br>%{customdata[2]}<extra></extra>"
+        "MACs %{customdata[1]:.1%} of dense (%{customdata[3]:,.0f})<br>"
+        "params %{customdata[5]:.1%} of dense (%{customdata[4]:,.0f})<br>"
+        "<b>plan</b>: %{customdata[2]}<extra></extra>"
     )
     if x == "latency_ms":
         template = template.replace("<br>params", "<br>latency %{x:.2f} ms<br>params")
@@ -96,19 +106,25 @@ def _budget_x(study: optuna.Study, x: str) -> float | None:
 def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure:
     """Accuracy vs cost: every completed trial faint, the Pareto front highlighted.
 
+    The x axis is the cost as a share of the dense model's (``macs_ratio`` by default, shown
+    in %) over the range the trials cover; the dense model is a labelled horizontal line at
+    its accuracy (layout shape ``"dense"``), the study's budget a labelled vertical dashed
+    line (layout shape ``"budget"``) when one is set for the x axis. The y axis runs from
+    the lowest front or reference point to the highest point: trials far below the front
+    stay in the figure but out of view (the axis title says how many).
+
     The front trace is named :data:`FRONT_TRACE_NAME` (``"Pareto front"``) and has one
-    marker per front row of :func:`pareto_front`. The dense model (star), the VBMF seed
-    trial (diamond) and the recommended trial (large open circle: the plan
-    ``rankopt export`` exports, which need not be on the front) are drawn as their own
-    traces, and a vertical dashed line (a layout shape named ``"budget"``) marks the
-    study's budget when one is set for the x axis.
-    Hovering a point shows the trial number, accuracy, MACs ratio and per-layer plan.
+    marker per front row of :func:`pareto_front`. The VBMF seed trial (diamond) and the
+    recommended trial (large open circle: the plan ``rankopt export`` exports, which need
+    not be on the front) are their own traces. Hovering a point shows the trial number,
+    accuracy, MACs and parameters, and its per-layer plan.
 
     Args:
         study: A loaded study.
-        x: Column for the x axis: ``"macs"``, ``"macs_ratio"``, ``"n_params"``,
-            ``"params_ratio"`` or ``"latency_ms"``. Default: the study's cost objective
-            (``"macs"`` for accuracy-only studies).
+        x: Column for the x axis: ``"macs_ratio"``, ``"params_ratio"``, ``"macs"``,
+            ``"n_params"`` or ``"latency_ms"``. Default: the share of dense of the study's
+            cost objective (``"macs_ratio"``; ``"params_ratio"`` for a parameter objective,
+            ``"latency_ms"`` for a latency objective).
 
     Returns:
         The plotly figure.
@@ -116,12 +132,13 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
     Raises:
         RankoptError: ``x`` is not one of the columns above.
     """
-    x = x or cost_column(study)
+    x = x or _RATIO_OF.get(cost_column(study), cost_column(study))
     if x not in _AXIS_TITLES:
         raise RankoptError(f"x axis {x!r} is not allowed; choose one of: {', '.join(_AXIS_TITLES)}")
     table = pareto_front(study)
     everything = all_trials_table(study)
     front = table[table["kind"] == "trial"].sort_values([x, "trial"])
+    dense_accuracy = dense_metrics(study).get("accuracy", math.nan)
     fig = go.Figure()
 
     custom, template = _hover(everything, x)
@@ -150,7 +167,6 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
         )
     )
     for kind, name, symbol, color, line_width in (
-        ("dense", "Dense model", "star", "#111111", 1),
         ("vbmf_seed", "VBMF seed", "diamond", "#1f77b4", 1),
         ("recommended", "Recommended plan", "circle-open", "#2ca02c", 3),
     ):
@@ -175,6 +191,7 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
             )
         )
     budget = _budget_x(study, x)
+    percent = x.endswith("_ratio")
     if budget is not None:
         fig.add_shape(
             type="line",
@@ -188,17 +205,58 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
             line={"dash": "dash", "color": "#2ca02c", "width": 2},
         )
         fig.add_annotation(
-            x=budget, y=1, xref="x", yref="paper", text="budget", showarrow=False, yanchor="bottom"
+            x=budget,
+            y=1,
+            xref="x",
+            yref="paper",
+            text=f"budget {budget:.1%}" if percent else f"budget {budget:,.4g}",
+            showarrow=False,
+            yanchor="bottom",
+            font={"color": "#2ca02c"},
         )
+    if math.isfinite(dense_accuracy):
+        fig.add_shape(
+            type="line",
+            name=DENSE_SHAPE_NAME,
+            xref="paper",
+            yref="y",
+            x0=0,
+            x1=1,
+            y0=dense_accuracy,
+            y1=dense_accuracy,
+            line={"dash": "dot", "color": "#111111", "width": 1.5},
+        )
+        fig.add_annotation(
+            x=0,
+            y=dense_accuracy,
+            xref="paper",
+            yref="y",
+            text=f"dense model {dense_accuracy:.2%}" + (" (100 % of the cost)" if percent else ""),
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+        )
+    y_span = y_range(table, everything, dense_accuracy)
+    hidden = 0 if y_span is None else int((everything["accuracy"] < y_span[0]).sum())
+    y_title = "validation accuracy"
+    if hidden:
+        y_title += f" ({hidden} trial{'s' if hidden > 1 else ''} below the axis)"
     fig.update_layout(
         title=f"Pareto front of study {study.study_name!r}",
         xaxis_title=_AXIS_TITLES[x],
-        yaxis_title="validation accuracy",
+        yaxis_title=y_title,
         yaxis_tickformat=".1%",
         template="plotly_white",
         hovermode="closest",
         legend={"orientation": "h", "yanchor": "bottom", "y": -0.25},
     )
+    if percent:
+        fig.update_xaxes(tickformat=".1%")
+    x_span = x_range(everything, table, x, budget)
+    if x_span is not None:
+        fig.update_xaxes(range=x_span)
+    if y_span is not None:
+        fig.update_yaxes(range=y_span)
     return fig
 
 

@@ -6,7 +6,13 @@ This package's ``__init__`` is light (no torch, no optuna): the command line rea
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_N_TRIALS"]
+__all__ = ["DEFAULT_DATA", "DEFAULT_MODEL", "DEFAULT_N_TRIALS"]
+
+DEFAULT_MODEL = "resnet8"
+"""The built-in model of ``rankopt search`` and ``apply`` / ``finetune`` unless told."""
+
+DEFAULT_DATA = "mnist5k"
+"""The built-in data set of the command line unless told."""
 
 DEFAULT_N_TRIALS = 16
 """Trials of a search unless told (``rankopt.search(n_trials=...)``, ``--n-trials``).

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rankopt.data import Split
-from rankopt.errors import DataError, ModelError, RankoptError
+from rankopt.errors import DataError, ModelError, RankoptError, SettingsError
 from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels
 from rankopt.latency import LatencyTable, latency_table
 from rankopt.latency._runtimes import get_runtime
@@ -24,10 +24,6 @@ __all__ = ["CALIBRATION_IMAGES", "Data", "check_data", "check_labels", "prepare_
 Data = tuple[torch.Tensor, torch.Tensor]
 CALIBRATION_IMAGES = 256
 """Training images that re-estimate BatchNorm statistics and score the sensitivity profile."""
-PLAN_ERROR_WARNING = 0.15
-"""The search warns when the latency table's calibration plans were predicted worse than this
-(a fraction of their measured time): ``benchmarks/bench_latency_search.py`` holds the table to
-15 % on searched plans."""
 
 
 def check_data(name: str, split: Split, input_shape: tuple[int, ...]) -> None:
@@ -123,9 +119,10 @@ def measure_latency_table(
             say(f"latency table: {done}/{total} measured ({what})")
             last[0] = now
 
+    threads = settings.latency_threads
     say(
         f"latency table on this machine ({get_runtime(runtime).description}, "
-        f"{torch.get_num_threads()} threads; cached on disk)"
+        f"{threads} thread{'s' if threads > 1 else ''}; cached on disk)"
     )
     shape = tuple(prof.input_shape)
     table = latency_table(
@@ -136,6 +133,7 @@ def measure_latency_table(
         model_profile=prof,
         runtime=runtime,
         rank_multiple=settings.ranks_multiple_of,
+        n_threads=threads,
     )
     say(
         "latency table: whole plans save "
@@ -143,17 +141,41 @@ def measure_latency_table(
         + " of what their layers save alone; predictions use that"
         + _fit_note(table.plan_error)
     )
-    strays = {b: e for b, e in sorted(table.plan_error.items()) if e > PLAN_ERROR_WARNING}
-    if strays:
-        say(
-            "warning: the whole plans timed with the latency table strayed up to "
-            + ", ".join(f"{100 * e:.0f} % (batch {b})" for b, e in strays.items())
-            + " from its predictions: timings on this machine are noisy (other load, or more "
-            "threads than idle cores), so latency budgets and predictions are only that "
-            "accurate; fewer threads (--threads 1) or a quieter machine steady them (to "
-            f"measure again, delete {table.cache_path})"
-        )
+    check_plan_error(table, settings)
     return table
+
+
+def check_plan_error(table: LatencyTable, settings: SearchSettings) -> None:
+    """Refuse a latency table that cannot predict whole plans within the tolerance.
+
+    The table's own check (random whole plans timed against its predictions) runs before any
+    trial; a table that misses by more than ``settings.latency_tolerance`` (15 % unless told)
+    would spend the search's trials on a budget it cannot keep.
+
+    Raises:
+        SettingsError: some batch size's plans strayed further; the message gives the errors,
+            the thread count and the remedies.
+    """
+    limit = settings.latency_tolerance
+    strays = {b: e for b, e in sorted(table.plan_error.items()) if e > limit}
+    if not strays:
+        return
+    threads = settings.latency_threads
+    fewer = (
+        f"time at fewer threads (--latency-threads 1; this table ran {threads}), "
+        if threads > 1
+        else ""
+    )
+    raise SettingsError(
+        "the latency table cannot predict latency on this machine within "
+        f"{100 * limit:.0f} %: the whole plans timed to check it strayed up to "
+        + ", ".join(f"{100 * e:.0f} % (batch {b})" for b, e in strays.items())
+        + f" from its predictions ({table.runtime}, {threads} thread"
+        f"{'s' if threads > 1 else ''}), so a latency budget would not hold; {fewer}"
+        "measure on a quieter machine (delete "
+        f"{table.cache_path} to measure again), or accept the error with "
+        f"--latency-tolerance {max(strays.values()) + 0.005:.2f}"
+    )
 
 
 def _fit_note(errors: Mapping[int, float]) -> str:

@@ -21,6 +21,7 @@ from rankopt.data import as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import profile
 from rankopt.evaluators._device import Device, on_device, resolve_device
+from rankopt.latency._measure import DEFAULT_LATENCY_THREADS
 from rankopt.search.loop import DEFAULT_N_TRIALS
 from rankopt.search.loop._inputs import (
     Data,
@@ -31,7 +32,7 @@ from rankopt.search.loop._inputs import (
 )
 from rankopt.search.loop._progress import TrialReporter, progress_printer
 from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
-from rankopt.search.loop._settings import SearchSettings
+from rankopt.search.loop._settings import PLAN_ERROR_LIMIT, SearchSettings
 from rankopt.search.objective._duplicates import (
     DistinctTrialsStopper,
     max_attempts,
@@ -82,6 +83,8 @@ def search(
     rank_multiple: int | None = None,
     measure_latency: bool = False,
     latency_runtime: str = "torch",
+    latency_threads: int = DEFAULT_LATENCY_THREADS,
+    latency_tolerance: float = PLAN_ERROR_LIMIT,
     model_name: str = "model",
     data_name: str = "data",
     input_shape: Sequence[int] | None = None,
@@ -114,9 +117,8 @@ def search(
         max_macs: MACs budget: a fraction of dense (``0.5``, ``"50%"``) or absolute
             (``4e6``, ``"4M"``).
         max_params: Parameter budget, same forms.
-        max_latency: Latency budget from this machine's per-layer latency table (measured
-            once, cached on disk): a fraction of the dense model's latency (``0.5``,
-            ``"50%"``) at every measured batch size (1 and 64), or ``"2.5ms"`` at batch 1.
+        max_latency: Latency budget from this machine's per-layer latency table (cached):
+            ``0.5`` / ``"50%"`` of dense at batch 1 and 64, or ``"2.5ms"`` at batch 1.
         objectives: ``("accuracy",)`` (single objective, pruning) or accuracy plus any of
             ``"macs"``, ``"n_params"``, ``"latency_ms"`` (Pareto front).
         methods: Methods to offer (default all registered); ``keep`` is always offered.
@@ -132,8 +134,7 @@ def search(
             object; None keeps the study in memory.
         study_name: Name of the study in the storage; the same name resumes it.
         seed: Seed of the sampler and of every proxy fine-tune (the same for every trial:
-            plans are compared on the same batches);
-            each worker's sampler gets its own seed (:func:`worker_sampler_seed`).
+            same batches); each worker's sampler its own (:func:`worker_sampler_seed`).
         repair: ``"repair"`` or ``"constraint"``.
         finetune_steps: Optimiser steps of each proxy fine-tune (0 disables it).
         finetune_samples: Training images used by the proxy fine-tune.
@@ -143,8 +144,7 @@ def search(
         temperature: Distillation temperature.
         report_every: Steps between intermediate reports (default: a quarter of the
             steps for single-objective studies, none otherwise).
-        seed_with_vbmf: Enqueue the seed trials (sensitivity, one-method, uniform and VBMF
-            allocations).
+        seed_with_vbmf: Enqueue the seed trials (sensitivity, one-method, uniform, VBMF).
         min_layer_share: Layers below this share of the model's MACs and params stay
             dense (0 searches every layer).
         rank_multiple: Round every rank to a multiple of this (hardware-friendly
@@ -155,6 +155,8 @@ def search(
             ``latency_ms`` objective and ``measure_latency``: ``"torch"`` (eager PyTorch)
             or ``"onnxruntime"`` (the model exported to ONNX as ``rankopt apply --out
             x.onnx`` writes it; needs ``pip install 'rankopt[onnx]'``).
+        latency_threads: Threads latency is timed at (default 1, whatever ``n_threads``).
+        latency_tolerance: A latency table erring more on whole plans is refused (0.15).
         model_name: Name stored in plans and the study.
         data_name: Name stored in the study.
         input_shape: Shape of one image; default the training images' shape.
@@ -341,6 +343,7 @@ def _search(
         study_name=name,
         measure_latency=s.measure_latency,
         latency_runtime=s.latency_runtime,
+        latency_threads=s.latency_threads,
     )
     objective = _TaggedObjective(objective, worker)
     finished = n_distinct_finished(study)  # a trial that reused a result does not count

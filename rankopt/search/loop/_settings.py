@@ -11,6 +11,7 @@ import optuna
 
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
 from rankopt.evaluators._device import resolve_device
+from rankopt.latency._measure import DEFAULT_LATENCY_THREADS, check_latency_threads
 from rankopt.latency._runtimes import get_runtime
 from rankopt.search.loop import DEFAULT_N_TRIALS
 from rankopt.search.loop._sampler import SAMPLERS
@@ -25,6 +26,11 @@ from rankopt.spaces import list_methods
 __all__ = ["SearchSettings"]
 
 REPAIR_MODES = ("repair", "constraint")
+
+PLAN_ERROR_LIMIT = 0.15
+"""Default ``latency_tolerance``: a search refuses a latency table whose whole-plan
+predictions erred by more than this (a fraction of the measured time) before any trial;
+``benchmarks/bench_latency_search.py`` holds the table to 15 % on searched plans."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class SearchSettings:
     num_workers: int = 0
     measure_latency: bool = False
     latency_runtime: str = "torch"
+    latency_threads: int = DEFAULT_LATENCY_THREADS
+    latency_tolerance: float = PLAN_ERROR_LIMIT
     n_threads: int | None = None
     worker_index: int | None = None
 
@@ -105,6 +113,15 @@ class SearchSettings:
         if isinstance(self.distill_weight, bool) or not 0.0 <= self.distill_weight <= 1.0:
             raise SettingsError(f"distill_weight = {self.distill_weight!r} must be in [0, 1]")
         get_runtime(self.latency_runtime)
+        check_latency_threads(self.latency_threads)
+        tolerance = self.latency_tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
+            raise SettingsError(f"latency_tolerance = {tolerance!r} must be a number in (0, 1]")
+        if not 0.0 < tolerance <= 1.0:
+            raise SettingsError(
+                f"latency_tolerance = {tolerance!r} must be in (0, 1]: the largest error "
+                "(a fraction of the measured time) the latency table may make on whole plans"
+            )
         if self.worker_index is not None:
             _check_int("worker_index", self.worker_index, 0)
         if isinstance(self.sampler, str):
@@ -161,6 +178,7 @@ class SearchSettings:
             "min_layer_share": self.min_layer_share,
             "rank_multiple": self.ranks_multiple_of,
             "latency_runtime": self.latency_runtime,
+            "latency_threads": self.latency_threads,
             "eligible_layers": list(eligible_layers),
             "device": str(resolve_device(self.device)),
         }

@@ -106,6 +106,7 @@ class Objective:
             (``measured_latency_ms``); without it, ``latency_ms`` is the latency table's
             prediction.
         latency_runtime: The runtime ``measure_latency`` measures on.
+        latency_threads: Threads ``measure_latency`` times at (None: torch's current count).
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class Objective:
         study_name: str,
         measure_latency: bool = False,
         latency_runtime: str = "torch",
+        latency_threads: int | None = None,
     ) -> None:
         self.model = model
         self.space = space
@@ -141,6 +143,7 @@ class Objective:
             "latency_ms" in self.objectives and space.latency is None
         )
         self.latency_runtime = latency_runtime
+        self.latency_threads = latency_threads
         self.dense_macs = space.profile.macs
         self.dense_params = space.profile.n_params
 
@@ -247,6 +250,7 @@ class Objective:
                 cpu_student,
                 tuple(self.space.profile.input_shape),
                 runtime=self.latency_runtime,
+                n_threads=self.latency_threads,
             )
             trial.set_user_attr("measured_latency_ms", measured)
             latency_ms = measured if latency_ms is None else latency_ms
