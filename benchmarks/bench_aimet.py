@@ -17,7 +17,7 @@ Then::
 
     /tmp/aimet/bin/python benchmarks/bench_aimet.py --data mnist5k --out /tmp/aimet_models \\
         --main-site "$(python3 -c 'import site; print(site.getsitepackages()[0])')" 0.5 0.25 0.1
-    python benchmarks/run.py --quick --aimet-dir /tmp/aimet_models
+    python -m benchmarks.mnist --quick --aimet-dir /tmp/aimet_models
 
 (:func:`peer_aimet.aimet_models` runs the first command from the main interpreter.)
 

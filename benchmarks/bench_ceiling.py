@@ -2,12 +2,12 @@
 
 Usage::
 
-    python benchmarks/bench_ceiling.py                       # resnet8 and vgg_small at 7 % MACs
-    python benchmarks/bench_ceiling.py --models resnet8 --budgets 0.1,0.05 --ft-seeds 0,1,2
+    python -m benchmarks.bench_ceiling                       # resnet8 and vgg_small at 7 % MACs
+    python -m benchmarks.bench_ceiling --models resnet8 --budgets 0.1,0.05 --ft-seeds 0,1,2
 
 The search can only pick among the plans it tried. This script runs one default search
 (``rankopt.search``: seed trials, then local moves and TPE) per model and budget, gives
-*every* completed trial, and every uniform recipe of ``benchmarks/run.py``, the same
+*every* completed trial, and every uniform recipe of ``benchmarks.mnist``, the same
 calibration + final fine-tune over several seeds, and reports:
 
 - the **oracle**: the best final accuracy of any plan the study tried (what a perfect
@@ -35,21 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_plans import (
-    UNIFORM_METHODS,
-    bench_space,
-    completed,
-    n_outputs_of,
-    run_search,
-    uniform_plan,
-)
-from bench_report import machine_facts, md_table
-from run import _SEARCH_DEFAULTS, _Finetuner, builtin_model
 from scipy.stats import spearmanr
 
-import rankopt
-from rankopt.search import Budget
-from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: ``benchmarks`` from the repository root
+    sys.path.insert(0, str(ROOT))
+
+import rankopt  # noqa: E402
+from benchmarks.common.harness import FinalFinetune  # noqa: E402
+from benchmarks.common.recipes import (  # noqa: E402
+    UNIFORM_METHODS,
+    bench_space,
+    n_outputs_of,
+    uniform_plan,
+)
+from benchmarks.common.report import machine_facts, md_table  # noqa: E402
+from benchmarks.common.searches import completed, run_search  # noqa: E402
+from benchmarks.mnist.run import SEARCH_DEFAULTS, builtin_model  # noqa: E402
+from rankopt.search import Budget  # noqa: E402
+from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,7 +86,7 @@ def measure(
         fine-tune) and ``finals`` (test accuracy after the final fine-tune, per seed).
     """
     bench = builtin_model(model_name)
-    finetuner = _Finetuner(bench, epochs)
+    finetuner = FinalFinetune(bench, epochs=epochs)
     dense_macs = rankopt.count_macs(bench.model, bench.input_shape)
     space = bench_space(bench.model, bench.input_shape, n_outputs_of(bench.model, bench.val[0]))
     limit = Budget(max_macs=int(budget * dense_macs))
@@ -203,7 +207,7 @@ def markdown(results: Sequence[dict[str, Any]], command: str, wall_s: float) -> 
         "",
         f"{facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}, {facts['date']}, "
         f"wall time {wall_s / 60:.1f} min. Each plan: BatchNorm calibration, the final "
-        f"fine-tune of `benchmarks/run.py` ({seeds} fine-tune seed(s)), test accuracy. The "
+        f"fine-tune of `benchmarks.mnist` ({seeds} fine-tune seed(s)), test accuracy. The "
         "search: `rankopt.search` defaults (seed trials, then local moves and TPE), seed 0.",
         "",
     ]
@@ -240,13 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--proxy-steps",
         type=int,
-        default=_SEARCH_DEFAULTS.finetune_steps,
+        default=SEARCH_DEFAULTS.finetune_steps,
         help="proxy fine-tune steps (search default)",
     )
     parser.add_argument(
         "--proxy-samples",
         type=int,
-        default=_SEARCH_DEFAULTS.finetune_samples,
+        default=SEARCH_DEFAULTS.finetune_samples,
         help="proxy fine-tune images (search default)",
     )
     parser.add_argument("--epochs", type=int, default=3, help="final fine-tune epochs")

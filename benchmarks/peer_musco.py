@@ -12,7 +12,7 @@ interpreter; tensorly 0.4.5 shadows the main one; nothing pulls another torch). 
 
 Use from the main interpreter::
 
-    from peer_musco import musco_models, load_musco  # benchmarks/ on sys.path, as run.py
+    from benchmarks.peer_musco import musco_models, load_musco  # from the repository root
     paths = musco_models("resnet8", "mnist5k", [0.5, 0.25, 0.1], "/tmp/musco_models")
     model, info = load_musco(paths[0.25])   # nn.Module (eval) and what musco did
 

@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench_plans import shared_sensitivity
-from benchmarks.bench_report import machine_facts
+from benchmarks.common.harness import Candidate, FinalFinetune, say
+from benchmarks.common.report import machine_facts
+from benchmarks.common.searches import shared_sensitivity
 from benchmarks.fashion import report
-from benchmarks.fashion.harness import Candidate, FinalFinetune, Task, load_task, measure_row, say
+from benchmarks.fashion.harness import Task, load_task, measure_row
 from benchmarks.fashion.markdown import render
 from benchmarks.fashion.rows import Rows, make_peer_models
 from benchmarks.fashion.searches import SAMPLERS, SearchRun, run_study

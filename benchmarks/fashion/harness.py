@@ -1,32 +1,26 @@
-"""The task, the final fine-tune every row gets, and one row's measurement."""
+"""The task and one row's measurement (the final fine-tune: :mod:`benchmarks.common.harness`)."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 import rankopt
-from rankopt.evaluators import compute_logits, evaluate_accuracy, full_finetune
+from benchmarks.common.harness import (
+    Candidate,
+    Data,
+    FinalFinetune,
+    mkldnn_off,
+    n_params,
+    say,
+    threads,
+)
+from rankopt.evaluators import evaluate_accuracy
 from rankopt.latency import compare_latency_ms
-
-Data = tuple[torch.Tensor, torch.Tensor]
-CALIBRATION_IMAGES = 1024
-FINAL_MAX_GRAD_NORM = 10.0
-"""Final fine-tune clipping: a guard against divergence only."""
-
-
-def say(line: str) -> None:
-    """Progress on stderr."""
-    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -76,112 +70,6 @@ def load_task(model_name: str, data_name: str) -> Task:
     splits = load_data(data_name)
     model, acc = get_pretrained(model_name, data_name, progress=say)
     return Task(model_name, data_name, model.eval(), splits.train, splits.val, splits.test, acc)
-
-
-def n_params(model: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in model.parameters())
-
-
-@contextlib.contextmanager
-def mkldnn_off(off: bool) -> Iterator[None]:
-    """oneDNN convolutions off while the block runs (AIMET's models crash its backward)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = not off and before
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
-
-
-@contextlib.contextmanager
-def threads(n: int) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` while the block runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-class FinalFinetune:
-    """What every compared model gets: BatchNorm calibration on 1,024 training images,
-    then the same fine-tune (distillation from dense, SGD + cosine from ``lr``, clipping
-    only at norm 10) on the same seeded sample of ``n_images`` training images for
-    ``epochs`` passes, then test accuracy."""
-
-    def __init__(self, task: Task, *, n_images: int, epochs: int, lr: float = 0.01) -> None:
-        images, labels = task.train
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-        self.calibration = images[order[:CALIBRATION_IMAGES]].contiguous()
-        pick = order[: min(n_images, len(labels))]
-        self.train = (images[pick].contiguous(), labels[pick].contiguous())
-        self.teacher = compute_logits(task.model, self.train[0])
-        self.epochs = epochs
-        self.lr = lr
-        self.task = task
-
-    def describe(self) -> str:
-        """One line for the report."""
-        steps = math.ceil(len(self.train[1]) / 64) * self.epochs
-        return (
-            f"calibrate_bn on {CALIBRATION_IMAGES} training images, then full_finetune "
-            f"{self.epochs} epoch(s) over a fixed sample of {len(self.train[1])} training "
-            f"images ({steps} steps of 64), lr {self.lr}, SGD + cosine, distillation from "
-            f"dense (weight 0.5, T 4), gradient clipping at norm {FINAL_MAX_GRAD_NORM:g}; "
-            "the same for every row"
-        )
-
-    def calibrate(self, student: nn.Module) -> float:
-        """Re-estimate BatchNorm statistics in place; test accuracy right after."""
-        rankopt.calibrate_bn(student, self.calibration)
-        return evaluate_accuracy(student, *self.task.test)
-
-    def __call__(self, student: nn.Module, seed: int) -> tuple[float, float]:
-        """Fine-tune in place; ``(test accuracy, seconds)`` (NaN when the loss diverged)."""
-        started = time.perf_counter()
-        try:
-            full_finetune(
-                student,
-                self.teacher,
-                self.train,
-                epochs=self.epochs,
-                seed=seed,
-                lr=self.lr,
-                max_grad_norm=FINAL_MAX_GRAD_NORM,
-            )
-        except rankopt.TrialFailedError:
-            return math.nan, time.perf_counter() - started
-        return evaluate_accuracy(student, *self.task.test), time.perf_counter() - started
-
-
-@dataclass
-class Candidate:
-    """One row's compressed model before calibration and fine-tune.
-
-    Attributes:
-        label: Row label (``uniform_cp``, ``torch_pruning (peer)``, ``search_tpe``, ...).
-        plan: The rankopt plan, or None for a peer's model.
-        model: The peer's compressed model (copied for every seed), or None for a plan.
-        note: Shown next to the row (what the row is, why it misses the budget, ...).
-        extra: Numbers the row carries (search val accuracy, wall time, ...).
-        mkldnn_off: Evaluate with oneDNN off (AIMET's models).
-    """
-
-    label: str
-    plan: rankopt.CompressionPlan | None
-    model: nn.Module | None
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    mkldnn_off: bool = False
-
-    def build(self, dense: nn.Module) -> nn.Module:
-        """A fresh copy of the compressed model."""
-        if self.plan is not None:
-            return rankopt.apply_plan(dense, self.plan)
-        assert self.model is not None
-        return copy.deepcopy(self.model)
 
 
 def latency_ratios(

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_report import machine_facts, md_table
+from benchmarks.common.report import machine_facts, md_table
 from benchmarks.fashion import report
 from benchmarks.fashion.searches import SearchRun
 
@@ -154,7 +154,7 @@ def render(
         "with the weakening factor bisected to the budget.",
         "- **aimet-torch** (`benchmarks/bench_aimet.py`, its own venv): spatial-SVD greedy "
         "ratio selection aimed at the budget.",
-        "- **tensorly-torch** (`benchmarks/bench_plans.py`): Tucker on every kxk conv but "
+        "- **tensorly-torch** (`benchmarks/common/peers.py`): Tucker on every kxk conv but "
         "the input conv, one rank fraction, bisected to the budget.",
         "",
         *[f"- {line}" for line in meta["peer_lines"]],

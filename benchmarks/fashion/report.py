@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_report import md_table, mean_std
+from benchmarks.common.report import md_table, mean_std
 from benchmarks.fashion.searches import SearchRun
 
 POINT = 0.01

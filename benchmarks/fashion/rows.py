@@ -1,6 +1,6 @@
 """The non-search rows: the seed recipe, uniform recipes, the greedy allocator and peers.
 
-Plans come from :mod:`benchmarks.bench_plans` (the same code as the MNIST benchmark):
+Plans come from :mod:`benchmarks.common.recipes` (the same code as the MNIST benchmark):
 ``uniform_<method>`` (one rank fraction everywhere, the largest that fits), ``greedy``
 (AIMET-style greedy ratio selection by single-layer validation accuracy) and the
 tensorly-torch peer. The other peers build their models in their own modules:
@@ -19,17 +19,18 @@ from typing import Any
 import torch
 
 import rankopt
-from benchmarks.bench_plans import (
+from benchmarks.common.harness import Candidate
+from benchmarks.common.peers import tltorch_model
+from benchmarks.common.recipes import (
     GreedyScores,
     bench_space,
     greedy_plan,
     greedy_scores,
     n_outputs_of,
     seed_recipe_plan,
-    tltorch_model,
     uniform_plan,
 )
-from benchmarks.fashion.harness import Candidate, Task
+from benchmarks.fashion.harness import Task
 from rankopt.search import Budget, SearchSpace
 
 

@@ -21,7 +21,8 @@ import optuna
 from optuna.trial import TrialState
 
 import rankopt
-from benchmarks.fashion.harness import Candidate, Task
+from benchmarks.common.harness import Candidate
+from benchmarks.fashion.harness import Task
 
 SAMPLERS = ("tpe", "random")
 
