@@ -66,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip dense + FT and the seed recipe (a run of more budgets to --combine with)",
     )
     p.add_argument(
+        "--searches-only",
+        action="store_true",
+        help="only the two searches of each budget (their rows; to --combine with a run of "
+        "the other rows)",
+    )
+    p.add_argument(
         "--combine",
         type=Path,
         nargs="+",
@@ -148,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with shared_sensitivity():
         for b in args.budgets:
             # the file peers (None) are made, when missing, after the in-process rows
-            cands: list[Candidate | None] = [*builder.for_budget(b, finetune.calibration), None]
+            cands: list[Candidate | None] = (
+                [] if args.searches_only else [*builder.for_budget(b, finetune.calibration), None]
+            )
             for cand in cands:
                 if cand is None:
                     peer_lines += make_peer_models(task, [b], args.peers_dir, say)
