@@ -255,6 +255,7 @@ def combine(folders: Sequence[Path], out: Path) -> int:
     meta["budgets"] = sorted({b for m in metas for b in m["budgets"]}, reverse=True)
     meta["wall_s"] = max(float(m.get("wall_s", math.nan)) for m in metas)
     meta["peer_lines"] = [line for m in metas for line in m.get("peer_lines", [])]
+    meta["notes"] = [line for m in metas for line in m.get("notes", [])]
     meta["command"] = "\n".join(str(m["command"]) for m in metas) + (
         "\npython -m benchmarks.fashion --combine " + " ".join(str(f) for f in folders)
     )

@@ -72,6 +72,11 @@ def render(
         "",
         *[f"- {line}" for line in goal_lines],
         "",
+        *(
+            ["Notes on this run:", "", *[f"- {line}" for line in meta["notes"]], ""]
+            if meta.get("notes")
+            else []
+        ),
         "## Machine and run",
         "",
         md_table(
