@@ -24,24 +24,25 @@ passes, BatchNorm calibration included, are fine).
 
 from __future__ import annotations
 
-import json
-import os
 import site
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import rankopt  # noqa: E402
+from benchmarks.common.venv_peers import (  # noqa: E402
+    checked_models,
+    load_peer_model,
+    run_in_venv,
+)
 
 AIMET_VENV = Path("/tmp/aimet")
 AIMET_PACKAGES: tuple[str, ...] = (
@@ -107,7 +108,6 @@ def aimet_models(
         subprocess.CalledProcessError: bench_aimet.py failed.
         RuntimeError: a written model is over its budget or not finite.
     """
-    from rankopt.data import load_data
     from rankopt.models import get_pretrained
 
     python = ensure_aimet_venv(venv)
@@ -118,37 +118,12 @@ def aimet_models(
     for path in site.getsitepackages():
         cmd += ["--main-site", path]
     cmd += [f"{r:g}" for r in ratios]
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
-    images = load_data(data_name).test[0][:64]
-    shape = tuple(images.shape[1:])
-    dense_macs = rankopt.count_macs(dense, shape)
-    paths: dict[float, Path] = {}
-    for r in ratios:
-        path = out / f"aimet_{r:g}.pt"
-        model, _ = load_aimet(path)
-        macs = rankopt.count_macs(model, shape)
-        with torch.no_grad():
-            finite = bool(torch.isfinite(model(images)).all())
-        if macs > r * dense_macs or not finite:
-            raise RuntimeError(
-                f"{path}: MACs {macs / dense_macs:.4f} (target {r}), finite {finite}"
-            )
-        paths[r] = path
-    return paths
+    run_in_venv(cmd, timeout_s)
+    return checked_models("aimet", dense, data_name, ratios, out)
 
 
-def load_aimet(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
-    """A model written by bench_aimet.py (eval mode) and its info (the ``.json``)."""
-    path = Path(path)
-    model = torch.load(path, weights_only=False, map_location="cpu").eval()
-    info = json.loads(path.with_suffix(".json").read_text())
-    return model, info
+load_aimet = load_peer_model
+"""A model written by the aimet venv (eval mode) and its info (the ``.json``)."""
 
 
 def _demo() -> int:
