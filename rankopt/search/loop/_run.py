@@ -151,10 +151,9 @@ def search(
             shapes); None: with ``latency_runtime="onnxruntime"`` its convolutions'
             channel block on this CPU (16 with AVX-512, 8 with AVX2), else 1.
         measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
-        latency_runtime: Where latency is measured, for ``max_latency``, the
-            ``latency_ms`` objective and ``measure_latency``: ``"torch"`` (eager PyTorch)
-            or ``"onnxruntime"`` (the model exported to ONNX as ``rankopt apply --out
-            x.onnx`` writes it; needs ``pip install 'rankopt[onnx]'``).
+        latency_runtime: Where ``max_latency``, the ``latency_ms`` objective and
+            ``measure_latency`` time the model: ``"torch"`` (eager) or ``"onnxruntime"``
+            (exported as ``rankopt apply --out x.onnx`` does; ``rankopt[onnx]``).
         latency_threads: Threads latency is timed at (default 1, whatever ``n_threads``).
         latency_tolerance: A latency table erring more on whole plans is refused (0.15).
         model_name: Name stored in plans and the study.
