@@ -64,17 +64,6 @@ def mkldnn_off(off: bool) -> Iterator[None]:
         torch.backends.mkldnn.enabled = before
 
 
-@contextlib.contextmanager
-def threads(n: int) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` while the block runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class FinalFinetune:
     """What every compared model gets: BatchNorm calibration on 1,024 training images,
     then the same fine-tune (distillation from dense, SGD + cosine from ``lr``, clipping

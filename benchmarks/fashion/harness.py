@@ -17,7 +17,6 @@ from benchmarks.common.harness import (
     mkldnn_off,
     n_params,
     say,
-    threads,
 )
 from rankopt.evaluators import evaluate_accuracy
 from rankopt.latency import compare_latency_ms
@@ -76,20 +75,19 @@ def latency_ratios(
     dense: nn.Module, student: nn.Module, shape: tuple[int, ...], *, min_timed_s: float
 ) -> dict[str, float]:
     """Latency of ``student`` / dense at 1 thread, batch 1 and 64, on ONNX Runtime and
-    eager PyTorch, timed side by side (:func:`rankopt.evaluators.compare_latency_ms`).
-    A runtime that cannot run the model gives NaN."""
+    eager PyTorch, timed side by side (:func:`rankopt.latency.compare_latency_ms`, which
+    sets and restores the thread count). A runtime that cannot run the model gives NaN."""
     out: dict[str, float] = {}
-    with threads(1):
-        for runtime, key in (("onnxruntime", "ort"), ("torch", "torch")):
-            try:
-                ms = compare_latency_ms(
-                    [dense, student], shape, runtime=runtime, min_timed_s=min_timed_s
-                )
-            except Exception as exc:  # a peer's module ONNX cannot export, say
-                say(f"    latency on {runtime}: {type(exc).__name__}: {str(exc)[:120]}")
-                ms = {1: [math.nan, math.nan], 64: [math.nan, math.nan]}
-            for batch, (d, s) in ms.items():
-                out[f"latency_{key}_b{batch}"] = s / d if d > 0 else math.nan
+    for runtime, key in (("onnxruntime", "ort"), ("torch", "torch")):
+        try:
+            ms = compare_latency_ms(
+                [dense, student], shape, runtime=runtime, min_timed_s=min_timed_s, n_threads=1
+            )
+        except Exception as exc:  # a peer's module ONNX cannot export, say
+            say(f"    latency on {runtime}: {type(exc).__name__}: {str(exc)[:120]}")
+            ms = {1: [math.nan, math.nan], 64: [math.nan, math.nan]}
+        for batch, (d, s) in ms.items():
+            out[f"latency_{key}_b{batch}"] = s / d if d > 0 else math.nan
     return out
 
 
