@@ -303,6 +303,24 @@ class CP(DecompositionMethod):
         ranks = super().useful_ranks(layer, options, min_rank=min_rank, max_points=max_points)
         return [r for r in ranks if self.feasible(layer, r)]
 
+    def bound_note(self, layer: LayerInfo) -> str | None:
+        """Which ranks CP-ALS's work budget leaves out on ``layer``, or None."""
+        every = DecompositionMethod.useful_ranks(self, layer)
+        kept = [r for r in every if self.feasible(layer, r)]
+        if len(kept) == len(every):
+            return None
+        if not kept:
+            return (
+                f"cp on {layer.name}: not offered: CP-ALS at its cheapest useful rank needs "
+                f"more than {CP_ALS_WORK_BUDGET:.3g} flop-units"
+            )
+        top = kept[-1]
+        share = self.macs(layer, top) / max(layer.macs, 1)
+        return (
+            f"cp on {layer.name}: ranks above r={top['r']} ({share:.0%} of the layer's MACs) "
+            f"not offered: CP-ALS there needs more than {CP_ALS_WORK_BUDGET:.3g} flop-units"
+        )
+
     def vbmf_matrices(
         self, weight: torch.Tensor, layer: LayerInfo, options: Options
     ) -> dict[str, list[torch.Tensor]]:
