@@ -31,6 +31,7 @@ from rankopt.data import load_data
 from rankopt.evaluators import calibrate_bn, compute_logits, profile
 from rankopt.models import get_pretrained
 from rankopt.plan import apply_plan
+from rankopt.search.objective import _fisher
 from rankopt.search.objective._sensitivity import kl_score, measure_sensitivity
 from rankopt.search.space._space import SearchSpace
 
@@ -42,7 +43,12 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fisher-classes", type=int, default=None, help="override FISHER_CLASSES (a study)"
+    )
     args = parser.parse_args()
+    if args.fisher_classes is not None:
+        _fisher.FISHER_CLASSES = args.fisher_classes
     torch.set_num_threads(args.threads)
     model, test_acc = get_pretrained(args.model, args.data)
     splits = load_data(args.data)
@@ -99,7 +105,8 @@ def main() -> None:
     print(
         f"{len(space.choices)} layers, {fisher.timing.get('n_pairs')} (layer, method) pairs, "
         f"{fisher.timing.get('n_points')} points; {len(acc)} random plans; "
-        f"{args.threads} thread(s). Spearman of the two profiles over the points: "
+        f"{args.threads} thread(s); Fisher classes per image {_fisher.FISHER_CLASSES}. "
+        "Spearman of the two profiles over the points: "
         f"**{rho_points:.3f}**."
     )
     print()

@@ -560,3 +560,33 @@ def test_round_ranks_multiple_within_bounds() -> None:
         round_rank(3, 0, 8)
     with pytest.raises(ValueError):
         round_ranks({"r": 3}, 8, {"q": 8})
+
+
+def test_a_matrix_too_large_for_an_exact_basis_gets_a_bounded_partial_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above MATRIX_WORK_BUDGET: a randomized partial basis, ranks capped, one note."""
+    from rankopt.spaces import _svd as svd_module
+
+    gen = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(60, 60, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(200, 60, generator=gen, dtype=torch.float64))
+    s = 0.8 ** torch.arange(60, dtype=torch.float64)  # a decaying spectrum
+    matrix = (u * s) @ v.T
+    exact = svd_module.bounded_svd(matrix)
+    assert exact[0].shape == (60, 60)
+    monkeypatch.setattr(svd_module, "MATRIX_WORK_BUDGET", 8 * 60 * 200 * 30)
+    cap = svd_module.partial_rank(60, 200)
+    assert cap == 20
+    vecs, values = svd_module.bounded_svd(matrix)
+    assert vecs.shape == (60, 20)
+    torch.testing.assert_close(values, s[:20], rtol=1e-6, atol=1e-9)
+    left, right = svd_module.split_truncated((vecs, values), matrix, 10)
+    best_left, best_right = svd_module.split_truncated(exact, matrix, 10)
+    torch.testing.assert_close(left @ right, best_left @ best_right, rtol=1e-4, atol=1e-7)
+    lin = nn.Linear(200, 60)
+    layer = describe_layer("head", lin).with_spatial((1, 1), (1, 1))
+    method = get_method("linear_svd")
+    assert max(r["r"] for r in method.useful_ranks(layer)) <= cap
+    note = method.bound_note(layer)
+    assert note is not None and "ranks above r=20" in note and "60 x 200" in note
