@@ -276,7 +276,7 @@ def _search(
         n_startup_trials=s.max_seeds,
     )
     opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
-    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
+    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner, s.objectives)
 
     model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
     data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
