@@ -15,8 +15,8 @@ from rankopt._cli import (
     add_device_arg,
     add_latency_threads_arg,
     add_model_args,
+    add_search_parser,
     add_study_args,
-    add_worker_args,
     cmd_apply,
     cmd_export,
     cmd_finetune,
@@ -25,11 +25,9 @@ from rankopt._cli import (
     cmd_plot,
     cmd_profile,
     cmd_report,
-    cmd_search,
     cmd_workers,
 )
 from rankopt.latency._runtimes import RUNTIMES
-from rankopt.search.loop import DEFAULT_N_TRIALS
 
 __all__ = ["build_parser", "main"]
 
@@ -46,95 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rankopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("search", help="run or resume a budget-constrained search")
-    add_model_args(p)
-    add_study_args(p)
-    p.add_argument(
-        "--max-macs",
-        help="MACs budget: fraction (0.5), percent ('50%%') or absolute (4e6, 4M); default 50%%",
-    )
-    p.add_argument("--max-params", help="parameter budget, same forms")
-    p.add_argument(
-        "--max-latency",
-        help="latency budget from this machine's per-layer latency table: '50%%' of dense at "
-        "batch 1 and 64, or '2.5ms' at batch 1",
-    )
-    p.add_argument(
-        "--rank-multiple",
-        type=int,
-        default=None,
-        help="round ranks to multiples of this, for hardware-friendly shapes (default: with "
-        "--latency-runtime onnxruntime its convolution channel block on this CPU, 16 with "
-        "AVX-512, 8 with AVX2; else 1)",
-    )
-    p.add_argument(
-        "--min-layer-share",
-        type=float,
-        default=0.005,
-        help="layers below this share of the model's MACs and params stay dense "
-        "(default: %(default)s; 0 searches every layer)",
-    )
-    p.add_argument(
-        "--objectives",
-        default="accuracy,macs",
-        help="comma list, accuracy first (default: %(default)s)",
-    )
-    p.add_argument("--methods", help="comma list of methods to offer (default: all)")
-    p.add_argument(
-        "--n-trials",
-        type=int,
-        default=DEFAULT_N_TRIALS,
-        help="total trials in the study (default: %(default)s)",
-    )
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random (default: %(default)s)")
-    p.add_argument(
-        "--repair",
-        default="repair",
-        choices=("repair", "constraint"),
-        help="budget handling (default: %(default)s)",
-    )
-    p.add_argument(
-        "--finetune-steps",
-        type=int,
-        default=120,
-        help="proxy fine-tune steps per trial (default: %(default)s)",
-    )
-    p.add_argument(
-        "--finetune-samples",
-        type=int,
-        default=2048,
-        help="training images for proxy fine-tunes (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=64, help="fine-tune batch size (default: %(default)s)"
-    )
-    p.add_argument(
-        "--lr", type=float, default=0.01, help="fine-tune learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--measure-latency", action="store_true", help="store batch-1 CPU latency per trial"
-    )
-    p.add_argument(
-        "--latency-runtime",
-        default="torch",
-        choices=sorted(RUNTIMES),
-        help="where latency is measured for --max-latency, the latency_ms objective and "
-        "--measure-latency: eager PyTorch, or ONNX Runtime on the model as "
-        "`rankopt apply --out x.onnx` exports it (default: %(default)s)",
-    )
-    add_latency_threads_arg(p)
-    p.add_argument(
-        "--latency-tolerance",
-        type=float,
-        default=0.15,
-        help="the latency table times a few whole plans to check its predictions; a search "
-        "with a latency budget or objective refuses to start when they err by more than this "
-        "fraction (default: %(default)s)",
-    )
-    add_worker_args(p)
-    add_device_arg(p)
-    p.set_defaults(func=cmd_search)
+    add_search_parser(sub)
 
     p = sub.add_parser(
         "workers",

@@ -38,16 +38,14 @@ from rankopt.errors import UnknownNameError
 from rankopt.evaluators import ModelProfile
 from rankopt.latency import LatencyTable
 from rankopt.plan import CompressionPlan, LayerPlan
+from rankopt.search.space import DEFAULT_MIN_LAYER_SHARE
 from rankopt.search.space._allocation import Candidate, allocate, allocate_uniform, resource
 from rankopt.search.space._profile import SensitivityProfile
 from rankopt.search.space._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
 from rankopt.search.space._reach import min_cost, min_latency_ms
 from rankopt.spaces import LayerInfo, get_method, list_methods, round_ranks
 
-__all__ = ["DEFAULT_MIN_LAYER_SHARE", "Proposal", "Realised", "SearchSpace"]
-
-DEFAULT_MIN_LAYER_SHARE = 0.005
-"""Layers below this share of the dense model's MACs and of its parameters stay dense."""
+__all__ = ["Proposal", "Realised", "SearchSpace"]
 
 
 class SearchSpace:
