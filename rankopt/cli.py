@@ -146,10 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     func: Callable[[argparse.Namespace], int] = args.func
+    from rankopt._signals import ctrl_c_interrupts
     from rankopt.errors import RankoptError
 
     try:
-        return func(args)
+        with ctrl_c_interrupts():  # even when the parent process ignored SIGINT
+            return func(args)
     except RankoptError as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"rankopt: error: {message}", file=sys.stderr)

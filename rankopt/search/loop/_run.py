@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rankopt._signals import ctrl_c_interrupts
 from rankopt._version import __version__
 from rankopt.budget._budget import Budget, parse_budget, parse_latency_budget
 from rankopt.data import as_split
@@ -187,7 +188,7 @@ def search(
     """
     given = locals()
     settings = SearchSettings.from_kwargs(**{k: given[k] for k in setting_defaults()})
-    with quiet_optuna():
+    with quiet_optuna(), ctrl_c_interrupts():
         return _search(
             model,
             train_data,
