@@ -1,5 +1,7 @@
 """The ``rankopt`` command line: a thin layer over the public API.
 
+Each ``rankopt._cli`` module registers its own subcommands; this module assembles them.
+
 Bad input prints one line ``rankopt: error: ...`` and exits with code 2; heavy imports
 happen inside the commands so ``rankopt --help`` is instant.
 """
@@ -11,23 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rankopt._cli import (
-    add_calibration_arg,
-    add_device_arg,
-    add_latency_threads_arg,
-    add_model_args,
+    add_model_parsers,
     add_search_parser,
-    add_study_args,
-    cmd_apply,
-    cmd_export,
-    cmd_finetune,
-    cmd_front,
-    cmd_models,
-    cmd_plot,
-    cmd_profile,
-    cmd_report,
-    cmd_workers,
+    add_study_parsers,
+    add_workers_parser,
 )
-from rankopt.latency._runtimes import RUNTIMES
 
 __all__ = ["build_parser", "main"]
 
@@ -45,94 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     add_search_parser(sub)
-
-    p = sub.add_parser(
-        "workers",
-        help="run N local search workers on one study (PostgreSQL storage)",
-        usage="rankopt workers N [search options]",
-        description="Start N `rankopt search` processes with the given search options on one "
-        "storage and study (each with its own --worker-index and max(1, cores // N) torch "
-        "threads), wait for them, forward Ctrl-C, and print the Pareto front.",
-    )
-    p.add_argument("n_workers", type=int, metavar="N", help="number of worker processes")
-    p.add_argument(
-        "search_args",
-        nargs=argparse.REMAINDER,
-        metavar="...",
-        help="options of `rankopt search` (see rankopt search --help)",
-    )
-    p.set_defaults(func=cmd_workers, parse_search=parse_search_args)
-
-    p = sub.add_parser("front", help="print the Pareto front")
-    add_study_args(p)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--no-reference", action="store_true", help="omit the dense and VBMF rows")
-    p.set_defaults(func=cmd_front)
-
-    p = sub.add_parser("plot", help="write the figures as a standalone HTML file")
-    add_study_args(p)
-    p.add_argument("--out", default="pareto.html", help="output HTML (default: %(default)s)")
-    p.add_argument("--png", action="store_true", help="also write a PNG of the Pareto front")
-    p.set_defaults(func=cmd_plot)
-
-    p = sub.add_parser("report", help="write one HTML report of the study")
-    add_study_args(p)
-    p.add_argument("--out", default="report.html", help="output HTML (default: %(default)s)")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("export", help="write a trial's plan as JSON")
-    add_study_args(p)
-    p.add_argument("--trial", type=int, help="trial number")
-    p.add_argument(
-        "--max-macs",
-        help="the best trial (lowest validation loss) with macs <= X: fraction (0.5), "
-        "percent ('50%%') or absolute (4e6, 4M), as in search",
-    )
-    p.add_argument("--out", default="plan.json", help="output JSON (default: %(default)s)")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("apply", help="apply a plan and save the compressed model")
-    p.add_argument("plan", help="plan JSON")
-    add_model_args(p)
-    p.add_argument(
-        "--out",
-        default="model.pt",
-        help="output file: .onnx exports ONNX (checked with onnxruntime), else torch.save "
-        "(default: %(default)s)",
-    )
-    add_calibration_arg(p)
-    p.set_defaults(func=cmd_apply)
-
-    p = sub.add_parser("finetune", help="fully fine-tune a plan and compare with the dense model")
-    p.add_argument("plan", help="plan JSON")
-    add_model_args(p)
-    p.add_argument("--epochs", type=int, default=5, help="epochs (default: %(default)s)")
-    add_device_arg(p)
-    add_calibration_arg(p)
-    p.add_argument("--out", help="save the fine-tuned model here (.onnx: ONNX, else torch.save)")
-    p.add_argument(
-        "--latency-runtime",
-        choices=sorted(RUNTIMES),
-        help="where the latency against dense is measured (batch 1 and 64, side by side): "
-        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else torch)",
-    )
-    add_latency_threads_arg(p)
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser("profile", help="list layers, costs and eligibility")
-    add_model_args(p)
-    p.set_defaults(func=cmd_profile)
-
-    p = sub.add_parser("models", help="list built-in models, data sets and methods")
-    p.set_defaults(func=cmd_models)
+    add_workers_parser(sub)
+    add_study_parsers(sub)
+    add_model_parsers(sub)
     return parser
-
-
-def parse_search_args(search_argv: Sequence[str]) -> argparse.Namespace:
-    """``search_argv`` parsed as the options of ``rankopt search`` (``rankopt workers``
-    checks its workers' options with it; the command gets it from the parser, so that
-    ``rankopt._cli`` never imports this module)."""
-    return build_parser().parse_args(["search", *search_argv])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

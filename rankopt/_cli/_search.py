@@ -6,6 +6,7 @@ Heavy modules are imported inside the functions, so ``rankopt --help`` stays fas
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,34 @@ def add_search_parser(sub: Any) -> None:
     add_worker_args(p)
     add_device_arg(p, default=d["device"])
     p.set_defaults(func=cmd_search)
+
+
+def add_workers_parser(sub: Any) -> None:
+    """Register ``rankopt workers``."""
+    p = sub.add_parser(
+        "workers",
+        help="run N local search workers on one study (PostgreSQL storage)",
+        usage="rankopt workers N [search options]",
+        description="Start N `rankopt search` processes with the given search options on one "
+        "storage and study (each with its own --worker-index and max(1, cores // N) torch "
+        "threads), wait for them, forward Ctrl-C, and print the Pareto front.",
+    )
+    p.add_argument("n_workers", type=int, metavar="N", help="number of worker processes")
+    p.add_argument(
+        "search_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="options of `rankopt search` (see rankopt search --help)",
+    )
+    p.set_defaults(func=cmd_workers)
+
+
+def parse_search_args(search_argv: Sequence[str]) -> argparse.Namespace:
+    """``search_argv`` parsed as the options of ``rankopt search`` (``rankopt workers``
+    checks its workers' options with it)."""
+    parser = argparse.ArgumentParser(prog="rankopt")
+    add_search_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["search", *search_argv])
 
 
 def _add_finetune_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
@@ -280,7 +309,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     search_argv = list(args.search_args)
     if search_argv[:1] == ["--"]:
         search_argv = search_argv[1:]
-    search_args = args.parse_search(search_argv)
+    search_args = parse_search_args(search_argv)
     storage = storage_url(search_args)
     if storage.startswith("sqlite") and n > 1:
         raise StorageError(
