@@ -309,8 +309,8 @@ def _search(
         if key not in present:
             study.set_user_attr(key, value)
 
-    sensitivity = study_sensitivity(study, model, space, data, say)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    sensitivity = study_sensitivity(study, model, space, data, say, worker=worker)
     if s.seed_with_vbmf:
         # Any worker that finds the study without its seeds enqueues them, exactly once
         # across workers (a claim in the database): the creator may have died before.
