@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmarks package
 
 from benchmarks.scale import __main__ as scale
@@ -16,6 +18,7 @@ from benchmarks.scale.markdown import GOALS, NOT_RECORDED, check_goal, render
 TINY = "benchmarks.bench_memory:tiny_cnn@16"
 
 
+@pytest.mark.slow  # 12-25 s on 2 shared cores: two processes that import torch
 def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
     argv = ["--models", TINY, "--n-trials", "1", "--threads", "1", "--n-train", "128"]
     argv += ["--n-val", "64", "--finetune-steps", "2", "--out", str(tmp_path)]
@@ -40,13 +43,21 @@ def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
         assert row["forward_s"] > 0 and row["decompose_s"]
     else:
         assert row["forward_s"] is None and NOT_RECORDED in report
-    # a second case is merged into the same rows file; the first stays
-    argv2 = [*argv[:1], "resnet18@32", *argv[2:], "--limit-min", "0.001"]
-    assert scale.main(argv2) == 0
+
+
+def test_a_stalled_child_is_killed_and_its_row_merged(tmp_path: Path) -> None:
+    earlier = {"case": TINY, "profile_only": False, "methods": None, "profile_s": 1.0}
+    (tmp_path / "scale_rows.json").write_text(json.dumps({"rows": [earlier]}))
+    argv = ["--models", "resnet18@32", "--threads", "1", "--limit-min", "0.001"]
+    assert scale.main([*argv, "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "scale_rows.json").read_text())["rows"]
-    assert [r["case"] for r in rows] == [TINY, "resnet18@32"]
+    assert [r["case"] for r in rows] == [TINY, "resnet18@32"]  # the earlier row stays
     assert rows[1]["error"] == "killed after 0.001 min (--limit-min)"
-    assert rows[1]["exit_status"] == -9
+    assert rows[1]["exit_status"] == -9 and rows[1]["peak_rss_mb"] > 0
+    report = (tmp_path / "BENCHMARKS_SCALE.md").read_text()
+    assert "| resnet18@32 | 16-trial search | n/a (n/a) | n/a | not recorded |" in report
+    for goal in ("profile <= 5 min", "16-trial search <= 20 min"):
+        assert f"| resnet18@32: {goal} | n/a | missed: killed after 0.001 min" in report
 
 
 def test_expand_models() -> None:

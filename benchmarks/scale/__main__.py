@@ -95,6 +95,9 @@ def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = (
             json.loads(result.read_text(encoding="utf-8")) if result.exists() else {"case": case}
         )
+    for key, value in (("n_trials", args.n_trials), ("threads", args.threads)):
+        row.setdefault(key, value)
+    row.setdefault("methods", args.methods.split(",") if args.methods else None)
     row.update(
         peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
         child_wall_s=wall_s,

@@ -98,6 +98,7 @@ def profile_facts(stored: Mapping[str, Any]) -> dict[str, Any]:
         "timing_recorded": timing is not None,
         "decompose_s": dict(t["decompose_s"]) if "decompose_s" in t else None,
         "forward_s": float(t["forward_s"]) if "forward_s" in t else None,
+        "capture_s": float(t["capture_s"]) if "capture_s" in t else None,
         "recorded_floor_s": float(t["floor_s"]) if "floor_s" in t else None,
     }
 

@@ -59,6 +59,10 @@ def _num(value: Any, digits: int = 1) -> str:
     return NOT_RECORDED if value is None else f"{float(value):.{digits}f}"
 
 
+def _scaled(value: Any, unit: float) -> float | None:
+    return None if value is None else float(value) / unit
+
+
 def _case(row: Mapping[str, Any]) -> str:
     """``model@size``, plus the methods when the run offered only some."""
     methods = row.get("methods")
@@ -95,7 +99,7 @@ def profile_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "pairs (failed)",
         "points",
         "profile s",
-        "forward s",
+        "forward s (of which capture)",
         "decompositions s, per method",
         "floor s (by)",
         "profile / floor",
@@ -107,13 +111,14 @@ def profile_table(rows: Sequence[Mapping[str, Any]]) -> str:
         body.append(
             [
                 _case(r),
-                _num(r.get("dense_n_params", 0) / 1e6, 2),
-                _num(r.get("dense_macs", 0) / 1e6, 0),
+                _num(_scaled(r.get("dense_n_params"), 1e6), 2),
+                _num(_scaled(r.get("dense_macs"), 1e6), 0),
                 r.get("n_layers_searched", "n/a"),
                 f"{r.get('n_pairs', 'n/a')} ({r.get('n_failed_pairs', 'n/a')})",
                 r.get("n_points", "n/a"),
                 _num(r.get("profile_s")),
-                _num(r.get("forward_s")),
+                _num(r.get("forward_s"))
+                + (f" ({r['capture_s']:.1f} capture)" if r.get("capture_s") else ""),
                 _decompose(r),
                 f"{_num(floor, 3)} ({by})",
                 _ratio(r.get("profile_s"), floor),
@@ -146,8 +151,8 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 + (f", {r['n_repeats']} repeats" if r.get("n_repeats") else ""),
                 "n/a" if r.get("mean_trial_s") is None else f"{r['mean_trial_s']:.1f}",
                 _num(r.get("search_s")),
-                _num(r.get("peak_rss_mb", 0) / GB, 2),
-                _num(None if r.get("import_rss_mb") is None else r["import_rss_mb"] / GB, 2),
+                _num(_scaled(r.get("peak_rss_mb"), GB), 2),
+                _num(_scaled(r.get("import_rss_mb"), GB), 2),
                 r.get("error", "ok"),
             ]
         )
@@ -161,6 +166,9 @@ def check_goal(goal: Goal, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     candidates = full if goal.full_search else full + any_run
     row = next((r for r in candidates if r.get(goal.key) is not None), None)
     if row is None:
+        failed = next((r for r in candidates if r.get("error")), None)
+        if failed is not None:
+            return [goal.text, "n/a", f"missed: {failed['error']}"]
         why = "needs a full search run" if goal.full_search and any_run else "not run"
         return [goal.text, "n/a", f"not measured ({why})"]
     value = float(row[goal.key])
