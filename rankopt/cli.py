@@ -28,6 +28,7 @@ from rankopt._cli import (
     cmd_search,
     cmd_workers,
 )
+from rankopt._defaults import DEFAULT_LATENCY_RUNTIME
 from rankopt.latency._runtimes import RUNTIMES
 from rankopt.search.loop import DEFAULT_N_TRIALS
 
@@ -117,11 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--latency-runtime",
-        default="torch",
-        choices=sorted(RUNTIMES),
-        help="where latency is measured for --max-latency, the latency_ms objective and "
-        "--measure-latency: eager PyTorch, or ONNX Runtime on the model as "
-        "`rankopt apply --out x.onnx` exports it (default: %(default)s)",
+        default=DEFAULT_LATENCY_RUNTIME,
+        choices=[*sorted(RUNTIMES), "none"],
+        help="where the plans will run: ONNX Runtime on the model as `rankopt apply --out "
+        "x.onnx` exports it, or eager PyTorch; its per-layer latency table (measured once, "
+        "cached) predicts every plan's latency for --max-latency, the latency_ms objective "
+        "and the cap that keeps plans no slower than dense; none: no latency "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--allow-slower",
+        action="store_true",
+        help="let plans be slower than dense on the latency runtime (by default every plan's "
+        "predicted latency at batch 1 and 64 is at most dense's)",
     )
     add_latency_threads_arg(p)
     p.add_argument(
@@ -204,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-runtime",
         choices=sorted(RUNTIMES),
         help="where the latency against dense is measured (batch 1 and 64, side by side): "
-        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else torch)",
+        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else the "
+        "runtime of the plan's study, else onnxruntime)",
     )
     add_latency_threads_arg(p)
     p.set_defaults(func=cmd_finetune)

@@ -14,6 +14,7 @@ from rankopt._cli._common import (
     load_model_and_data,
     say,
 )
+from rankopt._defaults import DEFAULT_LATENCY_RUNTIME
 
 FINETUNE_BATCH = 64
 """Images per step of ``rankopt finetune``."""
@@ -53,7 +54,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         check_out(args.out)
     plan = CompressionPlan.load(args.plan)
     runtime = args.latency_runtime or (
-        "onnxruntime" if args.out and str(args.out).lower().endswith(".onnx") else "torch"
+        "onnxruntime"
+        if args.out and str(args.out).lower().endswith(".onnx")
+        else str(plan.provenance.get("latency_runtime") or DEFAULT_LATENCY_RUNTIME)
     )
     rt = get_runtime(runtime)
     rt.check_available()  # before the fine-tune, not after it

@@ -306,16 +306,20 @@ class SearchSpace:
         """The budget a proposal is allocated to: its ``target`` fraction, else ``budget``."""
         if proposal.target is None:
             return budget
+        cap = budget.latency_cap_ms  # the cap holds whatever the target
         if budget.max_macs is None and budget.max_params is not None:
-            return Budget(max_params=int(proposal.target * self.profile.n_params))
+            return Budget(
+                max_params=int(proposal.target * self.profile.n_params), latency_cap_ms=cap
+            )
         if budget.max_macs is None and budget.max_latency_ms:
             return Budget(
                 max_latency_ms=tuple(
                     (b, proposal.target * self.dense_costs()[f"latency_ms@{b}"])
                     for b, _ in budget.max_latency_ms
-                )
+                ),
+                latency_cap_ms=cap,
             )
-        return Budget(max_macs=int(proposal.target * self.profile.macs))
+        return Budget(max_macs=int(proposal.target * self.profile.macs), latency_cap_ms=cap)
 
     def realise(
         self, proposal: Proposal, budget: Budget, sensitivity: SensitivityProfile
