@@ -24,6 +24,10 @@ from rankopt.storage._attrs import is_repeat
 
 SHAPE = (1, 8, 8)
 FAST: dict[str, Any] = {"finetune_steps": 15, "finetune_samples": 256, "batch_size": 32}
+# The default runtime (ONNX Runtime) rounds ranks to its channel block (16 with AVX-512):
+# on DigitsNet's 16- and 32-channel layers that leaves a few plans. These tests are about
+# the search on a tiny net; its latency table and cap (conftest's cost model) still run.
+FAST["rank_multiple"] = 1
 
 
 def _run(model: nn.Module, data: dict[str, Any], **kwargs: Any) -> optuna.Study:
@@ -77,7 +81,8 @@ def test_every_trial_respects_the_budget_by_fvcore(
 def test_seeds_are_the_sensitivity_allocation_capacity_the_least_harmful_method_then_kim(
     trained_digits_net: nn.Module, digits_data: dict[str, Any]
 ) -> None:
-    study = _run(trained_digits_net, digits_data, n_trials=16, max_macs=0.3)
+    # Every method: ONNX Runtime's latency table would leave GKPD out (not latency-friendly).
+    study = _run(trained_digits_net, digits_data, n_trials=16, max_macs=0.3, latency_runtime=None)
     seeds = [t.user_attrs.get("seed") for t in study.trials]
     assert sum(s is not None for s in seeds) <= 16 // 4
     assert seeds[0] == "sensitivity", seeds

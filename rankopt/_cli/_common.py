@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
+from rankopt._defaults import DEFAULT_DATA, DEFAULT_LATENCY_RUNTIME, DEFAULT_MODEL
 
 DEFAULT_BUDGET = "50%"
 DEFAULT_RUN_DIR = "rankopt-runs"
@@ -233,6 +233,11 @@ def chosen_study_name(args: argparse.Namespace) -> str:
             ch if ch.isalnum() or ch == "." else "" for ch in str(latency).replace("%", "pct")
         )
         name += f"-latency{tag}"
+    runtime = getattr(args, "latency_runtime", DEFAULT_LATENCY_RUNTIME)
+    if runtime != DEFAULT_LATENCY_RUNTIME:  # another table, another cap: another study
+        name += f"-{runtime}"
+    if getattr(args, "allow_slower", False):
+        name += "-slower"
     return name
 
 

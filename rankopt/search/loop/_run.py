@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rankopt._signals import ctrl_c_interrupts
 from rankopt._version import __version__
-from rankopt.budget._budget import Budget, parse_budget, parse_latency_budget
+from rankopt.budget._budget import Budget, parse_budget
 from rankopt.data import as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import profile
@@ -26,6 +26,7 @@ from rankopt.search.loop._inputs import (
     Data,
     check_data,
     check_labels,
+    latency_budget,
     measure_latency_table,
     prepare_data,
 )
@@ -83,7 +84,8 @@ def search(
     min_layer_share: float = _D.min_layer_share,
     rank_multiple: int | None = _D.rank_multiple,
     measure_latency: bool = _D.measure_latency,
-    latency_runtime: str = _D.latency_runtime,
+    latency_runtime: str | None = _D.latency_runtime,
+    allow_slower: bool = _D.allow_slower,
     latency_threads: int = _D.latency_threads,
     latency_tolerance: float = _D.latency_tolerance,
     model_name: str = "model",
@@ -148,13 +150,14 @@ def search(
         seed_with_vbmf: Enqueue the seed trials (sensitivity, one-method, uniform, VBMF).
         min_layer_share: Layers below this share of the model's MACs and params stay
             dense (0 searches every layer).
-        rank_multiple: Round every rank to a multiple of this (hardware-friendly
-            shapes); None: with ``latency_runtime="onnxruntime"`` its convolutions'
-            channel block on this CPU (16 with AVX-512, 8 with AVX2), else 1.
+        rank_multiple: Round every rank to a multiple of this; None: the latency runtime's
+            (ONNX Runtime: its channel block on this CPU, 16 with AVX-512, 8 with AVX2), or 1.
         measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
-        latency_runtime: Where ``max_latency``, the ``latency_ms`` objective and
-            ``measure_latency`` time the model: ``"torch"`` (eager) or ``"onnxruntime"``
-            (exported as ``rankopt apply --out x.onnx`` does; ``rankopt[onnx]``).
+        latency_runtime: Where the plans will run: ``"onnxruntime"`` (exported as ``rankopt
+            apply --out x.onnx`` does) or ``"torch"`` (eager). Its per-layer table (cached)
+            predicts every trial's latency; None: no table, no latency.
+        allow_slower: Let plans be slower than dense (by default every plan's predicted
+            latency at batch 1 and 64 is at most dense's).
         latency_threads: Threads latency is timed at (default 1, whatever ``n_threads``).
         latency_tolerance: A latency table erring more on whole plans is refused (0.15).
         model_name: Name stored in plans and the study.
@@ -242,15 +245,11 @@ def _search(
     model.eval()
     prof = profile(model, shape)
     n_outputs = check_labels(model, train, val)
-    table = None
-    if max_latency is not None or "latency_ms" in s.objectives:
-        table = measure_latency_table(model, prof, s, say)
+    table = measure_latency_table(model, prof, s, say) if s.latency_runtime else None
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
-        max_latency_ms=(
-            parse_latency_budget(max_latency, dict(table.model_ms)) if table is not None else ()
-        ),
+        **latency_budget(max_latency, table, s),
     )
     space = SearchSpace(
         prof,
@@ -296,7 +295,7 @@ def _search(
         "budget": {
             "max_macs": budget.max_macs,
             "max_params": budget.max_params,
-            **({"max_latency_ms": [list(p) for p in budget.max_latency_ms]} if table else {}),
+            **(budget.latency_attrs() if table else {}),
         },
         "objectives": list(s.objectives),
         "settings": s.to_study_attr(space.layer_names),
