@@ -56,6 +56,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-only", action="store_true", help="stop after the profile")
     p.add_argument("--n-trials", type=int, default=16, help="trials of each search")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each child")
+    p.add_argument(
+        "--latency-runtime",
+        default="default",
+        help="the search's latency runtime: default (the search's), torch, onnxruntime or none",
+    )
     p.add_argument("--out", type=Path, default=HERE, help="folder of the report and rows")
     p.add_argument("--n-train", type=int, default=2048, help="random training images")
     p.add_argument("--n-val", type=int, default=512, help="random validation images")
@@ -85,6 +90,7 @@ def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
             f"--finetune-steps={args.finetune_steps}",
             *(["--profile-only"] if args.profile_only else []),
             *([f"--methods={args.methods}"] if args.methods else []),
+            f"--latency-runtime={args.latency_runtime}",
         ]
         print(f"[scale] {shlex.join(cmd)}", file=sys.stderr, flush=True)
         started = time.perf_counter()

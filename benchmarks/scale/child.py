@@ -137,8 +137,12 @@ def run_case(
     n_val: int,
     finetune_steps: int,
     methods: Sequence[str] | None,
+    latency_runtime: str = "default",
 ) -> dict[str, Any]:
-    """Build the model, run the search (or only its profile) and return the row."""
+    """Build the model, run the search (or only its profile) and return the row.
+
+    ``latency_runtime``: ``"default"`` (the search's default), a runtime name or ``"none"``.
+    """
     import rankopt
 
     torch.set_num_threads(threads)
@@ -150,8 +154,17 @@ def run_case(
     train = random_split(n_train, size, seed=1)
     val = random_split(n_val, size, seed=2)
 
+    before_profile: list[float] = []
+
     def say(line: str) -> None:
-        print(f"[{case} {time.perf_counter() - started:7.1f} s] {line}", file=sys.stderr)
+        now = time.perf_counter() - started
+        if line.startswith("measuring the sensitivity profile") and not before_profile:
+            before_profile.append(now)  # data, teacher logits and the latency table
+        print(f"[{case} {now:7.1f} s] {line}", file=sys.stderr)
+
+    runtime: dict[str, Any] = {}
+    if latency_runtime != "default":
+        runtime["latency_runtime"] = None if latency_runtime == "none" else latency_runtime
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -172,6 +185,7 @@ def run_case(
             n_threads=threads,
             device="cpu",
             progress=say,
+            **runtime,
         )
         search_s = time.perf_counter() - started
         stored = dict(study.user_attrs.get("sensitivity", {}))
@@ -190,6 +204,8 @@ def run_case(
         "finetune_steps": finetune_steps,
         "n_trials": n_trials,
         "methods": list(methods) if methods else None,
+        "latency_runtime": settings.get("latency_runtime"),
+        "before_profile_s": before_profile[0] if before_profile else None,
         "budget": BUDGET,
         "dense_macs": prof.macs,
         "dense_n_params": prof.n_params,
@@ -214,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=512)
     p.add_argument("--finetune-steps", type=int, default=120)
     p.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    p.add_argument("--latency-runtime", default="default", help="default, torch, onnxruntime, none")
     args = p.parse_args(argv)
     row = run_case(
         args.case,
@@ -224,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_val=args.n_val,
         finetune_steps=args.finetune_steps,
         methods=args.methods.split(",") if args.methods else None,
+        latency_runtime=args.latency_runtime,
     )
     args.result.write_text(json.dumps(row, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return 0

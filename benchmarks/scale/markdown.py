@@ -12,6 +12,12 @@ from benchmarks.common.report import md_table
 NOT_RECORDED = "not recorded"
 TRIED_FILE = Path(__file__).resolve().parent / "tried.md"
 """What was tried where a goal is missed (written by hand; included when present)."""
+SECTION_FILES = (
+    Path(__file__).resolve().parent / "profile_score.md",
+    Path(__file__).resolve().parent / "workers.md",
+)
+"""Sections written by ``benchmarks/bench_profile_score.py`` and
+``benchmarks/bench_profile_workers.py`` (``> file``); included when present."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,8 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "run",
         "trials done (failed)",
         "mean trial s",
+        "latency runtime",
+        "before the profile s",
         "search s",
         "peak RSS (GB)",
         "RSS after imports (GB)",
@@ -150,6 +158,8 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"{r.get('n_trials_done', 'n/a')} ({r.get('n_trials_failed', 'n/a')})"
                 + (f", {r['n_repeats']} repeats" if r.get("n_repeats") else ""),
                 "n/a" if r.get("mean_trial_s") is None else f"{r['mean_trial_s']:.1f}",
+                str(r.get("latency_runtime", "n/a")),
+                _num(r.get("before_profile_s")),
                 _num(r.get("search_s")),
                 _num(_scaled(r.get("peak_rss_mb"), GB), 2),
                 _num(_scaled(r.get("import_rss_mb"), GB), 2),
@@ -221,15 +231,23 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
         "",
         "## The search",
         "",
+        "`before the profile s`: data, the teacher's logits and, with a latency runtime, the "
+        "per-layer latency table (measured once per machine and model, then read from the disk "
+        "cache).",
+        "",
         search_table(rows),
         "",
         "## Goals",
         "",
         md_table(["goal", "value", "verdict"], [check_goal(g, rows) for g in GOALS]),
         "",
-        "Not measured here: one decomposition's own time and memory (<= 10 s, <= 1 GB; the "
-        "profile records totals per method) and 2 PostgreSQL workers (issue 36 item 4).",
+        "One decomposition's own time and memory (<= 10 s, <= 1 GB) is measured for every "
+        "distinct layer and method of these models in `BENCHMARKS_SCALE_DECOMPOSE.md` "
+        "(`python -m benchmarks.bench_decompose_bound`).",
     ]
+    for section in SECTION_FILES:
+        if section.exists():
+            parts += ["", section.read_text(encoding="utf-8").strip()]
     failed = failed_lines(rows)
     if failed:
         parts += ["", "## Pairs the profile left out", "", *failed]
