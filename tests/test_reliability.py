@@ -323,12 +323,11 @@ def test_diverging_cp_fails_that_trial_with_its_reason(
 ) -> None:
     from rankopt.spaces import _cp
 
-    def diverged(tensor: Any, rank: int, **kwargs: Any) -> Any:
-        t = np.asarray(tensor)
-        mats = [np.full((n, rank), np.nan) for n in t.shape]
-        return np.ones(rank), mats
+    def diverged(x: Any, rank: int, init: str, seed: int, n_iter: int) -> Any:
+        k, t, s = x.shape
+        return tuple(torch.full((n, rank), float("nan"), dtype=torch.float64) for n in (t, s, k))
 
-    monkeypatch.setattr(_cp, "parafac", diverged)
+    monkeypatch.setattr(_cp, "_als", diverged)
     clear_cache()
     study = _run(
         trained_digits_net,
