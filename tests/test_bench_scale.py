@@ -34,6 +34,7 @@ def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
     assert 0 < row["profile_s"] < row["search_s"] < row["child_wall_s"]
     assert 0 < row["measured_floor_s"] < row["profile_s"]
     assert row["n_trials_done"] == 1 and row["n_trials_failed"] == 0
+    assert row["bound_lines"] == []  # tiny layers: no method is bounded
     assert 0 < row["mean_trial_s"] < row["search_s"]
     # the child's own peak (imports alone are hundreds of MB), not the parent's
     assert 100 < row["import_rss_mb"] < row["peak_rss_mb"] < 4096
@@ -94,7 +95,10 @@ def test_profile_facts_with_and_without_timing() -> None:
     assert (facts["n_pairs"], facts["n_points"]) == (5, 17)
     assert facts["decompose_s"] == {"svd": 1.5, "cp": 7.0}
     assert (facts["forward_s"], facts["recorded_floor_s"]) == (3.0, 0.25)
-    report = render([{"case": "a", **facts, "dense_n_params": 0, "dense_macs": 0}])
+    bound = "cp on x: ranks above r=5 (23% of the layer's MACs) not offered"
+    extra = {"dense_n_params": 0, "dense_macs": 0, "bound_lines": [bound]}
+    report = render([{"case": "a", **facts, **extra}])
+    assert f"## What the profile said it bounded\n\n- a: {bound}\n" in report
     cells = "| a | 0.00 | 0 | n/a | 5 (1) | 17 | 12.5 | 3.0 | cp 7.0, svd 1.5 | 0.250 (recorded) |"
     assert cells + " 50.0x |" in report
 

@@ -150,8 +150,12 @@ def run_case(
     train = random_split(n_train, size, seed=1)
     val = random_split(n_val, size, seed=2)
 
+    bound_lines: list[str] = []
+
     def say(line: str) -> None:
         print(f"[{case} {time.perf_counter() - started:7.1f} s] {line}", file=sys.stderr)
+        if "not offered" in line or "failed" in line:
+            bound_lines.append(line.removeprefix("sensitivity profile: "))
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -196,6 +200,7 @@ def run_case(
         "n_layers_searched": len(settings.get("eligible_layers", [])),
         "import_rss_mb": import_rss_mb,
         "search_s": search_s,
+        "bound_lines": bound_lines,
         "measured_floor_s": measured_floor_s,
         **facts,
         **trials,

@@ -196,7 +196,7 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
     """The whole report."""
     order = {c: i for i, c in enumerate(g.case for g in GOALS)}
     rows = sorted(rows, key=lambda r: (order.get(r["case"], 99), bool(r.get("profile_only"))))
-    machine = next((r["machine"] for r in reversed(rows) if "machine" in r), {})
+    machine: Mapping[str, Any] = next((r["machine"] for r in reversed(rows) if "machine" in r), {})
     facts = ", ".join(f"{k} {v}" for k, v in machine.items() if k != "torch_threads")
     parts = [
         "# Scale benchmark: real-size models (issue 36)",
@@ -233,6 +233,9 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
     failed = failed_lines(rows)
     if failed:
         parts += ["", "## Pairs the profile left out", "", *failed]
+    bounds = [f"- {r['case']}: {line}" for r in rows for line in r.get("bound_lines") or []]
+    if bounds:
+        parts += ["", "## What the profile said it bounded", "", *bounds]
     if TRIED_FILE.exists():
         parts += ["", "## What was tried", "", TRIED_FILE.read_text(encoding="utf-8").strip()]
     return "\n".join(parts) + "\n"
