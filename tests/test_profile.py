@@ -109,7 +109,7 @@ def test_profile_decomposes_each_basis_once_and_trials_reuse_it(
     space = _space(tiny_resnet)
     images = _images()
     teacher = compute_logits(tiny_resnet, images)
-    prof = _sensitivity.measure_sensitivity(tiny_resnet, space, images, teacher)
+    prof = _sensitivity.measure_sensitivity(tiny_resnet, space, images, teacher, score="fisher")
     assert calls and max(calls.values()) == 1  # no decomposition computed twice
     n_pairs = sum(len(m) for m in space.choices.values())
     assert prof.timing["n_pairs"] == n_pairs
@@ -136,7 +136,12 @@ def test_profile_prints_points_and_time_left(
     space = _space(tiny_resnet)
     images = _images(32)
     _sensitivity.measure_sensitivity(
-        tiny_resnet, space, images, compute_logits(tiny_resnet, images), progress=lines.append
+        tiny_resnet,
+        space,
+        images,
+        compute_logits(tiny_resnet, images),
+        score="fisher",
+        progress=lines.append,
     )
     counted = [ln for ln in lines if " points, " in ln and ln.endswith(" left")]
     assert counted, lines
@@ -156,7 +161,8 @@ def test_fisher_ranks_points_like_the_network_kl(
     space = SearchSpace(profile(model, (1, 8, 8)), None, n_outputs=10, min_layer_share=0.0)
     images = digits_data["train"][0][:256]
     teacher = compute_logits(model, images)
-    fisher = _sensitivity.measure_sensitivity(model, space, images, teacher)
+    fisher = _sensitivity.measure_sensitivity(model, space, images, teacher, score="fisher")
+    assert fisher.timing["score"] == "fisher"
     kl = _sensitivity.measure_sensitivity(model, space, images, teacher, score="kl")
     assert set(fisher.points) == set(kl.points)
     a, b = [], []
@@ -221,3 +227,17 @@ def test_a_dead_worker_loses_only_its_claimed_unit(
     study = optuna.create_study(directions=["maximize", "minimize"])
     by_b, total = dead_worker_then_another(study, tiny_resnet, monkeypatch, units=3)
     assert by_b == total - 3
+
+
+def test_auto_score_measures_small_models_on_the_network(
+    tiny_resnet: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = _space(tiny_resnet)
+    assert _sensitivity.auto_score(space, 256) == "kl"
+    monkeypatch.setattr(_sensitivity, "KL_PROFILE_MACS", 0.0)
+    assert _sensitivity.auto_score(space, 256) == "fisher"
+    images = _images(32)
+    prof = _sensitivity.measure_sensitivity(
+        tiny_resnet, space, images, compute_logits(tiny_resnet, images)
+    )
+    assert prof.timing["score"] == "fisher" and prof.timing["capture_s"] > 0

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
+from rankopt._defaults import DEFAULT_DATA, DEFAULT_LATENCY_RUNTIME, DEFAULT_MODEL
 
 DEFAULT_BUDGET = "50%"
 DEFAULT_RUN_DIR = "rankopt-runs"
@@ -21,7 +21,7 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+def add_model_args(p: argparse.ArgumentParser, *, data: bool = True, seed: int = 0) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -44,7 +44,7 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                 help=f"ImageFolder: per-channel {stat} to normalise with, e.g. 0.485,0.456,0.406 "
                 "(default: no normalisation, pixels in [0, 1])",
             )
-    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=seed, help="seed (default: %(default)s)")
     p.add_argument(
         "--threads",
         type=int,
@@ -54,19 +54,21 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 
 def add_latency_threads_arg(p: argparse.ArgumentParser) -> None:
+    from rankopt.latency import DEFAULT_LATENCY_THREADS
+
     p.add_argument(
         "--latency-threads",
         type=int,
-        default=1,
+        default=DEFAULT_LATENCY_THREADS,
         help="threads latency is timed at (default: %(default)s, steady on a small or shared "
         "machine; at most the CPU cores this process may use)",
     )
 
 
-def add_device_arg(p: argparse.ArgumentParser) -> None:
+def add_device_arg(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
     p.add_argument(
         "--device",
-        default="auto",
+        default=default,
         help="auto (CUDA when available), cpu, cuda or cuda:N: where the model, trials and "
         "fine-tunes run; decompositions are computed on the CPU (default: %(default)s)",
     )
@@ -231,6 +233,11 @@ def chosen_study_name(args: argparse.Namespace) -> str:
             ch if ch.isalnum() or ch == "." else "" for ch in str(latency).replace("%", "pct")
         )
         name += f"-latency{tag}"
+    runtime = getattr(args, "latency_runtime", DEFAULT_LATENCY_RUNTIME)
+    if runtime != DEFAULT_LATENCY_RUNTIME:  # another table, another cap: another study
+        name += f"-{runtime}"
+    if getattr(args, "allow_slower", False):
+        name += "-slower"
     return name
 
 

@@ -80,7 +80,9 @@ def select_trial(
     """Pick one COMPLETE trial (with a plan) of a finished study.
 
     With neither argument, the recommended trial: the best trial within the study's own
-    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). The best
+    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute; predicted
+    latency within ``max_latency_ms`` and ``latency_cap_ms``, the default cap that keeps
+    the recommended plan no slower than dense). The best
     trial is the one with the lowest validation loss after the proxy fine-tune (studies
     without the loss: the highest validation accuracy); ties go to the higher accuracy, then
     to fewer MACs, then to the lower trial number (:func:`rankopt.storage._attrs.best_first`).
@@ -156,6 +158,10 @@ def select_trial(
         bound = budget.get(key) if isinstance(budget, dict) else None
         if bound is not None:
             fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
+    for key in ("max_latency_ms", "latency_cap_ms"):  # the cap: never slower than dense
+        for batch, ms in (budget.get(key) or []) if isinstance(budget, dict) else []:
+            attr = f"latency_ms_batch{batch}"
+            fits = [t for t in fits if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001]
     if not fits:
         raise BudgetError(f"no complete trial fits the study budget {budget}; {smallest_text}")
     return _best(fits)
@@ -180,6 +186,9 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
         provenance["rankopt_version"] = version
     if frozen.user_attrs.get(SEED_ATTR):
         provenance["seed"] = frozen.user_attrs[SEED_ATTR]
+    settings = study.user_attrs.get("settings")
+    if isinstance(settings, dict) and settings.get("latency_runtime"):
+        provenance.setdefault("latency_runtime", settings["latency_runtime"])
     plan["provenance"] = provenance
     return plan
 

@@ -55,6 +55,7 @@ __all__ = [
     "FAILED_SCORE",
     "PAIR_LEASE_S",
     "SCORES",
+    "auto_score",
     "kl_score",
     "measure_sensitivity",
     "study_sensitivity",
@@ -64,9 +65,14 @@ FAILED_SCORE = 1e3
 """Score of a point whose decomposition failed or whose output is not finite (nats)."""
 MEASURED_SHARE = 0.6
 """Measured points lie at or below this fraction of the dense layer's MACs."""
-SCORES = ("fisher", "kl")
-"""How points are scored: predicted from the layer's output (default) or measured on the
-network."""
+SCORES = ("auto", "fisher", "kl")
+"""How points are scored: ``fisher`` predicted from the layer's output, ``kl`` measured on the
+network, ``auto`` (default) ``kl`` while its network passes cost at most
+:data:`KL_PROFILE_MACS` multiply-accumulates, else ``fisher``."""
+KL_PROFILE_MACS = 2e12
+"""Largest ``2 * points * images * model MACs`` for which ``auto`` measures the network KL
+(about a minute here; the built-in resnet8 on 28x28 images needs 6.4e11, torchvision's
+resnet18 on 32x32 images 6.6e12). Deterministic, so every worker of a study picks the same."""
 PAIR_LEASE_S = 120.0
 """Seconds after which a (layer, method) claimed by a worker that stored no result is taken
 over (one unit takes seconds: its decompositions are bounded, see ``rankopt.spaces``)."""
@@ -152,6 +158,8 @@ class _Measurer:
     ) -> None:
         if score not in SCORES:
             raise SettingsError(f"profile score {score!r} is not one of {list(SCORES)}")
+        if score == "auto":
+            score = auto_score(space, int(images.shape[0]))
         self.model, self.space, self.images = model, space, images
         self.teacher_logits, self.score = teacher_logits, score
         self.capture_s = 0.0
@@ -225,6 +233,13 @@ class _Measurer:
         return score
 
 
+def auto_score(space: SearchSpace, n_images: int, n_points: int = 4) -> str:
+    """``"kl"`` when measuring every point on the network is cheap, else ``"fisher"``."""
+    points = sum(len(p.macs) for p in _pairs(space, n_points))
+    work = 2.0 * points * n_images * space.profile.macs
+    return "kl" if work <= KL_PROFILE_MACS else "fisher"
+
+
 class _Progress:
     """``sensitivity profile: 37/412 points, 2 min 10 s left`` every few seconds."""
 
@@ -271,7 +286,7 @@ def _assemble(
     pairs: list[_Pair],
     n_images: int,
     wall_time_s: float,
-    extra_timing: Mapping[str, float],
+    extra_timing: Mapping[str, Any],
 ) -> SensitivityProfile:
     points: dict[str, dict[str, Points]] = {}
     failed: dict[str, dict[str, str]] = {}
@@ -286,6 +301,7 @@ def _assemble(
         decompose_s[pair.method] = decompose_s.get(pair.method, 0.0) + r.decompose_s
         forward_s += r.forward_s
     timing = {
+        "score": extra_timing.get("score", ""),
         "decompose_s": decompose_s,
         "forward_s": forward_s + extra_timing.get("capture_s", 0.0),
         "capture_s": extra_timing.get("capture_s", 0.0),
@@ -318,7 +334,7 @@ def measure_sensitivity(
     teacher_logits: torch.Tensor,
     *,
     n_points: int = 4,
-    score: str = "fisher",
+    score: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> SensitivityProfile:
     """Measure the sensitivity profile of ``space``'s layers and methods in this process.
@@ -329,8 +345,8 @@ def measure_sensitivity(
         images: Training images used for scoring (and BatchNorm calibration with ``"kl"``).
         teacher_logits: The dense model's logits on ``images``.
         n_points: Measured points per (layer, method).
-        score: ``"fisher"`` (predicted from each layer's output) or ``"kl"`` (measured on
-            the network, BatchNorm re-calibrated).
+        score: ``"fisher"`` (predicted from each layer's output), ``"kl"`` (measured on
+            the network, BatchNorm re-calibrated) or ``"auto"`` (:func:`auto_score`).
         progress: Called with a line now and then.
 
     Returns:
@@ -351,7 +367,11 @@ def measure_sensitivity(
         _say_failed(pair, results[pair.key], say)
         meter.update(done)
     meter.update(done, final=True)
-    extra = {"capture_s": measurer.capture_s, "floor_s": _floor_s(model, images)}
+    extra = {
+        "capture_s": measurer.capture_s,
+        "floor_s": _floor_s(model, images),
+        "score": measurer.score,
+    }
     return _assemble(
         space, results, pairs, int(images.shape[0]), time.perf_counter() - started, extra
     )
@@ -371,7 +391,7 @@ def study_sensitivity(
     *,
     worker: str = "",
     n_points: int = 4,
-    score: str = "fisher",
+    score: str = "auto",
     poll_s: float = 0.5,
 ) -> SensitivityProfile:
     """The study's sensitivity profile: read from the study, else measured and stored.
@@ -419,7 +439,11 @@ def study_sensitivity(
         if not measured_one:
             time.sleep(poll_s)  # the rest is held by other workers
     meter.update(n_total, final=True)
-    extra = {"capture_s": measurer.capture_s, "floor_s": _floor_s(model, images)}
+    extra = {
+        "capture_s": measurer.capture_s,
+        "floor_s": _floor_s(model, images),
+        "score": measurer.score,
+    }
     profile = _assemble(space, results, pairs, int(n), time.perf_counter() - started, extra)
     study.set_user_attr("sensitivity", profile.to_dict())
     return profile

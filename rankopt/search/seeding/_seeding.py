@@ -43,10 +43,9 @@ def _target(space: SearchSpace, budget: Budget, with_target: bool) -> float | No
     if not with_target:
         return None
     low, high = space.target_range(budget)
-    if budget.max_macs is not None:
-        wanted = budget.max_macs / space.profile.macs
-    elif budget.max_params is not None:
-        wanted = budget.max_params / space.profile.n_params
+    lead = budget.leading()
+    if lead in ("macs", "n_params"):
+        wanted = budget.limits()[lead] / space.dense_costs()[lead]
     else:
         wanted = NO_BUDGET_TARGET
     return min(high, max(low, wanted))
