@@ -22,6 +22,7 @@ TINY = "benchmarks.bench_memory:tiny_cnn@16"
 def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
     argv = ["--models", TINY, "--n-trials", "1", "--threads", "1", "--n-train", "128"]
     argv += ["--n-val", "64", "--finetune-steps", "2", "--out", str(tmp_path)]
+    argv += ["--latency-runtime", "none"]  # a latency table takes minutes on shared cores
     assert scale.main(argv) == 0
     (row,) = json.loads((tmp_path / "scale_rows.json").read_text())["rows"]
     assert row["case"] == TINY and row["input_size"] == 16 and row["exit_status"] == 0
@@ -35,6 +36,7 @@ def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
     assert 0 < row["measured_floor_s"] < row["profile_s"]
     assert row["n_trials_done"] == 1 and row["n_trials_failed"] == 0
     assert row["bound_lines"] == []  # tiny layers: no method is bounded
+    assert row["latency_runtime"] is None and row["latency_table_s"] is None
     assert 0 < row["mean_trial_s"] < row["search_s"]
     # the child's own peak (imports alone are hundreds of MB), not the parent's
     assert 100 < row["import_rss_mb"] < row["peak_rss_mb"] < 4096
@@ -56,7 +58,7 @@ def test_a_stalled_child_is_killed_and_its_row_merged(tmp_path: Path) -> None:
     assert rows[1]["error"] == "killed after 0.001 min (--limit-min)"
     assert rows[1]["exit_status"] == -9 and rows[1]["peak_rss_mb"] > 0
     report = (tmp_path / "BENCHMARKS_SCALE.md").read_text()
-    assert "| resnet18@32 | 16-trial search | n/a (n/a) | n/a | not recorded |" in report
+    assert "| resnet18@32 | 16-trial search | n/a (n/a) | n/a | n/a | not recorded |" in report
     for goal in ("profile <= 5 min", "16-trial search <= 20 min"):
         assert f"| resnet18@32: {goal} | n/a | missed: killed after 0.001 min" in report
 

@@ -62,6 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=int, default=120, help="proxy fine-tune steps")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
     p.add_argument(
+        "--latency-runtime",
+        choices=("default", "onnxruntime", "torch", "none"),
+        default="default",
+        help="the search's latency table: rankopt's default, a runtime, or none (no table)",
+    )
+    p.add_argument(
         "--limit-min", type=float, default=120.0, help="kill a child after this many minutes"
     )
     p.add_argument("--fresh", action="store_true", help="drop the rows of earlier runs")
@@ -85,10 +91,12 @@ def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
             f"--finetune-steps={args.finetune_steps}",
             *(["--profile-only"] if args.profile_only else []),
             *([f"--methods={args.methods}"] if args.methods else []),
+            f"--latency-runtime={args.latency_runtime}",
         ]
         print(f"[scale] {shlex.join(cmd)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        # a fresh cache: the latency table is measured, not read from an earlier run
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "RANKOPT_CACHE_DIR": tmp}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
         status, usage, killed = _wait(proc, args.limit_min * 60)
         wall_s = time.perf_counter() - started

@@ -63,6 +63,14 @@ def _scaled(value: Any, unit: float) -> float | None:
     return None if value is None else float(value) / unit
 
 
+def _latency(row: Mapping[str, Any]) -> str:
+    if "latency_runtime" not in row:
+        return "n/a"  # the run ended before the study said
+    if row["latency_runtime"] is None:
+        return "none"
+    return f"{_num(row.get('latency_table_s'))} ({row['latency_runtime']})"
+
+
 def _case(row: Mapping[str, Any]) -> str:
     """``model@size``, plus the methods when the run offered only some."""
     methods = row.get("methods")
@@ -134,6 +142,7 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "model @ input",
         "run",
         "trials done (failed)",
+        "latency table s (runtime)",
         "mean trial s",
         "search s",
         "peak RSS (GB)",
@@ -149,6 +158,7 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 run,
                 f"{r.get('n_trials_done', 'n/a')} ({r.get('n_trials_failed', 'n/a')})"
                 + (f", {r['n_repeats']} repeats" if r.get("n_repeats") else ""),
+                _latency(r),
                 "n/a" if r.get("mean_trial_s") is None else f"{r['mean_trial_s']:.1f}",
                 _num(r.get("search_s")),
                 _num(_scaled(r.get("peak_rss_mb"), GB), 2),
@@ -205,8 +215,9 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
         "`--n-trials`, `--threads`, `--out`; rows in `scale_rows.json`). torchvision models "
         "with random weights, 10 classes, random normal images with random labels (cost only, "
         'not accuracy); the default search: `rankopt.search(max_macs="50%")`, all methods, '
-        "120 proxy fine-tune steps, SQLite storage. Each case runs in its own process; its "
-        "peak RSS is that process's `ru_maxrss`.",
+        "120 proxy fine-tune steps, its default latency table (measured afresh: each case "
+        "gets an empty cache; `--latency-runtime none` skips it), SQLite storage. Each case "
+        "runs in its own process; its peak RSS is that process's `ru_maxrss`.",
         "",
         f"Machine (last run): {facts or 'n/a'}.",
         "",
