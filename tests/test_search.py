@@ -20,6 +20,7 @@ from rankopt.search.objective import _objective as objective_module
 from rankopt.search.objective._duplicates import n_distinct_finished
 from rankopt.search.space._profile import SensitivityProfile
 from rankopt.search.space._space import SearchSpace
+from rankopt.storage import STUDY_SCHEMA_VERSION, StudyRecord
 from rankopt.storage._attrs import is_repeat
 
 SHAPE = (1, 8, 8)
@@ -366,6 +367,12 @@ def test_the_study_names_its_metrics_after_the_objectives(
     ]
     frame = study.trials_dataframe(multi_index=False)
     assert {"values_accuracy", "values_n_params"} <= set(frame.columns)
+    # the typed record, among the study's user attributes (where the dashboard shows them)
+    record = StudyRecord.of(study)
+    assert study.user_attrs["schema_version"] == record.schema_version == STUDY_SCHEMA_VERSION
+    assert record.objectives == ("accuracy", "n_params")
+    assert record.dense.macs == profile(trained_digits_net, SHAPE).macs
+    assert record.settings["finetune"]["steps"] == FAST["finetune_steps"]
 
     # a study an earlier version created (no metric names) gets them when it is resumed
     old = optuna.create_study(study_name="old", storage=url, directions=["maximize", "minimize"])

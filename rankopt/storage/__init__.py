@@ -3,9 +3,10 @@
 Opening Optuna storages (SQLite run directories, PostgreSQL; password masking, lock
 handling, heartbeat settings), lost trials (heartbeats, ``fail_lost_trials``), the workers'
 supervisor behind ``rankopt workers``, the "N trials queued" line, database claims (the
-seed claim), creating or loading a study, the names of the trial attributes and metrics
-that the search writes and the studies read, and the file cache (latency tables,
-pretrained weights; atomic writes).
+seed claim), creating or loading a study, the study record (:class:`StudyRecord`: what
+the search says about its study, typed, with a schema version), the names of the trial
+attributes and metrics that the search writes and the studies read, and the file cache
+(latency tables, pretrained weights; atomic writes).
 
 Names load on first use: the attribute names (:mod:`._attrs`) and the file cache are
 light, the storages import optuna.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from rankopt.storage._files import atomic_write, default_cache_dir
     from rankopt.storage._open import load_study, mask_url, open_storage
     from rankopt.storage._queue import queued_line
+    from rankopt.storage._record import STUDY_SCHEMA_VERSION, DenseReference, StudyRecord
     from rankopt.storage._workers import run_workers
 
 _LAZY: dict[str, str] = {
@@ -34,6 +36,9 @@ _LAZY: dict[str, str] = {
     "mask_url": "rankopt.storage._open",
     "open_storage": "rankopt.storage._open",
     "queued_line": "rankopt.storage._queue",
+    "STUDY_SCHEMA_VERSION": "rankopt.storage._record",
+    "DenseReference": "rankopt.storage._record",
+    "StudyRecord": "rankopt.storage._record",
     "run_workers": "rankopt.storage._workers",
 }
 
@@ -42,6 +47,9 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [
+    "STUDY_SCHEMA_VERSION",
+    "DenseReference",
+    "StudyRecord",
     "atomic_write",
     "best_first",
     "default_cache_dir",

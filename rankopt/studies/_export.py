@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.budget._grammar import parse_amount
 from rankopt.errors import BudgetError, SelectionError
+from rankopt.storage import StudyRecord
 from rankopt.storage._attrs import (
     COUNT_METRICS,
     PLAN_METRICS,
@@ -150,14 +151,15 @@ def select_trial(
         if not fits:
             raise BudgetError(f"no complete trial fits {asked}; {smallest_text}")
         return _best(fits)
-    budget = study.user_attrs.get("budget") or {}
+    record = StudyRecord.of(study)
     fits = selectable
-    for key, attr in (("max_macs", "macs"), ("max_params", "n_params")):
-        bound = budget.get(key) if isinstance(budget, dict) else None
+    for bound, attr in ((record.max_macs, "macs"), (record.max_params, "n_params")):
         if bound is not None:
             fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
     if not fits:
-        raise BudgetError(f"no complete trial fits the study budget {budget}; {smallest_text}")
+        raise BudgetError(
+            f"no complete trial fits the study budget {record.budget_json()}; {smallest_text}"
+        )
     return _best(fits)
 
 
@@ -174,7 +176,7 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
     provenance["study"] = study.study_name
     provenance["trial"] = frozen.number
     if "rankopt_version" not in provenance:
-        version = study.user_attrs.get("rankopt_version")
+        version = StudyRecord.of(study).rankopt_version
         if version is None:
             from rankopt._version import __version__ as version
         provenance["rankopt_version"] = version

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rankopt.errors import RankoptError
+from rankopt.storage import StudyRecord
 
 from . import _methods
 from ._axes import x_range, y_range
@@ -91,8 +92,8 @@ def _hover(df: pd.DataFrame, x: str) -> tuple[list[list[Any]], str]:
 
 def _budget_x(study: optuna.Study, x: str) -> float | None:
     keys = _BUDGET_KEYS.get(x)
-    budget = study.user_attrs.get("budget") or {}
-    if keys is None or not isinstance(budget, dict) or budget.get(keys[0]) is None:
+    budget = StudyRecord.of(study).budget_json()
+    if keys is None or budget.get(keys[0]) is None:
         return None
     value = float(budget[keys[0]])
     if keys[1]:

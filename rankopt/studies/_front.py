@@ -15,6 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.errors import BudgetError, SelectionError
+from rankopt.storage import StudyRecord
 from rankopt.storage._attrs import SEED_ATTR, TABLE_METRICS, is_repeat
 from rankopt.storage._queue import queued_line
 
@@ -81,7 +82,7 @@ def cost_column(study: optuna.Study) -> str:
     ``params`` / ``n_params`` map to ``n_params`` and ``latency`` / ``latency_ms`` to
     ``latency_ms``.
     """
-    objectives = study.user_attrs.get("objectives") or []
+    objectives = StudyRecord.of(study).objectives
     if is_multi_objective(study) and len(objectives) >= 2:
         second = str(objectives[1])
         if second in ("params", "n_params"):

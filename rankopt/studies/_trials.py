@@ -9,6 +9,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rankopt.storage import StudyRecord
+
 __all__ = ["_float", "completed_trials", "dense_metrics"]
 
 
@@ -24,8 +26,7 @@ def _float(value: Any) -> float:
 
 def dense_metrics(study: optuna.Study) -> dict[str, float]:
     """The study's dense reference ``{"accuracy", "macs", "n_params", ...}`` (may be empty)."""
-    dense = study.user_attrs.get("dense") or {}
-    return {str(k): _float(v) for k, v in dense.items()} if isinstance(dense, dict) else {}
+    return StudyRecord.of(study).dense.metrics()
 
 
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -43,6 +43,7 @@ from rankopt.search.seeding._enqueue import enqueue_seeds_once
 from rankopt.search.seeding._seeding import seed_trials
 from rankopt.search.space._reach import check_budget
 from rankopt.search.space._space import SearchSpace
+from rankopt.storage import DenseReference, StudyRecord
 from rankopt.storage._heartbeat import fail_lost_trials
 from rankopt.storage._open import is_shared, open_storage
 from rankopt.storage._open import sqlite_lock_errors as _sqlite_lock_errors
@@ -281,26 +282,21 @@ def _search(
     model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
     data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
     dense_val_acc = float((data.val_teacher_logits.argmax(dim=1) == data.val_labels).float().mean())
-    attrs = {
-        "rankopt_version": __version__,
-        "model": model_name,
-        "data": data_name,
-        "fingerprint": prof.fingerprint,
-        "input_shape": list(shape),
-        "dense": {
-            "accuracy": dense_val_acc,
-            "macs": prof.macs,
-            "n_params": prof.n_params,
-            **({"latency_ms": {str(b): ms for b, ms in table.model_ms.items()}} if table else {}),
-        },
-        "budget": {
-            "max_macs": budget.max_macs,
-            "max_params": budget.max_params,
-            **({"max_latency_ms": [list(p) for p in budget.max_latency_ms]} if table else {}),
-        },
-        "objectives": list(s.objectives),
-        "settings": s.to_study_attr(space.layer_names),
-    }
+    attrs = StudyRecord(
+        model=model_name,
+        data=data_name,
+        fingerprint=prof.fingerprint,
+        input_shape=tuple(shape),
+        dense=DenseReference(
+            dense_val_acc, prof.macs, prof.n_params, dict(table.model_ms) if table else {}
+        ),
+        max_macs=budget.max_macs,
+        max_params=budget.max_params,
+        max_latency_ms=budget.max_latency_ms,
+        objectives=s.objectives,
+        settings=s.to_study_attr(space.layer_names),
+        rankopt_version=__version__,
+    ).to_user_attrs()
     # The creator writes them; a worker that finds some missing (its creator died right
     # after creating the study) writes those, and checks the others.
     check_compatible(study, attrs, name)
