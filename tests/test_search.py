@@ -386,3 +386,56 @@ def test_the_study_names_its_metrics_after_the_objectives(
         study_name="old",
     )
     assert optuna.load_study(study_name="old", storage=url).metric_names == ["accuracy", "macs"]
+
+
+def test_the_search_phases_run_one_at_a_time(
+    trained_digits_net: nn.Module, digits_data: dict[str, Any]
+) -> None:
+    """prepare -> open_study -> seed -> run, each called alone, as search() calls them."""
+    from rankopt.search.loop._phases import open_study, prepare, run, seed
+    from rankopt.search.loop._settings import SearchSettings
+
+    s = SearchSettings(n_trials=4, sampler="random", **FAST)
+    lines: list[str] = []
+    prepared = prepare(
+        trained_digits_net,
+        digits_data["train"],
+        digits_data["val"],
+        s,
+        max_macs=0.5,
+        max_params=None,
+        max_latency=None,
+        input_shape=None,
+        say=lines.append,
+    )
+    prof = profile(trained_digits_net, SHAPE)
+    assert prepared.shape == SHAPE and prepared.table is None
+    assert prepared.budget == Budget(max_macs=math.floor(0.5 * prof.macs))
+    assert len(prepared.space.layer_names) >= 2
+
+    opened = open_study(
+        trained_digits_net,
+        prepared,
+        s,
+        storage=None,
+        name="phases",
+        model_name="digitsnet",
+        data_name="digits",
+        heartbeat_interval=None,
+        pruner=None,
+    )
+    assert opened.study.trials == []
+    record = StudyRecord.of(opened.study)
+    assert (record.max_macs, record.dense.macs) == (prepared.budget.max_macs, prof.macs)
+    assert 0.8 < opened.dense_val_acc == record.dense.accuracy
+
+    sensitivity = seed(prepared, opened, s, lines.append)
+    assert set(sensitivity.points) == set(prepared.space.layer_names)
+    waiting = opened.study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == s.max_seeds == 1
+
+    study = run(
+        prepared, opened, s, sensitivity, model_name="digitsnet", callbacks=(), say=lines.append
+    )
+    assert n_distinct_finished(study) == 4
+    assert any(line.startswith("study 'phases': 0 finished trials, 4 to run") for line in lines)
