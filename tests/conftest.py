@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
 import pytest
 import torch
 from rankopt_testmodels import TinyResNet, train_digits_net_on
@@ -10,6 +15,56 @@ from torch import nn
 # One thread: tiny models run fastest so, and timings do not depend on other processes
 # competing for the two cores (torch threads spin-wait when oversubscribed).
 torch.set_num_threads(1)
+
+
+def fake_ms(module: nn.Module, batch_size: int) -> float:
+    """A deterministic stand-in for a timing: 1 ns per weight per image, plus 1 us."""
+    return 1e-6 * batch_size * sum(p.numel() for p in module.parameters()) + 1e-3
+
+
+def fake_swapped_ms(
+    _self: Any, model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
+) -> list[float]:
+    """``LatencyRuntime.time_swapped_ms`` by the cost model of :func:`fake_ms`."""
+    base = fake_ms(model, x.shape[0]) - fake_ms(model.get_submodule(name), x.shape[0])
+    return [base + fake_ms(m, x.shape[0]) for m in modules]
+
+
+def fake_models_ms(_self: Any, models: list[nn.Module], x: torch.Tensor, **_: Any) -> list[float]:
+    """``LatencyRuntime.time_models_ms`` by the cost model of :func:`fake_ms`."""
+    return [fake_ms(m, x.shape[0]) for m in models]
+
+
+@pytest.fixture(scope="session")
+def _fake_latency_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fake-latency-cache")
+
+
+@pytest.fixture(autouse=True)
+def _searches_time_by_a_cost_model(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _fake_latency_cache: Path
+) -> None:
+    """Every search has a deployment runtime and measures its latency table (issue 37); in
+    tests the table a search builds is timed by :func:`fake_ms` instead, into a cache of its
+    own, so that no test spends seconds timing and none writes made-up times into a real
+    cache. Tests of the timing itself (``@pytest.mark.real_latency``) and of
+    ``rankopt.latency.latency_table`` called directly time for real."""
+    if request.node.get_closest_marker("real_latency"):
+        return
+    from rankopt.latency._runtimes import RUNTIMES
+    from rankopt.search.loop import _inputs
+
+    real = _inputs.latency_table
+
+    def table_by_cost_model(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cache_dir", _fake_latency_cache)
+        with contextlib.ExitStack() as stack:
+            for runtime in {type(r) for r in RUNTIMES.values()}:
+                stack.enter_context(mock.patch.object(runtime, "time_swapped_ms", fake_swapped_ms))
+                stack.enter_context(mock.patch.object(runtime, "time_models_ms", fake_models_ms))
+            return real(*args, **kwargs)
+
+    monkeypatch.setattr(_inputs, "latency_table", table_by_cost_model)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from rankopt import calibrate_bn
 from rankopt.budget._budget import Budget
 from rankopt.errors import BudgetError, DataError, SettingsError
 from rankopt.evaluators import count_macs, evaluate_accuracy, profile
-from rankopt.latency._runtimes import TorchRuntime
+from rankopt.latency._runtimes import OnnxRuntime, TorchRuntime
 from rankopt.plan import CompressionPlan, apply_plan
 from rankopt.search import search
 from rankopt.search.objective._duplicates import n_distinct_finished
@@ -22,6 +22,7 @@ from rankopt.search.space._allocation import Candidate, allocate, allocate_unifo
 from rankopt.search.space._profile import SensitivityProfile
 from rankopt.search.space._space import SearchSpace
 from rankopt.spaces import get_method
+from rankopt.studies import export_plan
 
 SHAPE = (1, 8, 8)
 FAST: dict[str, Any] = {"finetune_steps": 15, "finetune_samples": 256, "batch_size": 32}
@@ -216,6 +217,7 @@ def test_realised_plans_are_a_function_of_the_trial_parameters(
         max_macs=0.4,
         n_trials=6,
         sampler="random",
+        latency_runtime=None,  # the space below is rebuilt without a latency table
         **FAST,
     )
     prof = profile(bn_net, SHAPE)
@@ -255,31 +257,10 @@ def test_the_sensitivity_profile_is_measured_once_per_study(
 
 
 # ---------------------------------------------------------------- latency budget
-def _fake_ms(module: nn.Module, batch_size: int) -> float:
-    """A deterministic stand-in for a timing: 1 ns per weight per image, plus 1 us."""
-    return 1e-6 * batch_size * sum(p.numel() for p in module.parameters()) + 1e-3
-
-
-def _fake_swapped(
-    _self: Any, model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
-) -> list[float]:
-    """``TorchRuntime.time_swapped_ms`` by the cost model of :func:`_fake_ms`."""
-    base = _fake_ms(model, x.shape[0]) - _fake_ms(model.get_submodule(name), x.shape[0])
-    return [base + _fake_ms(m, x.shape[0]) for m in modules]
-
-
-def _fake_models(_self: Any, models: list[nn.Module], x: torch.Tensor, **_: Any) -> list[float]:
-    """``TorchRuntime.time_models_ms`` by the cost model of :func:`_fake_ms`."""
-    return [_fake_ms(m, x.shape[0]) for m in models]
-
-
 def test_a_latency_budget_below_reach_fails_before_any_trial(
     bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any, monkeypatch: Any
 ) -> None:
-    # Timings from a cost model: the test checks the error, not this machine's speed.
-    monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
-    monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
+    # Timings from conftest's cost model: the test checks the error, not this machine's speed.
     storage = optuna.storages.InMemoryStorage()
     with pytest.raises(BudgetError, match=r"max_latency = .* below the smallest predicted") as err:
         search(
@@ -290,6 +271,7 @@ def test_a_latency_budget_below_reach_fails_before_any_trial(
             max_latency="1%",
             n_trials=2,
             storage=storage,
+            latency_runtime="torch",
             **FAST,
         )
     assert optuna.get_all_study_names(storage) == []
@@ -311,11 +293,8 @@ def test_a_latency_budget_below_reach_fails_before_any_trial(
 def test_a_latency_budget_is_met_by_every_trial_as_predicted(
     bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any, monkeypatch: Any
 ) -> None:
-    # Timings replaced by a deterministic cost model: the test checks the allocation under a
-    # latency budget, not this machine's speed (benchmarks/ measure that).
-    monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
-    monkeypatch.setattr(TorchRuntime, "time_models_ms", _fake_models)
+    # Timings from conftest's deterministic cost model: the test checks the allocation under
+    # a latency budget, not this machine's speed (benchmarks/ measure that).
     study = search(
         bn_net,
         digits_data["train"],
@@ -324,6 +303,7 @@ def test_a_latency_budget_is_met_by_every_trial_as_predicted(
         max_latency="90%",
         n_trials=4,
         sampler="random",
+        latency_runtime="torch",
         **FAST,
     )
     dense = study.user_attrs["dense"]["latency_ms"]
@@ -390,3 +370,76 @@ def test_the_budget_scales_macs_first_then_params_then_latency() -> None:
     for budget, lead, at_a_quarter in cases:
         assert budget.leading() == lead
         assert budget.scaled(0.25, dense) == at_a_quarter
+
+
+# ------------------------------------------------------- never slower than dense (issue 37)
+PER_OP_MS = 2e-3
+"""The cost model below charges each conv / linear this much per forward, whatever the batch:
+at batch 1 most factorised layers (two or three convs for one) are slower than dense."""
+
+
+def _per_op_ms(module: nn.Module, batch_size: int) -> float:
+    n_ops = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in module.modules())
+    return 1e-6 * batch_size * sum(p.numel() for p in module.parameters()) + PER_OP_MS * n_ops
+
+
+def _per_op_swapped(
+    _self: Any, model: nn.Module, name: str, modules: list[nn.Module], x: torch.Tensor, **_: Any
+) -> list[float]:
+    base = _per_op_ms(model, x.shape[0]) - _per_op_ms(model.get_submodule(name), x.shape[0])
+    return [base + _per_op_ms(m, x.shape[0]) for m in modules]
+
+
+def _per_op_models(_self: Any, models: list[nn.Module], x: torch.Tensor, **_: Any) -> list[float]:
+    return [_per_op_ms(m, x.shape[0]) for m in models]
+
+
+@pytest.mark.real_latency  # conftest's cost model makes every decomposition faster
+def test_by_default_no_trial_and_no_recommended_plan_is_slower_than_dense(
+    bn_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
+    for runtime in (TorchRuntime, OnnxRuntime):
+        monkeypatch.setattr(runtime, "time_swapped_ms", _per_op_swapped)
+        monkeypatch.setattr(runtime, "time_models_ms", _per_op_models)
+    kwargs: dict[str, Any] = dict(model_name="bn", max_macs=0.7, n_trials=6, sampler="random")
+    data = (digits_data["train"], digits_data["val"])
+    study = search(bn_net, *data, **kwargs, **FAST)  # the default runtime: ONNX Runtime
+    assert study.user_attrs["settings"]["latency_runtime"] == "onnxruntime"
+    dense = {int(b): ms for b, ms in study.user_attrs["dense"]["latency_ms"].items()}
+    assert set(dense) == {1, 64}
+    cap = dict(study.user_attrs["budget"]["latency_cap_ms"])
+    assert cap == pytest.approx(dense)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert trials
+    for t in trials:
+        for b, ms in dense.items():
+            ratio = t.user_attrs[f"latency_ratio_batch{b}"]
+            assert ratio == pytest.approx(t.user_attrs[f"latency_ms_batch{b}"] / ms)
+            assert ratio <= 1 + 1e-9
+    plan = export_plan(study)
+    assert plan.metrics["latency_ratio_batch1"] <= 1 + 1e-9
+    assert plan.metrics["latency_ratio_batch64"] <= 1 + 1e-9
+    # The cap is what held them: allowed to, the same search makes slower plans.
+    slower = search(bn_net, *data, **kwargs, allow_slower=True, study_name="slower", **FAST)
+    assert slower.user_attrs["budget"].get("latency_cap_ms") is None
+    ratios = [t.user_attrs["latency_ratio_batch1"] for t in slower.get_trials()]
+    assert max(ratios) > 1.0
+
+
+def test_a_latency_budget_slower_than_dense_needs_allow_slower(
+    bn_net: nn.Module, digits_data: dict[str, Any]
+) -> None:
+    data = (digits_data["train"], digits_data["val"])
+    with pytest.raises(BudgetError, match=r"max_latency = '120%' allows .*--allow-slower"):
+        search(bn_net, *data, model_name="bn", max_latency="120%", n_trials=1, **FAST)
+    study = search(
+        bn_net, *data, model_name="bn", max_latency="120%", n_trials=1, allow_slower=True, **FAST
+    )
+    dense = study.user_attrs["dense"]["latency_ms"]
+    limits = dict(study.user_attrs["budget"]["max_latency_ms"])
+    assert limits[1] == pytest.approx(1.2 * dense["1"])
+    with pytest.raises(SettingsError, match="max_latency = '50%' needs a latency runtime"):
+        search(bn_net, *data, max_latency="50%", n_trials=1, latency_runtime=None, **FAST)
+    with pytest.raises(SettingsError, match=r"latency_runtime = None .* measure_latency=True"):
+        search(bn_net, *data, n_trials=1, latency_runtime=None, measure_latency=True, **FAST)

@@ -28,6 +28,7 @@ from rankopt.storage._heartbeat import LostTrialCallback, fail_lost_trials, hear
 from rankopt.studies import queued_trials_line, report
 
 FAST: dict[str, Any] = {"finetune_steps": 5, "finetune_samples": 128, "batch_size": 32}
+FAST["rank_multiple"] = 1  # not ONNX Runtime's channel block (16): DigitsNet's layers are small
 GRACE_S = 3
 
 

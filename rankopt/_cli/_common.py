@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
+from rankopt._defaults import DEFAULT_DATA, DEFAULT_LATENCY_RUNTIME, DEFAULT_MODEL
 
 DEFAULT_BUDGET = "50%"
 DEFAULT_RUN_DIR = "rankopt-runs"
@@ -138,7 +138,7 @@ def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> 
     """(model, DataSplits) from --model / --weights / --num-classes / --data."""
     import torch
 
-    from rankopt.data import load_data
+    from rankopt.data import list_data, load_data
     from rankopt.models import get_pretrained, list_models, load_user_model
 
     check_common_args(args)
@@ -150,10 +150,16 @@ def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> 
         else None
     )
     if args.model in list_models() and args.weights is None:
-        if data is None:
-            from rankopt.errors import RankoptError
+        from rankopt.errors import RankoptError
 
+        if data is None:
             raise RankoptError("a built-in model needs --data to train or load its weights")
+        if args.data not in list_data():
+            raise RankoptError(
+                f"--model {args.model} without --weights: a built-in model is trained on a "
+                f"built-in data set ({', '.join(list_data())}), not on {args.data!r}; give "
+                f"--weights with your trained state_dict (torch.save(model.state_dict(), path))"
+            )
         model, test_acc = get_pretrained(args.model, args.data, seed=args.seed, progress=say)
         say(f"dense {args.model} on {data.name}: test accuracy {test_acc:.4f}")
     else:
@@ -227,6 +233,11 @@ def chosen_study_name(args: argparse.Namespace) -> str:
             ch if ch.isalnum() or ch == "." else "" for ch in str(latency).replace("%", "pct")
         )
         name += f"-latency{tag}"
+    runtime = getattr(args, "latency_runtime", DEFAULT_LATENCY_RUNTIME)
+    if runtime != DEFAULT_LATENCY_RUNTIME:  # another table, another cap: another study
+        name += f"-{runtime}"
+    if getattr(args, "allow_slower", False):
+        name += "-slower"
     return name
 
 

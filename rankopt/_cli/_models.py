@@ -19,6 +19,7 @@ from rankopt._cli._common import (
     load_model_and_data,
     say,
 )
+from rankopt._defaults import DEFAULT_LATENCY_RUNTIME
 
 FINETUNE_BATCH = 64
 """Images per step of ``rankopt finetune``."""
@@ -58,7 +59,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         check_out(args.out)
     plan = CompressionPlan.load(args.plan)
     runtime = args.latency_runtime or (
-        "onnxruntime" if args.out and str(args.out).lower().endswith(".onnx") else "torch"
+        "onnxruntime"
+        if args.out and str(args.out).lower().endswith(".onnx")
+        else str(plan.provenance.get("latency_runtime") or DEFAULT_LATENCY_RUNTIME)
     )
     rt = get_runtime(runtime)
     rt.check_available()  # before the fine-tune, not after it
@@ -177,7 +180,8 @@ def add_model_parsers(sub: Any) -> None:
         "--latency-runtime",
         choices=sorted(RUNTIMES),
         help="where the latency against dense is measured (batch 1 and 64, side by side): "
-        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else torch)",
+        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else the "
+        "runtime of the plan's study, else onnxruntime)",
     )
     add_latency_threads_arg(p)
     p.set_defaults(func=cmd_finetune)

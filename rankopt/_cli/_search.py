@@ -160,10 +160,18 @@ def _add_latency_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     p.add_argument(
         "--latency-runtime",
         default=d["latency_runtime"],
-        choices=sorted(RUNTIMES),
-        help="where latency is measured for --max-latency, the latency_ms objective and "
-        "--measure-latency: eager PyTorch, or ONNX Runtime on the model as "
-        "`rankopt apply --out x.onnx` exports it (default: %(default)s)",
+        choices=[*sorted(RUNTIMES), "none"],
+        help="where the plans will run: ONNX Runtime on the model as `rankopt apply --out "
+        "x.onnx` exports it, or eager PyTorch; its per-layer latency table (measured once, "
+        "cached) predicts every plan's latency for --max-latency, the latency_ms objective "
+        "and the cap that keeps plans no slower than dense; none: no latency "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--allow-slower",
+        action="store_true",
+        help="let plans be slower than dense on the latency runtime (by default every plan's "
+        "predicted latency at batch 1 and 64 is at most dense's)",
     )
     add_latency_threads_arg(p)
     p.add_argument(
@@ -186,6 +194,8 @@ def search_settings(args: argparse.Namespace) -> dict[str, Any]:
         if _DEST_SETTING.get(dest, dest) in names
     }
     out["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if out.get("latency_runtime") == "none":
+        out["latency_runtime"] = None
     if args.methods is not None:
         out["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     return out

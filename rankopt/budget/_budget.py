@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from rankopt.budget._grammar import parse_budget
 from rankopt.errors import BudgetError
 
-__all__ = ["Budget", "parse_budget", "parse_latency_budget"]
+__all__ = ["NOT_SLOWER", "Budget", "latency_cap", "parse_budget", "parse_latency_budget"]
+
+NOT_SLOWER = 1.0
+"""The default latency cap of a search with a deployment runtime, a fraction of the dense
+model's predicted time at every measured batch size: plans never slower than dense
+(issue 37), unless the user allows it (``allow_slower``)."""
 
 
 @dataclass(frozen=True)
@@ -21,15 +26,20 @@ class Budget:
         max_params: Parameter count.
         max_latency_ms: ``((batch_size, latency_ms), ...)``: the whole model's predicted
             CPU latency at each batch size (from the latency table).
+        latency_cap_ms: ``((batch_size, latency_ms), ...)``: a limit that holds with any
+            budget and with none (a target sampled in MACs too): by default the dense
+            model's predicted time (:func:`latency_cap`), so no plan is slower than dense.
+            Not a budget of its own (:attr:`is_set` ignores it).
     """
 
     max_macs: int | None = None
     max_params: int | None = None
     max_latency_ms: tuple[tuple[int, float], ...] = ()
+    latency_cap_ms: tuple[tuple[int, float], ...] = ()
 
     @property
     def is_set(self) -> bool:
-        """Whether any limit is set."""
+        """Whether any limit is set (the latency cap does not count)."""
         return self.max_macs is not None or self.max_params is not None or bool(self.max_latency_ms)
 
     def leading(self) -> str | None:
@@ -57,15 +67,24 @@ class Budget:
                 ``latency_ms@<batch>`` for each limited batch size).
         """
         lead = self.leading()
+        cap = self.latency_cap_ms  # the cap holds whatever the target
         if lead == "n_params":
-            return Budget(max_params=int(fraction * dense["n_params"]))
+            return Budget(max_params=int(fraction * dense["n_params"]), latency_cap_ms=cap)
         if lead == "latency_ms":
             return Budget(
                 max_latency_ms=tuple(
                     (b, fraction * dense[f"latency_ms@{b}"]) for b, _ in self.max_latency_ms
-                )
+                ),
+                latency_cap_ms=cap,
             )
-        return Budget(max_macs=int(fraction * dense["macs"]))
+        return Budget(max_macs=int(fraction * dense["macs"]), latency_cap_ms=cap)
+
+    def latency_limits_ms(self) -> dict[int, float]:
+        """``batch_size -> latency_ms``: the tighter of the budget and the cap per batch size."""
+        out: dict[int, float] = {}
+        for batch_size, ms in (*self.max_latency_ms, *self.latency_cap_ms):
+            out[batch_size] = min(float(ms), out.get(batch_size, float(ms)))
+        return out
 
     def limits(self) -> dict[str, float]:
         """Limit per resource name (``macs``, ``n_params``, ``latency_ms@<batch>``)."""
@@ -74,8 +93,15 @@ class Budget:
             out["macs"] = float(self.max_macs)
         if self.max_params is not None:
             out["n_params"] = float(self.max_params)
-        for batch_size, ms in self.max_latency_ms:
-            out[f"latency_ms@{batch_size}"] = float(ms)
+        for batch_size, ms in sorted(self.latency_limits_ms().items()):
+            out[f"latency_ms@{batch_size}"] = ms
+        return out
+
+    def latency_attrs(self) -> dict[str, list[list[float]]]:
+        """The latency limits as the study's ``budget`` attribute stores them (JSON)."""
+        out = {"max_latency_ms": [[b, ms] for b, ms in self.max_latency_ms]}
+        if self.latency_cap_ms:
+            out["latency_cap_ms"] = [[b, ms] for b, ms in self.latency_cap_ms]
         return out
 
     def fits(self, macs: int, n_params: int, latency_ms: Mapping[int, float] | None = None) -> bool:
@@ -92,7 +118,7 @@ class Budget:
         if self.max_params is not None:
             parts.append(n_params / self.max_params - 1.0)
         if latency_ms is not None:
-            for batch_size, ms in self.max_latency_ms:
+            for batch_size, ms in self.latency_limits_ms().items():
                 parts.append(latency_ms[batch_size] / ms - 1.0)
         return max(parts)
 
@@ -117,6 +143,9 @@ class Budget:
                 else ""
             )
             parts.append(f"latency at batch {batch_size} <= {ms:.3g} ms{share}")
+        if self.latency_cap_ms:
+            cap = ", ".join(f"{ms:.3g} ms at batch {b}" for b, ms in self.latency_cap_ms)
+            parts.append(f"never slower than dense ({cap})")
         return ", ".join(parts) or "no budget"
 
 
@@ -157,6 +186,40 @@ def parse_latency_budget(
     if not 0 < absolute < math.inf:
         raise BudgetError(f"max_latency = {value!r} must be positive; {allowed}")
     return ((1, absolute),)
+
+
+def latency_cap(
+    limits: tuple[tuple[int, float], ...],
+    dense_latency_ms: Mapping[int, float],
+    *,
+    allow_slower: bool,
+    given: float | str | None = None,
+) -> tuple[tuple[int, float], ...]:
+    """The latency cap a search adds to its budget: :data:`NOT_SLOWER` times the dense
+    model's time at every measured batch size; none with ``allow_slower``.
+
+    Args:
+        limits: The parsed ``max_latency`` (:func:`parse_latency_budget`).
+        dense_latency_ms: ``batch_size -> latency_ms`` of the dense model (the table's).
+        allow_slower: The user accepts plans slower than dense.
+        given: ``max_latency`` as the user wrote it (for the message).
+
+    Raises:
+        BudgetError: ``limits`` allows a plan slower than dense at some batch size while
+            ``allow_slower`` is False (the message names the value, the rule and the flag).
+    """
+    if allow_slower:
+        return ()
+    for batch_size, ms in limits:
+        dense = dense_latency_ms.get(batch_size)
+        if dense is not None and ms > NOT_SLOWER * dense * (1 + 1e-9):
+            raise BudgetError(
+                f"max_latency = {given!r} allows {ms:.3g} ms at batch size {batch_size}, "
+                f"slower than the dense model's {dense:.3g} ms ({100 * ms / dense:.0f}%); "
+                "give at most 100%, or allow plans slower than dense with allow_slower=True "
+                "(--allow-slower)"
+            )
+    return tuple((b, NOT_SLOWER * ms) for b, ms in sorted(dense_latency_ms.items()))
 
 
 def _si(n: float) -> str:

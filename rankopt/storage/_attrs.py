@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COUNT_METRICS",
     "DUPLICATE_ATTR",
+    "LATENCY_RATIOS",
     "PLAN_KEY_ATTR",
     "PLAN_METRICS",
     "SEED_ATTR",
@@ -23,14 +24,21 @@ __all__ = [
     "trial_accuracy",
 ]
 
+#: Predicted latency / dense latency at batch 1 and 64 (the latency table's batch sizes),
+#: shown beside the MACs.
+LATENCY_RATIOS: tuple[str, ...] = ("latency_ratio_batch1", "latency_ratio_batch64")
+
 #: Per-trial numbers shown in the Pareto-front table, in column order: accuracies are
 #: fractions in [0, 1], ``macs`` multiply-accumulates per image, ``n_params`` parameters,
-#: ``*_ratio`` cost / dense cost, ``latency_ms`` median CPU latency at batch 1.
+#: ``*_ratio`` cost / dense cost (``latency_ratio_batch<b>``: the latency table's predicted
+#: whole-model time at batch b / dense's, on the study's runtime), ``latency_ms`` median CPU
+#: latency at batch 1.
 TABLE_METRICS: tuple[str, ...] = (
     "accuracy",
     "accuracy_before_finetune",
     "macs",
     "macs_ratio",
+    *LATENCY_RATIOS,
     "n_params",
     "params_ratio",
     "latency_ms",

@@ -83,6 +83,8 @@ class StudyRecord:
         max_macs: MACs budget (absolute), None when unlimited.
         max_params: Parameter budget (absolute), None when unlimited.
         max_latency_ms: ``((batch_size, latency_ms), ...)``; empty when unlimited.
+        latency_cap_ms: ``((batch_size, latency_ms), ...)``: the cap that keeps plans no
+            slower than dense (:func:`rankopt.budget.latency_cap`); empty when none.
         objectives: The study's objectives, accuracy first (also Optuna's metric names).
         settings: The search's settings as :meth:`SearchSettings.to_study_attr` writes them.
         rankopt_version: The version that created the study.
@@ -97,17 +99,21 @@ class StudyRecord:
     max_macs: int | None = None
     max_params: int | None = None
     max_latency_ms: tuple[tuple[int, float], ...] = ()
+    latency_cap_ms: tuple[tuple[int, float], ...] = ()
     objectives: tuple[str, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     rankopt_version: str | None = None
     schema_version: int = STUDY_SCHEMA_VERSION
 
     def budget_json(self) -> dict[str, Any]:
-        """The ``budget`` attribute: ``max_macs``, ``max_params`` and, when set,
-        ``max_latency_ms`` as ``[[batch_size, ms], ...]``."""
+        """The ``budget`` attribute: ``max_macs``, ``max_params`` and, when the search had a
+        latency table, ``max_latency_ms`` and ``latency_cap_ms`` as ``[[batch_size, ms], ...]``
+        (the latter when set)."""
         out: dict[str, Any] = {"max_macs": self.max_macs, "max_params": self.max_params}
-        if self.max_latency_ms:
+        if self.max_latency_ms or self.latency_cap_ms:
             out["max_latency_ms"] = [list(p) for p in self.max_latency_ms]
+        if self.latency_cap_ms:
+            out["latency_cap_ms"] = [list(p) for p in self.latency_cap_ms]
         return out
 
     def to_user_attrs(self) -> dict[str, Any]:
@@ -144,9 +150,8 @@ class StudyRecord:
             ),
             max_macs=_count(budget.get("max_macs")),
             max_params=_count(budget.get("max_params")),
-            max_latency_ms=tuple(
-                (int(p[0]), float(p[1])) for p in _list(budget.get("max_latency_ms"))
-            ),
+            max_latency_ms=_pairs(budget.get("max_latency_ms")),
+            latency_cap_ms=_pairs(budget.get("latency_cap_ms")),
             objectives=tuple(str(o) for o in _list(attrs.get("objectives"))),
             settings=_dict(attrs.get("settings")),
             rankopt_version=_str(attrs.get("rankopt_version")),
@@ -170,6 +175,10 @@ def _dict(value: Any) -> dict[Any, Any]:
 
 def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
+
+
+def _pairs(value: Any) -> tuple[tuple[int, float], ...]:
+    return tuple((int(p[0]), float(p[1])) for p in _list(value))
 
 
 def _str(value: Any) -> str | None:

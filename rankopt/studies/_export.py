@@ -81,7 +81,9 @@ def select_trial(
     """Pick one COMPLETE trial (with a plan) of a finished study.
 
     With neither argument, the recommended trial: the best trial within the study's own
-    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute). The best
+    budget (``user_attrs["budget"]``: ``max_macs`` / ``max_params``, absolute; predicted
+    latency within ``max_latency_ms`` and ``latency_cap_ms``, the default cap that keeps
+    the recommended plan no slower than dense). The best
     trial is the one with the lowest validation loss after the proxy fine-tune (studies
     without the loss: the highest validation accuracy); ties go to the higher accuracy, then
     to fewer MACs, then to the lower trial number (:func:`rankopt.storage._attrs.best_first`).
@@ -156,6 +158,9 @@ def select_trial(
     for bound, attr in ((record.max_macs, "macs"), (record.max_params, "n_params")):
         if bound is not None:
             fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
+    for batch, ms in (*record.max_latency_ms, *record.latency_cap_ms):  # the cap: not slower
+        attr = f"latency_ms_batch{batch}"
+        fits = [t for t in fits if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001]
     if not fits:
         raise BudgetError(
             f"no complete trial fits the study budget {record.budget_json()}; {smallest_text}"
@@ -182,6 +187,9 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
         provenance["rankopt_version"] = version
     if frozen.user_attrs.get(SEED_ATTR):
         provenance["seed"] = frozen.user_attrs[SEED_ATTR]
+    runtime = StudyRecord.of(study).settings.get("latency_runtime")
+    if runtime:
+        provenance.setdefault("latency_runtime", runtime)
     plan["provenance"] = provenance
     return plan
 

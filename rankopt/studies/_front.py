@@ -16,12 +16,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.errors import BudgetError, SelectionError
 from rankopt.storage import StudyRecord
-from rankopt.storage._attrs import SEED_ATTR, TABLE_METRICS, is_repeat
+from rankopt.storage._attrs import LATENCY_RATIOS, SEED_ATTR, TABLE_METRICS, is_repeat
 from rankopt.storage._queue import queued_line
 
 from . import _methods
 from ._export import select_trial
-from ._trials import _float, completed_trials, dense_metrics
+from ._trials import _float, completed_trials, dense_metrics, latency_ratios
 
 __all__ = [
     "FRONT_COLUMNS",
@@ -122,6 +122,7 @@ def _row(trial: FrozenTrial, dense: Mapping[str, float], kind: str) -> dict[str,
         "macs_ratio": macs_ratio,
         "n_params": n_params,
         "params_ratio": params_ratio,
+        **latency_ratios(attrs, dense),
         "latency_ms": _float(attrs.get("latency_ms")),
         "layers": layer_summary(attrs.get("plan")),
         "kind": kind,
@@ -137,6 +138,7 @@ def _dense_row(dense: Mapping[str, float]) -> dict[str, Any]:
         "macs_ratio": 1.0,
         "n_params": dense.get("n_params", math.nan),
         "params_ratio": 1.0,
+        **{col: 1.0 for col in LATENCY_RATIOS if dense.get(f"latency_ms_{col[14:]}")},
         "latency_ms": dense.get("latency_ms", math.nan),
         "layers": "dense (no layer decomposed)",
         "kind": "dense",

@@ -60,6 +60,8 @@ def front_table_html(table: pd.DataFrame) -> str:
         "n_params": _fmt_int,
         "macs_ratio": _fmt_ratio,
         "params_ratio": _fmt_ratio,
+        "latency_ratio_batch1": _fmt_ratio,
+        "latency_ratio_batch64": _fmt_ratio,
         "latency_ms": _fmt_ms,
     }
     for col in shown.columns:
@@ -112,6 +114,8 @@ def _budget_text(budget: Any, dense: Mapping[str, float]) -> str:
         parts.append(f"{what} <= {int(bound):,}{of_dense}")
     for batch, ms in budget.get("max_latency_ms") or []:
         parts.append(f"predicted latency <= {float(ms):.3f} ms at batch {batch}")
+    for batch, ms in budget.get("latency_cap_ms") or []:
+        parts.append(f"never slower than dense: <= {float(ms):.3f} ms at batch {batch}")
     return "; ".join(parts) or "none"
 
 

@@ -86,12 +86,12 @@ class PlanSummary:
         if math.isfinite(self.dense_accuracy):
             parts[0] += f" ({self.accuracy_change_points:+.2f} points vs dense)"
         parts.append(f"MACs {100 * self.macs_ratio:.1f} % of dense")
-        parts.append(f"params {100 * self.params_ratio:.1f} %")
         if self.latency_ratio:
             lat = ", ".join(
                 f"{100 * r:.0f} % at batch {b}" for b, r in sorted(self.latency_ratio.items())
             )
             parts.append(f"{self.latency_source} latency {lat}")
+        parts.append(f"params {100 * self.params_ratio:.1f} %")
         return ", ".join(parts)
 
     def methods_line(self, limit: int = 6) -> str:

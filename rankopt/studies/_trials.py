@@ -4,14 +4,16 @@ both read (neither imports the other for it)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.storage import StudyRecord
+from rankopt.storage._attrs import LATENCY_RATIOS
 
-__all__ = ["_float", "completed_trials", "dense_metrics"]
+__all__ = ["_float", "completed_trials", "dense_metrics", "latency_ratios"]
 
 
 def _float(value: Any) -> float:
@@ -25,8 +27,27 @@ def _float(value: Any) -> float:
 
 
 def dense_metrics(study: optuna.Study) -> dict[str, float]:
-    """The study's dense reference ``{"accuracy", "macs", "n_params", ...}`` (may be empty)."""
-    return StudyRecord.of(study).dense.metrics()
+    """The study's dense reference ``{"accuracy", "macs", "n_params", ...}`` (may be empty);
+    its latency per batch size as ``latency_ms_batch<b>``."""
+    dense = StudyRecord.of(study).dense
+    out = dense.metrics()
+    out.update({f"latency_ms_batch{b}": float(ms) for b, ms in dense.latency_ms.items()})
+    return out
+
+
+def latency_ratios(attrs: Mapping[str, Any], dense: Mapping[str, float]) -> dict[str, float]:
+    """A trial's predicted latency / dense latency per column of
+    :data:`~rankopt.storage._attrs.LATENCY_RATIOS` (NaN where the study has no latency); from
+    ``latency_ms_batch<b>`` and the dense time where the trial predates the ratios."""
+    out: dict[str, float] = {}
+    for col in LATENCY_RATIOS:
+        ratio = _float(attrs.get(col))
+        if math.isnan(ratio):
+            batch = col[len("latency_ratio_") :]
+            base = dense.get(f"latency_ms_{batch}", math.nan)
+            ratio = _float(attrs.get(f"latency_ms_{batch}")) / base if base > 0 else math.nan
+        out[col] = ratio
+    return out
 
 
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:

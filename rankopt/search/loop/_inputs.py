@@ -9,17 +9,25 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from rankopt.budget._budget import latency_cap, parse_latency_budget
 from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError, SettingsError
 from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels
 from rankopt.latency import LatencyTable, latency_table
-from rankopt.latency._runtimes import get_runtime
+from rankopt.latency._runtimes import RUNTIMES, get_runtime
 from rankopt.search.loop._settings import SearchSettings
 from rankopt.search.objective._memory import release_free_memory
 from rankopt.search.objective._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
-__all__ = ["CALIBRATION_IMAGES", "Data", "check_data", "check_labels", "prepare_data"]
+__all__ = [
+    "CALIBRATION_IMAGES",
+    "Data",
+    "check_data",
+    "check_labels",
+    "latency_budget",
+    "prepare_data",
+]
 
 Data = tuple[torch.Tensor, torch.Tensor]
 CALIBRATION_IMAGES = 256
@@ -106,6 +114,7 @@ def measure_latency_table(
     it was measured before), for the methods among the search's that are latency-friendly
     on its latency runtime (``latency_friendly_on``), on that runtime, at its rank multiple."""
     methods, runtime = settings.methods, settings.latency_runtime
+    assert runtime is not None, "no latency table without a runtime"
     wanted = [
         m
         for m in (methods if methods is not None else list_methods())
@@ -143,6 +152,30 @@ def measure_latency_table(
     )
     check_plan_error(table, settings)
     return table
+
+
+def latency_budget(
+    max_latency: float | str | None, table: LatencyTable | None, settings: SearchSettings
+) -> dict[str, tuple[tuple[int, float], ...]]:
+    """The latency fields of the search's :class:`~rankopt.budget.Budget`: ``max_latency``
+    in ms per batch size, and the cap that keeps every plan no slower than dense unless
+    ``settings.allow_slower`` (:func:`~rankopt.budget._budget.latency_cap`).
+
+    Raises:
+        SettingsError: ``max_latency`` without a latency runtime (no table to predict it).
+        BudgetError: ``max_latency`` is malformed, or above dense without ``allow_slower``.
+    """
+    if table is None:
+        if max_latency is not None:
+            raise SettingsError(
+                f"max_latency = {max_latency!r} needs a latency runtime to predict latency "
+                f"on, but latency_runtime = None; choose one of {sorted(RUNTIMES)}"
+            )
+        return {}
+    dense = dict(table.model_ms)
+    limits = parse_latency_budget(max_latency, dense)
+    cap = latency_cap(limits, dense, allow_slower=settings.allow_slower, given=max_latency)
+    return {"max_latency_ms": limits, "latency_cap_ms": cap}
 
 
 def check_plan_error(table: LatencyTable, settings: SearchSettings) -> None:

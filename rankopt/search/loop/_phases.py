@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from rankopt._version import __version__
-from rankopt.budget import Budget, parse_budget, parse_latency_budget
+from rankopt.budget import Budget, parse_budget
 from rankopt.data import Split, as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import ModelProfile, profile
@@ -38,6 +38,7 @@ from rankopt.latency import LatencyTable
 from rankopt.search.loop._inputs import (
     check_data,
     check_labels,
+    latency_budget,
     measure_latency_table,
     prepare_data,
 )
@@ -145,15 +146,11 @@ def prepare(
     model.eval()
     prof = profile(model, shape)
     n_outputs = check_labels(model, train, val)
-    table = None
-    if max_latency is not None or "latency_ms" in s.objectives:
-        table = measure_latency_table(model, prof, s, say)
+    table = measure_latency_table(model, prof, s, say) if s.latency_runtime else None
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
-        max_latency_ms=(
-            parse_latency_budget(max_latency, dict(table.model_ms)) if table is not None else ()
-        ),
+        **latency_budget(max_latency, table, s),
     )
     space = SearchSpace(
         prof,
@@ -216,6 +213,7 @@ def open_study(
         max_macs=p.budget.max_macs,
         max_params=p.budget.max_params,
         max_latency_ms=p.budget.max_latency_ms,
+        latency_cap_ms=p.budget.latency_cap_ms,
         objectives=s.objectives,
         settings=s.to_study_attr(p.space.layer_names),
         rankopt_version=__version__,
@@ -245,7 +243,8 @@ def seed(
     workers (a claim in the database): the creator may have died before.
     """
     study, model, space, data = opened.study, opened.model, prepared.space, opened.data
-    sensitivity = study_sensitivity(study, model, space, data, say)
+    worker = opened.worker
+    sensitivity = study_sensitivity(study, model, space, data, say, worker=worker)
     if s.seed_with_vbmf:
         budget = prepared.budget
         enqueue_seeds_once(
@@ -258,7 +257,7 @@ def seed(
                 with_target=space.needs_target(budget, s.repair),
                 max_seeds=s.max_seeds,
             ),
-            opened.worker,
+            worker,
             say,
         )
     return sensitivity

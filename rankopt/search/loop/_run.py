@@ -54,7 +54,8 @@ def search(
     min_layer_share: float = _D.min_layer_share,
     rank_multiple: int | None = _D.rank_multiple,
     measure_latency: bool = _D.measure_latency,
-    latency_runtime: str = _D.latency_runtime,
+    latency_runtime: str | None = _D.latency_runtime,
+    allow_slower: bool = _D.allow_slower,
     latency_threads: int = _D.latency_threads,
     latency_tolerance: float = _D.latency_tolerance,
     model_name: str = "model",
@@ -119,13 +120,14 @@ def search(
         seed_with_vbmf: Enqueue the seed trials (sensitivity, one-method, uniform, VBMF).
         min_layer_share: Layers below this share of the model's MACs and params stay
             dense (0 searches every layer).
-        rank_multiple: Round every rank to a multiple of this (hardware-friendly
-            shapes); None: with ``latency_runtime="onnxruntime"`` its convolutions'
-            channel block on this CPU (16 with AVX-512, 8 with AVX2), else 1.
+        rank_multiple: Round every rank to a multiple of this; None: the latency runtime's
+            (ONNX Runtime: its channel block on this CPU, 16 with AVX-512, 8 with AVX2), or 1.
         measure_latency: Store batch-1 CPU latency on every trial, measured end to end.
-        latency_runtime: Where ``max_latency``, the ``latency_ms`` objective and
-            ``measure_latency`` time the model: ``"torch"`` (eager) or ``"onnxruntime"``
-            (exported as ``rankopt apply --out x.onnx`` does; ``rankopt[onnx]``).
+        latency_runtime: Where the plans will run: ``"onnxruntime"`` (exported as ``rankopt
+            apply --out x.onnx`` does) or ``"torch"`` (eager). Its per-layer table (cached)
+            predicts every trial's latency; None: no table, no latency.
+        allow_slower: Let plans be slower than dense (by default every plan's predicted
+            latency at batch 1 and 64 is at most dense's).
         latency_threads: Threads latency is timed at (default 1, whatever ``n_threads``).
         latency_tolerance: A latency table erring more on whole plans is refused (0.15).
         model_name: Name stored in plans and the study.

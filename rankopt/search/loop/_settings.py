@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from rankopt._defaults import DEFAULT_LATENCY_RUNTIME
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
-from rankopt.latency import DEFAULT_LATENCY_THREADS, get_runtime
+from rankopt.latency import DEFAULT_LATENCY_THREADS, RUNTIMES, get_runtime
 from rankopt.search.loop import DEFAULT_N_TRIALS
 from rankopt.search.space import DEFAULT_MIN_LAYER_SHARE
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from rankopt.search.objective._objective import FinetuneSettings
 
-__all__ = ["SearchSettings", "setting_defaults"]
+__all__ = ["DEFAULT_LATENCY_RUNTIME", "SearchSettings", "setting_defaults"]
 
 REPAIR_MODES = ("repair", "constraint")
 
@@ -62,7 +63,8 @@ class SearchSettings:
     device: Any = "auto"
     num_workers: int = 0
     measure_latency: bool = False
-    latency_runtime: str = "torch"
+    latency_runtime: str | None = DEFAULT_LATENCY_RUNTIME
+    allow_slower: bool = False
     latency_threads: int = DEFAULT_LATENCY_THREADS
     latency_tolerance: float = PLAN_ERROR_LIMIT
     n_threads: int | None = None
@@ -122,7 +124,7 @@ class SearchSettings:
                 raise SettingsError(f"{label} = {number!r} must be a positive finite number")
         if isinstance(self.distill_weight, bool) or not 0.0 <= self.distill_weight <= 1.0:
             raise SettingsError(f"distill_weight = {self.distill_weight!r} must be in [0, 1]")
-        get_runtime(self.latency_runtime)
+        _check_runtime(self)
         check_latency_threads(self.latency_threads)
         tolerance = self.latency_tolerance
         if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
@@ -151,9 +153,11 @@ class SearchSettings:
     @property
     def ranks_multiple_of(self) -> int:
         """``rank_multiple``, or when None the latency runtime's (on ONNX Runtime its
-        channel block on this CPU, 16 with AVX-512; else 1)."""
+        channel block on this CPU, 16 with AVX-512; else 1; 1 without a runtime)."""
         if self.rank_multiple is not None:
             return self.rank_multiple
+        if self.latency_runtime is None:
+            return 1
         return get_runtime(self.latency_runtime).rank_multiple
 
     @property
@@ -193,6 +197,7 @@ class SearchSettings:
             "min_layer_share": self.min_layer_share,
             "rank_multiple": self.ranks_multiple_of,
             "latency_runtime": self.latency_runtime,
+            "allow_slower": self.allow_slower,
             "latency_threads": self.latency_threads,
             "eligible_layers": list(eligible_layers),
             "device": str(resolve_device(self.device)),
@@ -203,6 +208,28 @@ def setting_defaults() -> dict[str, Any]:
     """Each setting's default, by field name: the one place a search's defaults are written
     (:func:`rankopt.search`'s signature and ``rankopt search``'s options read them)."""
     return {f.name: f.default for f in fields(SearchSettings) if f.default is not MISSING}
+
+
+def _check_runtime(s: SearchSettings) -> None:
+    """A known runtime, or None with nothing that needs latency."""
+    if not isinstance(s.allow_slower, bool):
+        raise SettingsError(f"allow_slower = {s.allow_slower!r} must be True or False")
+    if s.latency_runtime is not None:
+        get_runtime(s.latency_runtime)
+        return
+    needs = [
+        what
+        for what, wanted in (
+            ("measure_latency=True", s.measure_latency),
+            ("the latency_ms objective", "latency_ms" in s.objectives),
+        )
+        if wanted
+    ]
+    if needs:
+        raise SettingsError(
+            f"latency_runtime = None (no deployment runtime) but {' and '.join(needs)} needs "
+            f"one; choose one of {sorted(RUNTIMES)}"
+        )
 
 
 def _check_objectives(objs: tuple[str, ...]) -> None:

@@ -108,7 +108,7 @@ class Objective:
         measure_latency: Also measure batch-1 CPU latency of every trial end to end
             (``measured_latency_ms``); without it, ``latency_ms`` is the latency table's
             prediction.
-        latency_runtime: The runtime ``measure_latency`` measures on.
+        latency_runtime: The runtime ``measure_latency`` measures on (None: no measuring).
         latency_threads: Threads ``measure_latency`` times at (None: torch's current count).
     """
 
@@ -127,7 +127,7 @@ class Objective:
         model_name: str,
         study_name: str,
         measure_latency: bool = False,
-        latency_runtime: str = "torch",
+        latency_runtime: str | None = "torch",
         latency_threads: int | None = None,
     ) -> None:
         self.model = model
@@ -174,8 +174,11 @@ class Objective:
             raise optuna.TrialPruned("no allocation fits the budget")
         layers, macs, n_params = list(realised.layers), realised.macs, realised.n_params
         predicted = self.space.predicted_latency_ms(layers)
+        dense_ms = self.space.latency.model_ms if self.space.latency is not None else {}
         for batch_size, ms in predicted.items():
             trial.set_user_attr(f"latency_ms_batch{batch_size}", ms)
+            if dense_ms.get(batch_size):
+                trial.set_user_attr(f"latency_ratio_batch{batch_size}", ms / dense_ms[batch_size])
         violation = self.budget.violation(macs, n_params, predicted or None)
         if self.repair == "constraint":
             trial.set_user_attr("constraint", [violation])
@@ -247,7 +250,7 @@ class Objective:
         trial.set_user_attr("decompose_time_s", decomposed_s)
 
         latency_ms = predicted.get(1)
-        if self.measure_latency:
+        if self.measure_latency and self.latency_runtime is not None:
             cpu_student = on_device(student, torch.device("cpu"))  # CPU latency on any device
             measured = measure_latency_ms(
                 cpu_student,

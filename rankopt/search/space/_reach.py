@@ -106,7 +106,7 @@ def check_budget(space: SearchSpace, budget: Budget) -> None:
     if space.latency is not None:
         runtime = get_runtime(space.latency.runtime)
         lowest = min_latency_ms(space)
-        for b, ms in budget.max_latency_ms:
+        for b, ms in sorted(budget.latency_limits_ms().items()):
             if b in lowest and ms < lowest[b]:
                 dense = space.dense_costs()[f"latency_ms@{b}"]
                 raise BudgetError(
