@@ -60,3 +60,25 @@ def test_every_public_name_resolves(package: str) -> None:
     missing = [name for name in module.__all__ if not hasattr(module, name)]
     assert missing == []
     assert set(module.__all__) <= set(dir(module))
+
+
+def test_optional_dependencies_load_through_one_helper() -> None:
+    """A missing optional package is one RankoptError naming it, its user and its extra."""
+    from rankopt._optional import installed, try_import
+    from rankopt.errors import RankoptError
+
+    assert try_import("json", extra="dev", needed_for="a test").dumps([1]) == "[1]"
+    assert installed("json") and not installed("no_such_package_rankopt")
+    with pytest.raises(RankoptError) as info:
+        try_import("no_such_package_rankopt", extra="onnx", needed_for="ONNX export")
+    assert str(info.value) == (
+        "ONNX export needs the 'no_such_package_rankopt' package, which is not installed; "
+        "install it with: pip install 'rankopt[onnx]'"
+    )
+    # the only place rankopt asks whether an optional package is installed
+    users = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "rankopt").rglob("*.py"))
+        if "find_spec(" in path.read_text()
+    ]
+    assert users == ["rankopt/_optional.py"], users
