@@ -82,3 +82,20 @@ def test_optional_dependencies_load_through_one_helper() -> None:
         if "find_spec(" in path.read_text()
     ]
     assert users == ["rankopt/_optional.py"], users
+
+
+def test_packages_are_used_through_their_face() -> None:
+    """No module imports another package's private module (``rankopt.storage._open``): what
+    a package offers the others is what its ``__init__`` exports (the search's sub-rooms are
+    one package, ``rankopt.search``)."""
+    grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
+    graph = grimp.build_graph("rankopt", cache_dir=None)
+    reached = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            inside = imported.split(".")[2:]
+            same_package = imported.split(".")[:2] == module.split(".")[:2]
+            if not same_package and any(part.startswith("_") for part in inside):
+                reached.append(f"{module} -> {imported}")
+    assert reached == []
+    assert "rankopt.storage._open" in graph.modules  # not vacuous: the private modules exist

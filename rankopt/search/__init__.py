@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from rankopt.budget import Budget, parse_budget
     from rankopt.search.loop._run import search
     from rankopt.search.loop._sampler import SAMPLERS, make_sampler, worker_sampler_seed
-    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.search.loop._settings import SearchSettings, setting_defaults
     from rankopt.search.space._space import SearchSpace
     from rankopt.storage import mask_url, open_storage
 
 _LAZY: dict[str, str] = {
+    "setting_defaults": "rankopt.search.loop._settings",
     "Budget": "rankopt.budget",
     "parse_budget": "rankopt.budget",
     "search": "rankopt.search.loop._run",
@@ -50,5 +51,6 @@ __all__ = [
     "open_storage",
     "parse_budget",
     "search",
+    "setting_defaults",
     "worker_sampler_seed",
 ]

@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt.budget._grammar import parse_amount
+from rankopt.budget import parse_amount
 from rankopt.errors import BudgetError, SelectionError
-from rankopt.storage import StudyRecord
-from rankopt.storage._attrs import (
+from rankopt.storage import (
     COUNT_METRICS,
     PLAN_METRICS,
     SEED_ATTR,
+    StudyRecord,
+    abbreviate,
     best_first,
     trial_accuracy,
 )
-from rankopt.storage._open import abbreviate
 
 from ._trials import _float, completed_trials, dense_metrics
 

@@ -15,9 +15,14 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.errors import BudgetError, SelectionError
-from rankopt.storage import StudyRecord
-from rankopt.storage._attrs import LATENCY_RATIOS, SEED_ATTR, TABLE_METRICS, is_repeat
-from rankopt.storage._queue import queued_line
+from rankopt.storage import (
+    LATENCY_RATIOS,
+    SEED_ATTR,
+    TABLE_METRICS,
+    StudyRecord,
+    is_repeat,
+    queued_line,
+)
 
 from . import _methods
 from ._export import select_trial

@@ -16,8 +16,7 @@ from optuna.trial import FrozenTrial
 
 from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
 from rankopt.errors import BudgetError, SelectionError
-from rankopt.storage import StudyRecord
-from rankopt.storage._attrs import SEED_ATTR
+from rankopt.storage import SEED_ATTR, StudyRecord
 
 from . import _methods
 from ._front import _float, dense_metrics, layer_label

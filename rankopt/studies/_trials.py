@@ -10,8 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt.storage import StudyRecord
-from rankopt.storage._attrs import LATENCY_RATIOS
+from rankopt.storage import LATENCY_RATIOS, StudyRecord
 
 __all__ = ["_float", "completed_trials", "dense_metrics", "latency_ratios"]
 

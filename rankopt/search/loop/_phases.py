@@ -32,8 +32,7 @@ from rankopt._version import __version__
 from rankopt.budget import Budget, parse_budget
 from rankopt.data import Split, as_split
 from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import ModelProfile, profile
-from rankopt.evaluators._device import on_device, resolve_device
+from rankopt.evaluators import ModelProfile, on_device, profile, resolve_device
 from rankopt.latency import LatencyTable
 from rankopt.search.loop._inputs import (
     check_data,
@@ -57,12 +56,17 @@ from rankopt.search.seeding._seeding import seed_trials
 from rankopt.search.space._profile import SensitivityProfile
 from rankopt.search.space._reach import check_budget
 from rankopt.search.space._space import SearchSpace
-from rankopt.storage import DenseReference, StudyRecord
-from rankopt.storage._heartbeat import fail_lost_trials
-from rankopt.storage._open import is_shared, open_storage
-from rankopt.storage._open import sqlite_lock_errors as _sqlite_lock_errors
-from rankopt.storage._queue import queued_line
-from rankopt.storage._study import check_compatible, create_or_load
+from rankopt.storage import (
+    DenseReference,
+    StudyRecord,
+    check_compatible,
+    create_or_load,
+    fail_lost_trials,
+    is_shared,
+    open_storage,
+    queued_line,
+)
+from rankopt.storage import sqlite_lock_errors as _sqlite_lock_errors
 
 __all__ = ["OpenedStudy", "Prepared", "open_study", "prepare", "run", "seed"]
 

@@ -13,12 +13,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rankopt._signals import ctrl_c_interrupts
-from rankopt.evaluators._device import Device
+from rankopt.evaluators import Device
 from rankopt.search.loop._inputs import Data
 from rankopt.search.loop._phases import open_study, prepare, run, seed
 from rankopt.search.loop._progress import progress_printer
 from rankopt.search.loop._settings import SearchSettings, setting_defaults
-from rankopt.storage._study import quiet_optuna
+from rankopt.storage import quiet_optuna
 
 __all__ = ["search"]
 

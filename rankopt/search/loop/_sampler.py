@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial
 
 from rankopt.errors import RankoptError, UnknownNameError
 from rankopt.search.loop._local import LocalMovesSampler
-from rankopt.storage._open import is_shared
+from rankopt.storage import is_shared
 
 __all__ = ["SAMPLERS", "default_pruner", "make_sampler", "worker_sampler_seed"]
 

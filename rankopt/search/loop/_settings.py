@@ -183,7 +183,7 @@ class SearchSettings:
 
     def to_study_attr(self, eligible_layers: Sequence[str]) -> dict[str, Any]:
         """The study's ``settings`` user attribute (JSON)."""
-        from rankopt.evaluators._device import resolve_device
+        from rankopt.evaluators import resolve_device
         from rankopt.search.objective._objective import settings_dict
 
         sampler = self.sampler

@@ -13,17 +13,22 @@ import torch
 from optuna.trial import FrozenTrial
 from torch import nn
 
-from rankopt.budget._budget import Budget
+from rankopt.budget import Budget
 from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import accuracy_and_loss, calibrate_bn, compute_logits, proxy_finetune
-from rankopt.evaluators._device import on_device
+from rankopt.evaluators import (
+    accuracy_and_loss,
+    calibrate_bn,
+    compute_logits,
+    on_device,
+    proxy_finetune,
+)
 from rankopt.latency import measure_latency_ms
 from rankopt.plan import apply_plan
 from rankopt.search.objective._duplicates import earlier_evaluation, plan_key
 from rankopt.search.objective._memory import release_free_memory
 from rankopt.search.space._profile import SensitivityProfile
 from rankopt.search.space._space import SearchSpace
-from rankopt.storage._attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
+from rankopt.storage import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 
 __all__ = ["FinetuneSettings", "Objective", "TrialData"]
 

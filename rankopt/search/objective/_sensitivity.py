@@ -42,8 +42,7 @@ from rankopt.search.objective._fisher import (
 )
 from rankopt.search.objective._memory import release_free_memory
 from rankopt.search.space._profile import Points, SensitivityProfile
-from rankopt.spaces import build_module, get_method
-from rankopt.spaces._rounding import geometric_picks
+from rankopt.spaces import build_module, geometric_picks, get_method
 from rankopt.storage import claim, read_results, write_result
 
 if TYPE_CHECKING:

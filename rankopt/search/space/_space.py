@@ -33,7 +33,7 @@ from typing import Any
 
 import optuna
 
-from rankopt.budget._budget import Budget
+from rankopt.budget import Budget
 from rankopt.errors import UnknownNameError
 from rankopt.evaluators import ModelProfile
 from rankopt.latency import LatencyTable
