@@ -52,7 +52,7 @@ def _searches_time_by_a_cost_model(
     if request.node.get_closest_marker("real_latency"):
         return
     from rankopt.latency._runtimes import RUNTIMES
-    from rankopt.search.loop import _inputs
+    from rankopt.searching.loop import _inputs
 
     real = _inputs.latency_table
 

@@ -26,7 +26,7 @@ def test_no_import_cycles_between_modules() -> None:
                 cycles.append(" -> ".join((module, *back)))
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
     # Not vacuous: the graph holds the rooms and their modules.
-    assert {"rankopt.latency._table", "rankopt.storage._open", "rankopt.search.loop._run"} <= (
+    assert {"rankopt.latency._table", "rankopt.storage._open", "rankopt.searching.loop._run"} <= (
         graph.modules
     )
 
@@ -36,7 +36,7 @@ def test_no_cycle_breakers_nominated_in_any_package() -> None:
     grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
     graph = grimp.build_graph("rankopt", cache_dir=None)
     packages = sorted(m for m in graph.modules if graph.find_children(m))
-    assert "rankopt.search" in packages
+    assert "rankopt.searching" in packages
     for package in packages:
         assert graph.nominate_cycle_breakers(package) == set(), package
 
@@ -49,7 +49,7 @@ def test_import_linter_contracts_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["rankopt", "rankopt.search", "rankopt.storage", "rankopt.latency"]
+    "package", ["rankopt", "rankopt.searching", "rankopt.storage", "rankopt.latency"]
 )
 def test_every_public_name_resolves(package: str) -> None:
     """A lazily loaded name that points at the wrong module fails here, not in a user's
@@ -87,7 +87,7 @@ def test_optional_dependencies_load_through_one_helper() -> None:
 def test_packages_are_used_through_their_face() -> None:
     """No module imports another package's private module (``rankopt.storage._open``): what
     a package offers the others is what its ``__init__`` exports (the search's sub-rooms are
-    one package, ``rankopt.search``)."""
+    one package, ``rankopt.searching``)."""
     grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
     graph = grimp.build_graph("rankopt", cache_dir=None)
     reached = []

@@ -15,11 +15,11 @@ from rankopt.budget._budget import Budget
 from rankopt.errors import BudgetError, RankoptError, UnknownNameError
 from rankopt.evaluators import count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan
-from rankopt.search import parse_budget, search
-from rankopt.search.objective import _objective as objective_module
-from rankopt.search.objective._duplicates import n_distinct_finished
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching import parse_budget, search
+from rankopt.searching.objective import _objective as objective_module
+from rankopt.searching.objective._duplicates import n_distinct_finished
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._space import SearchSpace
 from rankopt.storage import STUDY_SCHEMA_VERSION, StudyRecord
 from rankopt.storage._attrs import is_repeat
 
@@ -343,13 +343,17 @@ def test_search_from_python_does_not_print_optuna_trial_lines(
 
 
 def test_the_search_subpackage_does_not_hide_the_search_function() -> None:
+    import pkgutil
     import sys
 
     import rankopt
-    from rankopt.search import SearchSpace  # noqa: F401  (imports the subpackage)
+    from rankopt.searching import SearchSpace  # noqa: F401  (imports the subpackage)
 
     assert callable(rankopt.search)
-    assert rankopt.search is sys.modules["rankopt.search"].search
+    assert rankopt.search is sys.modules["rankopt.searching"].search
+    # no subpackage or module of the root is named like a public name (nothing to hide)
+    children = {m.name for m in pkgutil.iter_modules(rankopt.__path__)}
+    assert not children & set(rankopt.__all__), children & set(rankopt.__all__)
 
 
 def test_the_study_names_its_metrics_after_the_objectives(
@@ -397,8 +401,8 @@ def test_the_search_phases_run_one_at_a_time(
     trained_digits_net: nn.Module, digits_data: dict[str, Any]
 ) -> None:
     """prepare -> open_study -> seed -> run, each called alone, as search() calls them."""
-    from rankopt.search.loop._phases import open_study, prepare, run, seed
-    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.searching.loop._phases import open_study, prepare, run, seed
+    from rankopt.searching.loop._settings import SearchSettings
 
     s = SearchSettings(n_trials=4, sampler="random", **FAST)
     lines: list[str] = []

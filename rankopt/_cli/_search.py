@@ -27,7 +27,7 @@ from rankopt._cli._common import (
     storage_url,
 )
 from rankopt.latency import RUNTIMES
-from rankopt.search import setting_defaults
+from rankopt.searching import setting_defaults
 
 #: ``rankopt search``'s options that are settings, by argparse dest (the rest share a name)
 _DEST_SETTING = {"threads": "n_threads"}
@@ -206,7 +206,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
     from rankopt.errors import StorageError
-    from rankopt.search import search
+    from rankopt.searching import search
     from rankopt.storage import mask_url, open_storage
     from rankopt.studies import pareto_front
 

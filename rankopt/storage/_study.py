@@ -1,6 +1,6 @@
 """The study in its storage: created or loaded, checked for compatibility, Optuna quiet.
 
-Seeding it once across workers is :mod:`rankopt.search.seeding._enqueue` (under a claim of
+Seeding it once across workers is :mod:`rankopt.searching.seeding._enqueue` (under a claim of
 :mod:`rankopt.storage._claim`).
 """
 

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from rankopt._signals import ctrl_c_interrupts
 from rankopt.evaluators import Device
-from rankopt.search.loop._inputs import Data
-from rankopt.search.loop._phases import open_study, prepare, run, seed
-from rankopt.search.loop._progress import progress_printer
-from rankopt.search.loop._settings import SearchSettings, setting_defaults
+from rankopt.searching.loop._inputs import Data
+from rankopt.searching.loop._phases import open_study, prepare, run, seed
+from rankopt.searching.loop._progress import progress_printer
+from rankopt.searching.loop._settings import SearchSettings, setting_defaults
 from rankopt.storage import quiet_optuna
 
 __all__ = ["search"]
@@ -80,8 +80,9 @@ def search(
     BatchNorm, scores it before and after a short fine-tune with distillation from the
     dense model (validation accuracy and cross-entropy), and stores plan and numbers in the
     trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (at most a quarter of
-    ``n_trials``, :func:`~rankopt.search.seeding._seeding.seed_trials`) are enqueued first, once per
-    study. The recommended plan (:func:`rankopt.export_plan`): the lowest validation loss.
+    ``n_trials``, :func:`~rankopt.searching.seeding._seeding.seed_trials`) are enqueued
+    first, once per study. The recommended plan (:func:`rankopt.export_plan`): the lowest
+    validation loss.
 
     Args:
         model: The trained dense model (left untouched).

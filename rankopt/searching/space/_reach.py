@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from rankopt.budget import Budget
 from rankopt.errors import BudgetError
 from rankopt.latency import get_runtime
-from rankopt.search.space._allocation import Candidate, resource
+from rankopt.searching.space._allocation import Candidate, resource
 
 if TYPE_CHECKING:
     from rankopt.evaluators import ModelProfile

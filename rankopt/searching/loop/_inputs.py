@@ -14,9 +14,9 @@ from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError, SettingsError
 from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels
 from rankopt.latency import RUNTIMES, LatencyTable, get_runtime, latency_table
-from rankopt.search.loop._settings import SearchSettings
-from rankopt.search.objective._memory import release_free_memory
-from rankopt.search.objective._objective import TrialData
+from rankopt.searching.loop._settings import SearchSettings
+from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.objective._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
 __all__ = [

@@ -34,28 +34,28 @@ from rankopt.data import Split, as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import ModelProfile, on_device, profile, resolve_device
 from rankopt.latency import LatencyTable
-from rankopt.search.loop._inputs import (
+from rankopt.searching.loop._inputs import (
     check_data,
     check_labels,
     latency_budget,
     measure_latency_table,
     prepare_data,
 )
-from rankopt.search.loop._progress import TrialReporter
-from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
-from rankopt.search.loop._settings import SearchSettings
-from rankopt.search.objective._duplicates import (
+from rankopt.searching.loop._progress import TrialReporter
+from rankopt.searching.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
+from rankopt.searching.loop._settings import SearchSettings
+from rankopt.searching.objective._duplicates import (
     DistinctTrialsStopper,
     max_attempts,
     n_distinct_finished,
 )
-from rankopt.search.objective._objective import OBJECTIVE_DIRECTIONS, Objective, TrialData
-from rankopt.search.objective._sensitivity import study_sensitivity
-from rankopt.search.seeding._enqueue import enqueue_seeds_once
-from rankopt.search.seeding._seeding import seed_trials
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._reach import check_budget
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching.objective._objective import OBJECTIVE_DIRECTIONS, Objective, TrialData
+from rankopt.searching.objective._sensitivity import study_sensitivity
+from rankopt.searching.seeding._enqueue import enqueue_seeds_once
+from rankopt.searching.seeding._seeding import seed_trials
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._reach import check_budget
+from rankopt.searching.space._space import SearchSpace
 from rankopt.storage import (
     DenseReference,
     StudyRecord,

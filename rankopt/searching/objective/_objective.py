@@ -24,10 +24,10 @@ from rankopt.evaluators import (
 )
 from rankopt.latency import measure_latency_ms
 from rankopt.plan import apply_plan
-from rankopt.search.objective._duplicates import earlier_evaluation, plan_key
-from rankopt.search.objective._memory import release_free_memory
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching.objective._duplicates import earlier_evaluation, plan_key
+from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._space import SearchSpace
 from rankopt.storage import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 
 __all__ = ["FinetuneSettings", "Objective", "TrialData"]
@@ -292,7 +292,7 @@ class Objective:
         self, trial: optuna.Trial, earlier: FrozenTrial, started: float
     ) -> float | tuple[float, ...]:
         """Take the results of ``earlier``, which evaluated the same plan (see
-        :mod:`rankopt.search.objective._duplicates`)."""
+        :mod:`rankopt.searching.objective._duplicates`)."""
         for name in _REUSED_ATTRS:
             if name in earlier.user_attrs:
                 trial.set_user_attr(name, earlier.user_attrs[name])
