@@ -40,9 +40,9 @@ def child(url: str, name: str, model_name: str, size: int, worker: str) -> None:
     import torchvision
 
     from rankopt.evaluators import compute_logits, profile
-    from rankopt.search.objective._objective import TrialData
-    from rankopt.search.objective._sensitivity import study_sensitivity
-    from rankopt.search.space._space import SearchSpace
+    from rankopt.searching.objective._objective import TrialData
+    from rankopt.searching.objective._sensitivity import study_sensitivity
+    from rankopt.searching.space._space import SearchSpace
     from rankopt.storage import open_storage
 
     torch.set_num_threads(1)

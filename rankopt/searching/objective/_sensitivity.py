@@ -5,7 +5,7 @@ useful rank path (spaced geometrically in MACs, the cheapest and the costliest i
 scored one layer at a time. The score is the mean KL divergence (nats per image) from the
 dense model's output distribution to the decomposed one on a fixed sample of training images,
 by default *predicted* from the layer's own output error and the output's Fisher information
-(:mod:`rankopt.search.objective._fisher`: one capture pass per group of layers, then one
+(:mod:`rankopt.searching.objective._fisher`: one capture pass per group of layers, then one
 forward of the layer per point), or with ``score="kl"`` *measured* on the whole network with
 BatchNorm re-calibrated (two network passes per point; issue 36 measured the cost of that).
 
@@ -15,7 +15,7 @@ for each point. With a study, units are claimed through the storage
 units in parallel; a worker that dies loses only the unit it held (the claim's lease runs
 out and another worker takes it). No fine-tune: the profile is a one-off cost per study
 (stored in the study, reused on resume and by other workers), and the allocation
-(:mod:`rankopt.search.space._allocation`) interpolates it between the measured points.
+(:mod:`rankopt.searching.space._allocation`) interpolates it between the measured points.
 """
 
 from __future__ import annotations
@@ -34,21 +34,20 @@ from torch import nn
 from rankopt.errors import DecompositionError, SettingsError
 from rankopt.evaluators import calibrate_bn, compute_logits
 from rankopt.plan import apply_plan
-from rankopt.search.objective._fisher import (
+from rankopt.searching.objective._fisher import (
     LayerCapture,
     capture_groups,
     capture_layers,
     local_score,
 )
-from rankopt.search.objective._memory import release_free_memory
-from rankopt.search.space._profile import Points, SensitivityProfile
-from rankopt.spaces import build_module, get_method
-from rankopt.spaces._rounding import geometric_picks
+from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.space._profile import Points, SensitivityProfile
+from rankopt.spaces import build_module, geometric_picks, get_method
 from rankopt.storage import claim, read_results, write_result
 
 if TYPE_CHECKING:
-    from rankopt.search.objective._objective import TrialData
-    from rankopt.search.space._space import SearchSpace
+    from rankopt.searching.objective._objective import TrialData
+    from rankopt.searching.space._space import SearchSpace
 
 __all__ = [
     "FAILED_SCORE",
@@ -337,7 +336,7 @@ def measure_sensitivity(
 
     Args:
         model: The dense model (left untouched).
-        space: The :class:`~rankopt.search.space._space.SearchSpace`.
+        space: The :class:`~rankopt.searching.space._space.SearchSpace`.
         images: Training images used for scoring (and BatchNorm calibration with ``"kl"``).
         teacher_logits: The dense model's logits on ``images``.
         n_points: Measured points per (layer, method).
