@@ -3,7 +3,7 @@
 Two layers (16->16 3x3 at 28x28, 64->64 3x3 at 14x14), batch 1 and 64, one thread. All
 modules of a layer and batch size are timed **interleaved** in the same rounds
 (``rankopt.latency.time_interleaved_ms``), so the ratios to dense share the machine's
-load. Also times the older unfused CP chain (two 1-D depthwise convs) and a GKPD variant
+load. Also times a GKPD variant
 whose B conv is one grouped conv (B repeated S1 times) instead of a batch reshape.
 
 Usage: ``PYTHONPATH=. python benchmarks/bench_modules.py [--runs 20]``
@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from rankopt.latency import time_interleaved_ms
-from rankopt.spaces import _cp as cp_module
 from rankopt.spaces import conv_output_hw, describe_layer, get_method
 from rankopt.spaces._layer import LayerInfo
 
@@ -79,10 +78,6 @@ def main() -> None:
             names.append(f"{m} {ranks}")
             modules.append(impl.to_module(layer, factors, None, opts))
             macs.append(impl.macs(layer, ranks) / layer.macs)
-            if m == "cp":
-                names.append(f"cp_unfused {ranks}")
-                modules.append(cp_module.unfused_module(layer, factors, None))
-                macs.append(macs[-1])  # same factors (the 1-D pair has fewer MACs, ~equal)
             if m == "gkpd":
                 names.append(f"gkpd_grouped {ranks}")
                 modules.append(gkpd_grouped(layer, factors))

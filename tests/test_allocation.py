@@ -354,6 +354,24 @@ def test_rank_multiple_rounds_every_offered_rank(tiny_resnet: nn.Module) -> None
     assert checked > 20
 
 
+def test_the_budget_scales_macs_first_then_params_then_latency() -> None:
+    dense = {"macs": 1000.0, "n_params": 200.0, "latency_ms@1": 2.0, "latency_ms@64": 40.0}
+    latency = ((1, 1.5), (64, 30.0))
+    cases = [
+        (Budget(max_macs=500, max_params=50, max_latency_ms=latency), "macs", Budget(max_macs=250)),
+        (Budget(max_params=50, max_latency_ms=latency), "n_params", Budget(max_params=50)),
+        (
+            Budget(max_latency_ms=latency),
+            "latency_ms",
+            Budget(max_latency_ms=((1, 0.5), (64, 10.0))),
+        ),
+        (Budget(), None, Budget(max_macs=250)),
+    ]
+    for budget, lead, at_a_quarter in cases:
+        assert budget.leading() == lead
+        assert budget.scaled(0.25, dense) == at_a_quarter
+
+
 # ------------------------------------------------------- never slower than dense (issue 37)
 PER_OP_MS = 2e-3
 """The cost model below charges each conv / linear this much per forward, whatever the batch:

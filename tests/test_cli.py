@@ -581,3 +581,33 @@ def test_help_imports_no_heavy_module() -> None:
     assert not top_level & {"torch", "optuna", "pandas", "plotly"}, sorted(
         top_level & {"torch", "optuna", "pandas", "plotly"}
     )
+
+
+def test_the_command_line_search_and_the_settings_share_one_set_of_defaults() -> None:
+    """``rankopt search``, :func:`rankopt.search` and :class:`SearchSettings` agree: the
+    settings' fields are the defaults, the other two read them."""
+    import inspect
+
+    from rankopt._cli._search import search_settings
+    from rankopt.cli import build_parser
+    from rankopt.errors import UnknownNameError
+    from rankopt.search import SearchSettings, search
+    from rankopt.search.loop._settings import setting_defaults
+
+    defaults = setting_defaults()
+    assert defaults["finetune_steps"] == SearchSettings().finetune_steps == 120
+    assert SearchSettings().finetune().distill_weight == defaults["distill_weight"] == 0.7
+
+    signature = inspect.signature(search).parameters
+    assert {name: signature[name].default for name in defaults} == defaults
+
+    given = search_settings(build_parser().parse_args(["search"]))
+    assert {"finetune_steps", "finetune_samples", "batch_size", "lr", "n_trials", "seed"} <= set(
+        given
+    ), sorted(given)
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()} == {
+        k: defaults[k] for k in given
+    }
+
+    with pytest.raises(UnknownNameError, match="unknown setting 'finetune_step'"):
+        SearchSettings.from_kwargs(finetune_step=3)

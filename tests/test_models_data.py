@@ -15,7 +15,7 @@ from rankopt.data import BUILTIN_DATA, DataSplits, list_data, load_data, split_i
 from rankopt.errors import DataError, ModelError, RankoptError, UnknownNameError
 from rankopt.models import create_model, list_models, load_user_model, register_model
 
-BUILTIN = ["mobilenet_small", "resnet20", "resnet8", "vgg_small"]
+BUILTIN = ["mobilenet_small", "resnet18", "resnet20", "resnet8", "vgg_small"]
 
 
 # =============================================================================== registry
@@ -121,6 +121,25 @@ def test_load_user_model_torchvision_resnet18(tmp_path: Path) -> None:
     again = load_user_model("resnet18", weights=str(path), num_classes=10, in_channels=1)
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
+
+
+@pytest.mark.parametrize(("file_channels", "data_channels"), [(3, 1), (1, 3)])
+def test_load_user_model_folds_first_conv_to_the_data(
+    tmp_path: Path, file_channels: int, data_channels: int
+) -> None:
+    torch.manual_seed(0)
+    trained = load_user_model("resnet18", num_classes=10, in_channels=file_channels)
+    path = tmp_path / "w.pt"
+    torch.save(trained.state_dict(), path)
+    model = load_user_model("resnet18", weights=path, num_classes=10, in_channels=data_channels)
+    assert model.conv1.in_channels == data_channels  # type: ignore[union-attr]
+    x = torch.randn(2, data_channels, 32, 32)
+    # 3 -> 1: the grey image repeated into RGB; 1 -> 3: the mean of the colour channels
+    seen = x.repeat(1, 3, 1, 1) if data_channels == 1 else x.mean(dim=1, keepdim=True)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), trained(seen), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ModelError, match=f"takes {file_channels} input channels and the data"):
+        load_user_model("resnet18", weights=path, num_classes=10, in_channels=4)
 
 
 def test_load_user_model_weight_errors_name_path_and_key(tmp_path: Path) -> None:

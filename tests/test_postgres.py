@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -416,3 +417,81 @@ def test_workers_command_runs_the_total(pg_url: str, tiny_weights: Path, tmp_pat
     distinct = [t for t in done if not is_repeat(t)]
     assert n_trials <= len(distinct) <= n_trials + 1
     assert len({t.user_attrs["worker"] for t in done}) == 2
+
+
+def test_profile_units_are_claimed_by_concurrent_workers(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers on one PostgreSQL study measure different (layer, method) units of the
+    sensitivity profile (each unit once), and both end with the same stored profile."""
+    import threading
+    import time
+
+    import optuna
+    import torch
+    from rankopt_testmodels import TinyResNet
+    from test_profile import _images, _space, _trial_data
+
+    from rankopt.search.objective import _sensitivity
+
+    torch.manual_seed(0)
+    model = TinyResNet().eval()
+    from rankopt.storage import open_storage
+
+    optuna.create_study(
+        storage=open_storage(pg_url), study_name="prof", directions=["maximize", "minimize"]
+    )
+    real = _sensitivity._Measurer.measure
+    measured: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def slow(self: Any, pair: Any) -> Any:
+        time.sleep(0.3)  # long enough that both workers are measuring at once
+        with lock:
+            measured.append((threading.current_thread().name, pair.key))
+        return real(self, pair)
+
+    monkeypatch.setattr(_sensitivity._Measurer, "measure", slow)
+    profiles: dict[str, Any] = {}
+
+    space, data = _space(model), _trial_data(model, _images(32))  # fvcore's trace: one thread
+
+    def work(name: str) -> None:
+        study = optuna.load_study(study_name="prof", storage=open_storage(pg_url))
+        profiles[name] = _sensitivity.study_sensitivity(
+            study,
+            model,
+            space,
+            data,
+            lambda _: None,
+            worker=name,
+            poll_s=0.1,
+        )
+
+    threads = [threading.Thread(target=work, args=(n,), name=n) for n in ("w0", "w1")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    keys = [k for _, k in measured]
+    assert len(keys) == len(set(keys)) == profiles["w0"].timing["n_pairs"]
+    assert Counter(w for w, _ in measured).keys() == {"w0", "w1"}
+    assert profiles["w0"].points == profiles["w1"].points
+
+
+def test_profile_dead_worker_on_postgres_loses_only_its_unit(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+    import torch
+    from rankopt_testmodels import TinyResNet
+    from test_profile import dead_worker_then_another
+
+    torch.manual_seed(0)
+    from rankopt.storage import open_storage
+
+    study = optuna.create_study(
+        storage=open_storage(pg_url), study_name="dead", directions=["maximize", "minimize"]
+    )
+    by_b, total = dead_worker_then_another(study, TinyResNet().eval(), monkeypatch, units=4)
+    assert by_b == total - 4

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pytest
 import rankopt_testmodels
@@ -324,12 +323,11 @@ def test_diverging_cp_fails_that_trial_with_its_reason(
 ) -> None:
     from rankopt.spaces import _cp
 
-    def diverged(tensor: Any, rank: int, **kwargs: Any) -> Any:
-        t = np.asarray(tensor)
-        mats = [np.full((n, rank), np.nan) for n in t.shape]
-        return np.ones(rank), mats
+    def diverged(x: Any, rank: int, init: str, seed: int, n_iter: int) -> Any:
+        k, t, s = x.shape
+        return tuple(torch.full((n, rank), float("nan"), dtype=torch.float64) for n in (t, s, k))
 
-    monkeypatch.setattr(_cp, "parafac", diverged)
+    monkeypatch.setattr(_cp, "_als", diverged)
     clear_cache()
     study = _run(
         trained_digits_net,
@@ -513,9 +511,13 @@ def test_sigint_during_a_trial_stops_cleanly_and_the_same_command_resumes(
         model="rankopt_testmodels:interruptible_small_net",
     )
     with (tmp_path / "stderr.txt").open("w+") as err_file:
-        proc = subprocess.Popen(
-            argv, env=env, stderr=err_file, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path
-        )
+        # The culprit first: this process ignores SIGINT while it starts the search (as a
+        # library, an earlier test, or a shell starting a background job may leave it), and
+        # the child inherits SIG_IGN, so Python would not install its Ctrl-C handler there.
+        with _sigint_ignored():
+            proc = subprocess.Popen(
+                argv, env=env, stderr=err_file, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path
+            )
         try:
             deadline = time.monotonic() + 300
             while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -563,6 +565,47 @@ def test_sigint_during_a_trial_stops_cleanly_and_the_same_command_resumes(
     waiting = study.get_trials(states=(TrialState.WAITING, TrialState.COMPLETE))
     assert lost_seed in {t.user_attrs.get("seed") for t in waiting}
     assert not [p for p in run_dir.iterdir() if p.name != "study.db"], list(run_dir.iterdir())
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Any:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize(
+    "culprit", [signal.SIG_IGN, lambda signum, frame: None], ids=["ignored", "swallowed"]
+)
+def test_ctrl_c_stops_a_search_whatever_handler_ran_before(
+    trained_digits_net: nn.Module, digits_data: dict[str, Any], culprit: Any
+) -> None:
+    """An earlier caller left SIGINT ignored, or handled without raising: a Ctrl-C during
+    the search still raises KeyboardInterrupt in it, and the caller's handler is back after."""
+    done: list[int] = []
+
+    def ctrl_c_after_the_first_trial(study: optuna.Study, trial: Any) -> None:
+        done.append(trial.number)
+        if len(done) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the KeyboardInterrupt arrives here (Python runs handlers soon)
+
+    previous = signal.signal(signal.SIGINT, culprit)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(
+                trained_digits_net,
+                digits_data,
+                n_trials=4,
+                seed_with_vbmf=False,
+                callbacks=[ctrl_c_after_the_first_trial],
+            )
+        assert signal.getsignal(signal.SIGINT) is culprit
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert done == [0]
 
 
 # --------------------------------------------------------------------------- long runs

@@ -349,3 +349,38 @@ def test_the_search_subpackage_does_not_hide_the_search_function() -> None:
 
     assert callable(rankopt.search)
     assert rankopt.search is sys.modules["rankopt.search"].search
+
+
+def test_the_study_names_its_metrics_after_the_objectives(
+    trained_digits_net: nn.Module, digits_data: dict[str, Any], tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = _run(
+        trained_digits_net,
+        digits_data,
+        n_trials=2,
+        objectives=("accuracy", "n_params"),
+        seed_with_vbmf=False,
+        storage=url,
+        study_name="named",
+    )
+    # what optuna-dashboard reads: the study's metric names, not "Objective 0 / 1"
+    assert optuna.load_study(study_name="named", storage=url).metric_names == [
+        "accuracy",
+        "n_params",
+    ]
+    frame = study.trials_dataframe(multi_index=False)
+    assert {"values_accuracy", "values_n_params"} <= set(frame.columns)
+
+    # a study an earlier version created (no metric names) gets them when it is resumed
+    old = optuna.create_study(study_name="old", storage=url, directions=["maximize", "minimize"])
+    assert old.metric_names is None
+    _run(
+        trained_digits_net,
+        digits_data,
+        n_trials=1,
+        seed_with_vbmf=False,
+        storage=url,
+        study_name="old",
+    )
+    assert optuna.load_study(study_name="old", storage=url).metric_names == ["accuracy", "macs"]

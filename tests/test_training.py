@@ -241,6 +241,12 @@ def _finetune(
     x, y = digits.train[0][:512], digits.train[1][:512]
     args: dict[str, object] = {
         "steps": 60,
+        # the proxy fine-tune has no defaults of its own (SearchSettings holds them): these
+        # are the values this test was written with
+        "batch_size": 64,
+        "lr": 0.01,
+        "temperature": 4.0,
+        "distill_weight": 0.5,
         "seed": 1,
         "val_images": digits.val[0],
         "val_labels": digits.val[1],

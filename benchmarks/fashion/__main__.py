@@ -72,6 +72,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "the other rows)",
     )
     p.add_argument(
+        "--samplers",
+        type=lambda t: [x for x in t.split(",") if x],
+        default=list(SAMPLERS),
+        help="searches of each budget (default: tpe,random)",
+    )
+    p.add_argument(
+        "--latency-runtime",
+        choices=("default", "onnxruntime", "torch", "none"),
+        default="default",
+        help="the searches' latency runtime (none: the MACs budget alone, no latency table)",
+    )
+    p.add_argument(
+        "--rows",
+        type=lambda t: [x for x in t.split(",") if x],
+        default=None,
+        help="only these non-search rows, by label without ' (peer)' (e.g. "
+        "uniform_tucker2,greedy,torch_pruning; default: all, peers included)",
+    )
+    p.add_argument(
         "--combine",
         type=Path,
         nargs="+",
@@ -155,12 +174,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for b in args.budgets:
             # the file peers (None) are made, when missing, after the in-process rows
             cands: list[Candidate | None] = (
-                [] if args.searches_only else [*builder.for_budget(b, finetune.calibration), None]
+                []
+                if args.searches_only
+                else [*builder.for_budget(b, finetune.calibration, args.rows), None]
             )
+            if args.rows is not None and not {"musco", "aimet_spatial_svd"} & set(args.rows):
+                cands = cands[:-1]  # no file peer asked for: none made
             for cand in cands:
                 if cand is None:
                     peer_lines += make_peer_models(task, [b], args.peers_dir, say)
-                    cands += builder.file_peers(b)
+                    cands += [
+                        c
+                        for c in builder.file_peers(b)
+                        if args.rows is None or c.label.removesuffix(" (peer)") in args.rows
+                    ]
                     continue
                 say(f"[{b:.0%}] {cand.label}")
                 for seed in args.seeds:
@@ -177,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 save()
             for seed in args.seeds:
-                for sampler in SAMPLERS:
+                for sampler in args.samplers:
                     say(f"[{b:.0%}] search {sampler}, seed {seed}, {args.trials} trials")
                     run = run_study(
                         task,
@@ -187,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         n_trials=args.trials,
                         finetune_steps=120,
                         progress=None,
+                        latency_runtime=(
+                            None if args.latency_runtime == "none" else args.latency_runtime
+                        ),
                     )
                     runs.append(run)
                     rows.append(

@@ -12,7 +12,7 @@ in its own venv); a peer that is not installed gives a row with a note, not a cr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,20 +93,32 @@ class Rows:
             )
         return self._greedy
 
-    def for_budget(self, fraction: float, calibration: torch.Tensor) -> list[Candidate]:
-        """The in-process candidates at ``fraction`` of dense MACs (all but the file peers)."""
+    def for_budget(
+        self, fraction: float, calibration: torch.Tensor, only: Collection[str] | None = None
+    ) -> list[Candidate]:
+        """The in-process candidates at ``fraction`` of dense MACs (all but the file peers);
+        ``only``: just the rows of these labels (``uniform_tucker2``, ``greedy``,
+        ``tltorch_tucker``, ``torch_pruning``), the others are not built."""
         task = self.task
         budget = Budget(max_macs=rankopt.parse_budget(fraction, task.dense_macs))
+
+        def wanted(label: str) -> bool:
+            return only is None or label in only
+
         out: list[Candidate] = []
         for method in self.uniform_methods:
-            plan, note = uniform_plan(self.space, method, budget, model_name=task.model_name)
-            out.append(Candidate(f"uniform_{method}", plan, None, note))
-        plan, note = greedy_plan(
-            self.space, self.greedy_scores(calibration), budget, model_name=task.model_name
-        )
-        out.append(Candidate("greedy", plan, None, f"AIMET-style allocator; {note}"))
-        out.append(self._tltorch(budget))
-        out.append(self._pruning(fraction))
+            if wanted(f"uniform_{method}"):
+                plan, note = uniform_plan(self.space, method, budget, model_name=task.model_name)
+                out.append(Candidate(f"uniform_{method}", plan, None, note))
+        if wanted("greedy"):
+            plan, note = greedy_plan(
+                self.space, self.greedy_scores(calibration), budget, model_name=task.model_name
+            )
+            out.append(Candidate("greedy", plan, None, f"AIMET-style allocator; {note}"))
+        if wanted("tltorch_tucker"):
+            out.append(self._tltorch(budget))
+        if wanted("torch_pruning"):
+            out.append(self._pruning(fraction))
         return out
 
     def file_peers(self, fraction: float) -> list[Candidate]:

@@ -1,32 +1,8 @@
-"""The commands behind :mod:`rankopt.cli` (which holds only the parser and ``main``)."""
+"""The commands behind :mod:`rankopt.cli`: each module registers its own subcommands
+(``add_*_parser(s)``) and runs them (``cmd_*``); ``rankopt.cli`` assembles the parser."""
 
-from rankopt._cli._common import (
-    add_calibration_arg,
-    add_device_arg,
-    add_latency_threads_arg,
-    add_model_args,
-    add_study_args,
-    add_worker_args,
-)
-from rankopt._cli._models import cmd_apply, cmd_finetune, cmd_models, cmd_profile
-from rankopt._cli._search import cmd_search, cmd_workers
-from rankopt._cli._studies import cmd_export, cmd_front, cmd_plot, cmd_report
+from rankopt._cli._models import add_model_parsers
+from rankopt._cli._search import add_search_parser, add_workers_parser
+from rankopt._cli._studies import add_study_parsers
 
-__all__ = [
-    "add_calibration_arg",
-    "add_device_arg",
-    "add_latency_threads_arg",
-    "add_model_args",
-    "add_study_args",
-    "add_worker_args",
-    "cmd_apply",
-    "cmd_export",
-    "cmd_finetune",
-    "cmd_front",
-    "cmd_models",
-    "cmd_plot",
-    "cmd_profile",
-    "cmd_report",
-    "cmd_search",
-    "cmd_workers",
-]
+__all__ = ["add_model_parsers", "add_search_parser", "add_study_parsers", "add_workers_parser"]

@@ -21,7 +21,7 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+def add_model_args(p: argparse.ArgumentParser, *, data: bool = True, seed: int = 0) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -44,7 +44,7 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
                 help=f"ImageFolder: per-channel {stat} to normalise with, e.g. 0.485,0.456,0.406 "
                 "(default: no normalisation, pixels in [0, 1])",
             )
-    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=seed, help="seed (default: %(default)s)")
     p.add_argument(
         "--threads",
         type=int,
@@ -54,19 +54,21 @@ def add_model_args(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 
 def add_latency_threads_arg(p: argparse.ArgumentParser) -> None:
+    from rankopt.latency import DEFAULT_LATENCY_THREADS
+
     p.add_argument(
         "--latency-threads",
         type=int,
-        default=1,
+        default=DEFAULT_LATENCY_THREADS,
         help="threads latency is timed at (default: %(default)s, steady on a small or shared "
         "machine; at most the CPU cores this process may use)",
     )
 
 
-def add_device_arg(p: argparse.ArgumentParser) -> None:
+def add_device_arg(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
     p.add_argument(
         "--device",
-        default="auto",
+        default=default,
         help="auto (CUDA when available), cpu, cuda or cuda:N: where the model, trials and "
         "fine-tunes run; decompositions are computed on the CPU (default: %(default)s)",
     )
@@ -136,7 +138,7 @@ def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> 
     """(model, DataSplits) from --model / --weights / --num-classes / --data."""
     import torch
 
-    from rankopt.data import load_data
+    from rankopt.data import list_data, load_data
     from rankopt.models import get_pretrained, list_models, load_user_model
 
     check_common_args(args)
@@ -148,10 +150,16 @@ def load_model_and_data(args: argparse.Namespace, *, need_data: bool = True) -> 
         else None
     )
     if args.model in list_models() and args.weights is None:
-        if data is None:
-            from rankopt.errors import RankoptError
+        from rankopt.errors import RankoptError
 
+        if data is None:
             raise RankoptError("a built-in model needs --data to train or load its weights")
+        if args.data not in list_data():
+            raise RankoptError(
+                f"--model {args.model} without --weights: a built-in model is trained on a "
+                f"built-in data set ({', '.join(list_data())}), not on {args.data!r}; give "
+                f"--weights with your trained state_dict (torch.save(model.state_dict(), path))"
+            )
         model, test_acc = get_pretrained(args.model, args.data, seed=args.seed, progress=say)
         say(f"dense {args.model} on {data.name}: test accuracy {test_acc:.4f}")
     else:

@@ -6,8 +6,13 @@ Heavy modules are imported inside the functions, so ``rankopt --help`` stays fas
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rankopt._cli._common import (
+    add_calibration_arg,
+    add_device_arg,
+    add_latency_threads_arg,
+    add_model_args,
     builtin_models,
     calibrate,
     check_out,
@@ -146,3 +151,44 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("data:    " + ", ".join(list_data()))
     print("methods: " + ", ".join(list_methods()))
     return 0
+
+
+def add_model_parsers(sub: Any) -> None:
+    """Register ``rankopt apply``, ``finetune``, ``profile`` and ``models``."""
+    from rankopt.latency import RUNTIMES
+
+    p = sub.add_parser("apply", help="apply a plan and save the compressed model")
+    p.add_argument("plan", help="plan JSON")
+    add_model_args(p)
+    p.add_argument(
+        "--out",
+        default="model.pt",
+        help="output file: .onnx exports ONNX (checked with onnxruntime), else torch.save "
+        "(default: %(default)s)",
+    )
+    add_calibration_arg(p)
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("finetune", help="fully fine-tune a plan and compare with the dense model")
+    p.add_argument("plan", help="plan JSON")
+    add_model_args(p)
+    p.add_argument("--epochs", type=int, default=5, help="epochs (default: %(default)s)")
+    add_device_arg(p)
+    add_calibration_arg(p)
+    p.add_argument("--out", help="save the fine-tuned model here (.onnx: ONNX, else torch.save)")
+    p.add_argument(
+        "--latency-runtime",
+        choices=sorted(RUNTIMES),
+        help="where the latency against dense is measured (batch 1 and 64, side by side): "
+        "eager PyTorch or ONNX Runtime (default: onnxruntime when --out is .onnx, else the "
+        "runtime of the plan's study, else onnxruntime)",
+    )
+    add_latency_threads_arg(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("profile", help="list layers, costs and eligibility")
+    add_model_args(p)
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("models", help="list built-in models, data sets and methods")
+    p.set_defaults(func=cmd_models)

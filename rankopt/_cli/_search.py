@@ -6,10 +6,16 @@ Heavy modules are imported inside the functions, so ``rankopt --help`` stays fas
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rankopt._cli._common import (
+    add_device_arg,
+    add_latency_threads_arg,
+    add_model_args,
+    add_study_args,
+    add_worker_args,
     budget_args,
     builtin_models,
     check_run_dir,
@@ -20,6 +26,179 @@ from rankopt._cli._common import (
     say,
     storage_url,
 )
+from rankopt.latency import RUNTIMES
+from rankopt.search.loop._settings import setting_defaults
+
+#: ``rankopt search``'s options that are settings, by argparse dest (the rest share a name)
+_DEST_SETTING = {"threads": "n_threads"}
+
+
+def add_search_parser(sub: Any) -> None:
+    """Register ``rankopt search``; its defaults are :class:`SearchSettings`' fields."""
+    d = setting_defaults()
+    p = sub.add_parser("search", help="run or resume a budget-constrained search")
+    add_model_args(p, seed=d["seed"])
+    add_study_args(p)
+    p.add_argument(
+        "--max-macs",
+        help="MACs budget: fraction (0.5), percent ('50%%') or absolute (4e6, 4M); default 50%%",
+    )
+    p.add_argument("--max-params", help="parameter budget, same forms")
+    p.add_argument(
+        "--max-latency",
+        help="latency budget from this machine's per-layer latency table: '50%%' of dense at "
+        "batch 1 and 64, or '2.5ms' at batch 1",
+    )
+    p.add_argument(
+        "--rank-multiple",
+        type=int,
+        default=d["rank_multiple"],
+        help="round ranks to multiples of this, for hardware-friendly shapes (default: with "
+        "--latency-runtime onnxruntime its convolution channel block on this CPU, 16 with "
+        "AVX-512, 8 with AVX2; else 1)",
+    )
+    p.add_argument(
+        "--min-layer-share",
+        type=float,
+        default=d["min_layer_share"],
+        help="layers below this share of the model's MACs and params stay dense "
+        "(default: %(default)s; 0 searches every layer)",
+    )
+    p.add_argument(
+        "--objectives",
+        default=",".join(d["objectives"]),
+        help="comma list, accuracy first (default: %(default)s)",
+    )
+    p.add_argument("--methods", help="comma list of methods to offer (default: all)")
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=d["n_trials"],
+        help="total trials in the study (default: %(default)s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=d["timeout"],
+        help="stop starting trials after this many seconds",
+    )
+    p.add_argument(
+        "--sampler", default=d["sampler"], help="tpe, nsga2 or random (default: %(default)s)"
+    )
+    p.add_argument(
+        "--repair",
+        default=d["repair"],
+        choices=("repair", "constraint"),
+        help="budget handling (default: %(default)s)",
+    )
+    _add_finetune_args(p, d)
+    _add_latency_args(p, d)
+    add_worker_args(p)
+    add_device_arg(p, default=d["device"])
+    p.set_defaults(func=cmd_search)
+
+
+def add_workers_parser(sub: Any) -> None:
+    """Register ``rankopt workers``."""
+    p = sub.add_parser(
+        "workers",
+        help="run N local search workers on one study (PostgreSQL storage)",
+        usage="rankopt workers N [search options]",
+        description="Start N `rankopt search` processes with the given search options on one "
+        "storage and study (each with its own --worker-index and max(1, cores // N) torch "
+        "threads), wait for them, forward Ctrl-C, and print the Pareto front.",
+    )
+    p.add_argument("n_workers", type=int, metavar="N", help="number of worker processes")
+    p.add_argument(
+        "search_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="options of `rankopt search` (see rankopt search --help)",
+    )
+    p.set_defaults(func=cmd_workers)
+
+
+def parse_search_args(search_argv: Sequence[str]) -> argparse.Namespace:
+    """``search_argv`` parsed as the options of ``rankopt search`` (``rankopt workers``
+    checks its workers' options with it)."""
+    parser = argparse.ArgumentParser(prog="rankopt")
+    add_search_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["search", *search_argv])
+
+
+def _add_finetune_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
+    p.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=d["finetune_steps"],
+        help="proxy fine-tune steps per trial (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-samples",
+        type=int,
+        default=d["finetune_samples"],
+        help="training images for proxy fine-tunes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d["batch_size"],
+        help="fine-tune batch size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=d["lr"], help="fine-tune learning rate (default: %(default)s)"
+    )
+
+
+def _add_latency_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
+    p.add_argument(
+        "--measure-latency",
+        action="store_true",
+        default=d["measure_latency"],
+        help="store batch-1 CPU latency per trial",
+    )
+    p.add_argument(
+        "--latency-runtime",
+        default=d["latency_runtime"],
+        choices=[*sorted(RUNTIMES), "none"],
+        help="where the plans will run: ONNX Runtime on the model as `rankopt apply --out "
+        "x.onnx` exports it, or eager PyTorch; its per-layer latency table (measured once, "
+        "cached) predicts every plan's latency for --max-latency, the latency_ms objective "
+        "and the cap that keeps plans no slower than dense; none: no latency "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--allow-slower",
+        action="store_true",
+        help="let plans be slower than dense on the latency runtime (by default every plan's "
+        "predicted latency at batch 1 and 64 is at most dense's)",
+    )
+    add_latency_threads_arg(p)
+    p.add_argument(
+        "--latency-tolerance",
+        type=float,
+        default=d["latency_tolerance"],
+        help="the latency table times a few whole plans to check its predictions; a search "
+        "with a latency budget or objective refuses to start when they err by more than this "
+        "fraction (default: %(default)s)",
+    )
+
+
+def search_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings ``rankopt search`` passes to :func:`rankopt.search`, by setting name
+    (every option of the command that is a :class:`SearchSettings` field)."""
+    names = setting_defaults()
+    out = {
+        _DEST_SETTING.get(dest, dest): value
+        for dest, value in vars(args).items()
+        if _DEST_SETTING.get(dest, dest) in names
+    }
+    out["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if out.get("latency_runtime") == "none":
+        out["latency_runtime"] = None
+    if args.methods is not None:
+        out["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    return out
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -44,12 +223,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     # Connect first: a wrong URL or a server that is down fails before the model is built.
     opened = open_storage(storage, heartbeat_interval=args.heartbeat_interval)
     model, data = load_model_and_data(args)
-    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    methods = (
-        [m.strip() for m in args.methods.split(",") if m.strip()]
-        if args.methods is not None
-        else None
-    )
     try:
         study = search(
             model,
@@ -58,32 +231,12 @@ def cmd_search(args: argparse.Namespace) -> int:
             max_macs=max_macs,
             max_params=max_params,
             max_latency=args.max_latency,
-            rank_multiple=args.rank_multiple,
-            min_layer_share=args.min_layer_share,
-            objectives=objectives,
-            methods=methods,
-            n_trials=args.n_trials,
-            timeout=args.timeout,
-            sampler=args.sampler,
             storage=opened,
             study_name=study_name,
-            seed=args.seed,
-            repair=args.repair,
-            finetune_steps=args.finetune_steps,
-            finetune_samples=args.finetune_samples,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            measure_latency=args.measure_latency,
-            latency_runtime=None if args.latency_runtime == "none" else args.latency_runtime,
-            allow_slower=args.allow_slower,
-            latency_threads=args.latency_threads,
-            latency_tolerance=args.latency_tolerance,
             model_name=str(args.model),
             data_name=str(args.data),
-            n_threads=args.threads,
-            worker_index=args.worker_index,
             progress=say,
-            device=args.device,
+            **search_settings(args),
         )
     except KeyboardInterrupt:
         say(
@@ -114,7 +267,7 @@ def model_args(args: argparse.Namespace) -> list[str]:
         ("--data", args.data, DEFAULT_DATA),
         ("--mean", args.mean, None),
         ("--std", args.std, None),
-        ("--seed", args.seed, 0),
+        ("--seed", args.seed, setting_defaults()["seed"]),
     ):
         if value is not None and value != default:
             out += [flag, str(value)]
@@ -166,7 +319,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     search_argv = list(args.search_args)
     if search_argv[:1] == ["--"]:
         search_argv = search_argv[1:]
-    search_args = args.parse_search(search_argv)
+    search_args = parse_search_args(search_argv)
     storage = storage_url(search_args)
     if storage.startswith("sqlite") and n > 1:
         raise StorageError(

@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from rankopt._cli._common import check_out, format_table, given_study_args, open_study
+from rankopt._cli._common import (
+    add_study_args,
+    check_out,
+    format_table,
+    given_study_args,
+    open_study,
+)
 
 
 def cmd_front(args: argparse.Namespace) -> int:
@@ -93,3 +100,34 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{100 * m.get('params_ratio', nan):.1f} % ({m.get('n_params')})"
     )
     return 0
+
+
+def add_study_parsers(sub: Any) -> None:
+    """Register ``rankopt front``, ``plot``, ``report`` and ``export``."""
+    p = sub.add_parser("front", help="print the Pareto front")
+    add_study_args(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--no-reference", action="store_true", help="omit the dense and VBMF rows")
+    p.set_defaults(func=cmd_front)
+
+    p = sub.add_parser("plot", help="write the figures as a standalone HTML file")
+    add_study_args(p)
+    p.add_argument("--out", default="pareto.html", help="output HTML (default: %(default)s)")
+    p.add_argument("--png", action="store_true", help="also write a PNG of the Pareto front")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="write one HTML report of the study")
+    add_study_args(p)
+    p.add_argument("--out", default="report.html", help="output HTML (default: %(default)s)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a trial's plan as JSON")
+    add_study_args(p)
+    p.add_argument("--trial", type=int, help="trial number")
+    p.add_argument(
+        "--max-macs",
+        help="the best trial (lowest validation loss) with macs <= X: fraction (0.5), "
+        "percent ('50%%') or absolute (4e6, 4M), as in search",
+    )
+    p.add_argument("--out", default="plan.json", help="output JSON (default: %(default)s)")
+    p.set_defaults(func=cmd_export)

@@ -42,6 +42,43 @@ class Budget:
         """Whether any limit is set (the latency cap does not count)."""
         return self.max_macs is not None or self.max_params is not None or bool(self.max_latency_ms)
 
+    def leading(self) -> str | None:
+        """The resource a sampled ``target`` fraction scales: MACs first, then params, then
+        latency (``"macs"``, ``"n_params"``, ``"latency_ms"``); None when nothing is limited.
+
+        The one place this precedence is written: the search space's target range and
+        target budget and the seeds' target follow it.
+        """
+        if self.max_macs is not None:
+            return "macs"
+        if self.max_params is not None:
+            return "n_params"
+        if self.max_latency_ms:
+            return "latency_ms"
+        return None
+
+    def scaled(self, fraction: float, dense: Mapping[str, float]) -> Budget:
+        """The budget at ``fraction`` of the dense model on the :meth:`leading` resource
+        (MACs when nothing is limited).
+
+        Args:
+            fraction: Share of the dense cost, e.g. 0.5.
+            dense: The dense model's cost per resource name (``macs``, ``n_params``,
+                ``latency_ms@<batch>`` for each limited batch size).
+        """
+        lead = self.leading()
+        cap = self.latency_cap_ms  # the cap holds whatever the target
+        if lead == "n_params":
+            return Budget(max_params=int(fraction * dense["n_params"]), latency_cap_ms=cap)
+        if lead == "latency_ms":
+            return Budget(
+                max_latency_ms=tuple(
+                    (b, fraction * dense[f"latency_ms@{b}"]) for b, _ in self.max_latency_ms
+                ),
+                latency_cap_ms=cap,
+            )
+        return Budget(max_macs=int(fraction * dense["macs"]), latency_cap_ms=cap)
+
     def latency_limits_ms(self) -> dict[int, float]:
         """``batch_size -> latency_ms``: the tighter of the budget and the cap per batch size."""
         out: dict[int, float] = {}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from rankopt._lazy import lazy_names
 from rankopt.latency._runtimes import (
+    DEFAULT_LATENCY_THREADS,
     RUNTIMES,
     LatencyRuntime,
     OnnxRuntime,
@@ -25,7 +26,11 @@ from rankopt.latency._runtimes import (
 )
 
 if TYPE_CHECKING:
-    from rankopt.latency._measure import compare_latency_ms, measure_latency_ms
+    from rankopt.latency._measure import (
+        check_latency_threads,
+        compare_latency_ms,
+        measure_latency_ms,
+    )
     from rankopt.latency._onnx import check_onnx, export_onnx, onnx_session, save_model
     from rankopt.latency._table import (
         LATENCY_SCHEMA_VERSION,
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
+    "check_latency_threads": "rankopt.latency._measure",
     "compare_latency_ms": "rankopt.latency._measure",
     "measure_latency_ms": "rankopt.latency._measure",
     "check_onnx": "rankopt.latency._onnx",
@@ -56,12 +62,14 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [
+    "DEFAULT_LATENCY_THREADS",
     "LATENCY_SCHEMA_VERSION",
     "RUNTIMES",
     "LatencyRuntime",
     "LatencyTable",
     "OnnxRuntime",
     "TorchRuntime",
+    "check_latency_threads",
     "check_onnx",
     "compare_latency_ms",
     "export_onnx",

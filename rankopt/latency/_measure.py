@@ -14,25 +14,16 @@ import torch
 from torch import nn
 
 from rankopt.errors import SettingsError
-from rankopt.latency._runtimes import get_runtime
+from rankopt.latency._runtimes import DEFAULT_LATENCY_THREADS, get_runtime
 from rankopt.latency._units import timed_rounds
 
 __all__ = [
-    "DEFAULT_LATENCY_THREADS",
     "check_latency_threads",
     "compare_latency_ms",
     "measure_latency_ms",
     "timing_threads",
     "usable_cores",
 ]
-
-DEFAULT_LATENCY_THREADS = 1
-"""Threads the latency table and latency comparisons time at unless told.
-
-At 2 threads on a 2-core VM the ONNX Runtime table mispredicted whole plans by up to 65 %
-(at 1 thread: 7 %, ``benchmarks/BENCHMARKS_LATENCY_2THREADS.md``): a second thread shares
-its core with everything else the machine runs, and a small CPU model gains little from it.
-"""
 
 
 def usable_cores() -> int:

@@ -96,6 +96,8 @@ class LayerTable(Protocol):
         batch_size: int = 1,
     ) -> float:
         """Predicted latency_ms of the layer replaced by ``method`` at ``ranks``."""
+
+
 """A measured grid point: method and ranks."""
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported where it runs: `rankopt --help` stays lig
     from torch import nn
 
 __all__ = [
+    "DEFAULT_LATENCY_THREADS",
     "RUNTIMES",
     "LatencyRuntime",
     "OnnxRuntime",
@@ -39,6 +40,13 @@ __all__ = [
     "nchwc_block",
 ]
 
+DEFAULT_LATENCY_THREADS = 1
+"""Threads the latency table and latency comparisons time at unless told.
+
+At 2 threads on a 2-core VM the ONNX Runtime table mispredicted whole plans by up to 65 %
+(at 1 thread: 7 %, ``benchmarks/BENCHMARKS_LATENCY_2THREADS.md``): a second thread shares
+its core with everything else the machine runs, and a small CPU model gains little from it.
+"""
 
 
 def _swapped(model: nn.Module, layer_name: str, module: nn.Module) -> nn.Module:

@@ -54,9 +54,9 @@ from rankopt.latency._grid import (
     time_interleaved_ms,
     time_swapped_ms,
 )
-from rankopt.latency._measure import DEFAULT_LATENCY_THREADS, timing_threads
+from rankopt.latency._measure import timing_threads
 from rankopt.latency._plans import PLAN_TIME_FACTOR, table_plan_scales
-from rankopt.latency._runtimes import get_runtime
+from rankopt.latency._runtimes import DEFAULT_LATENCY_THREADS, get_runtime
 from rankopt.latency._units import measure_units, timed_rounds
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods

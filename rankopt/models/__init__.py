@@ -2,10 +2,11 @@
 
 Built-in models (``list_models()``): ``resnet8``, ``resnet20`` (CIFAR-style ResNets,
 16/32/64 channels), ``vgg_small`` and ``mobilenet_small``; all accept 1x28x28 and 1x8x8
-inputs (global average pooling before the head).
+inputs (global average pooling before the head); ``resnet18`` is torchvision's ResNet-18 with
+its first conv taking the data's channels (33 M MACs at 1x28x28, 11.2 M parameters).
 """
 
-from rankopt.models import _zoo  # noqa: F401  (registers the built-in models)
+from rankopt.models import _resnet18, _zoo  # noqa: F401  (register the built-in models)
 from rankopt.models._pretrained import (
     TrainRecipe,
     default_cache_dir,

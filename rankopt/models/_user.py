@@ -40,10 +40,13 @@ def load_user_model(
     * a torchvision architecture name (``torchvision.models.list_models()``), built with
       ``torchvision.models.get_model(spec, weights=None, num_classes=...)``.
 
-    For torchvision and callable models, when ``in_channels`` is given and differs from the
-    first convolution's input channels (and the callable did not take it), that convolution
-    is replaced by a freshly initialised one with ``in_channels`` inputs (same kernel,
-    stride, padding, dilation, bias), before the weights are loaded.
+    When ``in_channels`` is given and differs from the first convolution's input channels
+    (and a callable did not take it), that convolution is replaced by a freshly initialised
+    one with ``in_channels`` inputs (same kernel, stride, padding, dilation, bias). When
+    weights are given, the first convolution takes the file's channel count instead, the
+    weights are loaded, and only then is it folded to ``in_channels``: 3 -> 1 sums the
+    kernel over the colour channels (the same output as the grey image repeated into RGB),
+    1 -> 3 repeats it divided by 3 (the same output as the mean of the colour channels).
 
     Args:
         spec: The model, as above.
@@ -60,9 +63,10 @@ def load_user_model(
         The model, in eval mode.
 
     Raises:
-        ModelError: the model cannot be built, ``num_classes`` / ``in_channels`` is < 1, or
+        ModelError: the model cannot be built, ``num_classes`` / ``in_channels`` is < 1,
             the weights file is missing, unreadable or does not fit (missing / unexpected
-            keys, shape mismatches are listed).
+            keys, shape mismatches are listed), or its first conv's channels are neither
+            ``in_channels`` nor foldable to it (1 <-> 3).
     """
     for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if value is not None and (
@@ -75,11 +79,14 @@ def load_user_model(
         model = _from_callable(spec, num_classes=num_classes, in_channels=in_channels)
     else:
         model = _from_torchvision(spec, num_classes=num_classes)
-    if in_channels is not None:
-        _adapt_in_channels(model, in_channels, spec)
-    if weights is not None:
-        state = load_state_dict_file(weights)
-        _load_checked(model, state, path=os.fspath(weights), spec=spec)
+    state = load_state_dict_file(weights) if weights is not None else None
+    file_channels = _first_conv_channels(model, state) if state is not None else None
+    if file_channels is not None or in_channels is not None:
+        _adapt_in_channels(model, file_channels or in_channels or 1, spec)
+    if state is not None:
+        _load_checked(model, state, path=os.fspath(weights or ""), spec=spec)
+        if in_channels is not None and file_channels is not None:
+            _fold_in_channels(model, in_channels, spec)
     return model.eval()
 
 
@@ -154,13 +161,51 @@ def _from_torchvision(spec: str, *, num_classes: int | None) -> nn.Module:
     return model
 
 
-def _adapt_in_channels(model: nn.Module, in_channels: int, spec: str) -> None:
-    """Replace the first Conv2d (module order) by one with ``in_channels`` inputs if needed."""
+def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """The first ``Conv2d`` in module order and its name; None when there is none."""
+    return next(((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _first_conv_channels(model: nn.Module, state: Mapping[str, torch.Tensor]) -> int | None:
+    """Input channels of the model's first conv in a state_dict (None: not in the file)."""
+    found = _first_conv(model)
+    weight = state.get(f"{found[0]}.weight") if found is not None else None
+    if weight is None or weight.dim() != 4 or found is None:
+        return None
+    return int(weight.shape[1]) * found[1].groups
+
+
+def _fold_in_channels(model: nn.Module, in_channels: int, spec: str) -> None:
+    """Fold the loaded first conv's kernel to ``in_channels`` inputs (1 <-> 3 only)."""
+    found = _first_conv(model)
+    if found is None or found[1].in_channels == in_channels:
+        return
+    name, conv = found
+    have = conv.in_channels
+    if {have, in_channels} != {1, 3}:
+        raise ModelError(
+            f"model {spec!r}: its weights' first conv {name!r} takes {have} input channels "
+            f"and the data has {in_channels}; only 3 -> 1 (grey images) and 1 -> 3 are "
+            f"folded: give data with {have} channels"
+        )
+    weight = conv.weight.detach()
+    folded = weight.sum(dim=1, keepdim=True) if in_channels == 1 else weight.repeat(1, 3, 1, 1) / 3
+    new = _adapt_in_channels(model, in_channels, spec)
+    if new is not None:
+        with torch.no_grad():
+            new.weight.copy_(folded)
+            if conv.bias is not None and new.bias is not None:
+                new.bias.copy_(conv.bias)
+
+
+def _adapt_in_channels(model: nn.Module, in_channels: int, spec: str) -> nn.Conv2d | None:
+    """Replace the first Conv2d (module order) by one with ``in_channels`` inputs if needed;
+    returns the new conv (None when nothing was replaced)."""
     for name, child in model.named_modules():
         if not isinstance(child, nn.Conv2d):
             continue
         if child.in_channels == in_channels:
-            return
+            return None
         if child.groups != 1:
             raise ModelError(
                 f"model {spec!r}: its first conv {name!r} has groups="
@@ -178,8 +223,8 @@ def _adapt_in_channels(model: nn.Module, in_channels: int, spec: str) -> None:
         ).to(device=child.weight.device, dtype=child.weight.dtype)
         parent_name, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
-        return
-    # no Conv2d at all (e.g. an MLP): nothing to adapt
+        return new
+    return None  # no Conv2d at all (e.g. an MLP): nothing to adapt
 
 
 # ---------------------------------------------------------------------- weights

@@ -211,6 +211,11 @@ class DecompositionMethod(abc.ABC):
             out.append(ranks)
         return out
 
+    def bound_note(self, layer: LayerInfo) -> str | None:
+        """One line saying which useful ranks of ``layer`` this method leaves out because
+        computing them would exceed its time or memory bound; None when none are."""
+        return None
+
     def validate(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> None:
         """Check ranks and options for ``layer``; raise with the layer, value and range."""
         self.check_supported(layer)

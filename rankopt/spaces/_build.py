@@ -17,7 +17,16 @@ from rankopt.spaces._base import DecompositionMethod, Factors, get_method
 from rankopt.spaces._cache import get_cache, weight_digest
 from rankopt.spaces._layer import LayerInfo
 
-__all__ = ["build_module", "decompose", "reconstruction_error", "set_decompose_threads"]
+__all__ = [
+    "LARGE_WEIGHT_NUMEL",
+    "build_module",
+    "decompose",
+    "reconstruction_error",
+    "set_decompose_threads",
+]
+
+LARGE_WEIGHT_NUMEL = 2**25
+"""Weights with more elements (268 MB in float64) are decomposed in float32."""
 
 _threads: int | None = 1
 _threads_lock = threading.Lock()
@@ -101,7 +110,10 @@ def _factors(
     found = cache.get(key)
     if found is not None:
         return tuple(found)
-    w64 = weight.to("cpu", torch.float64)
+    # Factors are float64, except for a weight so large that a float64 copy alone would
+    # cost more than a quarter of the 1 GB bound (VGG-16's classifier): float32 there.
+    dtype = torch.float64 if weight.numel() <= LARGE_WEIGHT_NUMEL else torch.float32
+    w64 = weight.to("cpu", dtype)
     basis_key: Hashable = ("basis", digest, layer.name, impl.name, opts, token)
     with _decompose_threads():
         basis = cache.get(basis_key)

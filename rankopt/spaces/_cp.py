@@ -1,45 +1,53 @@
 """``cp``: CP (canonical polyadic) decomposition of a conv kernel (Lebedev et al., 2015).
 
-``W[t, s, h, w] ~ sum_r K_t[t, r] * K_s[s, r] * K_h[h, r] * K_w[w, r]`` computed by
-``tensorly.decomposition.parafac`` (ALS, numpy backend, float64) on the 4-way kernel
-``(T, S, Dh, Dw)``. Built as ``1x1`` conv ``S -> R``; **one** ``Dh x Dw`` depthwise conv
-(``R`` groups, the original stride/padding/dilation) whose kernel for component ``r`` is the
-outer product ``K_h[:, r] K_w[:, r]^T``; ``1x1`` conv ``R -> T`` with the bias. This is exactly
-the older chain with two depthwise 1-D convs (``Dh x 1`` then ``1 x Dw``), but one depthwise
-conv runs about as fast as one of the 1-D pair on CPU, so the fused module costs roughly half
-(see ``benchmarks/bench_modules.py``). Params ``R*(S + Dh*Dw + T)``.
+``W[t, s, h, w] ~ sum_r K_t[t, r] * K_s[s, r] * K_hw[(h, w), r]``: the kernel is read as the
+3-way tensor ``(T, S, Dh*Dw)`` and factorised by alternating least squares (ALS). Built as
+``1x1`` conv ``S -> R``; **one** ``Dh x Dw`` depthwise conv (``R`` groups, the original
+stride/padding/dilation) whose kernel for component ``r`` is ``K_hw[:, r]`` reshaped to
+``(Dh, Dw)``; ``1x1`` conv ``R -> T`` with the bias. Params ``R*(S + Dh*Dw + T)``.
 
-Determinism and cost: every ALS attempt is seeded (:data:`CP_SEED`, a numpy ``RandomState``
-inside tensorly, never numpy's global RNG; tensorly's ``svd`` init pads ranks above a mode's
-size with random columns). Iterations per attempt are capped by :func:`als_iterations` so that
-one attempt does at most about :data:`CP_ALS_WORK_BUDGET` flop-units of ALS work (a 96->96 3x3
-layer at the largest rank below dense MACs, r=412, runs 9 iterations instead of 60).
-:meth:`CP.cache_token` puts every setting that changes the result in the decomposition cache
-key.
+Why 3-way (issue 36): the module above runs any ``Dh x Dw`` depthwise kernel, so tying it to
+a rank-one outer product ``K_h K_w^T`` (Lebedev's 4-way CP) only loses accuracy at the same
+cost. The 3-way tensor also makes ALS cheaper.
+
+Why ALS is written here rather than calling ``tensorly.decomposition.parafac``: tensorly's
+MTTKRP forms the Khatri-Rao product of the other modes explicitly (``S*Dh*Dw x R`` per mode,
+and ``T*S*Dw x R`` for a spatial mode of the 4-way kernel): 9.1 GB and 185 s on one
+512-channel 3x3 conv at rank 570 (float64), and its memory-light variant loops over the rank
+in Python. Here each MTTKRP is ``Dh*Dw`` matrix products ``W[:, :, k] @ K_s``, float32,
+memory ``O((T + S) * R * Dh*Dw)``; the ``R x R`` normal equations are solved by Cholesky with
+a small ridge. Measured in ``benchmarks/BENCHMARKS_SCALE.md``.
+
+Bounded cost: ALS work is counted in flop-units (:func:`sweep_work`); the attempts of one
+decomposition share :data:`CP_ALS_WORK_BUDGET` (deterministic, unlike a wall-time cap), and
+ranks at which :data:`CP_MIN_ITER` sweeps do not fit the budget are not offered
+(:meth:`CP.useful_ranks`; on a 512 -> 512 3x3 conv that leaves ranks up to about 21 % of the
+layer's MACs, where Tucker-2 is as accurate anyway).
+
+Determinism: the ``svd`` start (leading eigenvectors of each unfolding's Gram matrix, padded
+with seeded random columns above a mode's size) and the ``random`` starts use a seeded
+``torch.Generator`` (:data:`CP_SEED` ``+ i``), never a global RNG. :meth:`CP.cache_token` puts
+every setting that changes the result in the decomposition cache key.
 
 ALS can diverge or degenerate. A run is rejected when its factors are not finite, its relative
 error exceeds 1 (worse than the zero tensor) or the norms of its rank-one terms exceed
 :data:`DEGENERACY_RATIO` times ``||W||`` (cancelling terms that float32 cannot represent). Tried
-in turn: ``init="svd"``, then ``init="random"`` with random states 0 and 1; when all fail,
+in turn: ``svd`` start, then two ``random`` starts while budget remains; when all fail,
 :class:`~rankopt.errors.DecompositionError` names the layer and the rank.
 
 Full rank: ``full = min(T, S)*Dh*Dw``. At ``R >= full`` ALS is not used; the exact
-construction indexes the components by ``(i, h', w')`` over the smaller of the two channel
-modes (say ``T <= S``: ``K_t = e_i``, ``K_h = e_h'``, ``K_w = e_w'``,
-``K_s = W[i, :, h', w']``), so that ``sum_r`` reproduces ``W`` exactly; components beyond
+construction indexes the components by ``(i, k)`` over the smaller channel mode and the
+``Dh*Dw`` kernel positions (say ``T <= S``: ``K_t = e_i``, ``K_hw = e_k``,
+``K_s = W[i, :, k]``), so that ``sum_r`` reproduces ``W`` exactly; components beyond
 ``full`` are zero.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Hashable
 
-import numpy as np
-import tensorly as tl
 import torch
-from tensorly.decomposition import parafac
 from torch import nn
 
 from rankopt.errors import DecompositionError
@@ -47,40 +55,49 @@ from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, r
 from rankopt.spaces._layer import LayerInfo
 from rankopt.spaces._svd import bias_params, conv
 
-__all__ = ["CP", "DEGENERACY_RATIO", "als_iterations", "cp_exact", "unfused_module"]
+__all__ = ["CP", "DEGENERACY_RATIO", "als_iterations", "cp_exact", "sweep_work"]
 
 DEGENERACY_RATIO = 1e4
 """Largest allowed ``sum_r ||term_r|| / ||W||`` before an ALS result counts as degenerate."""
 
 CP_N_ITER_MAX = 60
-"""Most ALS iterations per attempt."""
-CP_MIN_ITER = 5
-"""Fewest ALS iterations per attempt, whatever the work budget."""
+"""Most ALS sweeps per attempt."""
+CP_MIN_ITER = 10
+"""Fewest ALS sweeps an attempt needs; a rank where they do not fit the budget is not offered."""
 CP_TOL = 1e-6
-"""ALS stops when the relative change of the error is below this."""
+"""ALS stops when the relative change of the squared error is below this."""
 CP_SEED = 0
-"""Seed of the ``RandomState`` of the first attempt (``+ i`` for attempt ``i``)."""
-CP_ALS_WORK_BUDGET = 5e9
-"""Flop-units one ALS attempt may spend (see :func:`als_iterations`)."""
+"""Seed of the generator of the first attempt (``+ i`` for attempt ``i``)."""
+CP_ALS_WORK_BUDGET = 6e10
+"""Flop-units all attempts of one decomposition may spend together (:func:`sweep_work`).
+About 3 s on one core of this machine (``benchmarks/BENCHMARKS_SCALE.md``)."""
+CP_RIDGE = 1e-6
+"""Ridge added to the normal equations, relative to their mean diagonal."""
 
 
-def als_iterations(shape: tuple[int, ...], rank: int) -> int:
-    """ALS iterations one attempt runs on a tensor of ``shape`` at ``rank``.
+def sweep_work(shape: tuple[int, ...], rank: int) -> int:
+    """Flop-units of one ALS sweep on a ``(T, S, Dh, Dw)`` kernel at ``rank``.
 
-    One ALS sweep costs about ``sum over modes (2*numel*R + R**3)`` flop-units (the MTTKRP
-    and the ``R x R`` solve of each mode). The count is
-    ``clip(CP_ALS_WORK_BUDGET // per_sweep, CP_MIN_ITER, CP_N_ITER_MAX)``.
-
-    Args:
-        shape: Shape of the decomposed tensor, ``(T, S, Dh, Dw)``.
-        rank: CP rank ``R``.
-
-    Returns:
-        The iteration cap (an int in ``[CP_MIN_ITER, CP_N_ITER_MAX]``).
+    Two batched products ``W[:, :, k] @ K`` (``2*T*S*Dh*Dw*R`` each) give the three MTTKRPs,
+    and three ``R x R`` Cholesky solves cost about ``R**3`` together with their Gram matrices.
     """
     numel = math.prod(shape)
-    per_sweep = len(shape) * (2 * numel * rank + rank**3)
-    return int(min(CP_N_ITER_MAX, max(CP_MIN_ITER, CP_ALS_WORK_BUDGET // per_sweep)))
+    return 4 * numel * rank + rank**3 + 2 * (shape[0] + shape[1]) * rank * rank
+
+
+def als_iterations(shape: tuple[int, ...], rank: int, budget: float = CP_ALS_WORK_BUDGET) -> int:
+    """ALS sweeps that ``budget`` flop-units pay for on ``shape`` at ``rank``.
+
+    Args:
+        shape: Shape of the kernel, ``(T, S, Dh, Dw)``.
+        rank: CP rank ``R``.
+        budget: Flop-units available.
+
+    Returns:
+        ``min(CP_N_ITER_MAX, budget // sweep_work)`` (may be below :data:`CP_MIN_ITER`:
+        then the rank is not offered, see :meth:`CP.useful_ranks`).
+    """
+    return int(min(CP_N_ITER_MAX, budget // sweep_work(shape, rank)))
 
 
 def cp_exact(weight: torch.Tensor, rank: int) -> Factors:
@@ -91,50 +108,93 @@ def cp_exact(weight: torch.Tensor, rank: int) -> Factors:
         rank: Number of components; those beyond ``min(T, S)*Dh*Dw`` are zero.
 
     Returns:
-        ``(K_t (T, R), K_s (S, R), K_h (Dh, R), K_w (Dw, R))``.
+        ``(K_t (T, R), K_s (S, R), K_hw (Dh*Dw, R))``.
     """
     t, s, dh, dw = weight.shape
+    k = dh * dw
+    w3 = weight.reshape(t, s, k)
     small, big = (t, s) if t <= s else (s, t)
-    full = small * dh * dw
-    # Component r = (i, h', w') over the smaller channel mode.
+    full = small * k
+    # Component r = (i, kk) over the smaller channel mode and the kernel positions.
     idx = torch.arange(full)
-    i, hh, ww = idx // (dh * dw), (idx // dw) % dh, idx % dw
+    i, kk = idx // k, idx % k
     k_small = torch.zeros(small, rank, dtype=torch.float64)
-    k_h = torch.zeros(dh, rank, dtype=torch.float64)
-    k_w = torch.zeros(dw, rank, dtype=torch.float64)
+    k_hw = torch.zeros(k, rank, dtype=torch.float64)
     k_small[i, idx] = 1.0
-    k_h[hh, idx] = 1.0
-    k_w[ww, idx] = 1.0
+    k_hw[kk, idx] = 1.0
     k_big = torch.zeros(big, rank, dtype=torch.float64)
     if t <= s:
-        k_big[:, :full] = weight[i, :, hh, ww].T  # (S, full)
-        return k_small, k_big, k_h, k_w
-    k_big[:, :full] = weight[:, i, hh, ww]  # (T, full)
-    return k_big, k_small, k_h, k_w
+        k_big[:, :full] = w3[i, :, kk].T  # (S, full)
+        return k_small, k_big, k_hw
+    k_big[:, :full] = w3[:, i, kk]  # (T, full)
+    return k_big, k_small, k_hw
 
 
-def _reconstruct(factors: Factors) -> torch.Tensor:
-    k_t, k_s, k_h, k_w = factors
-    return torch.einsum("tr,sr,hr,wr->tshw", k_t, k_s, k_h, k_w)
+def _reconstruct(factors: Factors, shape: tuple[int, ...]) -> torch.Tensor:
+    """``K_t @ khatri_rao(K_s, K_hw)^T``: memory ``O(S*Dh*Dw*R)``, never ``T*S*R``."""
+    k_t, k_s, k_hw = factors
+    rank = k_t.shape[1]
+    khatri_rao = (k_s[:, None, :] * k_hw[None, :, :]).reshape(-1, rank)  # (S*K, R)
+    return (k_t @ khatri_rao.T).reshape(shape)
 
 
-def _run_parafac(weight: np.ndarray, rank: int, init: str, random_state: int) -> Factors:
-    with tl.backend_context("numpy"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with np.errstate(all="ignore"):
-            cp = parafac(
-                weight,
-                rank,
-                n_iter_max=als_iterations(weight.shape, rank),
-                init=init,
-                tol=CP_TOL,
-                random_state=random_state,
-                normalize_factors=False,
-            )
-    weights, mats = cp
-    mats = [np.asarray(m, dtype=np.float64) for m in mats]
-    mats[0] = mats[0] * np.asarray(weights, dtype=np.float64)[None, :]
-    return _balance(tuple(torch.from_numpy(np.ascontiguousarray(m)) for m in mats))
+def _leading(unfolding: torch.Tensor, rank: int, gen: torch.Generator) -> torch.Tensor:
+    """``rank`` leading left singular vectors of ``unfolding`` (Gram eigenvectors), padded
+    with seeded random columns where ``rank`` exceeds its row count."""
+    rows = unfolding.shape[0]
+    gram = (unfolding @ unfolding.T).double()
+    _, vecs = torch.linalg.eigh(gram)
+    lead = vecs[:, -min(rank, rows) :].flip(1).to(unfolding.dtype)
+    if rank <= rows:
+        return lead
+    pad = torch.randn(rows, rank - rows, generator=gen, dtype=unfolding.dtype)
+    return torch.cat([lead, pad], dim=1)
+
+
+def _start(x: torch.Tensor, rank: int, init: str, seed: int) -> list[torch.Tensor]:
+    """Starting factors ``[K_t, K_s, K_hw]`` (``x`` is ``(K, T, S)``)."""
+    gen = torch.Generator().manual_seed(seed)
+    k, t, s = x.shape
+    if init == "random":
+        return [torch.randn(n, rank, generator=gen, dtype=x.dtype) for n in (t, s, k)]
+    return [
+        _leading(x.permute(1, 0, 2).reshape(t, k * s), rank, gen),
+        _leading(x.permute(2, 0, 1).reshape(s, k * t), rank, gen),
+        _leading(x.reshape(k, t * s), rank, gen),
+    ]
+
+
+def _solve(mttkrp: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """``mttkrp @ inv(gram)`` for a symmetric PSD ``gram``, with a small ridge."""
+    ridge = CP_RIDGE * float(gram.diagonal().mean().clamp_min(1e-30))
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    chol, info = torch.linalg.cholesky_ex(gram + ridge * eye)
+    if int(info) != 0:
+        return torch.linalg.lstsq(gram + ridge * eye, mttkrp.T).solution.T
+    return torch.cholesky_solve(mttkrp.T, chol).T
+
+
+def _als(x: torch.Tensor, rank: int, init: str, seed: int, n_iter: int) -> Factors:
+    """ALS on ``x`` (``(K, T, S)`` float32, the kernel with its positions first)."""
+    a, b, c = _start(x, rank, init, seed)
+    norm_sq = float((x.double() ** 2).sum())
+    previous = math.inf
+    for _ in range(n_iter):
+        xb = torch.matmul(x, b)  # (K, T, R): W_k @ K_s
+        a = _solve((xb * c[:, None, :]).sum(0), (b.T @ b) * (c.T @ c))
+        xa = torch.matmul(x.transpose(1, 2), a)  # (K, S, R): W_k^T @ K_t
+        b = _solve((xa * c[:, None, :]).sum(0), (a.T @ a) * (c.T @ c))
+        m_c = (xa * b[None]).sum(1)  # (K, R)
+        c = _solve(m_c, (a.T @ a) * (b.T @ b))
+        inner = float((m_c * c).double().sum())
+        model_sq = float(((a.T @ a) * (b.T @ b) * (c.T @ c)).double().sum())
+        error = max(norm_sq - 2 * inner + model_sq, 0.0) / max(norm_sq, 1e-300)
+        if not math.isfinite(error):
+            break
+        if math.isfinite(previous) and abs(previous - error) <= CP_TOL * max(previous, 1e-12):
+            break
+        previous = error
+    return _balance(tuple(f.double() for f in (a, b, c)))
 
 
 def _balance(factors: Factors) -> Factors:
@@ -158,8 +218,8 @@ def _diagnose(weight: torch.Tensor, factors: Factors) -> str | None:
     norm = float(weight.norm())
     if norm == 0.0:
         return None
-    error = float((weight - _reconstruct(factors)).norm()) / norm
-    if not np.isfinite(error) or error > 1.0 + 1e-9:
+    error = float((weight - _reconstruct(factors, tuple(weight.shape))).norm()) / norm
+    if not math.isfinite(error) or error > 1.0 + 1e-9:
         return f"relative error {error:.3g} > 1"
     term_norms = torch.ones(factors[0].shape[1], dtype=torch.float64)
     for f in factors:
@@ -170,14 +230,15 @@ def _diagnose(weight: torch.Tensor, factors: Factors) -> str | None:
     return None
 
 
-def _fused_depthwise(k_h: torch.Tensor, k_w: torch.Tensor) -> torch.Tensor:
-    """``(R, 1, Dh, Dw)`` depthwise kernel: component ``r`` is ``K_h[:, r] K_w[:, r]^T``."""
-    return torch.einsum("hr,wr->rhw", k_h, k_w).unsqueeze(1)
+def _depthwise_kernel(k_hw: torch.Tensor, kernel_size: tuple[int, int]) -> torch.Tensor:
+    """``(R, 1, Dh, Dw)`` depthwise kernel: component ``r`` is ``K_hw[:, r]`` as ``Dh x Dw``."""
+    r = int(k_hw.shape[1])
+    return k_hw.T.reshape(r, 1, *kernel_size)
 
 
 @register_method("cp")
 class CP(DecompositionMethod):
-    """CP-ALS decomposition built as ``1x1``, one ``Dh x Dw`` depthwise, ``1x1`` convs.
+    """CP-ALS on the ``(T, S, Dh*Dw)`` kernel, built as ``1x1``, ``Dh x Dw`` depthwise, ``1x1``.
 
     Rank ``r``, full ``min(T, S)*Dh*Dw`` (exact construction there).
     """
@@ -197,7 +258,7 @@ class CP(DecompositionMethod):
     abbreviation = "CP"
     color = "#ff7f0e"
 
-    #: Attempts ``(init, random_state)`` in order; each state seeds a numpy ``RandomState``.
+    #: Starts ``(init, seed)`` tried in turn while the work budget lasts.
     attempts: tuple[tuple[str, int], ...] = (
         ("svd", CP_SEED),
         ("random", CP_SEED + 1),
@@ -207,12 +268,13 @@ class CP(DecompositionMethod):
     def cache_token(self) -> Hashable:
         """ALS settings that change the factors (part of the decomposition cache key)."""
         return (
-            "als",
+            "als3",
             self.attempts,
             CP_N_ITER_MAX,
             CP_MIN_ITER,
             CP_TOL,
             CP_ALS_WORK_BUDGET,
+            CP_RIDGE,
             DEGENERACY_RATIO,
         )
 
@@ -220,6 +282,44 @@ class CP(DecompositionMethod):
         """``{"r": min(T, S)*Dh*Dw}``."""
         kh, kw = layer.kernel_size
         return {"r": min(layer.in_channels, layer.out_channels) * kh * kw}
+
+    def feasible(self, layer: LayerInfo, ranks: Ranks) -> bool:
+        """Whether ALS at ``ranks`` gets :data:`CP_MIN_ITER` sweeps within the work budget
+        (the exact construction at full rank always is)."""
+        r = ranks["r"]
+        if r >= self.rank_space(layer)["r"]:
+            return True
+        return als_iterations(tuple(layer.weight_shape), r) >= CP_MIN_ITER
+
+    def useful_ranks(
+        self,
+        layer: LayerInfo,
+        options: Options | None = None,
+        *,
+        min_rank: int = 1,
+        max_points: int = 48,
+    ) -> list[dict[str, int]]:
+        """The base class's useful ranks where ALS fits its work budget (:meth:`feasible`)."""
+        ranks = super().useful_ranks(layer, options, min_rank=min_rank, max_points=max_points)
+        return [r for r in ranks if self.feasible(layer, r)]
+
+    def bound_note(self, layer: LayerInfo) -> str | None:
+        """Which ranks CP-ALS's work budget leaves out on ``layer``, or None."""
+        every = DecompositionMethod.useful_ranks(self, layer)
+        kept = [r for r in every if self.feasible(layer, r)]
+        if len(kept) == len(every):
+            return None
+        if not kept:
+            return (
+                f"cp on {layer.name}: not offered: CP-ALS at its cheapest useful rank needs "
+                f"more than {CP_ALS_WORK_BUDGET:.3g} flop-units"
+            )
+        top = kept[-1]
+        share = self.macs(layer, top) / max(layer.macs, 1)
+        return (
+            f"cp on {layer.name}: ranks above r={top['r']} ({share:.0%} of the layer's MACs) "
+            f"not offered: CP-ALS there needs more than {CP_ALS_WORK_BUDGET:.3g} flop-units"
+        )
 
     def vbmf_matrices(
         self, weight: torch.Tensor, layer: LayerInfo, options: Options
@@ -256,36 +356,42 @@ class CP(DecompositionMethod):
         r = ranks["r"]
         return tuple(
             torch.randn(n, r, generator=generator, dtype=torch.float64)
-            for n in (layer.out_channels, layer.in_channels, kh, kw)
+            for n in (layer.out_channels, layer.in_channels, kh * kw)
         )
 
     def decompose(
         self, weight: torch.Tensor, layer: LayerInfo, ranks: Ranks, options: Options
     ) -> Factors:
-        """``(K_t (T, R), K_s (S, R), K_h (Dh, R), K_w (Dw, R))`` (float64).
+        """``(K_t (T, R), K_s (S, R), K_hw (Dh*Dw, R))`` (float64).
 
         Raises:
-            DecompositionError: every ALS attempt diverged or degenerated.
+            DecompositionError: every ALS attempt diverged or degenerated, or the rank needs
+                more work than :data:`CP_ALS_WORK_BUDGET` allows.
         """
         weight = weight.detach().to("cpu", torch.float64)
         r = ranks["r"]
         if r >= self.rank_space(layer)["r"]:
             return cp_exact(weight, r)
-        array = weight.numpy()
+        shape = tuple(weight.shape)
+        t, s, dh, dw = shape
+        x = weight.reshape(t, s, dh * dw).permute(2, 0, 1).contiguous().float()
+        per_sweep = sweep_work(shape, r)
+        left = CP_ALS_WORK_BUDGET
         problems = []
-        for init, state in self.attempts:
-            try:
-                factors = _run_parafac(array, r, init, state)
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
-                problems.append(f"init={init!r} random_state={state}: {exc}")
-                continue
+        for init, seed in self.attempts:
+            n_iter = int(min(CP_N_ITER_MAX, left // per_sweep))
+            if n_iter < CP_MIN_ITER:
+                problems.append(f"init={init!r} seed={seed}: not run, the work budget is spent")
+                break
+            left -= n_iter * per_sweep
+            factors = _als(x, r, init, seed, n_iter)
             problem = _diagnose(weight, factors)
             if problem is None:
                 return factors
-            problems.append(f"init={init!r} random_state={state}: {problem}")
+            problems.append(f"init={init!r} seed={seed}: {problem}")
         raise DecompositionError(
-            f"layer {layer.name!r}: CP-ALS at rank r={r} failed after "
-            f"{len(self.attempts)} attempts ({'; '.join(problems)})"
+            f"layer {layer.name!r}: CP-ALS at rank r={r} failed ({'; '.join(problems)}); "
+            f"ALS may spend {CP_ALS_WORK_BUDGET:.3g} flop-units, a sweep costs {per_sweep:.3g}"
         )
 
     def to_module(
@@ -295,15 +401,15 @@ class CP(DecompositionMethod):
         bias: torch.Tensor | None,
         options: Options,
     ) -> nn.Module:
-        """``Sequential(1x1 S->R, depthwise DhxDw (fused K_h K_w^T), 1x1 R->T + bias)``."""
-        k_t, k_s, k_h, k_w = factors
+        """``Sequential(1x1 S->R, depthwise DhxDw (K_hw), 1x1 R->T + bias)``."""
+        k_t, k_s, k_hw = factors
         r = int(k_t.shape[1])
         return nn.Sequential(
             conv(layer.in_channels, r, k_s.T[:, :, None, None]),
             conv(
                 r,
                 r,
-                _fused_depthwise(k_h, k_w),
+                _depthwise_kernel(k_hw, layer.kernel_size),
                 stride=layer.stride,
                 padding=layer.padding,
                 dilation=layer.dilation,
@@ -313,44 +419,5 @@ class CP(DecompositionMethod):
         )
 
     def reconstruct(self, layer: LayerInfo, factors: Factors, options: Options) -> torch.Tensor:
-        """``sum_r K_t[:, r] ∘ K_s[:, r] ∘ K_h[:, r] ∘ K_w[:, r]``."""
-        return _reconstruct(factors)
-
-
-def unfused_module(layer: LayerInfo, factors: Factors, bias: torch.Tensor | None) -> nn.Module:
-    """The older CP chain ``1x1, depthwise Dhx1, depthwise 1xDw, 1x1`` (reference and benchmark).
-
-    Args:
-        layer: The dense layer's description.
-        factors: CP factors ``(K_t, K_s, K_h, K_w)``.
-        bias: The dense bias or None.
-
-    Returns:
-        A float32 ``nn.Sequential`` computing the same function as :meth:`CP.to_module`.
-    """
-    k_t, k_s, k_h, k_w = factors
-    r = int(k_t.shape[1])
-    (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
-    kh, kw = int(k_h.shape[0]), int(k_w.shape[0])
-    return nn.Sequential(
-        conv(layer.in_channels, r, k_s.T[:, :, None, None]),
-        conv(
-            r,
-            r,
-            k_h.T.reshape(r, 1, kh, 1),
-            stride=(sh, 1),
-            padding=(ph, 0),
-            dilation=(dh, 1),
-            groups=r,
-        ),
-        conv(
-            r,
-            r,
-            k_w.T.reshape(r, 1, 1, kw),
-            stride=(1, sw),
-            padding=(0, pw),
-            dilation=(1, dw),
-            groups=r,
-        ),
-        conv(r, layer.out_channels, k_t[:, :, None, None], bias=bias),
-    )
+        """``sum_r K_t[:, r] ∘ K_s[:, r] ∘ K_hw[:, r]`` as ``(T, S, Dh, Dw)``."""
+        return _reconstruct(factors, tuple(layer.weight_shape))

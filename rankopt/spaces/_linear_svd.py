@@ -9,13 +9,19 @@ from torch import nn
 
 from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
 from rankopt.spaces._layer import LayerInfo
-from rankopt.spaces._svd import SVDBasis, bias_params, matrix_svd, split_truncated
+from rankopt.spaces._svd import (
+    BoundedMatrixRanks,
+    SVDBasis,
+    bias_params,
+    bounded_svd,
+    split_truncated,
+)
 
 __all__ = ["LinearSVD"]
 
 
 @register_method("linear_svd")
-class LinearSVD(DecompositionMethod):
+class LinearSVD(BoundedMatrixRanks, DecompositionMethod):
     """``Linear in -> R`` (no bias) then ``Linear R -> out`` (with the original bias).
 
     Full rank is ``min(in, out)``; MACs are ``R*(in + out)*P`` with ``P`` the number of
@@ -36,6 +42,10 @@ class LinearSVD(DecompositionMethod):
             return layer.reason
         return None
 
+    def matrix_shape(self, layer: LayerInfo) -> tuple[int, int]:
+        """``(out, in)``."""
+        return layer.out_channels, layer.in_channels
+
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r": min(in, out)}``."""
         return {"r": min(layer.in_channels, layer.out_channels)}
@@ -55,8 +65,8 @@ class LinearSVD(DecompositionMethod):
         return ranks["r"] * (layer.in_channels + layer.out_channels) * layer.out_positions
 
     def cache_basis(self, weight: torch.Tensor, layer: LayerInfo, options: Options) -> SVDBasis:
-        """SVD basis of the ``(out, in)`` weight."""
-        return matrix_svd(weight)
+        """SVD basis of the ``(out, in)`` weight (partial above the budget)."""
+        return bounded_svd(weight)
 
     def decompose_from_basis(
         self,

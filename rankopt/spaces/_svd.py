@@ -10,7 +10,24 @@ from torch import nn
 from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
 from rankopt.spaces._layer import LayerInfo
 
-__all__ = ["ChannelSVD", "SVDBasis", "matrix_svd", "split_truncated", "sym_eig_desc"]
+__all__ = [
+    "MATRIX_WORK_BUDGET",
+    "BoundedMatrixRanks",
+    "ChannelSVD",
+    "SVDBasis",
+    "bounded_svd",
+    "matrix_svd",
+    "partial_rank",
+    "split_truncated",
+    "sym_eig_desc",
+]
+
+MATRIX_WORK_BUDGET = 6e10
+"""Flop-units one matrix basis may cost (about 4 s on one core here). Above it the basis is
+a randomized partial SVD (:func:`bounded_svd`) and only ranks up to :func:`partial_rank` are
+offered: VGG-16's first classifier layer (4096 x 25088) needs 8.4e11 for its Gram matrix
+(50 s and 1.4 GB measured)."""
+_OVERSAMPLE = 10
 
 SVDBasis = tuple[torch.Tensor, torch.Tensor]
 """``(vecs, s)``: singular vectors of the smaller side of a matrix and its singular values.
@@ -43,6 +60,81 @@ def matrix_svd(matrix: torch.Tensor) -> SVDBasis:
     gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
     vals, vecs = sym_eig_desc(gram)
     return vecs, vals.sqrt()
+
+
+def _exact_work(m: int, n: int) -> float:
+    k = min(m, n)
+    return 2.0 * m * n * k + 10.0 * k**3
+
+
+def partial_rank(m: int, n: int) -> int:
+    """Largest rank of an ``(m, n)`` matrix whose basis fits :data:`MATRIX_WORK_BUDGET`:
+    ``min(m, n)`` when the exact Gram eigensolve fits, else what a randomized range finder
+    with one power iteration (``8*m*n*(k + 10)`` flop-units) can afford (at least 1)."""
+    if _exact_work(m, n) <= MATRIX_WORK_BUDGET:
+        return min(m, n)
+    return max(1, min(min(m, n), int(MATRIX_WORK_BUDGET // (8 * m * n)) - _OVERSAMPLE))
+
+
+def bounded_svd(matrix: torch.Tensor) -> SVDBasis:
+    """:func:`matrix_svd` where it fits the budget, else the leading ``partial_rank``
+    singular directions by a seeded randomized range finder (Halko et al. 2011, one power
+    iteration), computed in ``matrix``'s dtype and returned in it."""
+    m, n = matrix.shape
+    k = partial_rank(m, n)
+    if k == min(m, n):
+        return matrix_svd(matrix)
+    a = matrix if m <= n else matrix.T  # (small, big): the basis lives on the small side
+    gen = torch.Generator().manual_seed(0)
+    omega = torch.randn(a.shape[1], k + _OVERSAMPLE, generator=gen, dtype=a.dtype)
+    q, _ = torch.linalg.qr(a @ omega)
+    q, _ = torch.linalg.qr(a @ (a.T @ q))
+    b = q.T @ a
+    vals, vecs = sym_eig_desc((b @ b.T).double())
+    u = (q.double() @ vecs)[:, :k]
+    return u.to(matrix.dtype).contiguous(), vals[:k].sqrt().to(matrix.dtype)
+
+
+class BoundedMatrixRanks:
+    """Mixin of the methods that factorise one matrix per layer (:meth:`matrix_shape`):
+    ranks above :func:`partial_rank` are not offered, and :meth:`bound_note` says so."""
+
+    name: str
+
+    def matrix_shape(self, layer: LayerInfo) -> tuple[int, int]:
+        """``(m, n)`` of the matrix the method factorises on ``layer``."""
+        raise NotImplementedError
+
+    def useful_ranks(
+        self,
+        layer: LayerInfo,
+        options: Options | None = None,
+        *,
+        min_rank: int = 1,
+        max_points: int = 48,
+    ) -> list[dict[str, int]]:
+        """The cost-useful ranks up to :func:`partial_rank` of the layer's matrix."""
+        cap = partial_rank(*self.matrix_shape(layer))
+        ranks = DecompositionMethod.useful_ranks(
+            self,  # type: ignore[arg-type]
+            layer,
+            options,
+            min_rank=min_rank,
+            max_points=max_points,
+        )
+        return [r for r in ranks if r["r"] <= cap]
+
+    def bound_note(self, layer: LayerInfo) -> str | None:
+        """Which ranks the matrix budget leaves out on ``layer``, or None."""
+        m, n = self.matrix_shape(layer)
+        cap = partial_rank(m, n)
+        if cap >= min(m, n):
+            return None
+        return (
+            f"{self.name} on {layer.name}: ranks above r={cap} not offered: an exact basis "
+            f"of its {m} x {n} matrix needs {_exact_work(m, n):.3g} flop-units, more than "
+            f"{MATRIX_WORK_BUDGET:.3g}"
+        )
 
 
 def split_truncated(
@@ -107,7 +199,7 @@ def bias_params(layer: LayerInfo) -> int:
 
 
 @register_method("svd")
-class ChannelSVD(DecompositionMethod):
+class ChannelSVD(BoundedMatrixRanks, DecompositionMethod):
     """Channel SVD: a ``Dh x Dw`` conv ``S -> R`` (original stride/padding/dilation), then a
     ``1x1`` conv ``R -> T`` with the bias.
 
@@ -120,6 +212,11 @@ class ChannelSVD(DecompositionMethod):
     label = "channel SVD"
     abbreviation = "SVD"
     color = "#2ca02c"
+
+    def matrix_shape(self, layer: LayerInfo) -> tuple[int, int]:
+        """``(T, S*Dh*Dw)``."""
+        kh, kw = layer.kernel_size
+        return layer.out_channels, layer.in_channels * kh * kw
 
     def rank_space(self, layer: LayerInfo, options: Options | None = None) -> dict[str, int]:
         """``{"r": min(T, S*Dh*Dw)}``."""
@@ -144,8 +241,8 @@ class ChannelSVD(DecompositionMethod):
         return layer.out_positions * ranks["r"] * (layer.in_channels * kh * kw + layer.out_channels)
 
     def cache_basis(self, weight: torch.Tensor, layer: LayerInfo, options: Options) -> SVDBasis:
-        """SVD basis of ``W.reshape(T, S*Dh*Dw)``."""
-        return matrix_svd(weight.reshape(weight.shape[0], -1))
+        """SVD basis of ``W.reshape(T, S*Dh*Dw)`` (partial above the budget)."""
+        return bounded_svd(weight.reshape(weight.shape[0], -1))
 
     def decompose_from_basis(
         self,

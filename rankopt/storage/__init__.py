@@ -19,6 +19,7 @@ from rankopt._lazy import lazy_names
 
 if TYPE_CHECKING:
     from rankopt.storage._attrs import best_first, is_repeat, trial_accuracy
+    from rankopt.storage._claim import claim, read_results, write_result
     from rankopt.storage._files import atomic_write, default_cache_dir
     from rankopt.storage._open import load_study, mask_url, open_storage
     from rankopt.storage._queue import queued_line
@@ -28,6 +29,9 @@ _LAZY: dict[str, str] = {
     "best_first": "rankopt.storage._attrs",
     "is_repeat": "rankopt.storage._attrs",
     "trial_accuracy": "rankopt.storage._attrs",
+    "claim": "rankopt.storage._claim",
+    "read_results": "rankopt.storage._claim",
+    "write_result": "rankopt.storage._claim",
     "atomic_write": "rankopt.storage._files",
     "default_cache_dir": "rankopt.storage._files",
     "load_study": "rankopt.storage._open",
@@ -44,12 +48,15 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY)
 __all__ = [
     "atomic_write",
     "best_first",
+    "claim",
     "default_cache_dir",
     "is_repeat",
     "load_study",
     "mask_url",
     "open_storage",
     "queued_line",
+    "read_results",
     "run_workers",
     "trial_accuracy",
+    "write_result",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-__all__ = ["claim", "claim_key"]
+__all__ = ["claim", "claim_key", "read_results", "result_key", "write_result"]
 
 _MEMORY_LOCK = threading.Lock()
 
@@ -113,3 +113,24 @@ def _stale(value_json: str, lease_s: float | None, now_s: float) -> bool:
     except (ValueError, TypeError, KeyError):
         return True
     return now_s - since > lease_s
+
+
+def result_key(what: str) -> str:
+    """The study system attr key of the stored result of the claimed ``what``."""
+    return f"rankopt:result:{what}"
+
+
+def write_result(study: optuna.Study, what: str, value: Any) -> None:
+    """Store the result of the claimed work ``what`` (JSON-ready ``value``) on ``study``.
+
+    Written once by the claim's holder; a worker that took a stale claim over and finishes
+    the same work writes the same value.
+    """
+    study._storage.set_study_system_attr(study._study_id, result_key(what), value)
+
+
+def read_results(study: optuna.Study, prefix: str) -> dict[str, Any]:
+    """Stored results whose ``what`` starts with ``prefix``: ``{what without prefix: value}``."""
+    head = result_key(prefix)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return {k[len(head) :]: v for k, v in attrs.items() if k.startswith(head)}

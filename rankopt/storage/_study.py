@@ -6,7 +6,8 @@ Seeding it once across workers is :mod:`rankopt.search.seeding._enqueue` (under 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -18,19 +19,41 @@ from rankopt.storage._open import is_sqlite_locked, sqlite_locked_error
 
 __all__ = ["check_compatible", "create_or_load", "quiet_optuna"]
 
+
 def create_or_load(
     name: str,
     storage: BaseStorage | None,
     directions: list[Literal["minimize", "maximize"]],
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    metric_names: Sequence[str] | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study; when it exists (same command again, or another worker), load it.
 
     Creation is atomic in the storage, so among workers that start together exactly one
     creates the study; seeding is separate (:func:`enqueue_seeds_once`), so that any worker
     seeds a study whose creator died before it could.
+
+    ``metric_names`` (the objectives, one per direction) are set with Optuna's
+    ``set_metric_names`` when the study has none, on a new study and on one an earlier
+    version made: optuna-dashboard and ``trials_dataframe`` then label the values
+    ``accuracy`` / ``macs`` instead of "Objective 0 / 1".
     """
+    study, created = _create_or_load(name, storage, directions, sampler, pruner)
+    if metric_names is not None and study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))
+    return study, created
+
+
+def _create_or_load(
+    name: str,
+    storage: BaseStorage | None,
+    directions: list[Literal["minimize", "maximize"]],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[optuna.Study, bool]:
     try:
         study = optuna.create_study(
             storage=storage,

@@ -1,18 +1,13 @@
 """The study loop: settings, sampler, data checks, progress, and ``search()`` itself.
 
 This package's ``__init__`` is light (no torch, no optuna): the command line reads
-:data:`DEFAULT_N_TRIALS` from it for ``rankopt --help``.
+:data:`DEFAULT_N_TRIALS` (through :class:`SearchSettings`) for ``rankopt --help``. The
+command line's model and data defaults are :mod:`rankopt._defaults`.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_DATA", "DEFAULT_MODEL", "DEFAULT_N_TRIALS"]
-
-DEFAULT_MODEL = "resnet8"
-"""The built-in model of ``rankopt search`` and ``apply`` / ``finetune`` unless told."""
-
-DEFAULT_DATA = "mnist5k"
-"""The built-in data set of the command line unless told."""
+__all__ = ["DEFAULT_N_TRIALS"]
 
 DEFAULT_N_TRIALS = 16
 """Trials of a search unless told (``rankopt.search(n_trials=...)``, ``--n-trials``).

@@ -15,14 +15,13 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rankopt._signals import ctrl_c_interrupts
 from rankopt._version import __version__
 from rankopt.budget._budget import Budget, parse_budget
 from rankopt.data import as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import profile
 from rankopt.evaluators._device import Device, on_device, resolve_device
-from rankopt.latency._measure import DEFAULT_LATENCY_THREADS
-from rankopt.search.loop import DEFAULT_N_TRIALS
 from rankopt.search.loop._inputs import (
     Data,
     check_data,
@@ -32,8 +31,7 @@ from rankopt.search.loop._inputs import (
 )
 from rankopt.search.loop._progress import TrialReporter, progress_printer
 from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
-from rankopt.search.loop._settings import DEFAULT_LATENCY_RUNTIME as DEFAULT_RUNTIME
-from rankopt.search.loop._settings import PLAN_ERROR_LIMIT, SearchSettings
+from rankopt.search.loop._settings import SearchSettings, setting_defaults
 from rankopt.search.objective._duplicates import (
     DistinctTrialsStopper,
     max_attempts,
@@ -44,7 +42,7 @@ from rankopt.search.objective._sensitivity import study_sensitivity
 from rankopt.search.seeding._enqueue import enqueue_seeds_once
 from rankopt.search.seeding._seeding import seed_trials
 from rankopt.search.space._reach import check_budget
-from rankopt.search.space._space import DEFAULT_MIN_LAYER_SHARE, SearchSpace
+from rankopt.search.space._space import SearchSpace
 from rankopt.storage._heartbeat import fail_lost_trials
 from rankopt.storage._open import is_shared, open_storage
 from rankopt.storage._open import sqlite_lock_errors as _sqlite_lock_errors
@@ -52,6 +50,8 @@ from rankopt.storage._queue import queued_line
 from rankopt.storage._study import check_compatible, create_or_load, quiet_optuna
 
 __all__ = ["search"]
+
+_D = SearchSettings  # its fields' defaults are search()'s (class attributes of the dataclass)
 
 
 def search(
@@ -62,41 +62,41 @@ def search(
     max_macs: float | int | str | None = None,
     max_params: float | int | str | None = None,
     max_latency: float | str | None = None,
-    objectives: Sequence[str] = ("accuracy", "macs"),
-    methods: Sequence[str] | None = None,
-    n_trials: int = DEFAULT_N_TRIALS,
-    timeout: float | None = None,
-    sampler: str | optuna.samplers.BaseSampler = "tpe",
+    objectives: Sequence[str] = _D.objectives,
+    methods: Sequence[str] | None = _D.methods,
+    n_trials: int = _D.n_trials,
+    timeout: float | None = _D.timeout,
+    sampler: str | optuna.samplers.BaseSampler = _D.sampler,
     pruner: optuna.pruners.BasePruner | None = None,
     storage: str | BaseStorage | None = None,
     study_name: str | None = None,
-    seed: int = 0,
-    repair: str = "repair",
-    finetune_steps: int = 120,
-    finetune_samples: int = 2048,
-    batch_size: int = 64,
-    lr: float = 0.01,
-    distill_weight: float = 0.7,
-    temperature: float = 4.0,
-    report_every: int | None = None,
-    seed_with_vbmf: bool = True,
-    min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
-    rank_multiple: int | None = None,
-    measure_latency: bool = False,
-    latency_runtime: str | None = DEFAULT_RUNTIME,
-    allow_slower: bool = False,
-    latency_threads: int = DEFAULT_LATENCY_THREADS,
-    latency_tolerance: float = PLAN_ERROR_LIMIT,
+    seed: int = _D.seed,
+    repair: str = _D.repair,
+    finetune_steps: int = _D.finetune_steps,
+    finetune_samples: int = _D.finetune_samples,
+    batch_size: int = _D.batch_size,
+    lr: float = _D.lr,
+    distill_weight: float = _D.distill_weight,
+    temperature: float = _D.temperature,
+    report_every: int | None = _D.report_every,
+    seed_with_vbmf: bool = _D.seed_with_vbmf,
+    min_layer_share: float = _D.min_layer_share,
+    rank_multiple: int | None = _D.rank_multiple,
+    measure_latency: bool = _D.measure_latency,
+    latency_runtime: str | None = _D.latency_runtime,
+    allow_slower: bool = _D.allow_slower,
+    latency_threads: int = _D.latency_threads,
+    latency_tolerance: float = _D.latency_tolerance,
     model_name: str = "model",
     data_name: str = "data",
     input_shape: Sequence[int] | None = None,
-    n_threads: int | None = None,
+    n_threads: int | None = _D.n_threads,
     heartbeat_interval: int | None = None,
-    worker_index: int | None = None,
+    worker_index: int | None = _D.worker_index,
     progress: Callable[[str], None] | bool | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
-    device: Device | None = "auto",
-    num_workers: int = 0,
+    device: Device | None = _D.device,
+    num_workers: int = _D.num_workers,
 ) -> optuna.Study:
     """Search per-layer decomposition methods and ranks under a budget.
 
@@ -188,10 +188,9 @@ def search(
         StorageError: the storage cannot be opened, or the named study was made for
             another model or budget.
     """
-    settings = SearchSettings.from_kwargs(
-        **{k: v for k, v in locals().items() if k not in ("model", "max_latency")}
-    )
-    with quiet_optuna():
+    given = locals()
+    settings = SearchSettings.from_kwargs(**{k: given[k] for k in setting_defaults()})
+    with quiet_optuna(), ctrl_c_interrupts():
         return _search(
             model,
             train_data,
@@ -275,7 +274,7 @@ def _search(
         n_startup_trials=s.max_seeds,
     )
     opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
-    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner)
+    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner, s.objectives)
 
     model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
     data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
@@ -308,8 +307,8 @@ def _search(
         if key not in present:
             study.set_user_attr(key, value)
 
-    sensitivity = study_sensitivity(study, model, space, data, say)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    sensitivity = study_sensitivity(study, model, space, data, say, worker=worker)
     if s.seed_with_vbmf:
         # Any worker that finds the study without its seeds enqueues them, exactly once
         # across workers (a claim in the database): the creator may have died before.

@@ -1,30 +1,29 @@
-"""The options of one search, validated in one place (:class:`SearchSettings`)."""
+"""The options of one search, validated in one place (:class:`SearchSettings`).
+
+The fields' defaults are the defaults of :func:`rankopt.search` and of ``rankopt search``
+(:func:`setting_defaults`). This module is light (no torch, no optuna at import): the command
+line builds ``rankopt --help`` from it; the checks import what they need when they run.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any
-
-import optuna
+from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from rankopt._defaults import DEFAULT_LATENCY_RUNTIME
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
-from rankopt.evaluators._device import resolve_device
-from rankopt.latency._measure import DEFAULT_LATENCY_THREADS, check_latency_threads
-from rankopt.latency._runtimes import RUNTIMES, get_runtime
+from rankopt.latency import DEFAULT_LATENCY_THREADS, RUNTIMES, get_runtime
 from rankopt.search.loop import DEFAULT_N_TRIALS
-from rankopt.search.loop._sampler import SAMPLERS
-from rankopt.search.objective._objective import (
-    OBJECTIVE_DIRECTIONS,
-    FinetuneSettings,
-    settings_dict,
-)
-from rankopt.search.space._space import DEFAULT_MIN_LAYER_SHARE
-from rankopt.spaces import list_methods
+from rankopt.search.space import DEFAULT_MIN_LAYER_SHARE
 
-__all__ = ["DEFAULT_LATENCY_RUNTIME", "SearchSettings"]
+if TYPE_CHECKING:
+    import optuna
+
+    from rankopt.search.objective._objective import FinetuneSettings
+
+__all__ = ["DEFAULT_LATENCY_RUNTIME", "SearchSettings", "setting_defaults"]
 
 REPAIR_MODES = ("repair", "constraint")
 
@@ -79,12 +78,23 @@ class SearchSettings:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SearchSettings:
-        """Settings from :func:`rankopt.search`'s keyword arguments (others are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in kwargs.items() if k in names})
+        """Settings from keyword arguments named like the fields.
+
+        Raises:
+            UnknownNameError: a name that is not a setting (named, with the closest setting).
+        """
+        names = [f.name for f in fields(cls)]
+        for key in kwargs:
+            if key not in names:
+                raise UnknownNameError("setting", key, names)
+        return cls(**kwargs)
 
     def validate(self) -> None:
         """Raise the first rule a value breaks (see the class docstring)."""
+        from rankopt.latency import check_latency_threads
+        from rankopt.search.loop._sampler import SAMPLERS
+        from rankopt.spaces import list_methods
+
         _check_objectives(self.objectives)
         if self.repair not in REPAIR_MODES:
             raise SettingsError(f"repair = {self.repair!r}; choose 'repair' or 'constraint'")
@@ -157,6 +167,8 @@ class SearchSettings:
 
     def finetune(self) -> FinetuneSettings:
         """The proxy fine-tune of every trial."""
+        from rankopt.search.objective._objective import FinetuneSettings
+
         report_every = self.report_every
         if report_every is None:
             report_every = max(1, self.finetune_steps // 4) if self.single_objective else 0
@@ -171,6 +183,9 @@ class SearchSettings:
 
     def to_study_attr(self, eligible_layers: Sequence[str]) -> dict[str, Any]:
         """The study's ``settings`` user attribute (JSON)."""
+        from rankopt.evaluators._device import resolve_device
+        from rankopt.search.objective._objective import settings_dict
+
         sampler = self.sampler
         return {
             "methods": list(self.methods) if self.methods is not None else None,
@@ -187,6 +202,12 @@ class SearchSettings:
             "eligible_layers": list(eligible_layers),
             "device": str(resolve_device(self.device)),
         }
+
+
+def setting_defaults() -> dict[str, Any]:
+    """Each setting's default, by field name: the one place a search's defaults are written
+    (:func:`rankopt.search`'s signature and ``rankopt search``'s options read them)."""
+    return {f.name: f.default for f in fields(SearchSettings) if f.default is not MISSING}
 
 
 def _check_runtime(s: SearchSettings) -> None:
@@ -212,6 +233,8 @@ def _check_runtime(s: SearchSettings) -> None:
 
 
 def _check_objectives(objs: tuple[str, ...]) -> None:
+    from rankopt.search.objective._objective import OBJECTIVE_DIRECTIONS
+
     if not objs or objs[0] != "accuracy":
         raise RankoptError(
             f"objectives = {list(objs)}: the first objective must be 'accuracy'; "

@@ -46,14 +46,17 @@ class FinetuneSettings:
         temperature: Distillation temperature.
         distill_weight: Weight of the distillation term (the rest is cross-entropy).
         report_every: Steps between intermediate validation reports (pruning); 0 = none.
+
+    No defaults here: :meth:`SearchSettings.finetune` builds it from the search's settings,
+    whose fields hold the defaults.
     """
 
-    steps: int = 120
-    batch_size: int = 64
-    lr: float = 0.01
-    temperature: float = 4.0
-    distill_weight: float = 0.7
-    report_every: int = 0
+    steps: int
+    batch_size: int
+    lr: float
+    temperature: float
+    distill_weight: float
+    report_every: int
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,9 @@ def _target(space: SearchSpace, budget: Budget, with_target: bool) -> float | No
     if not with_target:
         return None
     low, high = space.target_range(budget)
-    if budget.max_macs is not None:
-        wanted = budget.max_macs / space.profile.macs
-    elif budget.max_params is not None:
-        wanted = budget.max_params / space.profile.n_params
+    lead = budget.leading()
+    if lead in ("macs", "n_params"):
+        wanted = budget.limits()[lead] / space.dense_costs()[lead]
     else:
         wanted = NO_BUDGET_TARGET
     return min(high, max(low, wanted))
@@ -83,11 +82,11 @@ def _vbmf_weights(
     modules = dict(model.named_modules())
     fractions: dict[str, float] = {}
     for name, method in methods.items():
-        if not get_method(method).supports_vbmf:
-            continue
+        info = space.layer(name)
+        if not get_method(method).supports_vbmf or get_method(method).bound_note(info):
+            continue  # a layer too large for an exact spectrum gets no VBMF weight
         module = modules[name]
         assert isinstance(module, nn.Conv2d | nn.Linear)
-        info = space.layer(name)
         full = get_method(method).rank_space(info, get_method(method).default_options(info))
         ranks = vbmf_ranks(module, method)
         parts = [max(1, ranks[k]) / full[k] for k in full]

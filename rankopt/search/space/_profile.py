@@ -33,6 +33,10 @@ class SensitivityProfile:
         wall_time_s: Time the measurement took.
         failed: ``layer -> method -> reason`` where a decomposition failed (those points
             score :data:`rankopt.search.objective._sensitivity.FAILED_SCORE`).
+        timing: What the measurement cost: ``decompose_s`` (method -> seconds),
+            ``forward_s`` (captures and scoring passes), ``capture_s``, ``floor_s`` (one
+            dense forward over the images), ``n_pairs``, ``n_points``; empty for profiles
+            stored before issue 36.
     """
 
     points: Mapping[str, Mapping[str, Points]]
@@ -40,6 +44,7 @@ class SensitivityProfile:
     n_images: int = 0
     wall_time_s: float = 0.0
     failed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    timing: Mapping[str, Any] = field(default_factory=dict)
 
     def score(self, layer: str, method: str, macs: int) -> float:
         """Interpolated score of ``method`` on ``layer`` at ``macs`` (linear in log MACs).
@@ -76,6 +81,7 @@ class SensitivityProfile:
             "n_images": self.n_images,
             "wall_time_s": self.wall_time_s,
             "failed": {layer: dict(m) for layer, m in self.failed.items()},
+            "timing": dict(self.timing),
         }
 
     @classmethod
@@ -92,6 +98,7 @@ class SensitivityProfile:
             n_images=int(data.get("n_images", 0)),
             wall_time_s=float(data.get("wall_time_s", 0.0)),
             failed={k: dict(v) for k, v in data.get("failed", {}).items()},
+            timing=dict(data.get("timing", {})),
         )
 
     def covers(self, choices: Mapping[str, Any]) -> bool:

@@ -38,16 +38,14 @@ from rankopt.errors import UnknownNameError
 from rankopt.evaluators import ModelProfile
 from rankopt.latency import LatencyTable
 from rankopt.plan import CompressionPlan, LayerPlan
+from rankopt.search.space import DEFAULT_MIN_LAYER_SHARE
 from rankopt.search.space._allocation import Candidate, allocate, allocate_uniform, resource
 from rankopt.search.space._profile import SensitivityProfile
 from rankopt.search.space._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
 from rankopt.search.space._reach import min_cost, min_latency_ms
 from rankopt.spaces import LayerInfo, get_method, list_methods, round_ranks
 
-__all__ = ["DEFAULT_MIN_LAYER_SHARE", "Proposal", "Realised", "SearchSpace"]
-
-DEFAULT_MIN_LAYER_SHARE = 0.005
-"""Layers below this share of the dense model's MACs and of its parameters stay dense."""
+__all__ = ["Proposal", "Realised", "SearchSpace"]
 
 
 class SearchSpace:
@@ -207,9 +205,10 @@ class SearchSpace:
     def target_range(self, budget: Budget) -> tuple[float, float]:
         """Range of the ``target`` parameter: the cheapest reachable fraction to 1."""
         macs, n_params = min_cost(self)
-        if budget.max_macs is None and budget.max_params is not None:
+        lead = budget.leading()
+        if lead == "n_params":
             return min(1.0, n_params / self.profile.n_params), 1.0
-        if budget.max_macs is None and budget.max_latency_ms:
+        if lead == "latency_ms":
             low = min_latency_ms(self)
             dense = self.dense_costs()
             return min(1.0, max(low[b] / dense[f"latency_ms@{b}"] for b in low)), 1.0
@@ -306,20 +305,7 @@ class SearchSpace:
         """The budget a proposal is allocated to: its ``target`` fraction, else ``budget``."""
         if proposal.target is None:
             return budget
-        cap = budget.latency_cap_ms  # the cap holds whatever the target
-        if budget.max_macs is None and budget.max_params is not None:
-            return Budget(
-                max_params=int(proposal.target * self.profile.n_params), latency_cap_ms=cap
-            )
-        if budget.max_macs is None and budget.max_latency_ms:
-            return Budget(
-                max_latency_ms=tuple(
-                    (b, proposal.target * self.dense_costs()[f"latency_ms@{b}"])
-                    for b, _ in budget.max_latency_ms
-                ),
-                latency_cap_ms=cap,
-            )
-        return Budget(max_macs=int(proposal.target * self.profile.macs), latency_cap_ms=cap)
+        return budget.scaled(proposal.target, self.dense_costs())
 
     def realise(
         self, proposal: Proposal, budget: Budget, sensitivity: SensitivityProfile
