@@ -32,7 +32,6 @@ from rankopt.evaluators import calibrate_bn, compute_logits, profile
 from rankopt.models import get_pretrained
 from rankopt.plan import apply_plan
 from rankopt.search.objective import _fisher
-from rankopt.search.objective import _sensitivity as _sens
 from rankopt.search.objective._sensitivity import kl_score, measure_sensitivity
 from rankopt.search.space._space import SearchSpace
 
@@ -47,13 +46,7 @@ def main() -> None:
     parser.add_argument(
         "--fisher-classes", type=int, default=None, help="override FISHER_CLASSES (a study)"
     )
-    parser.add_argument(
-        "--no-centre", action="store_true", help="score raw output changes (a study)"
-    )
     args = parser.parse_args()
-    if args.no_centre:
-        _fisher.followed_by_batchnorm = lambda model: set()  # type: ignore[assignment]
-        _sens.followed_by_batchnorm = _fisher.followed_by_batchnorm  # type: ignore[attr-defined]
     if args.fisher_classes is not None:
         _fisher.FISHER_CLASSES = args.fisher_classes
     torch.set_num_threads(args.threads)
@@ -104,8 +97,8 @@ def main() -> None:
         logits = compute_logits(student, val_x)
         acc.append(float((logits.argmax(1) == val_y).float().mean()))
     rows = [
-        ("fisher (default)", pred_f, timings["fisher"]),
-        ("kl (network, BN re-calibrated)", pred_k, timings["kl"]),
+        ("fisher (auto's choice above 2e12 MACs)", pred_f, timings["fisher"]),
+        ("kl (network, BN re-calibrated; auto's choice below)", pred_k, timings["kl"]),
     ]
     print(f"### Profile score: {args.model} on {args.data} (dense test accuracy {test_acc:.4f})")
     print()
@@ -113,7 +106,7 @@ def main() -> None:
         f"{len(space.choices)} layers, {fisher.timing.get('n_pairs')} (layer, method) pairs, "
         f"{fisher.timing.get('n_points')} points; {len(acc)} random plans; "
         f"{args.threads} thread(s); Fisher classes per image {_fisher.FISHER_CLASSES}"
-        f"{', raw (uncentred) output changes' if args.no_centre else ''}. "
+        ". "
         "Spearman of the two profiles over the points: "
         f"**{rho_points:.3f}**."
     )

@@ -40,7 +40,7 @@ def test_local_score_is_the_network_kl_to_second_order(
     monkeypatch.setattr(_fisher, "FISHER_CLASSES", 10)
     images = _images()
     teacher = compute_logits(tiny_resnet, images)
-    capture = _fisher.capture_layers(tiny_resnet, [layer], images, centred=set())[layer]
+    capture = _fisher.capture_layers(tiny_resnet, [layer], images)[layer]
     dense = tiny_resnet.get_submodule(layer)
     perturbed = copy.deepcopy(dense)
     gen = torch.Generator().manual_seed(2)
@@ -53,10 +53,6 @@ def test_local_score_is_the_network_kl_to_second_order(
     )
     assert actual > 0
     assert 0.9 < predicted / actual < 1.1, (predicted, actual)
-
-
-def test_layers_followed_by_batchnorm(tiny_resnet: nn.Module) -> None:
-    assert _fisher.followed_by_batchnorm(tiny_resnet) == {"block1.conv1", "block1.conv2"}
 
 
 def test_capture_groups_respect_the_byte_limit(tiny_resnet: nn.Module) -> None:

@@ -12,6 +12,12 @@ from benchmarks.common.report import md_table
 NOT_RECORDED = "not recorded"
 TRIED_FILE = Path(__file__).resolve().parent / "tried.md"
 """What was tried where a goal is missed (written by hand; included when present)."""
+SECTION_FILES = (
+    Path(__file__).resolve().parent / "profile_score.md",
+    Path(__file__).resolve().parent / "workers.md",
+)
+"""Sections written by ``benchmarks/bench_profile_score.py`` and
+``benchmarks/bench_profile_workers.py`` (``> file``); included when present."""
 
 
 @dataclass(frozen=True)
@@ -238,9 +244,13 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
         "",
         md_table(["goal", "value", "verdict"], [check_goal(g, rows) for g in GOALS]),
         "",
-        "Not measured here: one decomposition's own time and memory (<= 10 s, <= 1 GB; the "
-        "profile records totals per method) and 2 PostgreSQL workers (issue 36 item 4).",
+        "One decomposition's own time and memory (<= 10 s, <= 1 GB) is measured for every "
+        "distinct layer and method of these models in `BENCHMARKS_SCALE_DECOMPOSE.md` "
+        "(`python -m benchmarks.bench_decompose_bound`).",
     ]
+    for section in SECTION_FILES:
+        if section.exists():
+            parts += ["", section.read_text(encoding="utf-8").strip()]
     failed = failed_lines(rows)
     if failed:
         parts += ["", "## Pairs the profile left out", "", *failed]

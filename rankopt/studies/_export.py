@@ -20,7 +20,7 @@ from rankopt.storage._attrs import (
 )
 from rankopt.storage._open import abbreviate
 
-from ._trials import _float, completed_trials, dense_metrics
+from ._trials import _float, completed_trials, dense_metrics, latency_ratios
 
 if TYPE_CHECKING:
     from rankopt.plan import CompressionPlan
@@ -149,6 +149,7 @@ def select_trial(
             limit = amount.absolute
             fits = [t for t in selectable if _float(t.user_attrs["macs"]) <= limit]
             asked = f"max_macs={limit:,.0f}"
+        fits = _within_latency(study, fits)
         if not fits:
             raise BudgetError(f"no complete trial fits {asked}; {smallest_text}")
         return _best(fits)
@@ -158,21 +159,36 @@ def select_trial(
         bound = budget.get(key) if isinstance(budget, dict) else None
         if bound is not None:
             fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
-    for key in ("max_latency_ms", "latency_cap_ms"):  # the cap: never slower than dense
-        for batch, ms in (budget.get(key) or []) if isinstance(budget, dict) else []:
-            attr = f"latency_ms_batch{batch}"
-            fits = [t for t in fits if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001]
+    fits = _within_latency(study, fits, "max_latency_ms")
     if not fits:
         raise BudgetError(f"no complete trial fits the study budget {budget}; {smallest_text}")
     return _best(fits)
+
+
+def _within_latency(
+    study: optuna.Study, trials: list[FrozenTrial], *keys: str
+) -> list[FrozenTrial]:
+    """``trials`` whose predicted latency meets the study's ``latency_cap_ms`` (no plan slower
+    than dense, issue 37) and the budget's other ``keys`` (``max_latency_ms``)."""
+    budget = study.user_attrs.get("budget")
+    if not isinstance(budget, dict):
+        return trials
+    for key in ("latency_cap_ms", *keys):
+        for batch, ms in budget.get(key) or []:
+            attr = f"latency_ms_batch{batch}"
+            trials = [
+                t for t in trials if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001
+            ]
+    return trials
 
 
 def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
     """The trial's plan dict with ``metrics`` and ``provenance`` filled in."""
     plan: dict[str, Any] = copy.deepcopy(frozen.user_attrs["plan"])
     metrics = dict(plan.get("metrics") or {})
+    ratios = latency_ratios(frozen.user_attrs, dense_metrics(study))
     for key in PLAN_METRICS:
-        value = _float(frozen.user_attrs.get(key))
+        value = ratios.get(key, _float(frozen.user_attrs.get(key)))
         if math.isfinite(value):
             metrics[key] = int(value) if key in COUNT_METRICS else value
     plan["metrics"] = metrics

@@ -26,9 +26,8 @@ from rankopt.search.loop._inputs import (
     Data,
     check_data,
     check_labels,
-    latency_budget,
-    measure_latency_table,
     prepare_data,
+    study_latency,
 )
 from rankopt.search.loop._progress import TrialReporter, progress_printer
 from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
@@ -245,11 +244,11 @@ def _search(
     model.eval()
     prof = profile(model, shape)
     n_outputs = check_labels(model, train, val)
-    table = measure_latency_table(model, prof, s, say) if s.latency_runtime else None
+    table, latency_limits = study_latency(model, prof, s, say, max_latency)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
-        **latency_budget(max_latency, table, s),
+        **latency_limits,
     )
     space = SearchSpace(
         prof,

@@ -38,7 +38,6 @@ from rankopt.search.objective._fisher import (
     LayerCapture,
     capture_groups,
     capture_layers,
-    followed_by_batchnorm,
     local_score,
 )
 from rankopt.search.objective._memory import release_free_memory
@@ -170,7 +169,6 @@ class _Measurer:
             groups = capture_groups(model, list(space.choices), images)
             self._groups = groups
             self._group_of = {n: i for i, g in enumerate(groups) for n in g}
-            self._centred = followed_by_batchnorm(model)
 
     def _capture_for(self, layer: str) -> LayerCapture | None:
         group = self._group_of.get(layer)
@@ -180,9 +178,7 @@ class _Measurer:
             self._captured = {}  # one group in memory at a time
             release_free_memory()
             started = time.perf_counter()
-            self._captured = capture_layers(
-                self.model, self._groups[group], self.images, self._centred
-            )
+            self._captured = capture_layers(self.model, self._groups[group], self.images)
             self.capture_s += time.perf_counter() - started
             self._current = group
         return self._captured.get(layer)
