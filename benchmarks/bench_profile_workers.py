@@ -135,7 +135,7 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| 1 | {wall_one:.1f} | 1.00 | |")
     verdict = "met" if ratio <= 0.6 else f"missed by {ratio - 0.6:.2f}"
-    print(f"| 2 | {wall_two:.1f} | {ratio:.2f} | <= 0.60: {verdict} |")
+    print(f"| 2 | {wall_two:.1f} | {ratio:.3f} | <= 0.600: {verdict} |")
 
 
 if __name__ == "__main__":
