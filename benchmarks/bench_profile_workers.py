@@ -133,8 +133,8 @@ def main() -> None:
     print()
     print("| workers | profile wall (s) | ratio to one worker | goal |")
     print("|---|---|---|---|")
-    print(f"| 1 | {wall_one:.1f} | 1.00 | |")
-    verdict = "met" if ratio <= 0.6 else f"missed by {ratio - 0.6:.2f}"
+    print(f"| 1 | {wall_one:.1f} | 1.000 | |")
+    verdict = "met" if ratio <= 0.6 else f"missed by {ratio - 0.6:.3f}"
     print(f"| 2 | {wall_two:.1f} | {ratio:.3f} | <= 0.600: {verdict} |")
 
 
