@@ -14,7 +14,7 @@ from torch import nn
 
 from rankopt.evaluators import compute_logits, profile
 from rankopt.plan import apply_plan
-from rankopt.searching.objective import _fisher, _sensitivity
+from rankopt.searching.objective import _fisher, _sensitivity, _units
 from rankopt.searching.objective._objective import TrialData
 from rankopt.searching.space._space import SearchSpace
 from rankopt.spaces import clear_cache, get_method, list_methods
@@ -127,7 +127,7 @@ def test_profile_decomposes_each_basis_once_and_trials_reuse_it(
 def test_profile_prints_points_and_time_left(
     tiny_resnet: nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_sensitivity, "_PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(_units, "PROGRESS_EVERY_S", 0.0)
     lines: list[str] = []
     space = _space(tiny_resnet)
     images = _images(32)
@@ -142,7 +142,7 @@ def test_profile_prints_points_and_time_left(
     counted = [ln for ln in lines if " points, " in ln and ln.endswith(" left")]
     assert counted, lines
     total = int(counted[0].split("/")[1].split()[0])
-    assert total == sum(len(p.macs) for p in _sensitivity._pairs(space, 4))
+    assert total == sum(len(p.macs) for p in _units.pairs_of(space, 4))
     assert lines[-1].startswith(f"sensitivity profile: {total}/{total} points (")
 
 

@@ -67,11 +67,9 @@ class DecompositionMethod(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        abstract = any(
-            getattr(getattr(cls, n, None), "__isabstractmethod__", False) for n in dir(cls)
-        )
-        if not abstract and not (
-            _overrides(cls, "decompose") or _overrides(cls, "decompose_from_basis")
+        abstract = any(getattr(getattr(cls, n, None), "__isabstractmethod__", 0) for n in dir(cls))
+        if not (
+            abstract or _overrides(cls, "decompose") or _overrides(cls, "decompose_from_basis")
         ):
             raise TypeError(
                 f"decomposition method class {cls.__qualname__} overrides neither decompose "
@@ -212,8 +210,7 @@ class DecompositionMethod(abc.ABC):
         return out
 
     def bound_note(self, layer: LayerInfo) -> str | None:
-        """One line saying which useful ranks of ``layer`` this method leaves out because
-        computing them would exceed its time or memory bound; None when none are."""
+        """One line: the ranks of ``layer`` left out to stay in the method's bounds, or None."""
         return None
 
     def validate(self, layer: LayerInfo, ranks: Ranks, options: Options | None = None) -> None:

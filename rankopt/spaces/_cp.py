@@ -10,7 +10,7 @@ Why 3-way (issue 36): the module above runs any ``Dh x Dw`` depthwise kernel, so
 a rank-one outer product ``K_h K_w^T`` (Lebedev's 4-way CP) only loses accuracy at the same
 cost. The 3-way tensor also makes ALS cheaper.
 
-Why ALS is written here rather than calling ``tensorly.decomposition.parafac``: tensorly's
+Why ALS is written here (:mod:`._cp_als`) rather than calling tensorly's ``parafac``: its
 MTTKRP forms the Khatri-Rao product of the other modes explicitly (``S*Dh*Dw x R`` per mode,
 and ``T*S*Dw x R`` for a spatial mode of the 4-way kernel): 9.1 GB and 185 s on one
 512-channel 3x3 conv at rank 570 (float64), and its memory-light variant loops over the rank
@@ -52,52 +52,22 @@ from torch import nn
 
 from rankopt.errors import DecompositionError
 from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
+from rankopt.spaces._cp_als import (
+    CP_ALS_WORK_BUDGET,
+    CP_MIN_ITER,
+    CP_N_ITER_MAX,
+    CP_RIDGE,
+    CP_SEED,
+    CP_TOL,
+    DEGENERACY_RATIO,
+    als_iterations,
+    sweep_work,
+)
+from rankopt.spaces._cp_als import als as _als
 from rankopt.spaces._layer import LayerInfo
 from rankopt.spaces._svd import bias_params, conv
 
 __all__ = ["CP", "DEGENERACY_RATIO", "als_iterations", "cp_exact", "sweep_work"]
-
-DEGENERACY_RATIO = 1e4
-"""Largest allowed ``sum_r ||term_r|| / ||W||`` before an ALS result counts as degenerate."""
-
-CP_N_ITER_MAX = 60
-"""Most ALS sweeps per attempt."""
-CP_MIN_ITER = 10
-"""Fewest ALS sweeps an attempt needs; a rank where they do not fit the budget is not offered."""
-CP_TOL = 1e-6
-"""ALS stops when the relative change of the squared error is below this."""
-CP_SEED = 0
-"""Seed of the generator of the first attempt (``+ i`` for attempt ``i``)."""
-CP_ALS_WORK_BUDGET = 6e10
-"""Flop-units all attempts of one decomposition may spend together (:func:`sweep_work`).
-About 3 s on one core of this machine (``benchmarks/BENCHMARKS_SCALE.md``)."""
-CP_RIDGE = 1e-6
-"""Ridge added to the normal equations, relative to their mean diagonal."""
-
-
-def sweep_work(shape: tuple[int, ...], rank: int) -> int:
-    """Flop-units of one ALS sweep on a ``(T, S, Dh, Dw)`` kernel at ``rank``.
-
-    Two batched products ``W[:, :, k] @ K`` (``2*T*S*Dh*Dw*R`` each) give the three MTTKRPs,
-    and three ``R x R`` Cholesky solves cost about ``R**3`` together with their Gram matrices.
-    """
-    numel = math.prod(shape)
-    return 4 * numel * rank + rank**3 + 2 * (shape[0] + shape[1]) * rank * rank
-
-
-def als_iterations(shape: tuple[int, ...], rank: int, budget: float = CP_ALS_WORK_BUDGET) -> int:
-    """ALS sweeps that ``budget`` flop-units pay for on ``shape`` at ``rank``.
-
-    Args:
-        shape: Shape of the kernel, ``(T, S, Dh, Dw)``.
-        rank: CP rank ``R``.
-        budget: Flop-units available.
-
-    Returns:
-        ``min(CP_N_ITER_MAX, budget // sweep_work)`` (may be below :data:`CP_MIN_ITER`:
-        then the rank is not offered, see :meth:`CP.useful_ranks`).
-    """
-    return int(min(CP_N_ITER_MAX, budget // sweep_work(shape, rank)))
 
 
 def cp_exact(weight: torch.Tensor, rank: int) -> Factors:
@@ -136,79 +106,6 @@ def _reconstruct(factors: Factors, shape: tuple[int, ...]) -> torch.Tensor:
     rank = k_t.shape[1]
     khatri_rao = (k_s[:, None, :] * k_hw[None, :, :]).reshape(-1, rank)  # (S*K, R)
     return (k_t @ khatri_rao.T).reshape(shape)
-
-
-def _leading(unfolding: torch.Tensor, rank: int, gen: torch.Generator) -> torch.Tensor:
-    """``rank`` leading left singular vectors of ``unfolding`` (Gram eigenvectors), padded
-    with seeded random columns where ``rank`` exceeds its row count."""
-    rows = unfolding.shape[0]
-    gram = (unfolding @ unfolding.T).double()
-    _, vecs = torch.linalg.eigh(gram)
-    lead = vecs[:, -min(rank, rows) :].flip(1).to(unfolding.dtype)
-    if rank <= rows:
-        return lead
-    pad = torch.randn(rows, rank - rows, generator=gen, dtype=unfolding.dtype)
-    return torch.cat([lead, pad], dim=1)
-
-
-def _start(x: torch.Tensor, rank: int, init: str, seed: int) -> list[torch.Tensor]:
-    """Starting factors ``[K_t, K_s, K_hw]`` (``x`` is ``(K, T, S)``)."""
-    gen = torch.Generator().manual_seed(seed)
-    k, t, s = x.shape
-    if init == "random":
-        return [torch.randn(n, rank, generator=gen, dtype=x.dtype) for n in (t, s, k)]
-    return [
-        _leading(x.permute(1, 0, 2).reshape(t, k * s), rank, gen),
-        _leading(x.permute(2, 0, 1).reshape(s, k * t), rank, gen),
-        _leading(x.reshape(k, t * s), rank, gen),
-    ]
-
-
-def _solve(mttkrp: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-    """``mttkrp @ inv(gram)`` for a symmetric PSD ``gram``, with a small ridge."""
-    ridge = CP_RIDGE * float(gram.diagonal().mean().clamp_min(1e-30))
-    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
-    chol, info = torch.linalg.cholesky_ex(gram + ridge * eye)
-    if int(info) != 0:
-        return torch.linalg.lstsq(gram + ridge * eye, mttkrp.T).solution.T
-    return torch.cholesky_solve(mttkrp.T, chol).T
-
-
-def _als(x: torch.Tensor, rank: int, init: str, seed: int, n_iter: int) -> Factors:
-    """ALS on ``x`` (``(K, T, S)`` float32, the kernel with its positions first)."""
-    a, b, c = _start(x, rank, init, seed)
-    norm_sq = float((x.double() ** 2).sum())
-    previous = math.inf
-    for _ in range(n_iter):
-        xb = torch.matmul(x, b)  # (K, T, R): W_k @ K_s
-        a = _solve((xb * c[:, None, :]).sum(0), (b.T @ b) * (c.T @ c))
-        xa = torch.matmul(x.transpose(1, 2), a)  # (K, S, R): W_k^T @ K_t
-        b = _solve((xa * c[:, None, :]).sum(0), (a.T @ a) * (c.T @ c))
-        m_c = (xa * b[None]).sum(1)  # (K, R)
-        c = _solve(m_c, (a.T @ a) * (b.T @ b))
-        inner = float((m_c * c).double().sum())
-        model_sq = float(((a.T @ a) * (b.T @ b) * (c.T @ c)).double().sum())
-        error = max(norm_sq - 2 * inner + model_sq, 0.0) / max(norm_sq, 1e-300)
-        if not math.isfinite(error):
-            break
-        if math.isfinite(previous) and abs(previous - error) <= CP_TOL * max(previous, 1e-12):
-            break
-        previous = error
-    return _balance(tuple(f.double() for f in (a, b, c)))
-
-
-def _balance(factors: Factors) -> Factors:
-    """Give the columns of every factor of a term the same norm (their geometric mean).
-
-    ALS leaves each term's scale spread arbitrarily over its factors; a chain of layers
-    with badly unequal scales fine-tunes poorly (exploding gradients). The product, and so
-    the reconstruction, is unchanged.
-    """
-    norms = torch.stack([f.norm(dim=0) for f in factors])  # (n_factors, R)
-    if bool((norms == 0).any()):
-        return factors
-    target = norms.log().mean(dim=0).exp()
-    return tuple(f * (target / n)[None, :] for f, n in zip(factors, norms, strict=True))
 
 
 def _diagnose(weight: torch.Tensor, factors: Factors) -> str | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -41,8 +40,9 @@ from rankopt.searching.objective._fisher import (
     local_score,
 )
 from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.objective._units import Pair, PairResult, Progress, pairs_of
 from rankopt.searching.space._profile import Points, SensitivityProfile
-from rankopt.spaces import build_module, geometric_picks, get_method
+from rankopt.spaces import build_module, get_method
 from rankopt.storage import claim, read_results, write_result
 
 if TYPE_CHECKING:
@@ -61,8 +61,6 @@ __all__ = [
 
 FAILED_SCORE = 1e3
 """Score of a point whose decomposition failed or whose output is not finite (nats)."""
-MEASURED_SHARE = 0.6
-"""Measured points lie at or below this fraction of the dense layer's MACs."""
 SCORES = ("auto", "fisher", "kl")
 """How points are scored: ``fisher`` predicted from the layer's output, ``kl`` measured on the
 network, ``auto`` (default) ``kl`` while its network passes cost at most
@@ -78,7 +76,6 @@ _RESULT_PREFIX = "profile:"
 _CP_COST = 8.0
 """How much more a CP unit costs than a basis method's on the same weight (ALS per point vs
 one basis truncated per point; resnet18's profile: 75 s of CP, 35 s of Tucker-2)."""
-_PROGRESS_EVERY_S = 10.0
 
 
 def kl_score(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
@@ -91,59 +88,6 @@ def kl_score(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> floa
             reduction="batchmean",
         )
     )
-
-
-@dataclass(frozen=True)
-class _Pair:
-    layer: str
-    method: str
-    macs: tuple[int, ...]  # of the points to measure
-    key: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.layer}|{self.method}")
-
-
-@dataclass(frozen=True)
-class _PairResult:
-    """One (layer, method)'s measured points and what they cost (JSON in the storage)."""
-
-    points: Points
-    failed: str | None
-    decompose_s: float
-    forward_s: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "points": [list(p) for p in self.points],
-            "failed": self.failed,
-            "decompose_s": self.decompose_s,
-            "forward_s": self.forward_s,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> _PairResult:
-        return cls(
-            points=tuple((int(m), float(s)) for m, s in data["points"]),
-            failed=data.get("failed"),
-            decompose_s=float(data.get("decompose_s", 0.0)),
-            forward_s=float(data.get("forward_s", 0.0)),
-        )
-
-
-def _pairs(space: SearchSpace, n_points: int) -> list[_Pair]:
-    """The units of the profile, in layer order, with the MACs of their points."""
-    out = []
-    for layer, methods in space.choices.items():
-        dense_macs = space.layer(layer).macs
-        for method in methods:
-            # Points up to MEASURED_SHARE of the dense layer's MACs: above it the score is
-            # interpolated toward 0 at dense.
-            cands = [c for c in space.candidates(layer, method)]
-            low = [c for c in cands if c.macs <= MEASURED_SHARE * dense_macs] or cands[:1]
-            chosen = geometric_picks([c.macs for c in low], n_points)
-            out.append(_Pair(layer, method, tuple(low[i].macs for i in chosen)))
-    return out
 
 
 class _Measurer:
@@ -172,7 +116,7 @@ class _Measurer:
             self._groups = groups
             self._group_of = {n: i for i, g in enumerate(groups) for n in g}
 
-    def order(self, pair: _Pair) -> tuple[int, float]:
+    def order(self, pair: Pair) -> tuple[int, float]:
         """Claim order: one capture group after another (each is captured once per worker),
         the costliest units of a group first (CP-ALS's work grows with the rank), so that the
         last units several workers finish are short ones."""
@@ -194,7 +138,7 @@ class _Measurer:
             self._current = group
         return self._captured.get(layer)
 
-    def measure(self, pair: _Pair) -> _PairResult:
+    def measure(self, pair: Pair) -> PairResult:
         """Score ``pair``'s points (each decomposition once; the basis shared)."""
         capture = self._capture_for(pair.layer) if self.score == "fisher" else None
         module = self.model.get_submodule(pair.layer)
@@ -228,9 +172,9 @@ class _Measurer:
         for macs, score in sorted(measured, reverse=True):
             floor = max(floor, score)
             monotone.append((macs, floor))
-        return _PairResult(tuple(sorted(monotone)), failed, decompose_s, forward_s)
+        return PairResult(tuple(sorted(monotone)), failed, decompose_s, forward_s)
 
-    def _network_kl(self, pair: _Pair, c: Any) -> float:
+    def _network_kl(self, pair: Pair, c: Any) -> float:
         plan = self.space.plan([self.space.layer_plan(pair.layer, c)], model_name="sensitivity")
         student = apply_plan(self.model, plan)
         calibrate_bn(student, self.images)
@@ -242,40 +186,9 @@ class _Measurer:
 
 def auto_score(space: SearchSpace, n_images: int, n_points: int = 4) -> str:
     """``"kl"`` when measuring every point on the network is cheap, else ``"fisher"``."""
-    points = sum(len(p.macs) for p in _pairs(space, n_points))
+    points = sum(len(p.macs) for p in pairs_of(space, n_points))
     work = 2.0 * points * n_images * space.profile.macs
     return "kl" if work <= KL_PROFILE_MACS else "fisher"
-
-
-class _Progress:
-    """``sensitivity profile: 37/412 points, 2 min 10 s left`` every few seconds."""
-
-    def __init__(self, say: Callable[[str], None], n_points: int) -> None:
-        self.say, self.n_points = say, n_points
-        self.started = self.last = time.perf_counter()
-        self.done_at_start: int | None = None
-
-    def update(self, done: int, *, final: bool = False) -> None:
-        now = time.perf_counter()
-        if self.done_at_start is None:
-            self.done_at_start = done
-        if not final and now - self.last < _PROGRESS_EVERY_S:
-            return
-        self.last = now
-        elapsed = now - self.started
-        if final:
-            self.say(f"sensitivity profile: {done}/{self.n_points} points ({elapsed:.0f} s)")
-            return
-        rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0.0
-        left = (self.n_points - done) / rate if rate > 0 else float("nan")
-        self.say(f"sensitivity profile: {done}/{self.n_points} points, {_duration(left)} left")
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "? s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def _bound_notes(space: SearchSpace, say: Callable[[str], None]) -> None:
@@ -289,8 +202,8 @@ def _bound_notes(space: SearchSpace, say: Callable[[str], None]) -> None:
 
 def _assemble(
     space: SearchSpace,
-    results: Mapping[str, _PairResult],
-    pairs: list[_Pair],
+    results: Mapping[str, PairResult],
+    pairs: list[Pair],
     n_images: int,
     wall_time_s: float,
     extra_timing: Mapping[str, Any],
@@ -362,11 +275,11 @@ def measure_sensitivity(
     """
     say = progress or (lambda _line: None)
     started = time.perf_counter()
-    pairs = _pairs(space, n_points)
+    pairs = pairs_of(space, n_points)
     measurer = _Measurer(model, space, images, teacher_logits, score)
     _bound_notes(space, say)
-    meter = _Progress(say, sum(len(p.macs) for p in pairs))
-    results: dict[str, _PairResult] = {}
+    meter = Progress(say, sum(len(p.macs) for p in pairs))
+    results: dict[str, PairResult] = {}
     done = 0
     for pair in pairs:
         results[pair.key] = measurer.measure(pair)
@@ -384,7 +297,7 @@ def measure_sensitivity(
     )
 
 
-def _say_failed(pair: _Pair, result: _PairResult, say: Callable[[str], None]) -> None:
+def _say_failed(pair: Pair, result: PairResult, say: Callable[[str], None]) -> None:
     if result.failed:
         say(f"sensitivity profile: {pair.method} on {pair.layer} failed: {result.failed}")
 
@@ -421,14 +334,14 @@ def study_sensitivity(
         f"measuring the sensitivity profile of {len(space.choices)} layers on {n} training "
         "images (once per study)"
     )
-    pairs = _pairs(space, n_points)
+    pairs = pairs_of(space, n_points)
     measurer = _Measurer(model, space, images, data.teacher_logits[:n], score)
     _bound_notes(space, say)
     n_total = sum(len(p.macs) for p in pairs)
-    meter = _Progress(say, n_total)
+    meter = Progress(say, n_total)
     while True:
         results = {
-            k: _PairResult.from_json(v) for k, v in read_results(study, _RESULT_PREFIX).items()
+            k: PairResult.from_json(v) for k, v in read_results(study, _RESULT_PREFIX).items()
         }
         todo = [p for p in pairs if p.key not in results]
         meter.update(sum(len(p.macs) for p in pairs if p.key in results))
