@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -35,36 +35,43 @@ def fake_models_ms(_self: Any, models: list[nn.Module], x: torch.Tensor, **_: An
     return [fake_ms(m, x.shape[0]) for m in models]
 
 
-@pytest.fixture(scope="session")
-def _fake_latency_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fake-latency-cache")
-
-
-@pytest.fixture(autouse=True)
-def _searches_time_by_a_cost_model(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _fake_latency_cache: Path
-) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _searches_time_by_a_cost_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every search has a deployment runtime and measures its latency table (issue 37); in
-    tests the table a search builds is timed by :func:`fake_ms` instead, into a cache of its
-    own, so that no test spends seconds timing and none writes made-up times into a real
-    cache. Tests of the timing itself (``@pytest.mark.real_latency``) and of
+    tests (session fixtures too) the table a search builds is timed by :func:`fake_ms`
+    instead, into a cache of its own, so that no test spends seconds timing and none writes
+    made-up times into a real cache. Tests of the timing itself
+    (``@pytest.mark.real_latency``, :func:`_real_latency_when_marked`) and of
     ``rankopt.latency.latency_table`` called directly time for real."""
-    if request.node.get_closest_marker("real_latency"):
-        return
     from rankopt.latency._runtimes import RUNTIMES
     from rankopt.searching.loop import _inputs
 
     real = _inputs.latency_table
+    cache = tmp_path_factory.mktemp("fake-latency-cache")
 
     def table_by_cost_model(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cache_dir", _fake_latency_cache)
+        kwargs.setdefault("cache_dir", cache)
         with contextlib.ExitStack() as stack:
             for runtime in {type(r) for r in RUNTIMES.values()}:
                 stack.enter_context(mock.patch.object(runtime, "time_swapped_ms", fake_swapped_ms))
                 stack.enter_context(mock.patch.object(runtime, "time_models_ms", fake_models_ms))
             return real(*args, **kwargs)
 
-    monkeypatch.setattr(_inputs, "latency_table", table_by_cost_model)
+    with mock.patch.object(_inputs, "latency_table", table_by_cost_model):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _real_latency_when_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``@pytest.mark.real_latency``: the test's searches time their tables for real."""
+    if request.node.get_closest_marker("real_latency"):
+        from rankopt.search.loop import _inputs
+
+        from rankopt.latency._table import latency_table
+
+        monkeypatch.setattr(_inputs, "latency_table", latency_table)
 
 
 @pytest.fixture

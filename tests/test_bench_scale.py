@@ -22,6 +22,7 @@ TINY = "benchmarks.bench_memory:tiny_cnn@16"
 def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
     argv = ["--models", TINY, "--n-trials", "1", "--threads", "1", "--n-train", "128"]
     argv += ["--n-val", "64", "--finetune-steps", "2", "--out", str(tmp_path)]
+    argv += ["--latency-runtime", "none"]  # a latency table takes minutes on shared cores
     assert scale.main(argv) == 0
     (row,) = json.loads((tmp_path / "scale_rows.json").read_text())["rows"]
     assert row["case"] == TINY and row["input_size"] == 16 and row["exit_status"] == 0
@@ -34,6 +35,8 @@ def test_harness_on_a_tiny_model(tmp_path: Path) -> None:
     assert 0 < row["profile_s"] < row["search_s"] < row["child_wall_s"]
     assert 0 < row["measured_floor_s"] < row["profile_s"]
     assert row["n_trials_done"] == 1 and row["n_trials_failed"] == 0
+    assert row["bound_lines"] == []  # tiny layers: no method is bounded
+    assert row["latency_runtime"] is None and row["latency_table_s"] is None
     assert 0 < row["mean_trial_s"] < row["search_s"]
     # the child's own peak (imports alone are hundreds of MB), not the parent's
     assert 100 < row["import_rss_mb"] < row["peak_rss_mb"] < 4096
@@ -55,7 +58,7 @@ def test_a_stalled_child_is_killed_and_its_row_merged(tmp_path: Path) -> None:
     assert rows[1]["error"] == "killed after 0.001 min (--limit-min)"
     assert rows[1]["exit_status"] == -9 and rows[1]["peak_rss_mb"] > 0
     report = (tmp_path / "BENCHMARKS_SCALE.md").read_text()
-    assert "| resnet18@32 | 16-trial search | n/a (n/a) | n/a | not recorded |" in report
+    assert "| resnet18@32 | 16-trial search | n/a (n/a) | n/a | n/a | not recorded |" in report
     for goal in ("profile <= 5 min", "16-trial search <= 20 min"):
         assert f"| resnet18@32: {goal} | n/a | missed: killed after 0.001 min" in report
 
@@ -94,7 +97,10 @@ def test_profile_facts_with_and_without_timing() -> None:
     assert (facts["n_pairs"], facts["n_points"]) == (5, 17)
     assert facts["decompose_s"] == {"svd": 1.5, "cp": 7.0}
     assert (facts["forward_s"], facts["recorded_floor_s"]) == (3.0, 0.25)
-    report = render([{"case": "a", **facts, "dense_n_params": 0, "dense_macs": 0}])
+    bound = "cp on x: ranks above r=5 (23% of the layer's MACs) not offered"
+    extra = {"dense_n_params": 0, "dense_macs": 0, "bound_lines": [bound]}
+    report = render([{"case": "a", **facts, **extra}])
+    assert f"## What the profile said it bounded\n\n- a: {bound}\n" in report
     cells = "| a | 0.00 | 0 | n/a | 5 (1) | 17 | 12.5 | 3.0 | cp 7.0, svd 1.5 | 0.250 (recorded) |"
     assert cells + " 50.0x |" in report
 

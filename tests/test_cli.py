@@ -20,6 +20,7 @@ from rankopt.cli import main
 MODEL = "rankopt_testmodels:small_net"
 FAST = ["--n-trials", "1", "--finetune-steps", "2", "--finetune-samples", "32"]
 FAST += ["--batch-size", "16", "--threads", "1"]
+FAST += ["--rank-multiple", "1"]  # small_net's layers are below ONNX Runtime's block (16)
 
 
 @pytest.fixture(scope="session")
@@ -324,6 +325,15 @@ def test_search_ends_with_the_plan_and_export_writes_it(
     assert f"accuracy {100 * attrs['accuracy']:.2f} % ({points:+.2f} points vs dense)" in summary
     assert f"MACs {100 * attrs['macs_ratio']:.1f} % of dense" in summary
     assert f"params {100 * attrs['params_ratio']:.1f} %" in summary
+    # the default runtime's predicted latency beside the MACs, never above dense (issue 37)
+    r1, r64 = attrs["latency_ratio_batch1"], attrs["latency_ratio_batch64"]
+    assert max(r1, r64) <= 1 + 1e-9
+    assert (
+        f"MACs {100 * attrs['macs_ratio']:.1f} % of dense, predicted latency "
+        f"{100 * r1:.0f} % at batch 1, {100 * r64:.0f} % at batch 64" in summary
+    )
+    header = next(line for line in lines if line.lstrip().startswith("kind"))
+    assert "macs_ratio  latency_ratio_batch1  latency_ratio_batch64" in header
     nxt = lines.index("next:")
     typed = " ".join(model)
     assert lines[nxt + 1 :] == [

@@ -48,6 +48,7 @@ def test_search_a_users_resnet18_on_an_image_folder(
     model = ["--model", "resnet18", "--weights", user_files["weights"], "--num-classes", "10"]
     fast = ["--methods", "svd,tucker2", "--min-layer-share", "0.08", "--n-trials", "1"]
     fast += ["--finetune-steps", "2", "--finetune-samples", "16", "--batch-size", "8"]
+    fast += ["--latency-runtime", "none"]  # a table of resnet18's layers takes minutes
     run_dir = str(tmp_path / "runs")
     argv = ["search", *model, "--data", user_files["folder"], *fast, "--threads", "1"]
     rc = main([*argv, "--run-dir", run_dir])

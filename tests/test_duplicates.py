@@ -16,8 +16,9 @@ from rankopt.studies import export_plan, pareto_front
 
 SETTINGS: dict[str, Any] = {
     "model_name": "digitsnet",
-    "max_macs": 40_000,
+    "max_macs": 15_000,
     "max_params": 9_000,
+    "latency_runtime": None,  # repeats are about plans, not latency
     "finetune_steps": 15,
     "finetune_samples": 256,
     "batch_size": 32,

@@ -232,7 +232,9 @@ def test_onnxruntime_searches_round_ranks_to_its_channel_block_unless_told_other
     assert nchwc_block() == expected
     assert SearchSettings(latency_runtime="onnxruntime").ranks_multiple_of == expected
     assert SearchSettings(latency_runtime="onnxruntime", rank_multiple=1).ranks_multiple_of == 1
-    assert SearchSettings().ranks_multiple_of == 1
+    assert SearchSettings().ranks_multiple_of == expected  # ONNX Runtime by default
+    assert SearchSettings(latency_runtime="torch").ranks_multiple_of == 1
+    assert SearchSettings(latency_runtime=None).ranks_multiple_of == 1
     from rankopt.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="tvm"):
@@ -325,6 +327,7 @@ def _noisy_models(
     return [times[0]] + [t * (0.7 if i % 2 else 1.3) for i, t in enumerate(times[1:])]
 
 
+@pytest.mark.real_latency  # its own fake timings, not conftest's
 def test_the_search_refuses_a_table_that_mispredicts_whole_plans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,7 +345,9 @@ def test_the_search_refuses_a_table_that_mispredicts_whole_plans(
     model = small_net()
     lines: list[str] = []
     with pytest.raises(SettingsError) as refused:
-        measure_latency_table(model, profile(model, INPUT), SearchSettings(), lines.append)
+        measure_latency_table(
+            model, profile(model, INPUT), SearchSettings(latency_runtime="torch"), lines.append
+        )
     message = str(refused.value)
     assert "cannot predict latency on this machine within 15 %" in message
     assert "(batch 1)" in message and "(batch 64)" in message
@@ -353,11 +358,45 @@ def test_the_search_refuses_a_table_that_mispredicts_whole_plans(
     worst = float(message.rsplit("--latency-tolerance ", 1)[1])
     # Accepting the error: the cached table (now measured) is used, its error above 25 %.
     table = measure_latency_table(
-        model, profile(model, INPUT), SearchSettings(latency_tolerance=worst), lines.append
+        model,
+        profile(model, INPUT),
+        SearchSettings(latency_runtime="torch", latency_tolerance=worst),
+        lines.append,
     )
     assert 0.25 < max(table.plan_error.values()) < worst
     with pytest.raises(SettingsError, match=r"latency_tolerance = 0 must be in \(0, 1\]"):
         SearchSettings(latency_tolerance=0)
+
+
+@pytest.mark.real_latency  # its own fake timings, not conftest's
+def test_with_only_the_cap_a_table_over_the_tolerance_is_one_line_and_a_margin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same table 30 % off: a search with only the never-slower-than-dense cap goes on,
+    says so in one line and takes the tolerance off the cap; a latency budget still stops."""
+    from rankopt.search.loop._inputs import study_latency
+    from rankopt.search.loop._settings import SearchSettings
+
+    from rankopt.evaluators import profile
+    from rankopt.latency._runtimes import TorchRuntime
+
+    monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
+    monkeypatch.setattr(TorchRuntime, "time_models_ms", _noisy_models)
+    model = small_net()
+    prof = profile(model, INPUT)
+    settings = SearchSettings(latency_runtime="torch")
+    lines: list[str] = []
+    table, limits = study_latency(model, prof, settings, lines.append, None)
+    assert table is not None and min(table.plan_error.values()) > 0.15
+    assert "erred up to" in lines[-1] and "takes 15 % off at most" in lines[-1]
+    assert limits["max_latency_ms"] == ()
+    cap = dict(limits["latency_cap_ms"])
+    assert cap == pytest.approx({b: 0.85 * ms for b, ms in table.model_ms.items()})
+    with pytest.raises(SettingsError, match="cannot predict latency on this machine"):
+        study_latency(model, prof, settings, lines.append, "90%")
+    allowed = SearchSettings(latency_runtime="torch", allow_slower=True)
+    assert study_latency(model, prof, allowed, lines.append, None)[1]["latency_cap_ms"] == ()
 
 
 def test_latency_is_timed_at_one_thread_unless_told(
@@ -397,6 +436,7 @@ def test_latency_is_timed_at_one_thread_unless_told(
     assert usable_cores() >= 1
 
 
+@pytest.mark.real_latency  # its own fake timings, not conftest's
 def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

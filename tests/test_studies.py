@@ -26,6 +26,7 @@ from rankopt.studies import (
     layer_summary,
     load_study,
     pareto_front,
+    plan_summary,
     plot_history,
     plot_layer_map,
     plot_pareto_front,
@@ -482,6 +483,56 @@ def test_the_recommended_trial_has_the_lowest_validation_loss() -> None:
     # one trial without a loss (a study written before it was recorded): by accuracy
     older = [*study.trials, trial(0.98, 50_000, None)]
     assert [t.user_attrs["accuracy"] for t in best_first(older)][:3] == [0.99, 0.98, 0.97]
+
+
+def test_the_recommended_plan_is_never_slower_than_dense_and_the_front_shows_the_ratios() -> None:
+    """Issue 37: trials predicted above the study's latency cap are never recommended (nor
+    exported by --max-macs); the front shows each plan's latency ratio beside its MACs."""
+    study = optuna.create_study(study_name="capped", direction="maximize")
+    study.set_user_attr(
+        "dense",
+        {
+            "accuracy": 0.97,
+            "macs": DENSE_MACS,
+            "n_params": 1000,
+            "latency_ms": {"1": 0.2, "64": 10.0},
+        },
+    )
+    study.set_user_attr(
+        "budget",
+        {
+            "max_macs": 500_000,
+            "max_params": None,
+            "max_latency_ms": [],
+            "latency_cap_ms": [[1, 0.2], [64, 10.0]],
+        },
+    )
+    rows = [(0.96, 300_000, 0.10, 0.25, 9.0), (0.95, 200_000, 0.20, 0.18, 8.0)]
+    for acc, macs, loss, ms1, ms64 in rows:  # trial 0: the lowest loss, slower at batch 1
+        attrs = {"plan": make_plan(random.Random(macs)), "macs": macs, "val_loss": loss}
+        attrs.update(accuracy=acc, macs_ratio=macs / DENSE_MACS)
+        attrs.update(latency_ms_batch1=ms1, latency_ms_batch64=ms64)
+        study.add_trial(optuna.trial.create_trial(values=[acc], user_attrs=attrs))
+    assert select_trial(study).number == 1
+    assert select_trial(study, max_macs=0.9).number == 1
+    plan = export_plan(study)
+    assert plan.metrics["latency_ratio_batch1"] == pytest.approx(0.9)
+    assert plan.metrics["latency_ratio_batch64"] == pytest.approx(0.8)
+    df = pareto_front(study)
+    cols = list(df.columns)
+    assert cols.index("latency_ratio_batch1") == cols.index("macs_ratio") + 1
+    slow = df[df["trial"] == 0].iloc[0]  # on the front (most accurate), not recommended
+    assert slow["latency_ratio_batch1"] == pytest.approx(1.25)
+    assert slow["latency_ratio_batch64"] == pytest.approx(0.9)
+    dense = df[df["kind"] == "dense"].iloc[0]
+    assert dense["latency_ratio_batch1"] == 1.0 and dense["latency_ratio_batch64"] == 1.0
+    summary = plan_summary(study)
+    assert summary is not None and summary.trial == 1
+    assert "MACs 20.0 % of dense, predicted latency 90 % at batch 1, 80 % at batch 64" in (
+        summary.gains()
+    )
+    study.set_user_attr("budget", {"max_macs": 500_000})  # a study made with --allow-slower
+    assert select_trial(study).number == 0
 
 
 def test_the_table_and_the_figure_show_the_recommended_trial_off_the_front() -> None:

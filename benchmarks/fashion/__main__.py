@@ -78,6 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="searches of each budget (default: tpe,random)",
     )
     p.add_argument(
+        "--latency-runtime",
+        choices=("default", "onnxruntime", "torch", "none"),
+        default="default",
+        help="the searches' latency runtime (none: the MACs budget alone, no latency table)",
+    )
+    p.add_argument(
         "--rows",
         type=lambda t: [x for x in t.split(",") if x],
         default=None,
@@ -208,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         n_trials=args.trials,
                         finetune_steps=120,
                         progress=None,
+                        latency_runtime=(
+                            None if args.latency_runtime == "none" else args.latency_runtime
+                        ),
                     )
                     runs.append(run)
                     rows.append(

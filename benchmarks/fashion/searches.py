@@ -88,9 +88,14 @@ def run_study(
     n_trials: int,
     finetune_steps: int,
     progress: Callable[[str], None] | None,
+    latency_runtime: str | None = "default",
 ) -> SearchRun:
-    """One study, then its recommended plan and timings."""
+    """One study, then its recommended plan and timings (``latency_runtime``: ``"default"``
+    keeps :func:`rankopt.search`'s, None searches under the MACs budget alone)."""
     started = time.perf_counter()
+    runtime_kw: dict[str, Any] = {}
+    if latency_runtime != "default":
+        runtime_kw["latency_runtime"] = latency_runtime
     study = rankopt.search(
         task.model,
         task.train,
@@ -105,6 +110,7 @@ def run_study(
         data_name=task.data_name,
         study_name=f"{task.model_name}-{sampler}-{budget}-s{seed}",
         progress=progress,
+        **runtime_kw,
     )
     wall = time.perf_counter() - started
     plan = rankopt.export_plan(study)
@@ -116,6 +122,8 @@ def run_study(
         if sampler == "tpe"
         else "random sampler, no seed trials"
     )
+    if runtime_kw:
+        note += f"; latency runtime {latency_runtime}"
     trial = plan.provenance.get("trial")
     candidate = Candidate(
         label,

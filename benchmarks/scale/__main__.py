@@ -56,16 +56,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-only", action="store_true", help="stop after the profile")
     p.add_argument("--n-trials", type=int, default=16, help="trials of each search")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each child")
-    p.add_argument(
-        "--latency-runtime",
-        default="default",
-        help="the search's latency runtime: default (the search's), torch, onnxruntime or none",
-    )
     p.add_argument("--out", type=Path, default=HERE, help="folder of the report and rows")
     p.add_argument("--n-train", type=int, default=2048, help="random training images")
     p.add_argument("--n-val", type=int, default=512, help="random validation images")
     p.add_argument("--finetune-steps", type=int, default=120, help="proxy fine-tune steps")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
+    p.add_argument(
+        "--latency-runtime",
+        choices=("default", "onnxruntime", "torch", "none"),
+        default="default",
+        help="the search's latency table: rankopt's default, a runtime, or none (no table)",
+    )
     p.add_argument(
         "--limit-min", type=float, default=120.0, help="kill a child after this many minutes"
     )
@@ -94,7 +95,8 @@ def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
         ]
         print(f"[scale] {shlex.join(cmd)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        # a fresh cache: the latency table is measured, not read from an earlier run
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "RANKOPT_CACHE_DIR": tmp}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
         status, usage, killed = _wait(proc, args.limit_min * 60)
         wall_s = time.perf_counter() - started

@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.scale.child --case resnet18@32 --result row.json [--profile-only]
 [--n-trials 16] [--threads 2] [--n-train 2048] [--n-val 512] [--finetune-steps 120]
-[--methods svd,tucker2]`` writes one JSON row to ``--result``. The parent
+[--methods svd,tucker2] [--latency-runtime default|onnxruntime|torch|none]`` writes one
+JSON row to ``--result``. The parent
 (``python -m benchmarks.scale``) reads the peak RSS itself from ``os.wait4``.
 """
 
@@ -137,11 +138,12 @@ def run_case(
     n_val: int,
     finetune_steps: int,
     methods: Sequence[str] | None,
-    latency_runtime: str = "default",
+    latency_runtime: str | None = "default",
 ) -> dict[str, Any]:
     """Build the model, run the search (or only its profile) and return the row.
 
-    ``latency_runtime``: ``"default"`` (the search's default), a runtime name or ``"none"``.
+    ``latency_runtime``: ``"default"`` leaves :func:`rankopt.search`'s default (a latency
+    table on the deployment runtime), None measures no latency table.
     """
     import rankopt
 
@@ -154,18 +156,20 @@ def run_case(
     train = random_split(n_train, size, seed=1)
     val = random_split(n_val, size, seed=2)
 
-    before_profile: list[float] = []
+    bound_lines: list[str] = []
+    latency_times: list[float] = []
 
     def say(line: str) -> None:
         now = time.perf_counter() - started
-        if line.startswith("measuring the sensitivity profile") and not before_profile:
-            before_profile.append(now)  # data, teacher logits and the latency table
         print(f"[{case} {now:7.1f} s] {line}", file=sys.stderr)
+        if "not offered" in line or "failed" in line:
+            bound_lines.append(line.removeprefix("sensitivity profile: "))
+        if line.startswith("latency table"):
+            latency_times.append(now)
 
-    runtime: dict[str, Any] = {}
+    runtime_kw: dict[str, Any] = {}
     if latency_runtime != "default":
-        runtime["latency_runtime"] = None if latency_runtime == "none" else latency_runtime
-
+        runtime_kw["latency_runtime"] = latency_runtime
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
         study = rankopt.search(
@@ -174,6 +178,7 @@ def run_case(
             val,
             max_macs=BUDGET,
             methods=methods,
+            **runtime_kw,
             n_trials=n_trials,
             # Optuna checks the timeout before each trial: a tiny one stops right after the
             # profile and the seeding, which run before the first trial.
@@ -185,7 +190,6 @@ def run_case(
             n_threads=threads,
             device="cpu",
             progress=say,
-            **runtime,
         )
         search_s = time.perf_counter() - started
         stored = dict(study.user_attrs.get("sensitivity", {}))
@@ -204,14 +208,16 @@ def run_case(
         "finetune_steps": finetune_steps,
         "n_trials": n_trials,
         "methods": list(methods) if methods else None,
-        "latency_runtime": settings.get("latency_runtime"),
-        "before_profile_s": before_profile[0] if before_profile else None,
         "budget": BUDGET,
         "dense_macs": prof.macs,
         "dense_n_params": prof.n_params,
         "n_layers_searched": len(settings.get("eligible_layers", [])),
         "import_rss_mb": import_rss_mb,
         "search_s": search_s,
+        "latency_runtime": settings.get("latency_runtime"),
+        # from its first to its last progress line (the table is not timed in the study)
+        "latency_table_s": latency_times[-1] - latency_times[0] if latency_times else None,
+        "bound_lines": bound_lines,
         "measured_floor_s": measured_floor_s,
         **facts,
         **trials,
@@ -230,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=512)
     p.add_argument("--finetune-steps", type=int, default=120)
     p.add_argument("--methods", default=None, help="comma-separated (default: all)")
-    p.add_argument("--latency-runtime", default="default", help="default, torch, onnxruntime, none")
+    p.add_argument("--latency-runtime", default="default", help="default, onnxruntime, torch, none")
     args = p.parse_args(argv)
     row = run_case(
         args.case,
@@ -241,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_val=args.n_val,
         finetune_steps=args.finetune_steps,
         methods=args.methods.split(",") if args.methods else None,
-        latency_runtime=args.latency_runtime,
+        latency_runtime=None if args.latency_runtime == "none" else args.latency_runtime,
     )
     args.result.write_text(json.dumps(row, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return 0

@@ -69,6 +69,14 @@ def _scaled(value: Any, unit: float) -> float | None:
     return None if value is None else float(value) / unit
 
 
+def _latency(row: Mapping[str, Any]) -> str:
+    if "latency_runtime" not in row:
+        return "n/a"  # the run ended before the study said
+    if row["latency_runtime"] is None:
+        return "none"
+    return f"{_num(row.get('latency_table_s'))} ({row['latency_runtime']})"
+
+
 def _case(row: Mapping[str, Any]) -> str:
     """``model@size``, plus the methods when the run offered only some."""
     methods = row.get("methods")
@@ -140,9 +148,8 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "model @ input",
         "run",
         "trials done (failed)",
+        "latency table s (runtime)",
         "mean trial s",
-        "latency runtime",
-        "before the profile s",
         "search s",
         "peak RSS (GB)",
         "RSS after imports (GB)",
@@ -157,9 +164,8 @@ def search_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 run,
                 f"{r.get('n_trials_done', 'n/a')} ({r.get('n_trials_failed', 'n/a')})"
                 + (f", {r['n_repeats']} repeats" if r.get("n_repeats") else ""),
+                _latency(r),
                 "n/a" if r.get("mean_trial_s") is None else f"{r['mean_trial_s']:.1f}",
-                str(r.get("latency_runtime", "n/a")),
-                _num(r.get("before_profile_s")),
                 _num(r.get("search_s")),
                 _num(_scaled(r.get("peak_rss_mb"), GB), 2),
                 _num(_scaled(r.get("import_rss_mb"), GB), 2),
@@ -206,7 +212,7 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
     """The whole report."""
     order = {c: i for i, c in enumerate(g.case for g in GOALS)}
     rows = sorted(rows, key=lambda r: (order.get(r["case"], 99), bool(r.get("profile_only"))))
-    machine = next((r["machine"] for r in reversed(rows) if "machine" in r), {})
+    machine: Mapping[str, Any] = next((r["machine"] for r in reversed(rows) if "machine" in r), {})
     facts = ", ".join(f"{k} {v}" for k, v in machine.items() if k != "torch_threads")
     parts = [
         "# Scale benchmark: real-size models (issue 36)",
@@ -215,8 +221,9 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
         "`--n-trials`, `--threads`, `--out`; rows in `scale_rows.json`). torchvision models "
         "with random weights, 10 classes, random normal images with random labels (cost only, "
         'not accuracy); the default search: `rankopt.search(max_macs="50%")`, all methods, '
-        "120 proxy fine-tune steps, SQLite storage. Each case runs in its own process; its "
-        "peak RSS is that process's `ru_maxrss`.",
+        "120 proxy fine-tune steps, its default latency table (measured afresh: each case "
+        "gets an empty cache; `--latency-runtime none` skips it), SQLite storage. Each case "
+        "runs in its own process; its peak RSS is that process's `ru_maxrss`.",
         "",
         f"Machine (last run): {facts or 'n/a'}.",
         "",
@@ -230,10 +237,6 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
         profile_table(rows),
         "",
         "## The search",
-        "",
-        "`before the profile s`: data, the teacher's logits and, with a latency runtime, the "
-        "per-layer latency table (measured once per machine and model, then read from the disk "
-        "cache).",
         "",
         search_table(rows),
         "",
@@ -251,6 +254,9 @@ def render(rows: Sequence[Mapping[str, Any]]) -> str:
     failed = failed_lines(rows)
     if failed:
         parts += ["", "## Pairs the profile left out", "", *failed]
+    bounds = [f"- {r['case']}: {line}" for r in rows for line in r.get("bound_lines") or []]
+    if bounds:
+        parts += ["", "## What the profile said it bounded", "", *bounds]
     if TRIED_FILE.exists():
         parts += ["", "## What was tried", "", TRIED_FILE.read_text(encoding="utf-8").strip()]
     return "\n".join(parts) + "\n"

@@ -194,15 +194,19 @@ def latency_cap(
     *,
     allow_slower: bool,
     given: float | str | None = None,
+    margin: Mapping[int, float] | None = None,
 ) -> tuple[tuple[int, float], ...]:
     """The latency cap a search adds to its budget: :data:`NOT_SLOWER` times the dense
-    model's time at every measured batch size; none with ``allow_slower``.
+    model's time at every measured batch size, less ``margin``; none with ``allow_slower``.
 
     Args:
         limits: The parsed ``max_latency`` (:func:`parse_latency_budget`).
         dense_latency_ms: ``batch_size -> latency_ms`` of the dense model (the table's).
         allow_slower: The user accepts plans slower than dense.
         given: ``max_latency`` as the user wrote it (for the message).
+        margin: ``batch_size -> fraction`` taken off the cap: how far the table's
+            predictions of whole plans erred (a plan predicted at the cap then still
+            measures no slower than dense).
 
     Raises:
         BudgetError: ``limits`` allows a plan slower than dense at some batch size while
@@ -219,7 +223,11 @@ def latency_cap(
                 "give at most 100%, or allow plans slower than dense with allow_slower=True "
                 "(--allow-slower)"
             )
-    return tuple((b, NOT_SLOWER * ms) for b, ms in sorted(dense_latency_ms.items()))
+    margin = margin or {}
+    return tuple(
+        (b, NOT_SLOWER * (1.0 - margin.get(b, 0.0)) * ms)
+        for b, ms in sorted(dense_latency_ms.items())
+    )
 
 
 def _si(n: float) -> str:

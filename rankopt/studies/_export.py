@@ -21,7 +21,7 @@ from rankopt.storage import (
     trial_accuracy,
 )
 
-from ._trials import _float, completed_trials, dense_metrics
+from ._trials import _float, completed_trials, dense_metrics, latency_ratios
 
 if TYPE_CHECKING:
     from rankopt.plan import CompressionPlan
@@ -150,6 +150,7 @@ def select_trial(
             limit = amount.absolute
             fits = [t for t in selectable if _float(t.user_attrs["macs"]) <= limit]
             asked = f"max_macs={limit:,.0f}"
+        fits = _within_latency(study, fits)
         if not fits:
             raise BudgetError(f"no complete trial fits {asked}; {smallest_text}")
         return _best(fits)
@@ -158,9 +159,7 @@ def select_trial(
     for bound, attr in ((record.max_macs, "macs"), (record.max_params, "n_params")):
         if bound is not None:
             fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
-    for batch, ms in (*record.max_latency_ms, *record.latency_cap_ms):  # the cap: not slower
-        attr = f"latency_ms_batch{batch}"
-        fits = [t for t in fits if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001]
+    fits = _within_latency(study, fits, "max_latency_ms")
     if not fits:
         raise BudgetError(
             f"no complete trial fits the study budget {record.budget_json()}; {smallest_text}"
@@ -168,12 +167,29 @@ def select_trial(
     return _best(fits)
 
 
+def _within_latency(
+    study: optuna.Study, trials: list[FrozenTrial], *keys: str
+) -> list[FrozenTrial]:
+    """``trials`` whose predicted latency meets the study's ``latency_cap_ms`` (no plan slower
+    than dense, issue 37) and the budget's other ``keys`` (``max_latency_ms``)."""
+    record = StudyRecord.of(study)
+    limits = {"latency_cap_ms": record.latency_cap_ms, "max_latency_ms": record.max_latency_ms}
+    for key in ("latency_cap_ms", *keys):
+        for batch, ms in limits[key]:
+            attr = f"latency_ms_batch{batch}"
+            trials = [
+                t for t in trials if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001
+            ]
+    return trials
+
+
 def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
     """The trial's plan dict with ``metrics`` and ``provenance`` filled in."""
     plan: dict[str, Any] = copy.deepcopy(frozen.user_attrs["plan"])
     metrics = dict(plan.get("metrics") or {})
+    ratios = latency_ratios(frozen.user_attrs, dense_metrics(study))
     for key in PLAN_METRICS:
-        value = _float(frozen.user_attrs.get(key))
+        value = ratios.get(key, _float(frozen.user_attrs.get(key)))
         if math.isfinite(value):
             metrics[key] = int(value) if key in COUNT_METRICS else value
     plan["metrics"] = metrics

@@ -26,6 +26,7 @@ __all__ = [
     "check_labels",
     "latency_budget",
     "prepare_data",
+    "study_latency",
 ]
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -103,11 +104,38 @@ def prepare_data(
     )
 
 
+def study_latency(
+    model: nn.Module,
+    prof: ModelProfile,
+    settings: SearchSettings,
+    say: Callable[[str], None],
+    max_latency: float | str | None,
+) -> tuple[LatencyTable | None, dict[str, tuple[tuple[int, float], ...]]]:
+    """The study's latency table (None without a runtime) and its budget's latency fields
+    (:func:`latency_budget`). A table that errs on whole plans beyond the tolerance stops a
+    search with a latency budget or objective (:func:`check_plan_error`); with only the cap,
+    one line says so and the cap takes the error off (clamped to the tolerance)."""
+    if settings.latency_runtime is None or not prof.eligible_layers:  # nothing to time
+        return None, latency_budget(max_latency, None, settings)
+    strict = max_latency is not None or "latency_ms" in settings.objectives
+    table = measure_latency_table(model, prof, settings, say, strict=strict)
+    if not strict and any(e > settings.latency_tolerance for e in table.plan_error.values()):
+        say(
+            "latency table: its predictions of whole plans erred up to "
+            + ", ".join(f"{100 * e:.0f} % (batch {b})" for b, e in sorted(table.plan_error.items()))
+            + " on this machine (a busy machine?); the cap that keeps plans no slower than "
+            f"dense takes {100 * settings.latency_tolerance:.0f} % off at most"
+        )
+    return table, latency_budget(max_latency, table, settings)
+
+
 def measure_latency_table(
     model: nn.Module,
     prof: ModelProfile,
     settings: SearchSettings,
     say: Callable[[str], None],
+    *,
+    strict: bool = True,
 ) -> LatencyTable:
     """The per-layer latency table of ``model`` on this machine (from the disk cache when
     it was measured before), for the methods among the search's that are latency-friendly
@@ -149,7 +177,8 @@ def measure_latency_table(
         + " of what their layers save alone; predictions use that"
         + _fit_note(table.plan_error)
     )
-    check_plan_error(table, settings)
+    if strict:
+        check_plan_error(table, settings)
     return table
 
 
@@ -173,7 +202,14 @@ def latency_budget(
         return {}
     dense = dict(table.model_ms)
     limits = parse_latency_budget(max_latency, dense)
-    cap = latency_cap(limits, dense, allow_slower=settings.allow_slower, given=max_latency)
+    margin = {
+        b: min(e, settings.latency_tolerance)
+        for b, e in table.plan_error.items()
+        if math.isfinite(e)
+    }
+    cap = latency_cap(
+        limits, dense, allow_slower=settings.allow_slower, given=max_latency, margin=margin
+    )
     return {"max_latency_ms": limits, "latency_cap_ms": cap}
 
 

@@ -37,9 +37,8 @@ from rankopt.latency import LatencyTable
 from rankopt.searching.loop._inputs import (
     check_data,
     check_labels,
-    latency_budget,
-    measure_latency_table,
     prepare_data,
+    study_latency,
 )
 from rankopt.searching.loop._progress import TrialReporter
 from rankopt.searching.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
@@ -150,11 +149,11 @@ def prepare(
     model.eval()
     prof = profile(model, shape)
     n_outputs = check_labels(model, train, val)
-    table = measure_latency_table(model, prof, s, say) if s.latency_runtime else None
+    table, latency_limits = study_latency(model, prof, s, say, max_latency)
     budget = Budget(
         max_macs=parse_budget(max_macs, prof.macs, what="macs"),
         max_params=parse_budget(max_params, prof.n_params, what="params"),
-        **latency_budget(max_latency, table, s),
+        **latency_limits,
     )
     space = SearchSpace(
         prof,

@@ -174,9 +174,15 @@ class Objective:
         started = time.perf_counter()
         proposal = self.space.suggest(trial, with_target=self.with_target, budget=self.budget)
         realised = self.space.realise(proposal, self.budget, self.sensitivity)
-        if realised is None:  # only when the budget is below min_cost (checked up front)
-            trial.set_user_attr("fail_reason", "no allocation fits the budget")
-            raise optuna.TrialPruned("no allocation fits the budget")
+        if realised is None:  # the budget below min_cost (checked up front), or with the cap
+            reason = "no allocation fits the budget"
+            if self.budget.latency_cap_ms:
+                reason += (
+                    " and the latency cap (no plan slower than dense): raise the budget, or "
+                    "allow slower plans (allow_slower=True, --allow-slower)"
+                )
+            trial.set_user_attr("fail_reason", reason)
+            raise optuna.TrialPruned(reason)
         layers, macs, n_params = list(realised.layers), realised.macs, realised.n_params
         predicted = self.space.predicted_latency_ms(layers)
         dense_ms = self.space.latency.model_ms if self.space.latency is not None else {}
