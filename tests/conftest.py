@@ -67,7 +67,7 @@ def _real_latency_when_marked(
 ) -> None:
     """``@pytest.mark.real_latency``: the test's searches time their tables for real."""
     if request.node.get_closest_marker("real_latency"):
-        from rankopt.search.loop import _inputs
+        from rankopt.searching.loop import _inputs
 
         from rankopt.latency._table import latency_table
 
