@@ -67,9 +67,8 @@ def _real_latency_when_marked(
 ) -> None:
     """``@pytest.mark.real_latency``: the test's searches time their tables for real."""
     if request.node.get_closest_marker("real_latency"):
-        from rankopt.searching.loop import _inputs
-
         from rankopt.latency._table import latency_table
+        from rankopt.searching.loop import _inputs
 
         monkeypatch.setattr(_inputs, "latency_table", latency_table)
 

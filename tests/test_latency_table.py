@@ -374,11 +374,10 @@ def test_with_only_the_cap_a_table_over_the_tolerance_is_one_line_and_a_margin(
 ) -> None:
     """The same table 30 % off: a search with only the never-slower-than-dense cap goes on,
     says so in one line and takes the tolerance off the cap; a latency budget still stops."""
-    from rankopt.searching.loop._inputs import study_latency
-    from rankopt.searching.loop._settings import SearchSettings
-
     from rankopt.evaluators import profile
     from rankopt.latency._runtimes import TorchRuntime
+    from rankopt.searching.loop._inputs import study_latency
+    from rankopt.searching.loop._settings import SearchSettings
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
