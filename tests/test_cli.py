@@ -332,6 +332,8 @@ def test_search_ends_with_the_plan_and_export_writes_it(
         f"MACs {100 * attrs['macs_ratio']:.1f} % of dense, predicted latency "
         f"{100 * r1:.0f} % at batch 1, {100 * r64:.0f} % at batch 64" in summary
     )
+    done = [line for line in err.splitlines() if line.startswith("trial ") and "accuracy" in line]
+    assert done and all("% (batch 1/64), params" in line for line in done)
     header = next(line for line in lines if line.lstrip().startswith("kind"))
     assert "macs_ratio  latency_ratio_batch1  latency_ratio_batch64" in header
     nxt = lines.index("next:")

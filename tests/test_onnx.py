@@ -187,3 +187,45 @@ def test_sessions_above_one_thread_do_not_spin_and_leave_other_sessions_alone(
     export_onnx(compressed, SHAPE, tmp_path / "m.onnx", check=False)
     own = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert own.get_session_options().use_per_session_threads
+
+
+def test_an_unaligned_cp_depthwise_chain_is_padded_to_the_block_with_the_same_outputs(
+    tmp_path: Path,
+) -> None:
+    """Issue 37 item 2: CP's depthwise conv at a rank above ONNX Runtime's channel block and
+    not a multiple of it runs off its blocked kernels; the export pads it with zero channels."""
+    from rankopt.latency._block import nchwc_block
+    from rankopt.latency._onnx import _exportable_copy, pad_depthwise_chains
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", in_channels=1, num_classes=10).eval()
+    block = nchwc_block()
+    rank = 2 * block + 2  # above the block, not a multiple of it
+    layer = {info.name: info for info in profile(model, SHAPE).eligible_layers}["layer3.0.conv2"]
+    plan = CompressionPlan(
+        model_name="resnet8",
+        fingerprint=model_fingerprint(model),
+        input_shape=SHAPE,
+        layers=(
+            LayerPlan("layer3.0.conv2", "cp", {"r": rank}, {}, tuple(layer.weight_shape)),
+            LayerPlan("layer2.0.conv2", "cp", {"r": block}, {}, (32, 32, 3, 3)),
+        ),
+    )
+    small = apply_plan(model, plan).eval()
+    padded = _exportable_copy(small)
+    chain = padded.get_submodule("layer3.0.conv2")
+    assert [chain[0].out_channels, chain[1].groups, chain[2].in_channels] == [3 * block] * 3
+    aligned = padded.get_submodule("layer2.0.conv2")  # a multiple of the block: left alone
+    assert aligned[1].groups == block
+    assert pad_depthwise_chains(padded, block) == 0  # nothing left to pad
+    x = torch.randn(4, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(padded(x), small(x), rtol=1e-5, atol=1e-5)
+    path = tmp_path / "cp.onnx"
+    check = export_onnx(small, SHAPE, path)  # checked against PyTorch in ONNX Runtime
+    assert check is not None and check.rel_diff <= ONNX_REL_TOLERANCE
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = small(x).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(got - expected).max() <= 1e-4 * max(1.0, abs(expected).max())

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rankopt.errors import UnknownNameError
+from rankopt.latency._block import nchwc_block
 from rankopt.latency._timing import Runner, time_runners_ms
 
 if TYPE_CHECKING:  # torch is imported where it runs: `rankopt --help` stays light
@@ -223,29 +224,6 @@ class OnnxRuntime(LatencyRuntime):
 
 RUNTIMES: dict[str, LatencyRuntime] = {r.name: r for r in (TorchRuntime(), OnnxRuntime())}
 """Latency runtimes by name."""
-
-
-def nchwc_block() -> int:
-    """ONNX Runtime's NCHWc channel block on this CPU: 16 with AVX-512F, 8 with AVX2, else 4.
-
-    Read from numpy's CPU feature detection (the same CPUID bits ONNX Runtime's MLAS
-    library checks; numpy 2 and 1 keep it in different private modules); 4 where numpy
-    does not report them.
-    """
-    import importlib
-
-    features: dict[str, bool] = {}
-    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
-        try:
-            features = dict(importlib.import_module(module).__cpu_features__)
-            break
-        except (ImportError, AttributeError):
-            continue
-    if features.get("AVX512F"):
-        return 16
-    if features.get("AVX2") and features.get("FMA3"):
-        return 8
-    return 4
 
 
 def get_runtime(name: str) -> LatencyRuntime:

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.budget import Budget
 from rankopt.evaluators import ModelProfile
-from rankopt.storage import DUPLICATE_ATTR, SEED_ATTR, best_first
+from rankopt.storage import DUPLICATE_ATTR, LATENCY_RATIOS, SEED_ATTR, best_first
 
 __all__ = ["TrialReporter", "progress_printer"]
 
@@ -52,7 +52,8 @@ class TrialReporter:
                 f"trial {trial.number:>3}{label}: accuracy {attrs.get('accuracy', math.nan):.4f} "
                 f"(before fine-tune {attrs.get('accuracy_before_finetune', math.nan):.4f}), "
                 f"macs {100 * attrs.get('macs_ratio', math.nan):.1f}%, "
-                f"params {100 * attrs.get('params_ratio', math.nan):.1f}%, "
+                + _latency_text(attrs)
+                + f"params {100 * attrs.get('params_ratio', math.nan):.1f}%, "
                 f"{attrs.get('wall_time_s', math.nan):.1f}s | {best_txt}"
                 + (
                     f" (same plan as trial {attrs[DUPLICATE_ATTR]}: its result reused, not counted)"
@@ -65,6 +66,15 @@ class TrialReporter:
             self.say(
                 f"trial {trial.number:>3}{label}: {trial.state.name.lower()} {reason}".rstrip()
             )
+
+
+def _latency_text(attrs: dict[str, object]) -> str:
+    """``"latency 85%/80% (batch 1/64), "``: the predicted latency ratios; ``""`` without."""
+    ratios = [attrs.get(name) for name in LATENCY_RATIOS]
+    if not all(isinstance(r, int | float) for r in ratios):
+        return ""
+    shown = "/".join(f"{100 * float(r):.0f}%" for r in ratios)  # type: ignore[arg-type]
+    return f"latency {shown} (batch 1/64), "
 
 
 def _best_feasible(study: optuna.Study, budget: Budget) -> tuple[float, int] | None:

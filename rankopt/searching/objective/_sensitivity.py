@@ -75,6 +75,9 @@ PAIR_LEASE_S = 120.0
 """Seconds after which a (layer, method) claimed by a worker that stored no result is taken
 over (one unit takes seconds: its decompositions are bounded, see ``rankopt.spaces``)."""
 _RESULT_PREFIX = "profile:"
+_CP_COST = 8.0
+"""How much more a CP unit costs than a basis method's on the same weight (ALS per point vs
+one basis truncated per point; resnet18's profile: 75 s of CP, 35 s of Tucker-2)."""
 _PROGRESS_EVERY_S = 10.0
 
 
@@ -168,6 +171,15 @@ class _Measurer:
             groups = capture_groups(model, list(space.choices), images)
             self._groups = groups
             self._group_of = {n: i for i, g in enumerate(groups) for n in g}
+
+    def order(self, pair: _Pair) -> tuple[int, float]:
+        """Claim order: one capture group after another (each is captured once per worker),
+        the costliest units of a group first (CP-ALS's work grows with the rank), so that the
+        last units several workers finish are short ones."""
+        info = self.space.layer(pair.layer)
+        numel = float(math.prod(info.weight_shape))
+        cost = numel * len(pair.macs) * (_CP_COST if pair.method == "cp" else 1.0)
+        return self._group_of.get(pair.layer, 0), -cost
 
     def _capture_for(self, layer: str) -> LayerCapture | None:
         group = self._group_of.get(layer)
@@ -423,7 +435,7 @@ def study_sensitivity(
         if not todo:
             break
         measured_one = False
-        for pair in todo:
+        for pair in sorted(todo, key=measurer.order):
             if not claim(study, _RESULT_PREFIX + pair.key, worker, lease_s=PAIR_LEASE_S):
                 continue
             result = measurer.measure(pair)
