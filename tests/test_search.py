@@ -419,10 +419,10 @@ def test_the_search_phases_run_one_at_a_time(
     )
     prof = profile(trained_digits_net, SHAPE)
     assert prepared.shape == SHAPE and prepared.table is not None  # the deployment runtime's
-    assert prepared.budget == Budget(
-        max_macs=math.floor(0.5 * prof.macs),
-        latency_cap_ms=tuple(sorted(prepared.table.model_ms.items())),  # not slower than dense
-    )
+    assert prepared.budget.max_macs == math.floor(0.5 * prof.macs)
+    cap = dict(prepared.budget.latency_cap_ms)  # plans no slower than dense (at most)
+    assert set(cap) == set(prepared.table.model_ms)
+    assert all(0 < cap[b] <= prepared.table.model_ms[b] * (1 + 1e-9) for b in cap)
     assert len(prepared.space.layer_names) >= 2
 
     opened = open_study(

@@ -172,11 +172,10 @@ def _within_latency(
 ) -> list[FrozenTrial]:
     """``trials`` whose predicted latency meets the study's ``latency_cap_ms`` (no plan slower
     than dense, issue 37) and the budget's other ``keys`` (``max_latency_ms``)."""
-    budget = study.user_attrs.get("budget")
-    if not isinstance(budget, dict):
-        return trials
+    record = StudyRecord.of(study)
+    limits = {"latency_cap_ms": record.latency_cap_ms, "max_latency_ms": record.max_latency_ms}
     for key in ("latency_cap_ms", *keys):
-        for batch, ms in budget.get(key) or []:
+        for batch, ms in limits[key]:
             attr = f"latency_ms_batch{batch}"
             trials = [
                 t for t in trials if not _float(t.user_attrs.get(attr)) > float(ms) * 1.000001
