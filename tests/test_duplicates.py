@@ -22,7 +22,6 @@ SETTINGS: dict[str, Any] = {
     "finetune_steps": 15,
     "finetune_samples": 256,
     "batch_size": 32,
-    "latency_runtime": None,  # the repeats were chosen on the space without a latency table
 }
 
 
