@@ -52,7 +52,7 @@ from benchmarks.common.recipes import (  # noqa: E402
 from benchmarks.common.report import machine_facts, md_table  # noqa: E402
 from benchmarks.common.searches import completed, run_search  # noqa: E402
 from benchmarks.mnist.run import SEARCH_DEFAULTS, builtin_model  # noqa: E402
-from rankopt.search import Budget  # noqa: E402
+from rankopt.searching import Budget  # noqa: E402
 from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -45,7 +45,7 @@ def run_model(name: str, size: int) -> None:
     import torchvision
 
     from rankopt.evaluators import profile
-    from rankopt.search.space._space import SearchSpace
+    from rankopt.searching.space._space import SearchSpace
     from rankopt.spaces import clear_cache, decompose, get_method
 
     torch.set_num_threads(1)

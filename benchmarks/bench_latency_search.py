@@ -33,8 +33,8 @@ from rankopt.latency import compare_latency_ms, latency_table
 from rankopt.latency._runtimes import RUNTIMES, get_runtime
 from rankopt.models import get_pretrained
 from rankopt.plan import CompressionPlan
-from rankopt.search.space._reach import min_latency_ms
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching.space._reach import min_latency_ms
+from rankopt.searching.space._space import SearchSpace
 from rankopt.storage._attrs import best_first
 
 HERE = Path(__file__).resolve().parent

@@ -31,9 +31,9 @@ from rankopt.data import load_data
 from rankopt.evaluators import calibrate_bn, compute_logits, profile
 from rankopt.models import get_pretrained
 from rankopt.plan import apply_plan
-from rankopt.search.objective import _fisher
-from rankopt.search.objective._sensitivity import kl_score, measure_sensitivity
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching.objective import _fisher
+from rankopt.searching.objective._sensitivity import kl_score, measure_sensitivity
+from rankopt.searching.space._space import SearchSpace
 
 
 def main() -> None:

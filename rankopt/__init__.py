@@ -12,9 +12,7 @@ Public API (everything else is private)::
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rankopt._lazy import lazy_names
 from rankopt._version import __version__
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     from rankopt.evaluators import Cost, ModelProfile, calibrate_bn, cost, count_macs, profile
     from rankopt.latency import export_onnx
     from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
-    from rankopt.search import search
+    from rankopt.searching import search
     from rankopt.spaces import (
         DecompositionMethod,
         LayerInfo,
@@ -64,7 +62,7 @@ _LAZY: dict[str, str] = {
     "LayerPlan": "rankopt.plan",
     "apply_plan": "rankopt.plan",
     "model_fingerprint": "rankopt.plan",
-    "search": "rankopt.search",
+    "search": "rankopt.searching",
     "DecompositionMethod": "rankopt.spaces",
     "LayerInfo": "rankopt.spaces",
     "estimate_rank": "rankopt.spaces",
@@ -80,23 +78,6 @@ _LAZY: dict[str, str] = {
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)
-
-
-class _RootModule(types.ModuleType):
-    """The package module, whose API names win over its subpackages' names.
-
-    Importing the subpackage ``rankopt.search`` binds it as the attribute ``search`` of the
-    package, which would hide the function :func:`rankopt.search` (loaded lazily); such a
-    binding is skipped (the subpackage stays in ``sys.modules``).
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _RootModule
 
 
 __all__ = [

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import pytest
 import torch
 from torch import nn
 
+from rankopt._optional import try_import
 from rankopt.errors import UnsupportedLayerError
 from rankopt.evaluators import count_macs
 from rankopt.spaces import (
@@ -210,6 +210,7 @@ class MethodTestSuite:
                 assert _one_input_macs(built, case.x) < case.layer.macs
 
     def test_unsupported_layers_raise(self) -> None:
+        pytest = try_import("pytest", extra="dev", needed_for="rankopt.testing.MethodTestSuite")
         impl = self.impl
         unsupported = [c for c in [*self.all_cases(), _depthwise()] if not impl.supports(c.layer)]
         for case in unsupported:

@@ -44,7 +44,7 @@ def _searches_time_by_a_cost_model(tmp_path_factory: pytest.TempPathFactory) -> 
     (``@pytest.mark.real_latency``, :func:`_real_latency_when_marked`) and of
     ``rankopt.latency.latency_table`` called directly time for real."""
     from rankopt.latency._runtimes import RUNTIMES
-    from rankopt.search.loop import _inputs
+    from rankopt.searching.loop import _inputs
 
     real = _inputs.latency_table
     cache = tmp_path_factory.mktemp("fake-latency-cache")
@@ -68,7 +68,7 @@ def _real_latency_when_marked(
     """``@pytest.mark.real_latency``: the test's searches time their tables for real."""
     if request.node.get_closest_marker("real_latency"):
         from rankopt.latency._table import latency_table
-        from rankopt.search.loop import _inputs
+        from rankopt.searching.loop import _inputs
 
         monkeypatch.setattr(_inputs, "latency_table", latency_table)
 

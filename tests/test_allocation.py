@@ -16,11 +16,11 @@ from rankopt.errors import BudgetError, DataError, SettingsError
 from rankopt.evaluators import count_macs, evaluate_accuracy, profile
 from rankopt.latency._runtimes import OnnxRuntime, TorchRuntime
 from rankopt.plan import CompressionPlan, apply_plan
-from rankopt.search import search
-from rankopt.search.objective._duplicates import n_distinct_finished
-from rankopt.search.space._allocation import Candidate, allocate, allocate_uniform
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching import search
+from rankopt.searching.objective._duplicates import n_distinct_finished
+from rankopt.searching.space._allocation import Candidate, allocate, allocate_uniform
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._space import SearchSpace
 from rankopt.spaces import get_method
 from rankopt.studies import export_plan
 

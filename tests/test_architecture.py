@@ -26,7 +26,7 @@ def test_no_import_cycles_between_modules() -> None:
                 cycles.append(" -> ".join((module, *back)))
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
     # Not vacuous: the graph holds the rooms and their modules.
-    assert {"rankopt.latency._table", "rankopt.storage._open", "rankopt.search.loop._run"} <= (
+    assert {"rankopt.latency._table", "rankopt.storage._open", "rankopt.searching.loop._run"} <= (
         graph.modules
     )
 
@@ -36,7 +36,7 @@ def test_no_cycle_breakers_nominated_in_any_package() -> None:
     grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
     graph = grimp.build_graph("rankopt", cache_dir=None)
     packages = sorted(m for m in graph.modules if graph.find_children(m))
-    assert "rankopt.search" in packages
+    assert "rankopt.searching" in packages
     for package in packages:
         assert graph.nominate_cycle_breakers(package) == set(), package
 
@@ -49,7 +49,7 @@ def test_import_linter_contracts_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["rankopt", "rankopt.search", "rankopt.storage", "rankopt.latency"]
+    "package", ["rankopt", "rankopt.searching", "rankopt.storage", "rankopt.latency"]
 )
 def test_every_public_name_resolves(package: str) -> None:
     """A lazily loaded name that points at the wrong module fails here, not in a user's
@@ -60,3 +60,42 @@ def test_every_public_name_resolves(package: str) -> None:
     missing = [name for name in module.__all__ if not hasattr(module, name)]
     assert missing == []
     assert set(module.__all__) <= set(dir(module))
+
+
+def test_optional_dependencies_load_through_one_helper() -> None:
+    """A missing optional package is one RankoptError naming it, its user and its extra."""
+    from rankopt._optional import installed, try_import
+    from rankopt.errors import RankoptError
+
+    assert try_import("json", extra="dev", needed_for="a test").dumps([1]) == "[1]"
+    assert installed("json") and not installed("no_such_package_rankopt")
+    with pytest.raises(RankoptError) as info:
+        try_import("no_such_package_rankopt", extra="onnx", needed_for="ONNX export")
+    assert str(info.value) == (
+        "ONNX export needs the 'no_such_package_rankopt' package, which is not installed; "
+        "install it with: pip install 'rankopt[onnx]'"
+    )
+    # the only place rankopt asks whether an optional package is installed
+    users = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "rankopt").rglob("*.py"))
+        if "find_spec(" in path.read_text()
+    ]
+    assert users == ["rankopt/_optional.py"], users
+
+
+def test_packages_are_used_through_their_face() -> None:
+    """No module imports another package's private module (``rankopt.storage._open``): what
+    a package offers the others is what its ``__init__`` exports (the search's sub-rooms are
+    one package, ``rankopt.searching``)."""
+    grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
+    graph = grimp.build_graph("rankopt", cache_dir=None)
+    reached = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            inside = imported.split(".")[2:]
+            same_package = imported.split(".")[:2] == module.split(".")[:2]
+            if not same_package and any(part.startswith("_") for part in inside):
+                reached.append(f"{module} -> {imported}")
+    assert reached == []
+    assert "rankopt.storage._open" in graph.modules  # not vacuous: the private modules exist

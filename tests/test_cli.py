@@ -591,8 +591,8 @@ def test_the_command_line_search_and_the_settings_share_one_set_of_defaults() ->
     from rankopt._cli._search import search_settings
     from rankopt.cli import build_parser
     from rankopt.errors import UnknownNameError
-    from rankopt.search import SearchSettings, search
-    from rankopt.search.loop._settings import setting_defaults
+    from rankopt.searching import SearchSettings, search
+    from rankopt.searching.loop._settings import setting_defaults
 
     defaults = setting_defaults()
     assert defaults["finetune_steps"] == SearchSettings().finetune_steps == 120

@@ -16,7 +16,7 @@ from torch import nn
 
 from rankopt.cli import main
 from rankopt.evaluators import count_macs
-from rankopt.search import search
+from rankopt.searching import search
 from rankopt.storage._attrs import is_repeat
 from rankopt.studies import pareto_front
 

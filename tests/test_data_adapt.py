@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from rankopt.data import as_split
 from rankopt.errors import DataError
 from rankopt.evaluators import evaluate_accuracy
-from rankopt.search import search
-from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.searching import search
+from rankopt.searching.objective._duplicates import n_distinct_finished
 
 FAST: dict[str, Any] = {"finetune_steps": 10, "finetune_samples": 200, "batch_size": 32}
 RUN: dict[str, Any] = {"max_macs": 0.5, "n_trials": 3, "device": "cpu", **FAST}

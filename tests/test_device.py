@@ -14,8 +14,8 @@ from torch import nn
 from rankopt.errors import SettingsError
 from rankopt.evaluators import compute_logits, evaluate_accuracy, full_finetune
 from rankopt.evaluators._device import model_device, on_device, resolve_device
-from rankopt.search import search
-from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.searching import search
+from rankopt.searching.objective._duplicates import n_distinct_finished
 
 FAST: dict[str, Any] = {"finetune_steps": 10, "finetune_samples": 128, "batch_size": 32}
 NO_GPU = "no CUDA GPU on this machine (torch.cuda.is_available() is False)"

@@ -9,8 +9,8 @@ from optuna.trial import TrialState
 from torch import nn
 
 from rankopt.plan import LayerPlan
-from rankopt.search import search
-from rankopt.search.objective._duplicates import n_distinct_finished, plan_key
+from rankopt.searching import search
+from rankopt.searching.objective._duplicates import n_distinct_finished, plan_key
 from rankopt.storage._attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, is_repeat
 from rankopt.studies import export_plan, pareto_front
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import rankopt
-from rankopt.search import SearchSpace
+from rankopt.searching import SearchSpace
 from rankopt.studies import plot_layer_map
 from rankopt.testing import MethodTestSuite
 

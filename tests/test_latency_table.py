@@ -220,7 +220,7 @@ def test_onnxruntime_searches_round_ranks_to_its_channel_block_unless_told_other
     from numpy._core._multiarray_umath import __cpu_features__
 
     from rankopt.latency._runtimes import nchwc_block
-    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.searching.loop._settings import SearchSettings
 
     expected = (
         16
@@ -336,8 +336,8 @@ def test_the_search_refuses_a_table_that_mispredicts_whole_plans(
     from rankopt.errors import SettingsError
     from rankopt.evaluators import profile
     from rankopt.latency._runtimes import TorchRuntime
-    from rankopt.search.loop._inputs import measure_latency_table
-    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.searching.loop._inputs import measure_latency_table
+    from rankopt.searching.loop._settings import SearchSettings
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
@@ -376,8 +376,8 @@ def test_with_only_the_cap_a_table_over_the_tolerance_is_one_line_and_a_margin(
     says so in one line and takes the tolerance off the cap; a latency budget still stops."""
     from rankopt.evaluators import profile
     from rankopt.latency._runtimes import TorchRuntime
-    from rankopt.search.loop._inputs import study_latency
-    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.searching.loop._inputs import study_latency
+    from rankopt.searching.loop._settings import SearchSettings
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(TorchRuntime, "time_swapped_ms", _fake_swapped)
@@ -406,7 +406,7 @@ def test_latency_is_timed_at_one_thread_unless_told(
     from rankopt.errors import SettingsError
     from rankopt.latency._measure import compare_latency_ms, usable_cores
     from rankopt.latency._runtimes import TorchRuntime
-    from rankopt.search.loop._settings import SearchSettings
+    from rankopt.searching.loop._settings import SearchSettings
 
     seen: list[int] = []
 
@@ -443,9 +443,9 @@ def test_the_search_times_and_offers_cp_on_onnxruntime_not_on_torch(
     # measures and offers per runtime, not this machine's speed.
     from rankopt.evaluators import profile
     from rankopt.latency._runtimes import OnnxRuntime, TorchRuntime
-    from rankopt.search.loop._inputs import measure_latency_table
-    from rankopt.search.loop._settings import SearchSettings
-    from rankopt.search.space._space import SearchSpace
+    from rankopt.searching.loop._inputs import measure_latency_table
+    from rankopt.searching.loop._settings import SearchSettings
+    from rankopt.searching.space._space import SearchSpace
 
     monkeypatch.setenv("RANKOPT_CACHE_DIR", str(tmp_path))
     for cls in (TorchRuntime, OnnxRuntime):

@@ -7,8 +7,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from rankopt.errors import SettingsError
-from rankopt.search.loop._local import N_MOVED, LocalMovesSampler, incumbents
-from rankopt.search.loop._sampler import TPE_MIN_STARTUP, make_sampler
+from rankopt.searching.loop._local import N_MOVED, LocalMovesSampler, incumbents
+from rankopt.searching.loop._sampler import TPE_MIN_STARTUP, make_sampler
 
 SPACE = {
     **{f"l{i}/method": CategoricalDistribution(["cp", "tucker2", "keep"]) for i in range(4)},

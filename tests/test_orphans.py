@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 from torch import nn
 
 from rankopt.cli import main
-from rankopt.search import search
-from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.searching import search
+from rankopt.searching.objective._duplicates import n_distinct_finished
 from rankopt.storage._claim import claim
 from rankopt.storage._heartbeat import LostTrialCallback, fail_lost_trials, heartbeat_ages_s
 from rankopt.studies import queued_trials_line, report

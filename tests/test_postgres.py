@@ -432,7 +432,7 @@ def test_profile_units_are_claimed_by_concurrent_workers(
     from rankopt_testmodels import TinyResNet
     from test_profile import _images, _space, _trial_data
 
-    from rankopt.search.objective import _sensitivity
+    from rankopt.searching.objective import _sensitivity
 
     torch.manual_seed(0)
     model = TinyResNet().eval()

@@ -14,9 +14,9 @@ from torch import nn
 
 from rankopt.evaluators import compute_logits, profile
 from rankopt.plan import apply_plan
-from rankopt.search.objective import _fisher, _sensitivity
-from rankopt.search.objective._objective import TrialData
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching.objective import _fisher, _sensitivity
+from rankopt.searching.objective._objective import TrialData
+from rankopt.searching.space._space import SearchSpace
 from rankopt.spaces import clear_cache, get_method, list_methods
 
 

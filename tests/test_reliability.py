@@ -40,8 +40,8 @@ from rankopt.errors import (
 )
 from rankopt.evaluators import profile
 from rankopt.plan import CompressionPlan, apply_plan
-from rankopt.search import parse_budget, search
-from rankopt.search.objective._duplicates import n_distinct_finished
+from rankopt.searching import parse_budget, search
+from rankopt.searching.objective._duplicates import n_distinct_finished
 from rankopt.spaces import cache_info, clear_cache, set_cache_limit
 from rankopt.studies import export_plan, load_study, select_trial
 
@@ -404,7 +404,7 @@ def test_sqlite_locked_by_another_process_points_at_postgresql(
 def test_bad_sqlite_timeout_variable_is_a_storage_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from rankopt.search import open_storage
+    from rankopt.searching import open_storage
 
     monkeypatch.setenv("RANKOPT_SQLITE_TIMEOUT_S", "soon")
     with pytest.raises(StorageError, match="RANKOPT_SQLITE_TIMEOUT_S = 'soon'"):

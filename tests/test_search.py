@@ -15,11 +15,12 @@ from rankopt.budget._budget import Budget
 from rankopt.errors import BudgetError, RankoptError, UnknownNameError
 from rankopt.evaluators import count_macs, profile
 from rankopt.plan import CompressionPlan, LayerPlan, apply_plan
-from rankopt.search import parse_budget, search
-from rankopt.search.objective import _objective as objective_module
-from rankopt.search.objective._duplicates import n_distinct_finished
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._space import SearchSpace
+from rankopt.searching import parse_budget, search
+from rankopt.searching.objective import _objective as objective_module
+from rankopt.searching.objective._duplicates import n_distinct_finished
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._space import SearchSpace
+from rankopt.storage import STUDY_SCHEMA_VERSION, StudyRecord
 from rankopt.storage._attrs import is_repeat
 
 SHAPE = (1, 8, 8)
@@ -342,13 +343,17 @@ def test_search_from_python_does_not_print_optuna_trial_lines(
 
 
 def test_the_search_subpackage_does_not_hide_the_search_function() -> None:
+    import pkgutil
     import sys
 
     import rankopt
-    from rankopt.search import SearchSpace  # noqa: F401  (imports the subpackage)
+    from rankopt.searching import SearchSpace  # noqa: F401  (imports the subpackage)
 
     assert callable(rankopt.search)
-    assert rankopt.search is sys.modules["rankopt.search"].search
+    assert rankopt.search is sys.modules["rankopt.searching"].search
+    # no subpackage or module of the root is named like a public name (nothing to hide)
+    children = {m.name for m in pkgutil.iter_modules(rankopt.__path__)}
+    assert not children & set(rankopt.__all__), children & set(rankopt.__all__)
 
 
 def test_the_study_names_its_metrics_after_the_objectives(
@@ -371,6 +376,12 @@ def test_the_study_names_its_metrics_after_the_objectives(
     ]
     frame = study.trials_dataframe(multi_index=False)
     assert {"values_accuracy", "values_n_params"} <= set(frame.columns)
+    # the typed record, among the study's user attributes (where the dashboard shows them)
+    record = StudyRecord.of(study)
+    assert study.user_attrs["schema_version"] == record.schema_version == STUDY_SCHEMA_VERSION
+    assert record.objectives == ("accuracy", "n_params")
+    assert record.dense.macs == profile(trained_digits_net, SHAPE).macs
+    assert record.settings["finetune"]["steps"] == FAST["finetune_steps"]
 
     # a study an earlier version created (no metric names) gets them when it is resumed
     old = optuna.create_study(study_name="old", storage=url, directions=["maximize", "minimize"])
@@ -384,3 +395,60 @@ def test_the_study_names_its_metrics_after_the_objectives(
         study_name="old",
     )
     assert optuna.load_study(study_name="old", storage=url).metric_names == ["accuracy", "macs"]
+
+
+def test_the_search_phases_run_one_at_a_time(
+    trained_digits_net: nn.Module, digits_data: dict[str, Any]
+) -> None:
+    """prepare -> open_study -> seed -> run, each called alone, as search() calls them."""
+    from rankopt.searching.loop._phases import open_study, prepare, run, seed
+    from rankopt.searching.loop._settings import SearchSettings
+
+    s = SearchSettings(n_trials=4, sampler="random", **FAST)
+    lines: list[str] = []
+    prepared = prepare(
+        trained_digits_net,
+        digits_data["train"],
+        digits_data["val"],
+        s,
+        max_macs=0.5,
+        max_params=None,
+        max_latency=None,
+        input_shape=None,
+        say=lines.append,
+    )
+    prof = profile(trained_digits_net, SHAPE)
+    assert prepared.shape == SHAPE and prepared.table is not None  # the deployment runtime's
+    assert prepared.budget == Budget(
+        max_macs=math.floor(0.5 * prof.macs),
+        latency_cap_ms=tuple(sorted(prepared.table.model_ms.items())),  # not slower than dense
+    )
+    assert len(prepared.space.layer_names) >= 2
+
+    opened = open_study(
+        trained_digits_net,
+        prepared,
+        s,
+        storage=None,
+        name="phases",
+        model_name="digitsnet",
+        data_name="digits",
+        heartbeat_interval=None,
+        pruner=None,
+    )
+    assert opened.study.trials == []
+    record = StudyRecord.of(opened.study)
+    assert (record.max_macs, record.dense.macs) == (prepared.budget.max_macs, prof.macs)
+    assert record.latency_cap_ms == prepared.budget.latency_cap_ms
+    assert 0.8 < opened.dense_val_acc == record.dense.accuracy
+
+    sensitivity = seed(prepared, opened, s, lines.append)
+    assert set(sensitivity.points) == set(prepared.space.layer_names)
+    waiting = opened.study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == s.max_seeds == 1
+
+    study = run(
+        prepared, opened, s, sensitivity, model_name="digitsnet", callbacks=(), say=lines.append
+    )
+    assert n_distinct_finished(study) == 4
+    assert any(line.startswith("study 'phases': 0 finished trials, 4 to run") for line in lines)

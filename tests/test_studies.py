@@ -692,3 +692,65 @@ def test_layer_map_takes_full_ranks_from_the_plan_or_the_registry() -> None:
     ]
     assert not any("n/a" in cell for cell in heat.customdata[0])
     assert "Tucker-2" in list(heat.colorbar.ticktext)
+
+
+def _rewritten_with_the_record(old: optuna.Study, name: str) -> optuna.Study:
+    """The same study as the search writes it now: its record through StudyRecord."""
+    import dataclasses
+
+    from rankopt.storage import STUDY_SCHEMA_VERSION, StudyRecord
+
+    record = dataclasses.replace(StudyRecord.of(old), schema_version=STUDY_SCHEMA_VERSION)
+    new = optuna.create_study(directions=["maximize", "minimize"], study_name=name)
+    for key, value in record.to_user_attrs().items():
+        new.set_user_attr(key, value)
+    new.add_trials(old.trials)
+    return new
+
+
+def test_a_study_written_before_the_record_reads_as_the_record() -> None:
+    from rankopt.storage import STUDY_SCHEMA_VERSION, StudyRecord
+    from rankopt.studies import plan_summary
+
+    old = make_study(3)  # user attrs set one by one, no schema_version: how 0.x wrote them
+    assert "schema_version" not in old.user_attrs
+    record = StudyRecord.of(old)
+    assert record.schema_version == 1
+    assert (record.model, record.data, record.input_shape) == ("tiny", "mnist", (1, 28, 28))
+    assert (record.max_macs, record.max_params, record.max_latency_ms) == (600_000, None, ())
+    assert record.dense.metrics() == {
+        "accuracy": 0.98,
+        "macs": float(DENSE_MACS),
+        "n_params": float(DENSE_PARAMS),
+    }
+    assert record.objectives == ("accuracy", "macs")
+
+    new = _rewritten_with_the_record(old, old.study_name)
+    assert new.user_attrs["schema_version"] == STUDY_SCHEMA_VERSION == 2
+    assert StudyRecord.of(new) == StudyRecord(**{**vars(record), "schema_version": 2})
+    pd.testing.assert_frame_equal(pareto_front(old), pareto_front(new))
+    pd.testing.assert_frame_equal(all_trials_table(old), all_trials_table(new))
+    assert select_trial(old).number == select_trial(new).number
+    assert export_plan(old) == export_plan(new)
+    assert plan_summary(old) == plan_summary(new)
+
+
+def test_the_study_record_survives_its_json() -> None:
+    from rankopt.storage import DenseReference, StudyRecord
+
+    record = StudyRecord(
+        model="resnet8",
+        data="mnist5k",
+        fingerprint="f" * 16,
+        input_shape=(1, 28, 28),
+        dense=DenseReference(0.99, 9_480_768, 77_754, {1: 0.21, 64: 5.5}),
+        max_macs=4_740_384,
+        max_latency_ms=((1, 0.1), (64, 2.75)),
+        objectives=("accuracy", "latency_ms"),
+        settings={"seed": 0, "finetune": {"steps": 120}},
+        rankopt_version="0.9.0",
+    )
+    attrs = record.to_user_attrs()
+    assert attrs["dense"]["latency_ms"] == {"1": 0.21, "64": 5.5}  # JSON object keys
+    assert attrs["budget"]["max_latency_ms"] == [[1, 0.1], [64, 2.75]]
+    assert StudyRecord.from_user_attrs(attrs) == record

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import rankopt
-from rankopt.search import Budget, SearchSpace
+from rankopt.searching import Budget, SearchSpace
 
 
 def tltorch_model(

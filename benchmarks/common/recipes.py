@@ -17,8 +17,8 @@ from torch import nn
 
 import rankopt
 from rankopt.evaluators import evaluate_accuracy
-from rankopt.search import Budget, SearchSpace
-from rankopt.search.space._allocation import Candidate
+from rankopt.searching import Budget, SearchSpace
+from rankopt.searching.space._allocation import Candidate
 
 Data = tuple[torch.Tensor, torch.Tensor]
 

@@ -31,7 +31,7 @@ def shared_sensitivity() -> Iterator[None]:
     per study. Studies of one benchmark run that share those inputs get the profile
     measured by the first one, exactly as a study resumed from storage would.
     """
-    from rankopt.search.objective import _sensitivity as _run
+    from rankopt.searching.objective import _sensitivity as _run
 
     original = _run.measure_sensitivity
     cache: dict[tuple[int, int, tuple[str, ...]], Any] = {}

@@ -31,7 +31,7 @@ from benchmarks.common.recipes import (
     uniform_plan,
 )
 from benchmarks.fashion.harness import Task
-from rankopt.search import Budget, SearchSpace
+from rankopt.searching import Budget, SearchSpace
 
 
 class Rows:

@@ -38,7 +38,7 @@ from benchmarks.mnist.peers import AIMET_NOTE
 from benchmarks.mnist.rows import BenchModel, builtin_model, evaluate_row, latency_ratios, macs
 from benchmarks.mnist.spearman import spearman_row
 from rankopt.evaluators import evaluate_accuracy
-from rankopt.search import Budget, SearchSettings
+from rankopt.searching import Budget, SearchSettings
 
 OUT_DIR = Path(__file__).resolve().parent.parent
 """Where BENCHMARKS.md and the plots go by default (``benchmarks/``)."""

@@ -110,7 +110,7 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
 
 
 def storage_url(args: argparse.Namespace) -> str:
-    from rankopt.storage._open import run_dir_url
+    from rankopt.storage import run_dir_url
 
     if args.storage:
         return str(args.storage)
@@ -203,7 +203,7 @@ def check_common_args(args: argparse.Namespace) -> None:
             rule = f">= {low}" if high is None else f"in [{low}, {high}]"
             raise SettingsError(f"--{flag.replace('_', '-')}: {flag} = {value} must be {rule}")
     if getattr(args, "device", None) is not None:
-        from rankopt.evaluators._device import resolve_device
+        from rankopt.evaluators import resolve_device
 
         resolve_device(args.device)  # an unknown or missing device fails before any work
 
@@ -222,7 +222,7 @@ def check_out(path: str | Path) -> None:
 
 def chosen_study_name(args: argparse.Namespace) -> str:
     """``--study-name``, or the name ``rankopt search`` derives from these search options."""
-    from rankopt.storage._open import default_study_name
+    from rankopt.storage import default_study_name
 
     if args.study_name:
         return str(args.study_name)
@@ -278,7 +278,7 @@ def check_run_dir(run_dir: Path) -> None:
 def format_table(df: Any) -> str:
     if df is None or len(df) == 0:
         return "(no completed trials yet)"
-    from rankopt.storage._attrs import COUNT_METRICS, TABLE_METRICS
+    from rankopt.storage import COUNT_METRICS, TABLE_METRICS
 
     cols = [c for c in ("kind", "trial", *TABLE_METRICS, "layers") if c in df.columns]
     view = df[cols].copy()
@@ -292,7 +292,7 @@ def format_table(df: Any) -> str:
 
 def given_study_args(args: argparse.Namespace) -> list[str]:
     """``--storage`` / ``--run-dir`` / ``--study-name`` as the user gave them (password masked)."""
-    from rankopt.storage._open import mask_url
+    from rankopt.storage import mask_url
 
     out: list[str] = []
     if args.storage:
@@ -314,7 +314,7 @@ def find_study_args(args: argparse.Namespace, study_name: str, storage: Any) -> 
     """
     import optuna
 
-    from rankopt.storage._open import mask_url
+    from rankopt.storage import mask_url
 
     if args.storage:
         return ["--storage", mask_url(str(args.storage)), "--study-name", study_name]

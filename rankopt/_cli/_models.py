@@ -29,7 +29,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a plan to the model (BatchNorm re-calibrated when data is at hand) and save the
     compressed model (.onnx: checked ONNX, else torch.save)."""
     from rankopt.evaluators import count_macs
-    from rankopt.latency._onnx import save_model
+    from rankopt.latency import save_model
     from rankopt.plan import CompressionPlan, apply_plan
 
     check_out(args.out)
@@ -51,8 +51,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Full fine-tune of a plan; report test accuracy, macs, params and latency vs dense."""
 
     from rankopt.evaluators import count_macs, evaluate_accuracy, full_finetune
-    from rankopt.latency._measure import check_latency_threads, compare_latency_ms
-    from rankopt.latency._runtimes import get_runtime
+    from rankopt.latency import check_latency_threads, compare_latency_ms, get_runtime
     from rankopt.plan import CompressionPlan, apply_plan
 
     if args.out:
@@ -113,7 +112,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"by side with dense on this CPU); accuracy change {c[1] - d[1]:+.4f}"
     )
     if args.out:
-        from rankopt.latency._onnx import save_model
+        from rankopt.latency import save_model
 
         print(save_model(compressed, shape, args.out))  # .onnx: checked ONNX; else torch.save
     return 0

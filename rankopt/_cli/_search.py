@@ -27,7 +27,7 @@ from rankopt._cli._common import (
     storage_url,
 )
 from rankopt.latency import RUNTIMES
-from rankopt.search.loop._settings import setting_defaults
+from rankopt.searching import setting_defaults
 
 #: ``rankopt search``'s options that are settings, by argparse dest (the rest share a name)
 _DEST_SETTING = {"threads": "n_threads"}
@@ -206,8 +206,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
     from rankopt.errors import StorageError
-    from rankopt.search import search
-    from rankopt.storage._open import mask_url, open_storage
+    from rankopt.searching import search
+    from rankopt.storage import mask_url, open_storage
     from rankopt.studies import pareto_front
 
     # rankopt prints its own line per trial (failures with their reason); Optuna's INFO
@@ -310,8 +310,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     :mod:`rankopt.storage._workers` for the supervision (relayed output, Ctrl-C forwarding).
     """
     from rankopt.errors import RankoptError, StorageError
-    from rankopt.storage._open import mask_url, open_storage
-    from rankopt.storage._workers import run_workers, threads_per_worker
+    from rankopt.storage import mask_url, open_storage, run_workers, threads_per_worker
 
     n = int(args.n_workers)
     if n < 1:

@@ -6,7 +6,14 @@ and ``export --max-macs`` alike; :class:`Budget` (MACs, parameters, latency at b
 is what the search space allocates under. Light: no torch, no optuna.
 """
 
-from rankopt.budget._budget import Budget, parse_latency_budget
+from rankopt.budget._budget import Budget, latency_cap, parse_latency_budget
 from rankopt.budget._grammar import BudgetAmount, parse_amount, parse_budget
 
-__all__ = ["Budget", "BudgetAmount", "parse_amount", "parse_budget", "parse_latency_budget"]
+__all__ = [
+    "Budget",
+    "BudgetAmount",
+    "latency_cap",
+    "parse_amount",
+    "parse_budget",
+    "parse_latency_budget",
+]

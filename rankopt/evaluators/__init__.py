@@ -5,6 +5,7 @@ Latency lives in :mod:`rankopt.latency`, which builds on the model profile here.
 
 from rankopt.evaluators._calibration import calibrate_bn
 from rankopt.evaluators._complexity import Cost, ModelProfile, cost, count_macs, profile
+from rankopt.evaluators._device import Device, on_device, resolve_device
 from rankopt.evaluators._epochs import DenseTrainResult, full_finetune, train_dense
 from rankopt.evaluators._evaluation import (
     accuracy_and_loss,
@@ -18,6 +19,7 @@ from rankopt.evaluators._training import FinetuneResult, distillation_loss, prox
 __all__ = [
     "Cost",
     "DenseTrainResult",
+    "Device",
     "FinetuneResult",
     "ModelProfile",
     "accuracy_and_loss",
@@ -30,7 +32,9 @@ __all__ = [
     "evaluate_accuracy",
     "evaluate_accuracy_and_loss",
     "full_finetune",
+    "on_device",
     "profile",
     "proxy_finetune",
+    "resolve_device",
     "train_dense",
 ]

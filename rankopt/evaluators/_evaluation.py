@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt.data._adapt import EVAL_BATCH
+from rankopt.data import EVAL_BATCH
 from rankopt.errors import DataError
 from rankopt.evaluators._common import check_pair, device_of, model_mode
 from rankopt.evaluators._device import Device, on_device, resolve_device

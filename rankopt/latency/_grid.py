@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from rankopt.latency._timing import paired_medians_ms, time_runners_ms
-from rankopt.spaces import LayerInfo, get_method, round_ranks
+from rankopt.spaces import LayerInfo, geometric_picks, get_method, round_ranks
 from rankopt.spaces import ranks_at_fraction as ranks_at_fraction_of
-from rankopt.spaces._rounding import geometric_picks
 
 __all__ = [
     "layer_input",

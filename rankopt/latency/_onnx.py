@@ -11,7 +11,6 @@ Install the extra: ``pip install 'rankopt[onnx]'`` (``onnx``, ``onnxruntime``).
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import warnings
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankopt._optional import try_import
 from rankopt.errors import ModelError, RankoptError
 from rankopt.latency._block import nchwc_block
 
@@ -189,13 +189,7 @@ def _padded_conv(conv: nn.Conv2d, *, out_extra: int = 0, in_extra: int = 0) -> n
 
 
 def _require(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise RankoptError(
-            f"ONNX export needs the {module!r} package, which is not installed; "
-            "install it with: pip install 'rankopt[onnx]' (onnx and onnxruntime)"
-        ) from None
+    return try_import(module, extra="onnx", needed_for="ONNX export")
 
 
 def export_onnx(

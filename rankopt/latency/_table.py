@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from rankopt.errors import SettingsError
-from rankopt.evaluators._complexity import ModelProfile, profile
+from rankopt.evaluators import ModelProfile, profile
 from rankopt.latency._grid import (
     machine_signature,
     monotone_ratios,
@@ -60,7 +60,7 @@ from rankopt.latency._runtimes import DEFAULT_LATENCY_THREADS, get_runtime
 from rankopt.latency._units import measure_units, timed_rounds
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo, get_method, list_methods
-from rankopt.storage._files import atomic_write, default_cache_dir
+from rankopt.storage import atomic_write, default_cache_dir
 
 __all__ = [
     "LATENCY_SCHEMA_VERSION",

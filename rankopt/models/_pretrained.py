@@ -34,7 +34,7 @@ from torch import nn
 from rankopt.data import SPLIT_VERSION
 from rankopt.errors import ModelError, UnknownNameError
 from rankopt.models._registry import create_model, list_models
-from rankopt.storage._files import atomic_write, default_cache_dir
+from rankopt.storage import atomic_write, default_cache_dir
 
 __all__ = ["TrainRecipe", "default_cache_dir", "get_pretrained", "pretrained_recipe"]
 

@@ -7,7 +7,8 @@ stages run at 7x7, 4x4, 2x2 and 1x1 pixels and the model costs 33.1 M MACs per i
 a 2-core machine (about 14 s per step of 128 images at one thread). Every weight has the same
 shape as in torchvision (only ``conv1``'s input channels follow the data), so a
 ``torchvision.models.resnet18(num_classes=...)`` state_dict of the same channel count loads
-into it.
+into it. Trained on Fashion-MNIST with resnet8's recipe (6 epochs, batch 128): test accuracy
+0.9156 (resnet8: 0.9209), 3,110 s at 1 thread on a shared 2-core VM.
 """
 
 from __future__ import annotations

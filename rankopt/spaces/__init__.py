@@ -29,7 +29,7 @@ from rankopt.spaces._build import (
 )
 from rankopt.spaces._cache import cache_info, clear_cache, set_cache_limit
 from rankopt.spaces._layer import LayerInfo, conv_output_hw, describe_layer
-from rankopt.spaces._rounding import round_rank, round_ranks
+from rankopt.spaces._rounding import geometric_picks, round_rank, round_ranks
 from rankopt.spaces._vbmf import EVBMFResult, estimate_rank, evbmf, vbmf_methods, vbmf_ranks
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "describe_layer",
     "estimate_rank",
     "evbmf",
+    "geometric_picks",
     "get_method",
     "list_methods",
     "ranks_at_fraction",

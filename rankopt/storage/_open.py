@@ -8,7 +8,6 @@ and name a study the same way.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 import random
@@ -22,6 +21,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from rankopt._optional import installed
 from rankopt.errors import StorageError, first_line
 from rankopt.storage._heartbeat import LostTrialCallback
 
@@ -67,7 +67,7 @@ def resolve_url(url: str) -> str:
     if match is None:
         return url
     rest = url[match.end() :]
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+    if not installed("psycopg") and installed("psycopg2"):
         return f"postgresql+psycopg2://{rest}"
     return f"postgresql://{rest}"
 

@@ -1,6 +1,6 @@
 """The study in its storage: created or loaded, checked for compatibility, Optuna quiet.
 
-Seeding it once across workers is :mod:`rankopt.search.seeding._enqueue` (under a claim of
+Seeding it once across workers is :mod:`rankopt.searching.seeding._enqueue` (under a claim of
 :mod:`rankopt.storage._claim`).
 """
 
@@ -16,6 +16,7 @@ from optuna.storages import BaseStorage
 
 from rankopt.errors import StorageError, first_line
 from rankopt.storage._open import is_sqlite_locked, sqlite_locked_error
+from rankopt.storage._record import StudyRecord
 
 __all__ = ["check_compatible", "create_or_load", "quiet_optuna"]
 
@@ -84,9 +85,21 @@ def _create_or_load(
 
 
 def check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> None:
-    for key in ("fingerprint", "budget", "objectives"):
+    """Refuse to resume a study made for another model, budget or objectives.
+
+    Compared as :class:`StudyRecord` fields, so a study an earlier version wrote (schema
+    version 1: e.g. an empty ``max_latency_ms`` list in its budget) resumes.
+    """
+    before = StudyRecord.from_user_attrs(study.user_attrs)
+    now = StudyRecord.from_user_attrs(attrs)
+    same = {
+        "fingerprint": before.fingerprint == now.fingerprint,
+        "budget": before.budget_json() == now.budget_json(),
+        "objectives": before.objectives == now.objectives,
+    }
+    for key, equal in same.items():
         old = study.user_attrs.get(key)
-        if old is not None and old != attrs[key]:
+        if old is not None and not equal:
             raise StorageError(
                 f"study {name!r} in this storage was made with {key} = {old}, but this run "
                 f"has {key} = {attrs[key]}; resume with the same settings or choose another "

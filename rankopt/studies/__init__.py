@@ -5,7 +5,7 @@ Compute first, then render: :func:`pareto_front` and :func:`all_trials_table` bu
 in DEVELOPERS.md); the figures and the report are drawn from those tables.
 """
 
-from rankopt.storage._open import load_study
+from rankopt.storage import load_study
 
 from ._export import export_plan, select_trial
 from ._figures import (

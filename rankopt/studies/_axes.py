@@ -1,13 +1,32 @@
-"""Axis ranges of the Pareto figure, fitted to what a reader needs to see."""
+"""The Pareto figure's axes: ranges fitted to what a reader needs to see, and the budget
+and dense reference lines drawn on them."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import optuna
 import pandas as pd
+import plotly.graph_objects as go
 
-__all__ = ["x_range", "y_range"]
+from rankopt.storage import StudyRecord
+
+from ._trials import dense_metrics
+
+__all__ = [
+    "BUDGET_SHAPE_NAME",
+    "DENSE_SHAPE_NAME",
+    "add_reference_lines",
+    "budget_x",
+    "x_range",
+    "y_range",
+]
+
+#: Name of the budget line shape in :func:`plot_pareto_front`.
+BUDGET_SHAPE_NAME = "budget"
+#: Name of the dense accuracy line shape in :func:`plot_pareto_front`.
+DENSE_SHAPE_NAME = "dense"
 
 
 def _span(values: Sequence[float]) -> tuple[float, float] | None:
@@ -54,3 +73,78 @@ def y_range(
     near = [a for a in everything["accuracy"] if a >= anchors[0] - height]
     low = min([anchors[0], *near])
     return _padded(low, min(top[1], 1.0), share=0.08, least=0.002)
+
+
+_BUDGET_KEYS: dict[str, tuple[str, str]] = {
+    # x column -> (budget key, dense key used to turn the budget into a ratio)
+    "macs": ("max_macs", ""),
+    "macs_ratio": ("max_macs", "macs"),
+    "n_params": ("max_params", ""),
+    "params_ratio": ("max_params", "n_params"),
+}
+
+
+def budget_x(study: optuna.Study, x: str) -> float | None:
+    """The study's budget on the x axis ``x`` (a share of dense for ``*_ratio``), or None."""
+    keys = _BUDGET_KEYS.get(x)
+    budget = StudyRecord.of(study).budget_json()
+    if keys is None or budget.get(keys[0]) is None:
+        return None
+    value = float(budget[keys[0]])
+    if keys[1]:
+        dense = dense_metrics(study).get(keys[1])
+        if not dense or math.isnan(dense):
+            return None
+        value /= dense
+    return value
+
+
+def add_reference_lines(
+    fig: go.Figure, budget: float | None, dense_accuracy: float, *, percent: bool
+) -> None:
+    """The budget (vertical, dashed, layout shape ``"budget"``) and the dense model
+    (horizontal, dotted, ``"dense"``), each labelled; either left out when unknown."""
+    if budget is not None:
+        fig.add_shape(
+            type="line",
+            name=BUDGET_SHAPE_NAME,
+            xref="x",
+            yref="paper",
+            x0=budget,
+            x1=budget,
+            y0=0,
+            y1=1,
+            line={"dash": "dash", "color": "#2ca02c", "width": 2},
+        )
+        fig.add_annotation(
+            x=budget,
+            y=1,
+            xref="x",
+            yref="paper",
+            text=f"budget {budget:.1%}" if percent else f"budget {budget:,.4g}",
+            showarrow=False,
+            yanchor="bottom",
+            font={"color": "#2ca02c"},
+        )
+    if math.isfinite(dense_accuracy):
+        fig.add_shape(
+            type="line",
+            name=DENSE_SHAPE_NAME,
+            xref="paper",
+            yref="y",
+            x0=0,
+            x1=1,
+            y0=dense_accuracy,
+            y1=dense_accuracy,
+            line={"dash": "dot", "color": "#111111", "width": 1.5},
+        )
+        fig.add_annotation(
+            x=0,
+            y=dense_accuracy,
+            xref="paper",
+            yref="y",
+            text=f"dense model {dense_accuracy:.2%}" + (" (100 % of the cost)" if percent else ""),
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+        )

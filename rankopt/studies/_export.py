@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt.budget._grammar import parse_amount
+from rankopt.budget import parse_amount
 from rankopt.errors import BudgetError, SelectionError
-from rankopt.storage._attrs import (
+from rankopt.storage import (
     COUNT_METRICS,
     PLAN_METRICS,
     SEED_ATTR,
+    StudyRecord,
+    abbreviate,
     best_first,
     trial_accuracy,
 )
-from rankopt.storage._open import abbreviate
 
 from ._trials import _float, completed_trials, dense_metrics, latency_ratios
 
@@ -153,15 +154,16 @@ def select_trial(
         if not fits:
             raise BudgetError(f"no complete trial fits {asked}; {smallest_text}")
         return _best(fits)
-    budget = study.user_attrs.get("budget") or {}
+    record = StudyRecord.of(study)
     fits = selectable
-    for key, attr in (("max_macs", "macs"), ("max_params", "n_params")):
-        bound = budget.get(key) if isinstance(budget, dict) else None
+    for bound, attr in ((record.max_macs, "macs"), (record.max_params, "n_params")):
         if bound is not None:
             fits = [t for t in fits if _float(t.user_attrs.get(attr)) <= float(bound)]
     fits = _within_latency(study, fits, "max_latency_ms")
     if not fits:
-        raise BudgetError(f"no complete trial fits the study budget {budget}; {smallest_text}")
+        raise BudgetError(
+            f"no complete trial fits the study budget {record.budget_json()}; {smallest_text}"
+        )
     return _best(fits)
 
 
@@ -196,15 +198,15 @@ def plan_dict(study: optuna.Study, frozen: FrozenTrial) -> dict[str, Any]:
     provenance["study"] = study.study_name
     provenance["trial"] = frozen.number
     if "rankopt_version" not in provenance:
-        version = study.user_attrs.get("rankopt_version")
+        version = StudyRecord.of(study).rankopt_version
         if version is None:
             from rankopt._version import __version__ as version
         provenance["rankopt_version"] = version
     if frozen.user_attrs.get(SEED_ATTR):
         provenance["seed"] = frozen.user_attrs[SEED_ATTR]
-    settings = study.user_attrs.get("settings")
-    if isinstance(settings, dict) and settings.get("latency_runtime"):
-        provenance.setdefault("latency_runtime", settings["latency_runtime"])
+    runtime = StudyRecord.of(study).settings.get("latency_runtime")
+    if runtime:
+        provenance.setdefault("latency_runtime", runtime)
     plan["provenance"] = provenance
     return plan
 

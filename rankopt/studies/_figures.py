@@ -12,7 +12,14 @@ import plotly.graph_objects as go
 from rankopt.errors import RankoptError
 
 from . import _methods
-from ._axes import x_range, y_range
+from ._axes import (
+    BUDGET_SHAPE_NAME,
+    DENSE_SHAPE_NAME,
+    add_reference_lines,
+    budget_x,
+    x_range,
+    y_range,
+)
 from ._front import (
     all_trials_table,
     completed_trials,
@@ -35,11 +42,6 @@ __all__ = [
 
 #: Name of the front trace in :func:`plot_pareto_front` (stable: tests and tools find it).
 FRONT_TRACE_NAME = "Pareto front"
-#: Name of the budget line shape in :func:`plot_pareto_front`.
-BUDGET_SHAPE_NAME = "budget"
-
-#: Name of the dense accuracy line shape in :func:`plot_pareto_front`.
-DENSE_SHAPE_NAME = "dense"
 
 _AXIS_TITLES: dict[str, str] = {
     "macs_ratio": "MACs, % of the dense model",
@@ -50,13 +52,6 @@ _AXIS_TITLES: dict[str, str] = {
 }
 #: The share-of-dense column shown for a cost objective by default.
 _RATIO_OF: dict[str, str] = {"macs": "macs_ratio", "n_params": "params_ratio"}
-_BUDGET_KEYS: dict[str, tuple[str, str]] = {
-    # x column -> (budget key, dense key used to turn the budget into a ratio)
-    "macs": ("max_macs", ""),
-    "macs_ratio": ("max_macs", "macs"),
-    "n_params": ("max_params", ""),
-    "params_ratio": ("max_params", "n_params"),
-}
 
 
 def _wrap_layers(summary: str, per_line: int = 3) -> str:
@@ -89,58 +84,10 @@ def _hover(df: pd.DataFrame, x: str) -> tuple[list[list[Any]], str]:
     return custom, template
 
 
-def _budget_x(study: optuna.Study, x: str) -> float | None:
-    keys = _BUDGET_KEYS.get(x)
-    budget = study.user_attrs.get("budget") or {}
-    if keys is None or not isinstance(budget, dict) or budget.get(keys[0]) is None:
-        return None
-    value = float(budget[keys[0]])
-    if keys[1]:
-        dense = dense_metrics(study).get(keys[1])
-        if not dense or math.isnan(dense):
-            return None
-        value /= dense
-    return value
-
-
-def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure:
-    """Accuracy vs cost: every completed trial faint, the Pareto front highlighted.
-
-    The x axis is the cost as a share of the dense model's (``macs_ratio`` by default, shown
-    in %) over the range the trials cover; the dense model is a labelled horizontal line at
-    its accuracy (layout shape ``"dense"``), the study's budget a labelled vertical dashed
-    line (layout shape ``"budget"``) when one is set for the x axis. The y axis runs from
-    the lowest front or reference point to the highest point: trials far below the front
-    stay in the figure but out of view (the axis title says how many).
-
-    The front trace is named :data:`FRONT_TRACE_NAME` (``"Pareto front"``) and has one
-    marker per front row of :func:`pareto_front`. The VBMF seed trial (diamond) and the
-    recommended trial (large open circle: the plan ``rankopt export`` exports, which need
-    not be on the front) are their own traces. Hovering a point shows the trial number,
-    accuracy, MACs and parameters, and its per-layer plan.
-
-    Args:
-        study: A loaded study.
-        x: Column for the x axis: ``"macs_ratio"``, ``"params_ratio"``, ``"macs"``,
-            ``"n_params"`` or ``"latency_ms"``. Default: the share of dense of the study's
-            cost objective (``"macs_ratio"``; ``"params_ratio"`` for a parameter objective,
-            ``"latency_ms"`` for a latency objective).
-
-    Returns:
-        The plotly figure.
-
-    Raises:
-        RankoptError: ``x`` is not one of the columns above.
-    """
-    x = x or _RATIO_OF.get(cost_column(study), cost_column(study))
-    if x not in _AXIS_TITLES:
-        raise RankoptError(f"x axis {x!r} is not allowed; choose one of: {', '.join(_AXIS_TITLES)}")
-    table = pareto_front(study)
-    everything = all_trials_table(study)
-    front = table[table["kind"] == "trial"].sort_values([x, "trial"])
-    dense_accuracy = dense_metrics(study).get("accuracy", math.nan)
-    fig = go.Figure()
-
+def _add_trial_traces(
+    fig: go.Figure, table: pd.DataFrame, everything: pd.DataFrame, front: pd.DataFrame, x: str
+) -> None:
+    """Every trial (faint), the front (line), the VBMF seed and the recommended plan."""
     custom, template = _hover(everything, x)
     fig.add_trace(
         go.Scatter(
@@ -190,52 +137,50 @@ def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure
                 hovertemplate=template,
             )
         )
-    budget = _budget_x(study, x)
+
+
+def plot_pareto_front(study: optuna.Study, *, x: str | None = None) -> go.Figure:
+    """Accuracy vs cost: every completed trial faint, the Pareto front highlighted.
+
+    The x axis is the cost as a share of the dense model's (``macs_ratio`` by default, shown
+    in %) over the range the trials cover; the dense model is a labelled horizontal line at
+    its accuracy (layout shape ``"dense"``), the study's budget a labelled vertical dashed
+    line (layout shape ``"budget"``) when one is set for the x axis. The y axis runs from
+    the lowest front or reference point to the highest point: trials far below the front
+    stay in the figure but out of view (the axis title says how many).
+
+    The front trace is named :data:`FRONT_TRACE_NAME` (``"Pareto front"``) and has one
+    marker per front row of :func:`pareto_front`. The VBMF seed trial (diamond) and the
+    recommended trial (large open circle: the plan ``rankopt export`` exports, which need
+    not be on the front) are their own traces. Hovering a point shows the trial number,
+    accuracy, MACs and parameters, and its per-layer plan.
+
+    Args:
+        study: A loaded study.
+        x: Column for the x axis: ``"macs_ratio"``, ``"params_ratio"``, ``"macs"``,
+            ``"n_params"`` or ``"latency_ms"``. Default: the share of dense of the study's
+            cost objective (``"macs_ratio"``; ``"params_ratio"`` for a parameter objective,
+            ``"latency_ms"`` for a latency objective).
+
+    Returns:
+        The plotly figure.
+
+    Raises:
+        RankoptError: ``x`` is not one of the columns above.
+    """
+    x = x or _RATIO_OF.get(cost_column(study), cost_column(study))
+    if x not in _AXIS_TITLES:
+        raise RankoptError(f"x axis {x!r} is not allowed; choose one of: {', '.join(_AXIS_TITLES)}")
+    table = pareto_front(study)
+    everything = all_trials_table(study)
+    front = table[table["kind"] == "trial"].sort_values([x, "trial"])
+    dense_accuracy = dense_metrics(study).get("accuracy", math.nan)
+    fig = go.Figure()
+
+    _add_trial_traces(fig, table, everything, front, x)
+    budget = budget_x(study, x)
     percent = x.endswith("_ratio")
-    if budget is not None:
-        fig.add_shape(
-            type="line",
-            name=BUDGET_SHAPE_NAME,
-            xref="x",
-            yref="paper",
-            x0=budget,
-            x1=budget,
-            y0=0,
-            y1=1,
-            line={"dash": "dash", "color": "#2ca02c", "width": 2},
-        )
-        fig.add_annotation(
-            x=budget,
-            y=1,
-            xref="x",
-            yref="paper",
-            text=f"budget {budget:.1%}" if percent else f"budget {budget:,.4g}",
-            showarrow=False,
-            yanchor="bottom",
-            font={"color": "#2ca02c"},
-        )
-    if math.isfinite(dense_accuracy):
-        fig.add_shape(
-            type="line",
-            name=DENSE_SHAPE_NAME,
-            xref="paper",
-            yref="y",
-            x0=0,
-            x1=1,
-            y0=dense_accuracy,
-            y1=dense_accuracy,
-            line={"dash": "dot", "color": "#111111", "width": 1.5},
-        )
-        fig.add_annotation(
-            x=0,
-            y=dense_accuracy,
-            xref="paper",
-            yref="y",
-            text=f"dense model {dense_accuracy:.2%}" + (" (100 % of the cost)" if percent else ""),
-            showarrow=False,
-            xanchor="left",
-            yanchor="bottom",
-        )
+    add_reference_lines(fig, budget, dense_accuracy, percent=percent)
     y_span = y_range(table, everything, dense_accuracy)
     hidden = 0 if y_span is None else int((everything["accuracy"] < y_span[0]).sum())
     y_title = "validation accuracy"

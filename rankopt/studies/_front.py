@@ -15,8 +15,14 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.errors import BudgetError, SelectionError
-from rankopt.storage._attrs import LATENCY_RATIOS, SEED_ATTR, TABLE_METRICS, is_repeat
-from rankopt.storage._queue import queued_line
+from rankopt.storage import (
+    LATENCY_RATIOS,
+    SEED_ATTR,
+    TABLE_METRICS,
+    StudyRecord,
+    is_repeat,
+    queued_line,
+)
 
 from . import _methods
 from ._export import select_trial
@@ -81,7 +87,7 @@ def cost_column(study: optuna.Study) -> str:
     ``params`` / ``n_params`` map to ``n_params`` and ``latency`` / ``latency_ms`` to
     ``latency_ms``.
     """
-    objectives = study.user_attrs.get("objectives") or []
+    objectives = StudyRecord.of(study).objectives
     if is_multi_objective(study) and len(objectives) >= 2:
         second = str(objectives[1])
         if second in ("params", "n_params"):

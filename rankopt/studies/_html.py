@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from rankopt._optional import installed
 from rankopt.errors import RankoptError
 
 __all__ = ["chromium_offline_flags", "figures_html", "page_html", "write_html", "write_png"]
@@ -96,7 +96,7 @@ def write_png(fig: go.Figure, path: str | Path, *, width: int = 1000, height: in
     """
     path = Path(path)
     kaleido_error = "the Python package 'kaleido' is not installed"
-    if importlib.util.find_spec("kaleido") is not None:
+    if installed("kaleido"):
         try:
             fig.write_image(str(path), width=width, height=height)
         except Exception as exc:  # kaleido needs its own Chrome; fall back to ours

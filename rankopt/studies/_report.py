@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 
 from rankopt.errors import RankoptError
+from rankopt.storage import StudyRecord
 
 from ._export import select_trial
 from ._figures import plot_history, plot_layer_map, plot_pareto_front
@@ -136,13 +137,14 @@ def _dense_text(dense: Any) -> str:
 def _settings_rows(study: optuna.Study) -> list[tuple[str, str]]:
     """The study's settings as (name, readable value) rows; the profile is left to its figure."""
     attrs = dict(study.user_attrs)
+    record = StudyRecord.from_user_attrs(attrs)
     dense = dense_metrics(study)
     rows = [
-        ("model", _compact(attrs.get("model", ""))),
-        ("data", _compact(attrs.get("data", ""))),
-        ("dense model", _dense_text(attrs.get("dense"))),
-        ("budget", _budget_text(attrs.get("budget"), dense)),
-        ("objectives", _compact(attrs.get("objectives", []))),
+        ("model", _compact(record.model or "")),
+        ("data", _compact(record.data or "")),
+        ("dense model", _dense_text(record.dense.to_json())),
+        ("budget", _budget_text(record.budget_json(), dense)),
+        ("objectives", _compact(list(record.objectives))),
         ("directions", ", ".join(d.name.lower() for d in study.directions)),
     ]
     counts: dict[str, int] = {}
@@ -162,9 +164,7 @@ def _settings_rows(study: optuna.Study) -> list[tuple[str, str]]:
                 f"{float(profile.get('wall_time_s', 0.0)):.0f} s (figure below)",
             )
         )
-    settings = attrs.get("settings")
-    if isinstance(settings, dict):
-        rows += [(f"search: {k}", _compact(v)) for k, v in sorted(settings.items())]
+    rows += [(f"search: {k}", _compact(v)) for k, v in sorted(record.settings.items())]
     shown = {"model", "data", "dense", "budget", "objectives", "sensitivity", "settings"}
     rows += [(k, _compact(v)) for k, v in sorted(attrs.items()) if k not in shown]
     return rows

@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from rankopt._defaults import DEFAULT_DATA, DEFAULT_MODEL
 from rankopt.errors import BudgetError, SelectionError
-from rankopt.storage._attrs import SEED_ATTR
+from rankopt.storage import SEED_ATTR, StudyRecord
 
 from . import _methods
 from ._front import _float, dense_metrics, layer_label
@@ -107,13 +106,8 @@ class PlanSummary:
         return line
 
 
-def _latency(trial: FrozenTrial, dense: Any) -> tuple[dict[int, float], str]:
+def _latency(trial: FrozenTrial, dense_ms: Mapping[int, float]) -> tuple[dict[int, float], str]:
     """Latency / dense latency per batch size, and where the numbers come from."""
-    if not isinstance(dense, Mapping):
-        return {}, ""
-    dense_ms = dense.get("latency_ms")
-    if not isinstance(dense_ms, Mapping):
-        return {}, ""
     ratios: dict[int, float] = {}
     for batch, ms in dense_ms.items():
         mine = _float(trial.user_attrs.get(f"latency_ms_batch{batch}"))
@@ -148,7 +142,7 @@ def plan_summary(study: optuna.Study) -> PlanSummary | None:
     params_ratio = _float(attrs.get("params_ratio"))
     if math.isnan(params_ratio) and dense.get("n_params"):
         params_ratio = n_params / dense["n_params"]
-    latency, source = _latency(chosen, study.user_attrs.get("dense"))
+    latency, source = _latency(chosen, StudyRecord.of(study).dense.latency_ms)
     plan = attrs.get("plan") or {}
     layers = tuple(
         LayerChoice(
@@ -178,9 +172,9 @@ def plan_summary(study: optuna.Study) -> PlanSummary | None:
 def _model_args(study: optuna.Study) -> list[str]:
     """``--model`` / ``--data`` as the search had them, left out where they are defaults."""
     out: list[str] = []
-    defaults = (("--model", "model", DEFAULT_MODEL), ("--data", "data", DEFAULT_DATA))
-    for flag, key, default in defaults:
-        value = study.user_attrs.get(key)
+    record = StudyRecord.of(study)
+    defaults = (("--model", record.model, DEFAULT_MODEL), ("--data", record.data, DEFAULT_DATA))
+    for flag, value, default in defaults:
         if value and str(value) != default:
             out += [flag, str(value)]
     return out

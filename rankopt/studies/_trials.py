@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt.storage._attrs import LATENCY_RATIOS
+from rankopt.storage import LATENCY_RATIOS, StudyRecord
 
 __all__ = ["_float", "completed_trials", "dense_metrics", "latency_ratios"]
 
@@ -28,13 +28,9 @@ def _float(value: Any) -> float:
 def dense_metrics(study: optuna.Study) -> dict[str, float]:
     """The study's dense reference ``{"accuracy", "macs", "n_params", ...}`` (may be empty);
     its latency per batch size as ``latency_ms_batch<b>``."""
-    dense = study.user_attrs.get("dense") or {}
-    if not isinstance(dense, dict):
-        return {}
-    out = {str(k): _float(v) for k, v in dense.items()}
-    latency = dense.get("latency_ms")
-    if isinstance(latency, dict):
-        out.update({f"latency_ms_batch{b}": _float(ms) for b, ms in latency.items()})
+    dense = StudyRecord.of(study).dense
+    out = dense.metrics()
+    out.update({f"latency_ms_batch{b}": float(ms) for b, ms in dense.latency_ms.items()})
     return out
 
 

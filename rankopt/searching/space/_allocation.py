@@ -2,12 +2,12 @@
 
 Each layer offers candidates (a method at one point of its rank path, or ``keep``) with a
 cost (MACs, parameters) and a sensitivity score (how much the network's output degrades when
-only this layer is decomposed so, see :mod:`rankopt.search.objective._sensitivity`). The allocation
-minimises ``sum_L w_L * score_L`` subject to the budget: a Lagrangian relaxation (each layer
-independently minimises ``w * score + lam * cost``; ``lam`` bisected until the total fits)
-followed by a greedy fill of the slack (the upgrade with the best score saved per unit of
-cost, repeatedly). It is deterministic: the same candidates, weights and budget give the same
-choice, so a trial's realised plan is a function of its sampled parameters.
+only this layer is decomposed so, see :mod:`rankopt.searching.objective._sensitivity`). The
+allocation minimises ``sum_L w_L * score_L`` subject to the budget: a Lagrangian relaxation
+(each layer independently minimises ``w * score + lam * cost``; ``lam`` bisected until the
+total fits) followed by a greedy fill of the slack (the upgrade with the best score saved per
+unit of cost, repeatedly). It is deterministic: the same candidates, weights and budget give
+the same choice, so a trial's realised plan is a function of its sampled parameters.
 """
 
 from __future__ import annotations

@@ -9,15 +9,14 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from rankopt.budget._budget import latency_cap, parse_latency_budget
+from rankopt.budget import latency_cap, parse_latency_budget
 from rankopt.data import Split
 from rankopt.errors import DataError, ModelError, RankoptError, SettingsError
 from rankopt.evaluators import ModelProfile, compute_logits, compute_logits_and_labels
-from rankopt.latency import LatencyTable, latency_table
-from rankopt.latency._runtimes import RUNTIMES, get_runtime
-from rankopt.search.loop._settings import SearchSettings
-from rankopt.search.objective._memory import release_free_memory
-from rankopt.search.objective._objective import TrialData
+from rankopt.latency import RUNTIMES, LatencyTable, get_runtime, latency_table
+from rankopt.searching.loop._settings import SearchSettings
+from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.objective._objective import TrialData
 from rankopt.spaces import get_method, list_methods
 
 __all__ = [

@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import nn
 
-from rankopt.budget._budget import Budget
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._space import WEIGHT_RANGE, Proposal, SearchSpace
+from rankopt.budget import Budget
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._space import WEIGHT_RANGE, Proposal, SearchSpace
 from rankopt.spaces import get_method, vbmf_ranks
 
 __all__ = ["Seed", "seed_trials"]

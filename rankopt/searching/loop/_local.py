@@ -27,7 +27,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.errors import SettingsError
-from rankopt.storage._attrs import best_first
+from rankopt.storage import best_first
 
 __all__ = ["LOCAL_SHARE", "LocalMovesSampler", "incumbents"]
 

@@ -1,7 +1,7 @@
 """The sensitivity profile as data: per layer and method, scores at a few MACs.
 
-Measured by :mod:`rankopt.search.objective._sensitivity` (one layer decomposed at a time);
-the allocation (:mod:`rankopt.search.space._allocation`) interpolates it between the
+Measured by :mod:`rankopt.searching.objective._sensitivity` (one layer decomposed at a time);
+the allocation (:mod:`rankopt.searching.space._allocation`) interpolates it between the
 measured points, and the study stores it as JSON.
 """
 
@@ -32,7 +32,7 @@ class SensitivityProfile:
         n_images: Images the scores were measured on.
         wall_time_s: Time the measurement took.
         failed: ``layer -> method -> reason`` where a decomposition failed (those points
-            score :data:`rankopt.search.objective._sensitivity.FAILED_SCORE`).
+            score :data:`rankopt.searching.objective._sensitivity.FAILED_SCORE`).
         timing: What the measurement cost: ``decompose_s`` (method -> seconds),
             ``forward_s`` (captures and scoring passes), ``capture_s``, ``floor_s`` (one
             dense forward over the images), ``n_pairs``, ``n_points``; empty for profiles

@@ -1,53 +1,24 @@
-"""``rankopt.search``: the study loop (settings, sampler and progress live next door)."""
+"""``rankopt.search``: its signature and docstring; the work is in :mod:`._phases`."""
 
 from __future__ import annotations
 
-import os
-import socket
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
 import torch
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rankopt._signals import ctrl_c_interrupts
-from rankopt._version import __version__
-from rankopt.budget._budget import Budget, parse_budget
-from rankopt.data import as_split
-from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import profile
-from rankopt.evaluators._device import Device, on_device, resolve_device
-from rankopt.search.loop._inputs import (
-    Data,
-    check_data,
-    check_labels,
-    prepare_data,
-    study_latency,
-)
-from rankopt.search.loop._progress import TrialReporter, progress_printer
-from rankopt.search.loop._sampler import default_pruner, make_sampler, worker_sampler_seed
-from rankopt.search.loop._settings import SearchSettings, setting_defaults
-from rankopt.search.objective._duplicates import (
-    DistinctTrialsStopper,
-    max_attempts,
-    n_distinct_finished,
-)
-from rankopt.search.objective._objective import OBJECTIVE_DIRECTIONS, Objective
-from rankopt.search.objective._sensitivity import study_sensitivity
-from rankopt.search.seeding._enqueue import enqueue_seeds_once
-from rankopt.search.seeding._seeding import seed_trials
-from rankopt.search.space._reach import check_budget
-from rankopt.search.space._space import SearchSpace
-from rankopt.storage._heartbeat import fail_lost_trials
-from rankopt.storage._open import is_shared, open_storage
-from rankopt.storage._open import sqlite_lock_errors as _sqlite_lock_errors
-from rankopt.storage._queue import queued_line
-from rankopt.storage._study import check_compatible, create_or_load, quiet_optuna
+from rankopt.evaluators import Device
+from rankopt.searching.loop._inputs import Data
+from rankopt.searching.loop._phases import open_study, prepare, run, seed
+from rankopt.searching.loop._progress import progress_printer
+from rankopt.searching.loop._settings import SearchSettings, setting_defaults
+from rankopt.storage import quiet_optuna
 
 __all__ = ["search"]
 
@@ -109,8 +80,9 @@ def search(
     BatchNorm, scores it before and after a short fine-tune with distillation from the
     dense model (validation accuracy and cross-entropy), and stores plan and numbers in the
     trial's ``user_attrs`` (see DEVELOPERS.md). Seed trials (at most a quarter of
-    ``n_trials``, :func:`~rankopt.search.seeding._seeding.seed_trials`) are enqueued first, once per
-    study. The recommended plan (:func:`rankopt.export_plan`): the lowest validation loss.
+    ``n_trials``, :func:`~rankopt.searching.seeding._seeding.seed_trials`) are enqueued
+    first, once per study. The recommended plan (:func:`rankopt.export_plan`): the lowest
+    validation loss.
 
     Args:
         model: The trained dense model (left untouched).
@@ -230,169 +202,33 @@ def _search(
     progress: Callable[[str], None] | bool | None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
 ) -> optuna.Study:
-    """:func:`search` once its settings are checked."""
+    """:func:`search` once its settings are checked: the four phases of :mod:`._phases`."""
     if s.n_threads is not None:
         torch.set_num_threads(s.n_threads)
     say = progress_printer(progress)
-
-    dev = resolve_device(s.device)
-    train = as_split(train_data, "training", num_workers=s.num_workers)
-    val = as_split(val_data, "validation", num_workers=s.num_workers)
-    shape = tuple(input_shape) if input_shape is not None else tuple(train.first()[0].shape[1:])
-    check_data("training", train, shape)
-    check_data("validation", val, shape)
-    model.eval()
-    prof = profile(model, shape)
-    n_outputs = check_labels(model, train, val)
-    table, latency_limits = study_latency(model, prof, s, say, max_latency)
-    budget = Budget(
-        max_macs=parse_budget(max_macs, prof.macs, what="macs"),
-        max_params=parse_budget(max_params, prof.n_params, what="params"),
-        **latency_limits,
-    )
-    space = SearchSpace(
-        prof,
-        s.methods,
-        n_outputs=n_outputs,
-        min_layer_share=s.min_layer_share,
-        rank_multiple=s.ranks_multiple_of,
-        latency=table,
-    )
-    check_budget(space, budget)
-
-    name = study_name or f"{model_name}-{data_name}"
-    directions = [OBJECTIVE_DIRECTIONS[o] for o in s.objectives]
-    opened = open_storage(storage, heartbeat_interval=heartbeat_interval)
-    sampler_seed = worker_sampler_seed(s.seed, s.worker_index, opened)
-    # Seeds are at most a quarter of the trials, and they are the sampler's start-up set:
-    # the model-based sampler runs for the other three quarters.
-    opt_sampler = make_sampler(
-        s.sampler,
-        seed=sampler_seed,
-        n_objectives=len(s.objectives),
-        constraints=s.repair == "constraint",
-        n_startup_trials=s.max_seeds,
-    )
-    opt_pruner = pruner or default_pruner(s.single_objective, s.finetune_steps)
-    study, _ = create_or_load(name, opened, directions, opt_sampler, opt_pruner, s.objectives)
-
-    model = on_device(model, dev)  # a copy when elsewhere: the caller's model stays put
-    data = prepare_data(model, train, val, s.finetune_samples, s.seed, n_outputs)
-    dense_val_acc = float((data.val_teacher_logits.argmax(dim=1) == data.val_labels).float().mean())
-    attrs = {
-        "rankopt_version": __version__,
-        "model": model_name,
-        "data": data_name,
-        "fingerprint": prof.fingerprint,
-        "input_shape": list(shape),
-        "dense": {
-            "accuracy": dense_val_acc,
-            "macs": prof.macs,
-            "n_params": prof.n_params,
-            **({"latency_ms": {str(b): ms for b, ms in table.model_ms.items()}} if table else {}),
-        },
-        "budget": {
-            "max_macs": budget.max_macs,
-            "max_params": budget.max_params,
-            **(budget.latency_attrs() if table else {}),
-        },
-        "objectives": list(s.objectives),
-        "settings": s.to_study_attr(space.layer_names),
-    }
-    # The creator writes them; a worker that finds some missing (its creator died right
-    # after creating the study) writes those, and checks the others.
-    check_compatible(study, attrs, name)
-    present = study.user_attrs
-    for key, value in attrs.items():
-        if key not in present:
-            study.set_user_attr(key, value)
-
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    sensitivity = study_sensitivity(study, model, space, data, say, worker=worker)
-    if s.seed_with_vbmf:
-        # Any worker that finds the study without its seeds enqueues them, exactly once
-        # across workers (a claim in the database): the creator may have died before.
-        enqueue_seeds_once(
-            study,
-            lambda: seed_trials(
-                space,
-                model,
-                budget,
-                sensitivity,
-                with_target=space.needs_target(budget, s.repair),
-                max_seeds=s.max_seeds,
-            ),
-            worker,
-            say,
-        )
-
-    objective: Callable[[optuna.Trial], Any] = Objective(
+    prepared = prepare(
         model,
-        space,
-        budget,
-        data,
-        sensitivity,
-        objectives=s.objectives,
-        repair=s.repair,
-        finetune=s.finetune(),
-        seed=s.seed,
+        train_data,
+        val_data,
+        s,
+        max_macs=max_macs,
+        max_params=max_params,
+        max_latency=max_latency,
+        input_shape=input_shape,
+        say=say,
+    )
+    opened = open_study(
+        model,
+        prepared,
+        s,
+        storage=storage,
+        name=study_name or f"{model_name}-{data_name}",
         model_name=model_name,
-        study_name=name,
-        measure_latency=s.measure_latency,
-        latency_runtime=s.latency_runtime,
-        latency_threads=s.latency_threads,
+        data_name=data_name,
+        heartbeat_interval=heartbeat_interval,
+        pruner=pruner,
     )
-    objective = _TaggedObjective(objective, worker)
-    finished = n_distinct_finished(study)  # a trial that reused a result does not count
-    remaining = s.n_trials - finished
-    if is_shared(opened):
-        say(
-            f"worker {worker}"
-            + (f" (index {s.worker_index})" if s.worker_index is not None else "")
-            + f": sampler seed {sampler_seed}; the study's total is {s.n_trials} finished trials"
-        )
-    say(
-        f"study {name!r}: {finished} finished trials, {max(0, remaining)} to run; "
-        f"dense: val accuracy {dense_val_acc:.4f}, {prof.macs} macs, {prof.n_params} params; "
-        f"budget: {budget.describe(prof.macs, prof.n_params, table.model_ms if table else None)}; "
-        f"{len(space.layer_names)} searchable layers"
+    sensitivity = seed(prepared, opened, s, say)
+    return run(
+        prepared, opened, s, sensitivity, model_name=model_name, callbacks=callbacks, say=say
     )
-    if remaining <= 0:
-        fail_lost_trials(study, say)
-        _say_queued(study, say)
-        return study
-    reporter = TrialReporter(say, budget, prof, s.objectives)
-    stopper = DistinctTrialsStopper(s.n_trials)
-    with warnings.catch_warnings(), _sqlite_lock_errors(opened):
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(
-            objective,
-            n_trials=max_attempts(remaining),  # room for failed trials and repeats
-            timeout=s.timeout,
-            catch=(TrialFailedError, DecompositionError),
-            callbacks=[reporter, stopper, *callbacks],
-            gc_after_trial=False,
-        )
-        # Before this worker exits: no trial may stay RUNNING because its worker died
-        # after the others reached the total.
-        fail_lost_trials(study, say)
-    _say_queued(study, say)
-    return study
-
-
-def _say_queued(study: optuna.Study, say: Callable[[str], None]) -> None:
-    line = queued_line(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    if line:
-        say(line)
-
-
-class _TaggedObjective:
-    """Records which worker (``host:pid``) runs a trial in ``user_attrs["worker"]``."""
-
-    def __init__(self, objective: Callable[[optuna.Trial], Any], worker: str) -> None:
-        self.objective = objective
-        self.worker = worker
-
-    def __call__(self, trial: optuna.Trial) -> Any:
-        trial.set_user_attr("worker", self.worker)
-        return self.objective(trial)

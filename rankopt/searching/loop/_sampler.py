@@ -13,8 +13,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from rankopt.errors import RankoptError, UnknownNameError
-from rankopt.search.loop._local import LocalMovesSampler
-from rankopt.storage._open import is_shared
+from rankopt.searching.loop._local import LocalMovesSampler
+from rankopt.storage import is_shared
 
 __all__ = ["SAMPLERS", "default_pruner", "make_sampler", "worker_sampler_seed"]
 
@@ -58,7 +58,7 @@ def make_sampler(
     """An Optuna sampler from a name (``tpe``, ``nsga2``, ``random``) or pass one through.
 
     ``tpe``: after ``n_startup_trials`` (the seed trials), local moves around the most
-    accurate trials (:class:`~rankopt.search.loop._local.LocalMovesSampler`) alternate with
+    accurate trials (:class:`~rankopt.searching.loop._local.LocalMovesSampler`) alternate with
     multivariate TPE, which draws at random until :data:`TPE_MIN_STARTUP` trials finished.
     """
     if isinstance(sampler, optuna.samplers.BaseSampler):

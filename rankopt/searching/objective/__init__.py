@@ -2,5 +2,5 @@
 
 Realise, apply, calibrate, proxy fine-tune, metrics (:class:`Objective`); duplicate plans
 take an earlier trial's results; memory is handed back between phases. Builds on
-:mod:`rankopt.search.space`.
+:mod:`rankopt.searching.space`.
 """

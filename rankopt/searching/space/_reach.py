@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from rankopt.budget._budget import Budget
+from rankopt.budget import Budget
 from rankopt.errors import BudgetError
-from rankopt.latency._runtimes import get_runtime
-from rankopt.search.space._allocation import Candidate, resource
+from rankopt.latency import get_runtime
+from rankopt.searching.space._allocation import Candidate, resource
 
 if TYPE_CHECKING:
     from rankopt.evaluators import ModelProfile

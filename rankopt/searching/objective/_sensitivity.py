@@ -5,7 +5,7 @@ useful rank path (spaced geometrically in MACs, the cheapest and the costliest i
 scored one layer at a time. The score is the mean KL divergence (nats per image) from the
 dense model's output distribution to the decomposed one on a fixed sample of training images,
 by default *predicted* from the layer's own output error and the output's Fisher information
-(:mod:`rankopt.search.objective._fisher`: one capture pass per group of layers, then one
+(:mod:`rankopt.searching.objective._fisher`: one capture pass per group of layers, then one
 forward of the layer per point), or with ``score="kl"`` *measured* on the whole network with
 BatchNorm re-calibrated (two network passes per point; issue 36 measured the cost of that).
 
@@ -15,7 +15,7 @@ for each point. With a study, units are claimed through the storage
 units in parallel; a worker that dies loses only the unit it held (the claim's lease runs
 out and another worker takes it). No fine-tune: the profile is a one-off cost per study
 (stored in the study, reused on resume and by other workers), and the allocation
-(:mod:`rankopt.search.space._allocation`) interpolates it between the measured points.
+(:mod:`rankopt.searching.space._allocation`) interpolates it between the measured points.
 """
 
 from __future__ import annotations
@@ -34,21 +34,20 @@ from torch import nn
 from rankopt.errors import DecompositionError, SettingsError
 from rankopt.evaluators import calibrate_bn, compute_logits
 from rankopt.plan import apply_plan
-from rankopt.search.objective._fisher import (
+from rankopt.searching.objective._fisher import (
     LayerCapture,
     capture_groups,
     capture_layers,
     local_score,
 )
-from rankopt.search.objective._memory import release_free_memory
-from rankopt.search.space._profile import Points, SensitivityProfile
-from rankopt.spaces import build_module, get_method
-from rankopt.spaces._rounding import geometric_picks
+from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.space._profile import Points, SensitivityProfile
+from rankopt.spaces import build_module, geometric_picks, get_method
 from rankopt.storage import claim, read_results, write_result
 
 if TYPE_CHECKING:
-    from rankopt.search.objective._objective import TrialData
-    from rankopt.search.space._space import SearchSpace
+    from rankopt.searching.objective._objective import TrialData
+    from rankopt.searching.space._space import SearchSpace
 
 __all__ = [
     "FAILED_SCORE",
@@ -76,6 +75,9 @@ PAIR_LEASE_S = 120.0
 """Seconds after which a (layer, method) claimed by a worker that stored no result is taken
 over (one unit takes seconds: its decompositions are bounded, see ``rankopt.spaces``)."""
 _RESULT_PREFIX = "profile:"
+_CP_COST = 8.0
+"""How much more a CP unit costs than a basis method's on the same weight (ALS per point vs
+one basis truncated per point; resnet18's profile: 75 s of CP, 35 s of Tucker-2)."""
 _PROGRESS_EVERY_S = 10.0
 
 
@@ -169,6 +171,15 @@ class _Measurer:
             groups = capture_groups(model, list(space.choices), images)
             self._groups = groups
             self._group_of = {n: i for i, g in enumerate(groups) for n in g}
+
+    def order(self, pair: _Pair) -> tuple[int, float]:
+        """Claim order: one capture group after another (each is captured once per worker),
+        the costliest units of a group first (CP-ALS's work grows with the rank), so that the
+        last units several workers finish are short ones."""
+        info = self.space.layer(pair.layer)
+        numel = float(math.prod(info.weight_shape))
+        cost = numel * len(pair.macs) * (_CP_COST if pair.method == "cp" else 1.0)
+        return self._group_of.get(pair.layer, 0), -cost
 
     def _capture_for(self, layer: str) -> LayerCapture | None:
         group = self._group_of.get(layer)
@@ -337,7 +348,7 @@ def measure_sensitivity(
 
     Args:
         model: The dense model (left untouched).
-        space: The :class:`~rankopt.search.space._space.SearchSpace`.
+        space: The :class:`~rankopt.searching.space._space.SearchSpace`.
         images: Training images used for scoring (and BatchNorm calibration with ``"kl"``).
         teacher_logits: The dense model's logits on ``images``.
         n_points: Measured points per (layer, method).
@@ -424,7 +435,7 @@ def study_sensitivity(
         if not todo:
             break
         measured_one = False
-        for pair in todo:
+        for pair in sorted(todo, key=measurer.order):
             if not claim(study, _RESULT_PREFIX + pair.key, worker, lease_s=PAIR_LEASE_S):
                 continue
             result = measurer.measure(pair)

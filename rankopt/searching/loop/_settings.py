@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from rankopt._defaults import DEFAULT_LATENCY_RUNTIME
 from rankopt.errors import RankoptError, SettingsError, UnknownNameError
 from rankopt.latency import DEFAULT_LATENCY_THREADS, RUNTIMES, get_runtime
-from rankopt.search.loop import DEFAULT_N_TRIALS
-from rankopt.search.space import DEFAULT_MIN_LAYER_SHARE
+from rankopt.searching.loop import DEFAULT_N_TRIALS
+from rankopt.searching.space import DEFAULT_MIN_LAYER_SHARE
 
 if TYPE_CHECKING:
     import optuna
 
-    from rankopt.search.objective._objective import FinetuneSettings
+    from rankopt.searching.objective._objective import FinetuneSettings
 
 __all__ = ["DEFAULT_LATENCY_RUNTIME", "SearchSettings", "setting_defaults"]
 
@@ -92,7 +92,7 @@ class SearchSettings:
     def validate(self) -> None:
         """Raise the first rule a value breaks (see the class docstring)."""
         from rankopt.latency import check_latency_threads
-        from rankopt.search.loop._sampler import SAMPLERS
+        from rankopt.searching.loop._sampler import SAMPLERS
         from rankopt.spaces import list_methods
 
         _check_objectives(self.objectives)
@@ -167,7 +167,7 @@ class SearchSettings:
 
     def finetune(self) -> FinetuneSettings:
         """The proxy fine-tune of every trial."""
-        from rankopt.search.objective._objective import FinetuneSettings
+        from rankopt.searching.objective._objective import FinetuneSettings
 
         report_every = self.report_every
         if report_every is None:
@@ -183,8 +183,8 @@ class SearchSettings:
 
     def to_study_attr(self, eligible_layers: Sequence[str]) -> dict[str, Any]:
         """The study's ``settings`` user attribute (JSON)."""
-        from rankopt.evaluators._device import resolve_device
-        from rankopt.search.objective._objective import settings_dict
+        from rankopt.evaluators import resolve_device
+        from rankopt.searching.objective._objective import settings_dict
 
         sampler = self.sampler
         return {
@@ -233,7 +233,7 @@ def _check_runtime(s: SearchSettings) -> None:
 
 
 def _check_objectives(objs: tuple[str, ...]) -> None:
-    from rankopt.search.objective._objective import OBJECTIVE_DIRECTIONS
+    from rankopt.searching.objective._objective import OBJECTIVE_DIRECTIONS
 
     if not objs or objs[0] != "accuracy":
         raise RankoptError(

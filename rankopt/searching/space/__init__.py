@@ -2,7 +2,7 @@
 
 The search space (:class:`SearchSpace`), the sampled proposal and its realised plan, the
 allocation of ranks over the sensitivity profile under a budget, and what a space can
-reach (the budget check before any trial). The lowest sub-room of :mod:`rankopt.search`.
+reach (the budget check before any trial). The lowest sub-room of :mod:`rankopt.searching`.
 
 Light: the constant below is read by the command line's ``--help`` (no torch).
 """

@@ -13,17 +13,22 @@ import torch
 from optuna.trial import FrozenTrial
 from torch import nn
 
-from rankopt.budget._budget import Budget
+from rankopt.budget import Budget
 from rankopt.errors import DecompositionError, TrialFailedError
-from rankopt.evaluators import accuracy_and_loss, calibrate_bn, compute_logits, proxy_finetune
-from rankopt.evaluators._device import on_device
+from rankopt.evaluators import (
+    accuracy_and_loss,
+    calibrate_bn,
+    compute_logits,
+    on_device,
+    proxy_finetune,
+)
 from rankopt.latency import measure_latency_ms
 from rankopt.plan import apply_plan
-from rankopt.search.objective._duplicates import earlier_evaluation, plan_key
-from rankopt.search.objective._memory import release_free_memory
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._space import SearchSpace
-from rankopt.storage._attrs import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
+from rankopt.searching.objective._duplicates import earlier_evaluation, plan_key
+from rankopt.searching.objective._memory import release_free_memory
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._space import SearchSpace
+from rankopt.storage import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 
 __all__ = ["FinetuneSettings", "Objective", "TrialData"]
 
@@ -210,64 +215,16 @@ class Objective:
             raise
         decomposed_s = time.perf_counter() - started
 
-        calibrate_bn(student, self.data.calibration_images)
-        logits = compute_logits(student, self.data.val_images)
-        acc_before, val_loss = accuracy_and_loss(logits, self.data.val_labels)
-        teacher = self.data.val_teacher_logits
-        recon = float(
-            torch.linalg.vector_norm(logits - teacher) / torch.linalg.vector_norm(teacher)
-        )
-        trial.set_user_attr("accuracy_before_finetune", acc_before)
-        trial.set_user_attr("reconstruction_error", recon)
-        if not math.isfinite(recon):
-            reason = "decomposed model produces non-finite logits"
-            trial.set_user_attr("fail_reason", reason)
-            raise TrialFailedError(reason)
-
-        accuracy = acc_before
-        finetune_s = 0.0
+        acc_before, val_loss = self._score_before_finetune(trial, student)
+        accuracy, finetune_s = acc_before, 0.0
         if feasible and self.finetune.steps > 0:
-            report = self._reporter(trial) if self.finetune.report_every > 0 else None
-            try:
-                result_ft = proxy_finetune(
-                    student,
-                    self.data.train_images,
-                    self.data.train_labels,
-                    self.data.teacher_logits,
-                    steps=self.finetune.steps,
-                    batch_size=self.finetune.batch_size,
-                    lr=self.finetune.lr,
-                    temperature=self.finetune.temperature,
-                    distill_weight=self.finetune.distill_weight,
-                    seed=self.seed,
-                    val_images=self.data.val_images,
-                    val_labels=self.data.val_labels,
-                    report_every=self.finetune.report_every,
-                    report=report,
-                )
-            except TrialFailedError as exc:
-                trial.set_user_attr("fail_reason", str(exc))
-                raise
-            accuracy, val_loss = result_ft.accuracy, result_ft.val_loss
-            finetune_s = result_ft.wall_time_s
+            accuracy, val_loss, finetune_s = self._finetune(trial, student)
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr(VAL_LOSS_ATTR, val_loss)
         trial.set_user_attr("finetune_time_s", finetune_s)
         trial.set_user_attr("decompose_time_s", decomposed_s)
 
-        latency_ms = predicted.get(1)
-        if self.measure_latency and self.latency_runtime is not None:
-            cpu_student = on_device(student, torch.device("cpu"))  # CPU latency on any device
-            measured = measure_latency_ms(
-                cpu_student,
-                tuple(self.space.profile.input_shape),
-                runtime=self.latency_runtime,
-                n_threads=self.latency_threads,
-            )
-            trial.set_user_attr("measured_latency_ms", measured)
-            latency_ms = measured if latency_ms is None else latency_ms
-        if latency_ms is not None:
-            trial.set_user_attr("latency_ms", latency_ms)
+        latency_ms = self._latency_ms(trial, student, predicted)
         metrics: dict[str, Any] = {
             "accuracy": accuracy,
             "accuracy_before_finetune": acc_before,
@@ -289,11 +246,84 @@ class Objective:
         out = tuple(values[name] for name in self.objectives)
         return out[0] if len(out) == 1 else out
 
+    def _score_before_finetune(
+        self, trial: optuna.Trial, student: nn.Module
+    ) -> tuple[float, float]:
+        """BatchNorm calibrated, the decomposed model's validation accuracy and loss, and its
+        reconstruction error (relative distance of its logits from the dense model's).
+
+        Raises:
+            TrialFailedError: the logits are not finite.
+        """
+        calibrate_bn(student, self.data.calibration_images)
+        logits = compute_logits(student, self.data.val_images)
+        acc_before, val_loss = accuracy_and_loss(logits, self.data.val_labels)
+        teacher = self.data.val_teacher_logits
+        recon = float(
+            torch.linalg.vector_norm(logits - teacher) / torch.linalg.vector_norm(teacher)
+        )
+        trial.set_user_attr("accuracy_before_finetune", acc_before)
+        trial.set_user_attr("reconstruction_error", recon)
+        if not math.isfinite(recon):
+            reason = "decomposed model produces non-finite logits"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailedError(reason)
+        return acc_before, val_loss
+
+    def _finetune(self, trial: optuna.Trial, student: nn.Module) -> tuple[float, float, float]:
+        """The proxy fine-tune: (validation accuracy, validation loss, seconds).
+
+        Raises:
+            TrialFailedError: the loss went non-finite (recorded as the trial's reason).
+        """
+        report = self._reporter(trial) if self.finetune.report_every > 0 else None
+        try:
+            result_ft = proxy_finetune(
+                student,
+                self.data.train_images,
+                self.data.train_labels,
+                self.data.teacher_logits,
+                steps=self.finetune.steps,
+                batch_size=self.finetune.batch_size,
+                lr=self.finetune.lr,
+                temperature=self.finetune.temperature,
+                distill_weight=self.finetune.distill_weight,
+                seed=self.seed,
+                val_images=self.data.val_images,
+                val_labels=self.data.val_labels,
+                report_every=self.finetune.report_every,
+                report=report,
+            )
+        except TrialFailedError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        return result_ft.accuracy, result_ft.val_loss, result_ft.wall_time_s
+
+    def _latency_ms(
+        self, trial: optuna.Trial, student: nn.Module, predicted: dict[int, float]
+    ) -> float | None:
+        """The trial's batch-1 latency in ms: predicted by the table, else measured when
+        ``measure_latency`` (also stored as ``measured_latency_ms``); None without either."""
+        latency_ms = predicted.get(1)
+        if self.measure_latency and self.latency_runtime is not None:
+            cpu_student = on_device(student, torch.device("cpu"))  # CPU latency on any device
+            measured = measure_latency_ms(
+                cpu_student,
+                tuple(self.space.profile.input_shape),
+                runtime=self.latency_runtime,
+                n_threads=self.latency_threads,
+            )
+            trial.set_user_attr("measured_latency_ms", measured)
+            latency_ms = measured if latency_ms is None else latency_ms
+        if latency_ms is not None:
+            trial.set_user_attr("latency_ms", latency_ms)
+        return latency_ms
+
     def _reuse(
         self, trial: optuna.Trial, earlier: FrozenTrial, started: float
     ) -> float | tuple[float, ...]:
         """Take the results of ``earlier``, which evaluated the same plan (see
-        :mod:`rankopt.search.objective._duplicates`)."""
+        :mod:`rankopt.searching.objective._duplicates`)."""
         for name in _REUSED_ATTRS:
             if name in earlier.user_attrs:
                 trial.set_user_attr(name, earlier.user_attrs[name])

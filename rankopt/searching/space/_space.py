@@ -12,10 +12,10 @@ Parameters (names are stable: plans, plots and resumed studies rely on them):
 - ``"allocation"``: ``"sensitivity"`` or ``"uniform"``, how the ranks are set.
 
 The realised ranks are not sampled. With ``"sensitivity"``,
-:func:`~rankopt.search.space._allocation.allocate` chooses for every layer ``keep`` or a point of
+:func:`~rankopt.searching.space._allocation.allocate` chooses for every layer ``keep`` or a point of
 the sampled method's useful rank path, so that the model meets the budget (up to one rank
 step) with the least weighted sensitivity; with ``"uniform"``,
-:func:`~rankopt.search.space._allocation.allocate_uniform` gives every layer one rank fraction
+:func:`~rankopt.searching.space._allocation.allocate_uniform` gives every layer one rank fraction
 times its weight, the largest that fits (at low budgets crushing a few layers to rank 1-2
 can fine-tune worse than keeping every layer at a moderate rank; the sampler learns which
 wins). The plan is a deterministic function of the parameters.
@@ -33,16 +33,16 @@ from typing import Any
 
 import optuna
 
-from rankopt.budget._budget import Budget
+from rankopt.budget import Budget
 from rankopt.errors import UnknownNameError
 from rankopt.evaluators import ModelProfile
 from rankopt.latency import LatencyTable
 from rankopt.plan import CompressionPlan, LayerPlan
-from rankopt.search.space import DEFAULT_MIN_LAYER_SHARE
-from rankopt.search.space._allocation import Candidate, allocate, allocate_uniform, resource
-from rankopt.search.space._profile import SensitivityProfile
-from rankopt.search.space._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
-from rankopt.search.space._reach import min_cost, min_latency_ms
+from rankopt.searching.space import DEFAULT_MIN_LAYER_SHARE
+from rankopt.searching.space._allocation import Candidate, allocate, allocate_uniform, resource
+from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
+from rankopt.searching.space._reach import min_cost, min_latency_ms
 from rankopt.spaces import LayerInfo, get_method, list_methods, round_ranks
 
 __all__ = ["Proposal", "Realised", "SearchSpace"]
@@ -314,7 +314,7 @@ class SearchSpace:
 
         When the sampled methods cannot meet the budget at all, every layer may use any of
         its offered methods. None only when the budget is below the cheapest reachable
-        cost (:func:`~rankopt.search.space._reach.min_cost`).
+        cost (:func:`~rankopt.searching.space._reach.min_cost`).
         """
         target = self.target_budget(proposal, budget)
         methods = {n: [proposal.methods[n]] for n in self.choices}

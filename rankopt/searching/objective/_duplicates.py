@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rankopt.plan import LayerPlan
-from rankopt.storage._attrs import PLAN_KEY_ATTR, is_repeat
+from rankopt.storage import PLAN_KEY_ATTR, is_repeat
 
 __all__ = [
     "DistinctTrialsStopper",

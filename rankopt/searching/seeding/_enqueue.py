@@ -16,9 +16,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rankopt.search.seeding._seeding import Seed
-from rankopt.storage._attrs import SEED_ATTR
-from rankopt.storage._claim import claim
+from rankopt.searching.seeding._seeding import Seed
+from rankopt.storage import SEED_ATTR, claim
 
 __all__ = ["SEED_LEASE_S", "enqueue_seeds_once", "requeue_interrupted_seeds"]
 

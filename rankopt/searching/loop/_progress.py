@@ -10,9 +10,9 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt.budget._budget import Budget
+from rankopt.budget import Budget
 from rankopt.evaluators import ModelProfile
-from rankopt.storage._attrs import DUPLICATE_ATTR, LATENCY_RATIOS, SEED_ATTR, best_first
+from rankopt.storage import DUPLICATE_ATTR, LATENCY_RATIOS, SEED_ATTR, best_first
 
 __all__ = ["TrialReporter", "progress_printer"]
 
