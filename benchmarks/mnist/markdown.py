@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from benchmarks.common.report import md_table, mean_std
 from benchmarks.mnist.goals import by_method
-
-if TYPE_CHECKING:
-    from benchmarks.mnist.run import BenchResult
+from benchmarks.mnist.result import BenchResult
 
 
 def markdown(
