@@ -247,7 +247,9 @@ def markdown(
         "",
         "`bench_accuracy.html` (accuracy vs MACs per budget, every search trial and every",
         "method's final plan) and `bench_latency.html` (latency ratio vs MACs ratio); both",
-        "load `plotly.min.js` from this directory and work offline.",
+        "load `plotly.min.js` from this directory and work offline (the run writes it from the",
+        "installed plotly; it is not committed: `python -c 'import plotly.offline as p;",
+        "print(p.get_plotlyjs())' > plotly.min.js` writes it again).",
         "",
     ]
     return "\n".join(parts)
