@@ -49,7 +49,7 @@ from benchmarks.common.report import machine_facts, md_table
 from benchmarks.common.searches import completed, run_search
 from benchmarks.mnist.run import SEARCH_DEFAULTS, builtin_model
 from rankopt.searching import Budget
-from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat
+from rankopt.storage import VAL_LOSS_ATTR, best_first, is_repeat
 
 HERE = Path(__file__).resolve().parent
 
