@@ -159,6 +159,9 @@ def main() -> int:
         help="site-packages of the interpreter that has rankopt's dependencies",
     )
     args = parser.parse_args()
+    # Run by the peer venv's interpreter (its own packages first), so the main interpreter's
+    # site-packages (torch, numpy...) go after them and the checkout first: rankopt's editable
+    # install is a .pth file that sys.path.extend does not read.
     sys.path.extend(args.main_site)
     sys.path.insert(0, str(ROOT))
     import torch

@@ -37,23 +37,19 @@ from typing import Any
 import torch
 from scipy.stats import spearmanr
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: ``benchmarks`` from the repository root
-    sys.path.insert(0, str(ROOT))
-
-import rankopt  # noqa: E402
-from benchmarks.common.harness import FinalFinetune  # noqa: E402
-from benchmarks.common.recipes import (  # noqa: E402
+import rankopt
+from benchmarks.common.harness import FinalFinetune
+from benchmarks.common.recipes import (
     UNIFORM_METHODS,
     bench_space,
     n_outputs_of,
     uniform_plan,
 )
-from benchmarks.common.report import machine_facts, md_table  # noqa: E402
-from benchmarks.common.searches import completed, run_search  # noqa: E402
-from benchmarks.mnist.run import SEARCH_DEFAULTS, builtin_model  # noqa: E402
-from rankopt.searching import Budget  # noqa: E402
-from rankopt.storage._attrs import VAL_LOSS_ATTR, best_first, is_repeat  # noqa: E402
+from benchmarks.common.report import machine_facts, md_table
+from benchmarks.common.searches import completed, run_search
+from benchmarks.mnist.run import SEARCH_DEFAULTS, builtin_model
+from rankopt.searching import Budget
+from rankopt.storage import VAL_LOSS_ATTR, best_first, is_repeat
 
 HERE = Path(__file__).resolve().parent
 
@@ -201,7 +197,7 @@ def markdown(results: Sequence[dict[str, Any]], command: str, wall_s: float) -> 
     out = [
         "# The ceiling: every plan of a study through the final fine-tune",
         "",
-        "Written by `benchmarks/bench_ceiling.py`; do not edit by hand. Reproduce with:",
+        "Written by `python -m benchmarks.bench_ceiling`; do not edit by hand. Reproduce with:",
         "",
         f"```\n{command}\n```",
         "",
@@ -259,9 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="output directory")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python " + " ".join(
-        shlex.quote(a)
-        for a in ["benchmarks/bench_ceiling.py", *(sys.argv[1:] if argv is None else argv)]
+    command = "python -m benchmarks.bench_ceiling " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
     started = time.perf_counter()
     results = [

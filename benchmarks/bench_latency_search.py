@@ -35,7 +35,7 @@ from rankopt.models import get_pretrained
 from rankopt.plan import CompressionPlan
 from rankopt.searching.space._reach import min_latency_ms
 from rankopt.searching.space._space import SearchSpace
-from rankopt.storage._attrs import best_first
+from rankopt.storage import best_first
 
 HERE = Path(__file__).resolve().parent
 INPUT = (1, 28, 28)

@@ -109,7 +109,7 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
     import rankopt
     from rankopt.data import load_data
     from rankopt.models import create_model
-    from rankopt.storage._attrs import is_repeat
+    from rankopt.storage import is_repeat
 
     data = load_data(folder, stream=True)
     torch.manual_seed(0)

@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -113,8 +114,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(TESTS))
-    from rankopt_testmodels import train_digits_net
+    # The tests' model helper, loaded from its file (tests/ is no package to import).
+    spec = importlib.util.spec_from_file_location(
+        "rankopt_testmodels", TESTS / "rankopt_testmodels.py"
+    )
+    assert spec is not None and spec.loader is not None, TESTS
+    testmodels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(testmodels)
+    train_digits_net = testmodels.train_digits_net
 
     tmp = Path(tempfile.mkdtemp(prefix="rankopt-bench-workers-"))
     weights = train_digits_net(tmp / "digits_net.pt", steps=300)

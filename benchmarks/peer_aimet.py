@@ -3,7 +3,7 @@
 Runs ``benchmarks/bench_aimet.py`` in the aimet venv (see its docstring for the setup, the
 greedy's tie fix and the MACs mapping) and checks what it wrote::
 
-    from peer_aimet import aimet_models, load_aimet   # benchmarks/ on sys.path, as run.py
+    from benchmarks.peer_aimet import aimet_models, load_aimet  # from the repository root
     paths = aimet_models("resnet8", "mnist5k", [0.5, 0.25, 0.1], "/tmp/aimet_models")
     model, info = load_aimet(paths[0.25])
 
@@ -19,7 +19,7 @@ The models hold kx1 / 1xk convs with split strides whose CPU oneDNN backward cra
 torch 2.14.1: fine-tune them inside ``torch.backends.mkldnn.flags(enabled=False)`` (forward
 passes, BatchNorm calibration included, are fine).
 
-``python3 benchmarks/peer_aimet.py`` prints the smoke numbers for 50 / 25 / 10 %.
+``python3 -m benchmarks.peer_aimet`` prints the smoke numbers for 50 / 25 / 10 %.
 """
 
 from __future__ import annotations
@@ -33,12 +33,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import rankopt  # noqa: E402
-from benchmarks.common.venv_peers import (  # noqa: E402
+import rankopt
+from benchmarks.common.venv_peers import (
     checked_models,
     load_peer_model,
     run_in_venv,

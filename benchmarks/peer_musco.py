@@ -26,7 +26,7 @@ numpy / scipy shim, musco's bug it works around, and the rank-floor fallback), a
 ``torch.save`` modules (``nn.Sequential`` of ``nn.Conv2d`` in place of each decomposed
 layer), so the benchmark calibrates and fine-tunes them like any other row.
 
-``python3 benchmarks/peer_musco.py`` prints the smoke numbers for 50 / 25 / 10 %.
+``python3 -m benchmarks.peer_musco`` prints the smoke numbers for 50 / 25 / 10 %.
 """
 
 from __future__ import annotations
@@ -40,12 +40,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import rankopt  # noqa: E402
-from benchmarks.common.venv_peers import (  # noqa: E402
+import rankopt
+from benchmarks.common.venv_peers import (
     checked_models,
     load_peer_model,
     run_in_venv,

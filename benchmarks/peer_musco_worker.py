@@ -280,6 +280,9 @@ def main() -> int:
     parser.add_argument("--selection", default="vbmf", choices=("vbmf", "param_reduction"))
     parser.add_argument("--main-site", action="append", default=[])
     args = parser.parse_args()
+    # Run by the peer venv's interpreter (its own packages first), so the main interpreter's
+    # site-packages (torch, numpy...) go after them and the checkout first: rankopt's editable
+    # install is a .pth file that sys.path.extend does not read.
     sys.path.extend(args.main_site)
     sys.path.insert(0, str(ROOT))
     _shim()

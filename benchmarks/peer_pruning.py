@@ -29,7 +29,7 @@ Importance (``importance=``):
 instead of the same ratio per layer; ``max_pruning_ratio`` (0.9) stops any group from losing
 all of its channels.
 
-Main function: :func:`pruned_model`. ``python3 benchmarks/peer_pruning.py`` prints the smoke
+Main function: :func:`pruned_model`. ``python3 -m benchmarks.peer_pruning`` prints the smoke
 numbers (MACs ratio, accuracy right after pruning and after BatchNorm calibration, time)
 for 50 / 25 / 10 % and, with ``--finetune EPOCHS``, compares the importances after a short
 fine-tune.
@@ -39,20 +39,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import rankopt  # noqa: E402
+import rankopt
 
 IMPORTANCES: tuple[str, ...] = ("l2", "taylor", "lamp", "fpgm")
 NOTE = (

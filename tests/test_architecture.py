@@ -31,6 +31,24 @@ def test_no_import_cycles_between_modules() -> None:
     )
 
 
+def test_no_import_cycles_in_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No module of benchmarks/ reaches itself through its imports either (TYPE_CHECKING
+    imports count: the MNIST result dataclass lives in its own module for that)."""
+    grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")
+    monkeypatch.syspath_prepend(str(ROOT))  # benchmarks/ is a package of the checkout
+    graph = grimp.build_graph("benchmarks", cache_dir=None)
+    cycles = [
+        " -> ".join((module, *back))
+        for module in sorted(graph.modules)
+        for imported in sorted(graph.find_modules_directly_imported_by(module))
+        if (back := graph.find_shortest_chain(importer=imported, imported=module)) is not None
+    ]
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+    assert {"benchmarks.mnist.run", "benchmarks.mnist.result", "benchmarks.common.report"} <= (
+        graph.modules
+    )
+
+
 def test_no_cycle_breakers_nominated_in_any_package() -> None:
     """grimp finds nothing to break between the children of any package either."""
     grimp = pytest.importorskip("grimp", reason="grimp (the 'dev' extra) is missing")

@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import plotly.offline
 import pytest
 import torch
 from torch import nn
@@ -85,3 +86,5 @@ def test_bench_on_tiny_model(
     assert "measurement noise: binomial std" in text
     for name in ("bench_accuracy.html", "bench_latency.html", "plotly.min.js"):
         assert (tmp_path / name).stat().st_size > 0
+    # The installed plotly's script, not a committed copy.
+    assert (tmp_path / "plotly.min.js").read_text() == plotly.offline.get_plotlyjs()

@@ -13,6 +13,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 import torch
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 import rankopt
@@ -71,8 +72,9 @@ def write_plots(
     fronts: Mapping[tuple[float, str], Sequence[tuple[float, float]]],
     latency_rows: Sequence[Mapping[str, Any]],
 ) -> list[Path]:
-    """Write ``bench_accuracy.html`` and ``bench_latency.html`` (offline: plotly.js is
-    written once as ``plotly.min.js`` in ``out_dir`` and loaded by relative path)."""
+    """Write ``bench_accuracy.html`` and ``bench_latency.html`` (offline: the installed
+    plotly's script is written as ``plotly.min.js`` in ``out_dir``, replacing any older copy,
+    and loaded by relative path; it is not committed)."""
     budgets = sorted({float(r["budget"]) for r in budget_rows}, reverse=True)
     fig = make_subplots(
         rows=1,
@@ -164,7 +166,10 @@ def write_plots(
     lat.update_layout(title="Realised CPU speed: latency ratio vs MACs ratio", height=550)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    script = out_dir / "plotly.min.js"
+    # plotly's own "directory" mode keeps an existing file: write the installed one first.
+    script.write_text(get_plotlyjs(), encoding="utf-8")
     paths = [out_dir / "bench_accuracy.html", out_dir / "bench_latency.html"]
     for figure, path in zip((fig, lat), paths, strict=True):
         figure.write_html(path, include_plotlyjs="directory", full_html=True)
-    return [*paths, out_dir / "plotly.min.js"]
+    return [*paths, script]

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 import rankopt
-from rankopt.storage._attrs import best_first
+from rankopt.storage import best_first
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -106,7 +106,7 @@ def run_search(
 
 def spearman_sample(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """``k`` completed trials: the recommended one and the rest spread evenly over the
-    search's ranking (:func:`rankopt.storage._attrs.best_first`; distinct plans only)."""
+    search's ranking (:func:`rankopt.storage.best_first`; distinct plans only)."""
     seen: set[str] = set()
     trials = []
     for t in best_first(completed(study)):

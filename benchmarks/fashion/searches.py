@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 import rankopt
 from benchmarks.common.harness import Candidate
 from benchmarks.fashion.harness import Task
+from rankopt.storage import is_repeat
 
 SAMPLERS = ("tpe", "random")
 
@@ -60,7 +61,7 @@ def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if "duplicate_of" not in t.user_attrs
+        if not is_repeat(t)
     ]
 
 

@@ -6,9 +6,10 @@ Usage::
     python -m benchmarks.mnist --quick --seeds 0,1,2 --trials 16 --epochs 5   # closer to full
     python -m benchmarks.mnist           # full: 40 trials, 5 epochs
 
-(``python benchmarks/run.py`` is the same command.) Modules: :mod:`.run` (the sections
-measured), :mod:`.rows` (one row), :mod:`.spearman`, :mod:`.goals`, :mod:`.markdown`,
-:mod:`.peers`; the shared harness is :mod:`benchmarks.common`.
+(An older reproduce line's ``python benchmarks/run.py`` is this command.) Modules:
+:mod:`.run` (the sections measured), :mod:`.result`, :mod:`.rows` (one row),
+:mod:`.spearman`, :mod:`.goals`, :mod:`.markdown`, :mod:`.peers`; the shared harness is
+:mod:`benchmarks.common`.
 
 Both modes run resnet8 on mnist5k at budgets 10 / 7 / 5 % of dense MACs (``--budgets``): budgets
 where the best baseline loses at least 2 points from dense (at 20 % it lost 0.4, so a +1 point

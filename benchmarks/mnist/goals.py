@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from benchmarks.mnist.run import BenchResult
+from benchmarks.mnist.result import BenchResult
 
 
 def by_method(rows: Sequence[dict[str, Any]], budget: float) -> dict[str, list[dict[str, Any]]]:

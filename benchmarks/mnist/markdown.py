@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from benchmarks.common.report import md_table, mean_std
 from benchmarks.mnist.goals import by_method
-
-if TYPE_CHECKING:
-    from benchmarks.mnist.run import BenchResult
+from benchmarks.mnist.result import BenchResult
 
 
 def markdown(
@@ -250,7 +247,9 @@ def markdown(
         "",
         "`bench_accuracy.html` (accuracy vs MACs per budget, every search trial and every",
         "method's final plan) and `bench_latency.html` (latency ratio vs MACs ratio); both",
-        "load `plotly.min.js` from this directory and work offline.",
+        "load `plotly.min.js` from this directory and work offline (the run writes it from the",
+        "installed plotly; it is not committed: `python -c 'import plotly.offline as p;",
+        "print(p.get_plotlyjs())' > plotly.min.js` writes it again).",
         "",
     ]
     return "\n".join(parts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from benchmarks.common.searches import run_search, shared_sensitivity, study_poi
 from benchmarks.mnist.goals import expectation
 from benchmarks.mnist.markdown import markdown
 from benchmarks.mnist.peers import AIMET_NOTE
+from benchmarks.mnist.result import BenchResult
 from benchmarks.mnist.rows import BenchModel, builtin_model, evaluate_row, latency_ratios, macs
 from benchmarks.mnist.spearman import spearman_row
 from rankopt.evaluators import evaluate_accuracy
@@ -45,38 +45,6 @@ OUT_DIR = Path(__file__).resolve().parent.parent
 SEARCH_DEFAULTS = SearchSettings()
 """The search's defaults: the proxy fine-tune of every search row is the default one."""
 __all__ = ["OUT_DIR", "SEARCH_DEFAULTS", "BenchModel", "BenchResult", "builtin_model", "run"]
-
-
-@dataclass
-class BenchResult:
-    """Everything a run measured (also written to BENCHMARKS.md).
-
-    Attributes:
-        seed_row: The seed recipe (Kim et al., unbudgeted) row.
-        budget_rows: One dict per (budget, method, seed) with its ``plan`` (None for the
-            peer library) and ``macs_ratio`` (fvcore count / dense fvcore count).
-        hypervolumes: One dict per (budget, sampler, seed).
-        spearman: One dict per sampled study: proxy vs final accuracies and rho.
-        latency_rows: Per-method uniform plans at ~50 % MACs with latency ratios.
-        peer_notes: What happened with each peer library.
-        expectation: Lines saying where the goals held and where they did not.
-        split_sizes: Images in the validation and test splits (for the noise line).
-        dense_val_accuracy: Validation accuracy of the dense model (the hypervolume bound).
-        wall_time_s: Wall time of the run.
-        files: Paths written.
-    """
-
-    seed_row: dict[str, Any] = field(default_factory=dict)
-    budget_rows: list[dict[str, Any]] = field(default_factory=list)
-    hypervolumes: list[dict[str, Any]] = field(default_factory=list)
-    spearman: list[dict[str, Any]] = field(default_factory=list)
-    latency_rows: list[dict[str, Any]] = field(default_factory=list)
-    peer_notes: list[str] = field(default_factory=list)
-    expectation: list[str] = field(default_factory=list)
-    split_sizes: dict[str, int] = field(default_factory=dict)
-    dense_val_accuracy: float = math.nan
-    wall_time_s: float = math.nan
-    files: list[Path] = field(default_factory=list)
 
 
 def run(

@@ -12,7 +12,7 @@ from torch import nn
 import rankopt
 from benchmarks.common.harness import FinalFinetune
 from benchmarks.common.searches import spearman_sample
-from rankopt.storage._attrs import VAL_LOSS_ATTR
+from rankopt.storage import VAL_LOSS_ATTR
 
 
 def spearman_row(
