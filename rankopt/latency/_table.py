@@ -29,7 +29,6 @@ method: a second run, or a new method, only measures what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
@@ -47,9 +46,9 @@ from torch import nn
 
 from rankopt.errors import SettingsError
 from rankopt.evaluators import ModelProfile, profile
+from rankopt.latency._entries import load_cache, missing_units, ratio_curves
 from rankopt.latency._grid import (
     machine_signature,
-    monotone_ratios,
     rank_grid,
     time_interleaved_ms,
     time_swapped_ms,
@@ -297,15 +296,7 @@ def latency_table(
         key = {**machine_signature(), **rt.signature(), "threads": n_threads, "dtype": "float32"}
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = _cache_file(root, key)
-        data: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": key, "models": {}}
-        if not refresh and path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                loaded = json.loads(path.read_text())
-                if (
-                    loaded.get("schema_version") == LATENCY_SCHEMA_VERSION
-                    and loaded.get("key") == key
-                ):
-                    data = loaded
+        data = load_cache(path, key, LATENCY_SCHEMA_VERSION, refresh)
 
         prof = model_profile if model_profile is not None else profile(model, input_shape)
         layers = {layer.name: layer for layer in prof.eligible_layers}
@@ -315,17 +306,7 @@ def latency_table(
         def stored(method: str) -> str:  # the method's key in the cache for this rank multiple
             return method if rank_multiple == 1 else f"{method}@x{rank_multiple}"
 
-        # Work still missing: (batch_size, layer) -> methods to measure.
-        todo: dict[tuple[int, str], list[str]] = {}
-        for bs in batch_sizes:
-            entry = entries.get(str(bs), {})
-            for name, layer in layers.items():
-                have = entry.get("layers", {}).get(name, {})
-                wanted = [
-                    m for m in methods if get_method(m).supports(layer) and stored(m) not in have
-                ]
-                if wanted or "model_ms" not in entry:
-                    todo[(bs, name)] = wanted
+        todo = missing_units(entries, layers, methods, batch_sizes, stored)
         # One CPU float32 copy of the dense model, made only when something is measured.
         host = functools.cache(lambda: copy.deepcopy(model).cpu().float().eval())
         if todo:  # slow units (the machine busy) are timed again (_latency_units)
@@ -345,27 +326,7 @@ def latency_table(
                 progress=progress,
             )
         model_ms = {bs: _dense_model_ms(entries[str(bs)]) for bs in batch_sizes}
-        dense_ms: dict[tuple[str, int], float] = {}
-        curves: dict[tuple[str, str, int], tuple[tuple[int, float], ...]] = {}
-        for name, layer in layers.items():
-            for bs in batch_sizes:
-                share = model_ms[bs] * max(layer.macs, 1) / max(prof.macs, 1)
-                dense_ms[(name, bs)] = share
-                found_layer = entries[str(bs)].get("layers", {}).get(name, {})
-                for m in methods:
-                    found = found_layer.get(stored(m))
-                    if found and found["points"]:
-                        # The change vs the dense model of the same rounds, scaled to the
-                        # table's dense time: the machine's speed drifts between layers' rounds.
-                        ref = float(found["model_ms"])
-                        measured = sorted(
-                            (
-                                int(p["macs"]),
-                                (share + (float(p["model_ms"]) - ref) * model_ms[bs] / ref) / share,
-                            )
-                            for p in found["points"]
-                        )
-                        curves[(name, m, bs)] = monotone_ratios(measured)
+        dense_ms, curves = ratio_curves(entries, layers, methods, model_ms, prof.macs, stored)
         table = LatencyTable(
             layers=layers,
             batch_sizes=tuple(batch_sizes),
