@@ -130,6 +130,7 @@ def child(folder: Path, model_name: str, n_trials: int, steps: int, methods: lis
             max_macs=0.5,
             storage=f"sqlite:///{run_dir}/study.db",
             n_threads=1,
+            latency_runtime=None,  # memory of the streamed data, not of a latency table
         )
         # trials that evaluated their own plan (a repeat reuses an earlier trial's values)
         values = [t.values for t in study.trials if not is_repeat(t)]

@@ -124,6 +124,8 @@ def _search_args(url: str, weights: Path, study: str, n_trials: int, *extra: str
         "128",
         "--threads",
         "1",
+        "--latency-runtime",
+        "none",  # these tests are about workers; the latency cap has its own tests
         *extra,
     ]
 
