@@ -496,9 +496,14 @@ def test_cp_als_iterations_are_capped_by_work() -> None:
     cp = get_method("cp")
     useful = cp.useful_ranks(layer)
     assert useful and all(cp.feasible(layer, r) for r in useful)
-    unbounded = DecompositionMethod.useful_ranks(cp, layer)  # by cost alone
+    unbounded = [  # by cost alone
+        r
+        for r in cp.rank_path(layer)
+        if cp.macs(layer, r) < layer.macs and cp.n_params(layer, r) < layer.n_params
+    ]
     assert max(r["r"] for r in useful) < max(r["r"] for r in unbounded)
     assert not cp.feasible(layer, {"r": 2000})
+    assert "not offered" in (cp.bound_note(layer) or "")
 
 
 _CP_MEMORY_CHILD = """

@@ -18,7 +18,6 @@ from rankopt.spaces._base import (
     Factors,
     get_method,
     list_methods,
-    ranks_at_fraction,
     register_method,
 )
 from rankopt.spaces._build import (
@@ -29,7 +28,7 @@ from rankopt.spaces._build import (
 )
 from rankopt.spaces._cache import cache_info, clear_cache, set_cache_limit
 from rankopt.spaces._layer import LayerInfo, conv_output_hw, describe_layer
-from rankopt.spaces._rounding import geometric_picks, round_rank, round_ranks
+from rankopt.spaces._rounding import geometric_picks, ranks_at_fraction, round_rank, round_ranks
 from rankopt.spaces._vbmf import EVBMFResult, estimate_rank, evbmf, vbmf_methods, vbmf_ranks
 
 __all__ = [

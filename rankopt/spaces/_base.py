@@ -11,13 +11,13 @@ from torch import nn
 
 from rankopt.errors import InvalidPlanError, UnknownNameError, UnsupportedLayerError
 from rankopt.spaces._layer import LayerInfo
+from rankopt.spaces._rounding import ranks_at_fraction
 
 __all__ = [
     "DecompositionMethod",
     "Factors",
     "get_method",
     "list_methods",
-    "ranks_at_fraction",
     "register_method",
 ]
 
@@ -206,8 +206,14 @@ class DecompositionMethod(abc.ABC):
                 continue
             if self.n_params(layer, ranks, resolved) >= layer.n_params:
                 continue
-            out.append(ranks)
+            if self.feasible(layer, ranks):
+                out.append(ranks)
         return out
+
+    def feasible(self, layer: LayerInfo, ranks: Ranks) -> bool:
+        """Whether computing ``ranks`` stays in the method's time / memory bound (default
+        True); :meth:`useful_ranks` keeps only these, :meth:`bound_note` says what it cut."""
+        return True
 
     def bound_note(self, layer: LayerInfo) -> str | None:
         """One line: the ranks of ``layer`` left out to stay in the method's bounds, or None."""
@@ -349,12 +355,6 @@ class DecompositionMethod(abc.ABC):
 def _overrides(cls: type[DecompositionMethod], name: str) -> bool:
     """Whether ``cls`` (or a base between it and DecompositionMethod) defines ``name``."""
     return getattr(cls, name) is not getattr(DecompositionMethod, name)
-
-
-def ranks_at_fraction(full: Ranks, fraction: float) -> dict[str, int]:
-    """Every rank at ``fraction`` of its full value, rounded, within ``[1, full]`` (the rank
-    names of one method tied to one fraction)."""
-    return {k: max(1, min(v, round(fraction * v))) for k, v in full.items()}
 
 
 _REGISTRY: dict[str, DecompositionMethod] = {}

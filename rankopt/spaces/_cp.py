@@ -188,22 +188,14 @@ class CP(DecompositionMethod):
             return True
         return als_iterations(tuple(layer.weight_shape), r) >= CP_MIN_ITER
 
-    def useful_ranks(
-        self,
-        layer: LayerInfo,
-        options: Options | None = None,
-        *,
-        min_rank: int = 1,
-        max_points: int = 48,
-    ) -> list[dict[str, int]]:
-        """The base class's useful ranks where ALS fits its work budget (:meth:`feasible`)."""
-        ranks = super().useful_ranks(layer, options, min_rank=min_rank, max_points=max_points)
-        return [r for r in ranks if self.feasible(layer, r)]
-
     def bound_note(self, layer: LayerInfo) -> str | None:
         """Which ranks CP-ALS's work budget leaves out on ``layer``, or None."""
-        every = DecompositionMethod.useful_ranks(self, layer)
-        kept = [r for r in every if self.feasible(layer, r)]
+        kept = self.useful_ranks(layer)
+        every = [
+            r
+            for r in self.rank_path(layer)
+            if self.macs(layer, r) < layer.macs and self.n_params(layer, r) < layer.n_params
+        ]
         if len(kept) == len(every):
             return None
         if not kept:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-__all__ = ["geometric_picks", "round_rank", "round_ranks"]
+__all__ = ["geometric_picks", "ranks_at_fraction", "round_rank", "round_ranks"]
 
 RoundMode = Literal["nearest", "down", "up"]
 
@@ -101,3 +101,9 @@ def geometric_picks(costs: Sequence[float], n_points: int, *, fill: bool = False
         if best not in picked:
             picked.append(best)
     return sorted(picked)
+
+
+def ranks_at_fraction(full: Mapping[str, int], fraction: float) -> dict[str, int]:
+    """Every rank at ``fraction`` of its full value, rounded, within ``[1, full]`` (the rank
+    names of one method tied to one fraction)."""
+    return {k: max(1, min(v, round(fraction * v))) for k, v in full.items()}

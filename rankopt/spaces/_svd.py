@@ -105,24 +105,9 @@ class BoundedMatrixRanks:
         """``(m, n)`` of the matrix the method factorises on ``layer``."""
         raise NotImplementedError
 
-    def useful_ranks(
-        self,
-        layer: LayerInfo,
-        options: Options | None = None,
-        *,
-        min_rank: int = 1,
-        max_points: int = 48,
-    ) -> list[dict[str, int]]:
-        """The cost-useful ranks up to :func:`partial_rank` of the layer's matrix."""
-        cap = partial_rank(*self.matrix_shape(layer))
-        ranks = DecompositionMethod.useful_ranks(
-            self,  # type: ignore[arg-type]
-            layer,
-            options,
-            min_rank=min_rank,
-            max_points=max_points,
-        )
-        return [r for r in ranks if r["r"] <= cap]
+    def feasible(self, layer: LayerInfo, ranks: Ranks) -> bool:
+        """Ranks up to :func:`partial_rank` of the layer's matrix."""
+        return ranks["r"] <= partial_rank(*self.matrix_shape(layer))
 
     def bound_note(self, layer: LayerInfo) -> str | None:
         """Which ranks the matrix budget leaves out on ``layer``, or None."""
