@@ -90,7 +90,8 @@ def check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> N
     Compared as :class:`StudyRecord` fields, so a study an earlier version wrote (schema
     version 1: e.g. an empty ``max_latency_ms`` list in its budget) resumes.
     """
-    before = StudyRecord.from_user_attrs(study.user_attrs)
+    stored = study.user_attrs  # one read: another worker may be writing the record now
+    before = StudyRecord.from_user_attrs(stored)
     now = StudyRecord.from_user_attrs(attrs)
     same = {
         "fingerprint": before.fingerprint == now.fingerprint,
@@ -98,7 +99,7 @@ def check_compatible(study: optuna.Study, attrs: dict[str, Any], name: str) -> N
         "objectives": before.objectives == now.objectives,
     }
     for key, equal in same.items():
-        old = study.user_attrs.get(key)
+        old = stored.get(key)
         if old is not None and not equal:
             raise StorageError(
                 f"study {name!r} in this storage was made with {key} = {old}, but this run "
