@@ -49,6 +49,8 @@ def render(
             if k not in (*report.SEARCH_ROWS, "torch_pruning (peer)")
             and not any(r.get("over_budget") for r in g)
         }
+        if not others:  # a --searches-only run: the other rows come with --combine
+            continue
         best = max(others, key=lambda k: report._mean(others[k]) if others[k] else -1.0)
         head.append([f"{b:.0%}", f"best other: {best}", report.mean_std(others[best])])
     parts = [
