@@ -110,6 +110,28 @@ class _StreamedEpochs:
             yield x, y, t
 
 
+def _lr_at(step: int, lr: float, warmup: int, total: int) -> float:
+    """Learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine to 0."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _batch_on(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    device: torch.device,
+    fast_layout: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A batch on ``device`` (images channels-last when ``fast_layout``)."""
+    x = images.to(device)
+    if fast_layout and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    t = teacher_logits.to(device) if teacher_logits is not None else None
+    return x, labels.to(device), t
+
+
 def _train_epochs(
     model: nn.Module,
     data: _TensorEpochs | _StreamedEpochs,
@@ -158,24 +180,10 @@ def _train_epochs(
             for epoch in range(1, epochs + 1):
                 loss_sum, count = 0.0, 0
                 for images, labels, teacher_logits in data:
-                    if step < warmup:
-                        cur = lr * (step + 1) / warmup
-                    else:
-                        cur = (
-                            lr
-                            * 0.5
-                            * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-                        )
                     for g in opt.param_groups:
-                        g["lr"] = cur
-                    x = images
-                    if x.dim() == 4:
-                        x = shift_batch(x, augment_shift, gen)
-                    x = x.to(device)
-                    if fast_layout and x.dim() == 4:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    y = labels.to(device)
-                    t = teacher_logits.to(device) if teacher_logits is not None else None
+                        g["lr"] = _lr_at(step, lr, warmup, total)
+                    x = shift_batch(images, augment_shift, gen) if images.dim() == 4 else images
+                    x, y, t = _batch_on(x, labels, teacher_logits, device, fast_layout)
                     loss = distillation_loss(
                         model(x), y, t, temperature=temperature, distill_weight=distill_weight
                     )

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rankopt.spaces._base import DecompositionMethod, Factors, Options, Ranks, register_method
+from rankopt.spaces._base import Factors, Options, Ranks, register_method
 from rankopt.spaces._layer import LayerInfo
 from rankopt.spaces._svd import (
     BoundedMatrixRanks,
@@ -21,7 +21,7 @@ __all__ = ["LinearSVD"]
 
 
 @register_method("linear_svd")
-class LinearSVD(BoundedMatrixRanks, DecompositionMethod):
+class LinearSVD(BoundedMatrixRanks):
     """``Linear in -> R`` (no bias) then ``Linear R -> out`` (with the original bias).
 
     Full rank is ``min(in, out)``; MACs are ``R*(in + out)*P`` with ``P`` the number of

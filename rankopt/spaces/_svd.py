@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -95,15 +96,13 @@ def bounded_svd(matrix: torch.Tensor) -> SVDBasis:
     return u.to(matrix.dtype).contiguous(), vals[:k].sqrt().to(matrix.dtype)
 
 
-class BoundedMatrixRanks:
-    """Mixin of the methods that factorise one matrix per layer (:meth:`matrix_shape`):
+class BoundedMatrixRanks(DecompositionMethod):
+    """Base of the methods that factorise one matrix per layer (:meth:`matrix_shape`):
     ranks above :func:`partial_rank` are not offered, and :meth:`bound_note` says so."""
 
-    name: str
-
+    @abc.abstractmethod
     def matrix_shape(self, layer: LayerInfo) -> tuple[int, int]:
         """``(m, n)`` of the matrix the method factorises on ``layer``."""
-        raise NotImplementedError
 
     def feasible(self, layer: LayerInfo, ranks: Ranks) -> bool:
         """Ranks up to :func:`partial_rank` of the layer's matrix."""
@@ -184,7 +183,7 @@ def bias_params(layer: LayerInfo) -> int:
 
 
 @register_method("svd")
-class ChannelSVD(BoundedMatrixRanks, DecompositionMethod):
+class ChannelSVD(BoundedMatrixRanks):
     """Channel SVD: a ``Dh x Dw`` conv ``S -> R`` (original stride/padding/dilation), then a
     ``1x1`` conv ``R -> T`` with the bias.
 
