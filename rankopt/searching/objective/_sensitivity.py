@@ -201,13 +201,11 @@ def _bound_notes(space: SearchSpace, say: Callable[[str], None]) -> None:
 
 
 def _assemble(
-    space: SearchSpace,
-    results: Mapping[str, PairResult],
-    pairs: list[Pair],
-    n_images: int,
-    wall_time_s: float,
-    extra_timing: Mapping[str, Any],
+    measurer: _Measurer, results: Mapping[str, PairResult], pairs: list[Pair], started: float
 ) -> SensitivityProfile:
+    """The profile from every unit's result, with what measuring it cost (this worker's
+    captures; the floor timed now)."""
+    space, images = measurer.space, measurer.images
     points: dict[str, dict[str, Points]] = {}
     failed: dict[str, dict[str, str]] = {}
     decompose_s: dict[str, float] = {}
@@ -221,19 +219,19 @@ def _assemble(
         decompose_s[pair.method] = decompose_s.get(pair.method, 0.0) + r.decompose_s
         forward_s += r.forward_s
     timing = {
-        "score": extra_timing.get("score", ""),
+        "score": measurer.score,
         "decompose_s": decompose_s,
-        "forward_s": forward_s + extra_timing.get("capture_s", 0.0),
-        "capture_s": extra_timing.get("capture_s", 0.0),
-        "floor_s": extra_timing.get("floor_s", 0.0),
+        "forward_s": forward_s + measurer.capture_s,
+        "capture_s": measurer.capture_s,
+        "floor_s": _floor_s(measurer.model, images),
         "n_pairs": len(pairs),
         "n_points": sum(len(results[p.key].points) for p in pairs),
     }
     return SensitivityProfile(
         points=points,
         dense_macs={layer: space.layer(layer).macs for layer in space.choices},
-        n_images=n_images,
-        wall_time_s=wall_time_s,
+        n_images=int(images.shape[0]),
+        wall_time_s=time.perf_counter() - started,
         failed=failed,
         timing=timing,
     )
@@ -287,14 +285,7 @@ def measure_sensitivity(
         _say_failed(pair, results[pair.key], say)
         meter.update(done)
     meter.update(done, final=True)
-    extra = {
-        "capture_s": measurer.capture_s,
-        "floor_s": _floor_s(model, images),
-        "score": measurer.score,
-    }
-    return _assemble(
-        space, results, pairs, int(images.shape[0]), time.perf_counter() - started, extra
-    )
+    return _assemble(measurer, results, pairs, started)
 
 
 def _say_failed(pair: Pair, result: PairResult, say: Callable[[str], None]) -> None:
@@ -359,11 +350,6 @@ def study_sensitivity(
         if not measured_one:
             time.sleep(poll_s)  # the rest is held by other workers
     meter.update(n_total, final=True)
-    extra = {
-        "capture_s": measurer.capture_s,
-        "floor_s": _floor_s(model, images),
-        "score": measurer.score,
-    }
-    profile = _assemble(space, results, pairs, int(n), time.perf_counter() - started, extra)
+    profile = _assemble(measurer, results, pairs, started)
     study.set_user_attr("sensitivity", profile.to_dict())
     return profile
