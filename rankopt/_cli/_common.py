@@ -238,6 +238,8 @@ def chosen_study_name(args: argparse.Namespace) -> str:
         name += f"-{runtime}"
     if getattr(args, "allow_slower", False):
         name += "-slower"
+    if not getattr(args, "prune", True):  # another space: another study
+        name += "-noprune"
     return name
 
 

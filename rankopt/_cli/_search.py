@@ -173,6 +173,14 @@ def _add_latency_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
         help="let plans be slower than dense on the latency runtime (by default every plan's "
         "predicted latency at batch 1 and 64 is at most dense's)",
     )
+    p.add_argument(
+        "--prune",
+        action=argparse.BooleanOptionalAction,
+        default=d["prune"],
+        help="let trials also prune channels of each coupled channel group (torch-pruning's "
+        "dependency graph), ranks then allocated on the pruned model; --no-prune: "
+        "decomposition only (default: %(default)s)",
+    )
     add_latency_threads_arg(p)
     p.add_argument(
         "--latency-tolerance",

@@ -127,6 +127,40 @@ class LatencyTable:
     plan_scale: Mapping[int, float] = field(default_factory=dict)
     plan_error: Mapping[int, float] = field(default_factory=dict)
 
+    def with_layers(self, layers: Mapping[str, LayerInfo]) -> LatencyTable:
+        """The table of the same model with some layers changed in shape (channel pruning).
+
+        A changed layer's dense time scales with its MACs (``s = new / old``), its curves keep
+        their ratios at the same share of the layer's MACs (each point's MACs times ``s``),
+        and the model's time loses what its layers lose. Layers not in the table (ineligible
+        ones) are not counted, so a pruned model is never predicted faster than that.
+
+        Args:
+            layers: New :class:`LayerInfo` by name (layers of the table only are used).
+        """
+        scale = {
+            n: layers[n].macs / info.macs
+            for n, info in self.layers.items()
+            if n in layers and info.macs > 0
+        }
+        dense_ms = {(n, b): ms * scale.get(n, 1.0) for (n, b), ms in self.dense_ms.items()}
+        curves = {
+            (n, m, b): tuple((round(x * scale.get(n, 1.0)), y) for x, y in pts)
+            for (n, m, b), pts in self.curves.items()
+        }
+        model_ms = {
+            b: ms - sum(self.dense_ms[(n, b)] - dense_ms[(n, b)] for n in scale)
+            for b, ms in self.model_ms.items()
+        }
+        changed = {n: layers[n] for n in scale}
+        return dataclasses.replace(
+            self,
+            layers={**self.layers, **changed},
+            dense_ms=dense_ms,
+            curves=curves,
+            model_ms=model_ms,
+        )
+
     def _check(self, layer_name: str, batch_size: int) -> LayerInfo:
         if layer_name not in self.layers:
             raise SettingsError(

@@ -72,7 +72,17 @@ def layer_summary(plan: Mapping[str, Any] | None, *, separator: str = " | ") -> 
     if not plan:
         return ""
     layers = plan.get("layers") or []
-    return separator.join(f"{e.get('layer', '?')} {layer_label(e)}" for e in layers)
+    parts = [f"{group} pruned to {kept}" for group, kept in pruning_labels(plan)]
+    parts += [f"{e.get('layer', '?')} {layer_label(e)}" for e in layers]
+    return separator.join(parts)
+
+
+def pruning_labels(plan: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``(group, "24/32")`` for each channel group a plan dict prunes (kept / dense)."""
+    return [
+        (str(e.get("group", "?")), f"{len(e.get('kept') or [])}/{e.get('n_channels', '?')}")
+        for e in (plan or {}).get("pruning") or []
+    ]
 
 
 def is_multi_objective(study: optuna.Study) -> bool:

@@ -19,7 +19,7 @@ from rankopt.errors import BudgetError, SelectionError
 from rankopt.storage import SEED_ATTR, StudyRecord
 
 from . import _methods
-from ._front import _float, dense_metrics, layer_label
+from ._front import _float, dense_metrics, layer_label, pruning_labels
 
 __all__ = ["LayerChoice", "PlanSummary", "next_commands", "plan_summary"]
 
@@ -60,6 +60,7 @@ class PlanSummary:
             (predicted by the latency table, or measured at batch 1); empty otherwise.
         latency_source: ``"predicted"`` or ``"measured"`` (``""`` without latency).
         layers: The plan's layers in model order.
+        pruned: ``(group, "kept/dense")`` of each pruned channel group.
     """
 
     trial: int
@@ -73,6 +74,7 @@ class PlanSummary:
     latency_ratio: Mapping[int, float] = field(default_factory=dict)
     latency_source: str = ""
     layers: tuple[LayerChoice, ...] = ()
+    pruned: tuple[tuple[str, str], ...] = ()
 
     @property
     def accuracy_change_points(self) -> float:
@@ -103,6 +105,10 @@ class PlanSummary:
             line += f", ... ({len(changed) - limit} more)"
         if kept:
             line += f"; {kept} layer{'s' if kept > 1 else ''} kept dense"
+        if self.pruned:
+            shown = ", ".join(f"{g} {k}" for g, k in self.pruned[:limit])
+            more = f", ... ({len(self.pruned) - limit} more)" if len(self.pruned) > limit else ""
+            line = f"channels kept: {shown}{more}; {line}"
         return line
 
 
@@ -166,6 +172,7 @@ def plan_summary(study: optuna.Study) -> PlanSummary | None:
         latency_ratio=latency,
         latency_source=source,
         layers=layers,
+        pruned=tuple(pruning_labels(plan)),
     )
 
 

@@ -34,6 +34,7 @@ from rankopt.data import Split, as_split
 from rankopt.errors import DecompositionError, TrialFailedError
 from rankopt.evaluators import ModelProfile, on_device, profile, resolve_device
 from rankopt.latency import LatencyTable
+from rankopt.pruning import KEEP_FRACTIONS, ChannelPruner
 from rankopt.searching.loop._inputs import (
     check_data,
     check_labels,
@@ -162,7 +163,14 @@ def prepare(
         min_layer_share=s.min_layer_share,
         rank_multiple=s.ranks_multiple_of,
         latency=table,
+        pruner=ChannelPruner(model, shape) if s.prune else None,
     )
+    if space.channel_choices:
+        say(
+            f"channel pruning: {len(space.channel_choices)} channel groups may keep "
+            f"{KEEP_FRACTIONS[-1]:.0%}..100% of their channels (in multiples of "
+            f"{s.ranks_multiple_of})"
+        )
     check_budget(space, budget)
     return Prepared(train, val, shape, prof, n_outputs, table, budget, space, device)
 

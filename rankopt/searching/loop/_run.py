@@ -56,6 +56,7 @@ def search(
     measure_latency: bool = _D.measure_latency,
     latency_runtime: str | None = _D.latency_runtime,
     allow_slower: bool = _D.allow_slower,
+    prune: bool = _D.prune,
     latency_threads: int = _D.latency_threads,
     latency_tolerance: float = _D.latency_tolerance,
     model_name: str = "model",
@@ -129,6 +130,12 @@ def search(
             predicts every trial's latency; None: no table, no latency.
         allow_slower: Let plans be slower than dense (by default every plan's predicted
             latency at batch 1 and 64 is at most dense's).
+        prune: Let trials also prune channels: per coupled channel group (torch-pruning's
+            dependency graph: a conv, its BatchNorm, the next layer's inputs, every layer
+            feeding the same residual sum) how many of its channels stay (its L2-most
+            important ones), the ranks then allocated on the pruned model. Pruning keeps the
+            op count, so it buys latency where decomposition adds ops; False: decomposition
+            only.
         latency_threads: Threads latency is timed at (default 1, whatever ``n_threads``).
         latency_tolerance: A latency table erring more on whole plans is refused (0.15).
         model_name: Name stored in plans and the study.

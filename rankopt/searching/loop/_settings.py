@@ -65,6 +65,7 @@ class SearchSettings:
     measure_latency: bool = False
     latency_runtime: str | None = DEFAULT_LATENCY_RUNTIME
     allow_slower: bool = False
+    prune: bool = True
     latency_threads: int = DEFAULT_LATENCY_THREADS
     latency_tolerance: float = PLAN_ERROR_LIMIT
     n_threads: int | None = None
@@ -198,6 +199,7 @@ class SearchSettings:
             "rank_multiple": self.ranks_multiple_of,
             "latency_runtime": self.latency_runtime,
             "allow_slower": self.allow_slower,
+            "prune": self.prune,
             "latency_threads": self.latency_threads,
             "eligible_layers": list(eligible_layers),
             "device": str(resolve_device(self.device)),
@@ -214,6 +216,8 @@ def _check_runtime(s: SearchSettings) -> None:
     """A known runtime, or None with nothing that needs latency."""
     if not isinstance(s.allow_slower, bool):
         raise SettingsError(f"allow_slower = {s.allow_slower!r} must be True or False")
+    if not isinstance(s.prune, bool):
+        raise SettingsError(f"prune = {s.prune!r} must be True or False")
     if s.latency_runtime is not None:
         get_runtime(s.latency_runtime)
         return

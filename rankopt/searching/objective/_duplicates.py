@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rankopt.plan import LayerPlan
+from rankopt.plan import ChannelPruning, LayerPlan
 from rankopt.storage import PLAN_KEY_ATTR, is_repeat
 
 __all__ = [
@@ -33,9 +34,12 @@ __all__ = [
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def plan_key(layers: Sequence[LayerPlan]) -> str:
-    """A short digest of a plan's layers (order-independent; 16 hex digits)."""
-    rows = sorted((lp.to_dict() for lp in layers), key=lambda d: str(d["layer"]))
+def plan_key(layers: Sequence[LayerPlan], pruning: Sequence[ChannelPruning] = ()) -> str:
+    """A short digest of a plan's layers and pruned channels (order-independent; 16 hex
+    digits; a plan that prunes nothing has the digest it had before pruning existed)."""
+    rows: list[Any] = sorted((lp.to_dict() for lp in layers), key=lambda d: str(d["layer"]))
+    if pruning:
+        rows.append(sorted((p.to_dict() for p in pruning), key=lambda d: str(d["group"])))
     text = json.dumps(rows, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -184,7 +184,7 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             raise optuna.TrialPruned(reason)
         layers, macs, n_params = list(realised.layers), realised.macs, realised.n_params
-        predicted = self.space.predicted_latency_ms(layers)
+        predicted = dict(realised.latency_ms)
         dense_ms = self.space.latency.model_ms if self.space.latency is not None else {}
         for batch_size, ms in predicted.items():
             trial.set_user_attr(f"latency_ms_batch{batch_size}", ms)
@@ -195,14 +195,17 @@ class Objective:
             trial.set_user_attr("constraint", [violation])
         feasible = violation <= 0
         provenance = {"study": self.study_name, "trial": trial.number}
-        plan = self.space.plan(layers, model_name=self.model_name, provenance=provenance)
+        pruning = realised.pruning
+        plan = self.space.plan(
+            layers, model_name=self.model_name, provenance=provenance, pruning=pruning
+        )
         trial.set_user_attr("plan", plan.to_dict())
         trial.set_user_attr("macs", macs)
         trial.set_user_attr("n_params", n_params)
         trial.set_user_attr("macs_ratio", macs / self.dense_macs)
         trial.set_user_attr("params_ratio", n_params / self.dense_params)
         trial.set_user_attr("feasible", feasible)
-        key = plan_key(layers)
+        key = plan_key(layers, pruning)
         trial.set_user_attr(PLAN_KEY_ATTR, key)
         earlier = earlier_evaluation(trial.study, key, trial.number)
         if earlier is not None:
@@ -236,7 +239,11 @@ class Objective:
         if latency_ms is not None:
             metrics["latency_ms"] = latency_ms
         final = self.space.plan(
-            layers, model_name=self.model_name, metrics=metrics, provenance=provenance
+            layers,
+            model_name=self.model_name,
+            metrics=metrics,
+            provenance=provenance,
+            pruning=pruning,
         )
         trial.set_user_attr("plan", final.to_dict())
         trial.set_user_attr("wall_time_s", time.perf_counter() - started)

@@ -16,8 +16,10 @@ from typing import Any
 from torch import nn
 
 from rankopt.budget import Budget
+from rankopt.pruning import KEEP_FRACTIONS
 from rankopt.searching.space._profile import SensitivityProfile
-from rankopt.searching.space._space import WEIGHT_RANGE, Proposal, SearchSpace
+from rankopt.searching.space._proposal import WEIGHT_RANGE, Proposal
+from rankopt.searching.space._space import SearchSpace
 from rankopt.spaces import get_method, vbmf_ranks
 
 __all__ = ["Seed", "seed_trials"]
@@ -174,6 +176,41 @@ def _method_order(
     return sorted(scores, key=lambda m: (scores[m], m))
 
 
+def _uniform_channels(space: SearchSpace, fraction: float) -> dict[str, int]:
+    """Each group's offered count nearest ``fraction`` of its channels."""
+    return {
+        g: min(counts, key=lambda n: (abs(n - fraction * counts[0]), -n))
+        for g, counts in space.channel_choices.items()
+    }
+
+
+def _pruning_seeds(
+    space: SearchSpace, budget: Budget, best: Mapping[str, str], target: float | None
+) -> list[tuple[str, Proposal]]:
+    """``prune_uniform`` and ``prune_mix`` (see :func:`seed_trials`); none without groups."""
+    if not space.channel_choices:
+        return []
+    wanted = space.target_budget(Proposal(best, {}, target), budget)
+    shares = KEEP_FRACTIONS[1:]
+    chosen = len(shares) - 1  # the most pruned, when no share meets the budget alone
+    for i, share in enumerate(shares):
+        view = space.pruned(_uniform_channels(space, share))
+        latency = view.latency.model_ms if view.latency is not None else None
+        if wanted.fits(view.profile.macs, view.profile.n_params, latency):
+            chosen = i
+            break
+    out = [
+        (
+            "prune_uniform",
+            Proposal(best, {}, target, channels=_uniform_channels(space, shares[chosen])),
+        )
+    ]
+    if chosen > 0:
+        mix = _uniform_channels(space, shares[chosen - 1])
+        out.append(("prune_mix", Proposal(best, {}, target, channels=mix)))
+    return out
+
+
 def seed_trials(
     space: SearchSpace,
     model: nn.Module,
@@ -191,6 +228,11 @@ def seed_trials(
 
     - ``sensitivity``: the allocation over every method (weights 1): per layer the method
       and rank with the least sensitivity per unit of cost.
+    - with channel pruning, ``prune_uniform``: every channel group keeps the same share of
+      its channels (:data:`~rankopt.pruning.KEEP_FRACTIONS`), the largest whose pruned
+      model meets the budget with every layer dense (torch-pruning's uniform recipe, L2
+      importance); and ``prune_mix``: one share more channels, the rest of the budget
+      allocated to decompositions as ``sensitivity`` does (:func:`_pruning_seeds`).
     - ``capacity``: the same methods, layers weighted by their MACs per parameter
       (:func:`_capacity_weights`): rank moves from high-resolution to low-resolution layers.
     - ``<method>_only`` for the method whose one-method allocation is least harmful at the
@@ -234,10 +276,9 @@ def seed_trials(
         methods = {n: method if method in o else kim[n] for n, o in space.choices.items()}
         return f"uniform_{method}", Proposal(methods, {}, target, "uniform")
 
-    proposals: list[tuple[str, Proposal]] = [
-        ("sensitivity", Proposal(best, {}, target)),
-        ("capacity", Proposal(best, _capacity_weights(space), target)),
-    ]
+    proposals: list[tuple[str, Proposal]] = [("sensitivity", Proposal(best, {}, target))]
+    proposals += _pruning_seeds(space, budget, best, target)
+    proposals.append(("capacity", Proposal(best, _capacity_weights(space), target)))
     if order:
         proposals.append(only(order[0]))
     proposals.append((f"uniform_{kim_method}", Proposal(kim, {}, target, "uniform")))
@@ -254,7 +295,7 @@ def seed_trials(
         # ``cp_only`` does): a seed slot is too scarce to measure one plan twice.
         params = space.params_of(proposal)
         realised = space.realise(proposal, budget, sensitivity)
-        key = realised.layers if realised is not None else params
+        key = (realised.layers, realised.pruning) if realised is not None else params
         if key in seen:
             continue
         seen.append(key)

@@ -46,6 +46,9 @@ class SearchSpace(Protocol):
     def dense_costs(self) -> dict[str, float]:
         """The dense model's cost per resource."""
 
+    def most_pruned(self) -> SearchSpace:
+        """The space with every channel group at its fewest channels (itself without)."""
+
 
 def min_cost(space: SearchSpace) -> tuple[int, int]:
     """Smallest reachable ``(macs, n_params)``: each searchable layer at its cheapest
@@ -79,15 +82,18 @@ def min_latency_ms(space: SearchSpace) -> dict[int, float]:
 
 
 def check_budget(space: SearchSpace, budget: Budget) -> None:
-    """Reject a budget below the smallest reachable cost, with both numbers.
+    """Reject a budget below the smallest reachable cost, with both numbers (with channel
+    pruning, the cost of the most pruned model's cheapest plan).
 
     Raises:
         BudgetError: no configuration of this space meets ``budget``.
     """
-    min_macs, min_params = min_cost(space)
+    cheapest = space.most_pruned()
+    min_macs, min_params = min_cost(cheapest)
     has_budget = budget.is_set
     if (
         not space.choices
+        and cheapest is space
         and has_budget
         and not budget.fits(space.profile.macs, space.profile.n_params)
     ):
@@ -105,7 +111,7 @@ def check_budget(space: SearchSpace, budget: Budget) -> None:
         )
     if space.latency is not None:
         runtime = get_runtime(space.latency.runtime)
-        lowest = min_latency_ms(space)
+        lowest = min_latency_ms(cheapest)
         for b, ms in sorted(budget.latency_limits_ms().items()):
             if b in lowest and ms < lowest[b]:
                 dense = space.dense_costs()[f"latency_ms@{b}"]

@@ -10,6 +10,9 @@ Parameters (names are stable: plans, plots and resumed studies rely on them):
 - ``"target"``: only without a budget, or with ``repair="constraint"``: the MACs (or, with a
   parameter budget only, the parameters) to allocate, as a fraction of dense.
 - ``"allocation"``: ``"sensitivity"`` or ``"uniform"``, how the ranks are set.
+- ``"<group>/channels"``: only with a ``pruner``: categorical over the channel counts a
+  coupled channel group may keep (:mod:`rankopt.searching.space._pruned`); the ranks are then
+  allocated on the pruned model.
 
 The realised ranks are not sampled. With ``"sensitivity"``,
 :func:`~rankopt.searching.space._allocation.allocate` chooses for every layer ``keep`` or a point of
@@ -27,28 +30,34 @@ ranks from the sampler); GKPD uses its default factor shape.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
-
-import optuna
 
 from rankopt.budget import Budget
 from rankopt.errors import UnknownNameError
 from rankopt.evaluators import ModelProfile
 from rankopt.latency import LatencyTable
-from rankopt.plan import CompressionPlan, LayerPlan
+from rankopt.plan import ChannelPruning, CompressionPlan, LayerPlan
+from rankopt.pruning import ChannelPruner
 from rankopt.searching.space import DEFAULT_MIN_LAYER_SHARE
 from rankopt.searching.space._allocation import Candidate, allocate, allocate_uniform, resource
 from rankopt.searching.space._profile import SensitivityProfile
-from rankopt.searching.space._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal, Realised
-from rankopt.searching.space._reach import min_cost, min_latency_ms
+from rankopt.searching.space._proposal import Proposal, Realised
+from rankopt.searching.space._pruned import (
+    MAX_VIEWS,
+    channels_key,
+    offered_counts,
+    pruned_profile,
+)
+from rankopt.searching.space._sampling import Sampling
 from rankopt.spaces import LayerInfo, get_method, list_methods, round_ranks
 
 __all__ = ["Proposal", "Realised", "SearchSpace"]
 
 
-class SearchSpace:
+class SearchSpace(Sampling):
     """Search space over the searchable layers of a profiled model.
 
     Args:
@@ -63,6 +72,9 @@ class SearchSpace:
             latency (a latency budget or objective), and methods whose latency does not
             follow their MACs on the table's runtime (``latency_friendly_on(runtime)``
             False) are not offered.
+        pruner: The dense model's channel groups: trials also choose how many channels of
+            each group stay (None: no channel pruning).
+        only: Search these layers only (a pruned view searches its parent's layers).
     """
 
     def __init__(
@@ -74,6 +86,8 @@ class SearchSpace:
         min_layer_share: float = DEFAULT_MIN_LAYER_SHARE,
         rank_multiple: int = 1,
         latency: LatencyTable | None = None,
+        pruner: ChannelPruner | None = None,
+        only: Sequence[str] | None = None,
     ) -> None:
         registered = list_methods()
         allowed = list(registered if methods is None else methods)
@@ -84,6 +98,13 @@ class SearchSpace:
         self.n_outputs = n_outputs
         self.rank_multiple = rank_multiple
         self.latency = latency
+        self.methods = tuple(allowed)
+        self.pruner = pruner
+        self.channel_choices = offered_counts(pruner, rank_multiple) if pruner else {}
+        self.root: SearchSpace = self
+        self.pruning: tuple[ChannelPruning, ...] = ()
+        self._dense_macs: dict[str, int] = {}  # a pruned view: the dense layers' MACs
+        self._views: OrderedDict[tuple[tuple[str, int], ...], SearchSpace] = OrderedDict()
         self._layers = {layer.name: layer for layer in profile.eligible_layers}
         self._candidates: dict[tuple[str, str], tuple[Candidate, ...]] = {}
         self.choices: dict[str, tuple[str, ...]] = {}
@@ -91,7 +112,7 @@ class SearchSpace:
             share = max(
                 layer.macs / max(1, profile.macs), layer.n_params / max(1, profile.n_params)
             )
-            if share < min_layer_share:
+            if (share < min_layer_share) if only is None else (layer.name not in only):
                 continue
             offered = tuple(
                 m
@@ -105,6 +126,41 @@ class SearchSpace:
             if offered:
                 self.choices[layer.name] = offered
 
+    # ------------------------------------------------------------------ pruning
+    def pruned(self, channels: Mapping[str, int]) -> SearchSpace:
+        """The space over the model whose groups keep ``channels`` (self when nothing is
+        pruned): the same layers and methods, the pruned shapes and costs."""
+        key = channels_key(channels, self.root.channel_choices)
+        root = self.root
+        if not key:
+            return root
+        if key in root._views:
+            root._views.move_to_end(key)
+            return root._views[key]
+        assert root.pruner is not None  # channel_choices is empty without one
+        pruned_prof, entries = pruned_profile(root.pruner, key)
+        latency = None
+        if root.latency is not None:
+            latency = root.latency.with_layers({i.name: i for i in pruned_prof.eligible_layers})
+        view = SearchSpace(
+            pruned_prof,
+            root.methods,
+            n_outputs=root.n_outputs,
+            rank_multiple=root.rank_multiple,
+            latency=latency,
+            only=tuple(root.choices),
+        )
+        view.root, view.pruning = root, entries
+        view._dense_macs = {n: root.layer(n).macs for n in view._layers if n in root._layers}
+        root._views[key] = view
+        while len(root._views) > MAX_VIEWS:
+            root._views.popitem(last=False)
+        return view
+
+    def most_pruned(self) -> SearchSpace:
+        """The view with every group at its fewest offered channels (self without pruning)."""
+        return self.pruned({g: counts[-1] for g, counts in self.root.channel_choices.items()})
+
     # ------------------------------------------------------------------ helpers
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -114,11 +170,6 @@ class SearchSpace:
     def layer(self, name: str) -> LayerInfo:
         """The profiled layer called ``name``."""
         return self._layers[name]
-
-    @staticmethod
-    def param_name(layer: str, *parts: str) -> str:
-        """Stable parameter name, e.g. ``"layer1.0.conv1/method"``."""
-        return "/".join((layer, *parts))
 
     def min_rank(self, layer: LayerInfo) -> int:
         """Smallest rank allowed on ``layer``: the class count for the classifier, else 1."""
@@ -197,60 +248,6 @@ class SearchSpace:
         latency_ms = self._latency_ms(layer, "keep", {}, {})
         return Candidate("keep", {}, {}, info.macs, info.n_params, 0.0, latency_ms)
 
-    # ------------------------------------------------------------------ sampling
-    def needs_target(self, budget: Budget, repair: str) -> bool:
-        """Whether trials sample the ``target`` fraction (no budget, or constraint mode)."""
-        return repair == "constraint" or not budget.is_set
-
-    def target_range(self, budget: Budget) -> tuple[float, float]:
-        """Range of the ``target`` parameter: the cheapest reachable fraction to 1."""
-        macs, n_params = min_cost(self)
-        lead = budget.leading()
-        if lead == "n_params":
-            return min(1.0, n_params / self.profile.n_params), 1.0
-        if lead == "latency_ms":
-            low = min_latency_ms(self)
-            dense = self.dense_costs()
-            return min(1.0, max(low[b] / dense[f"latency_ms@{b}"] for b in low)), 1.0
-        return min(1.0, macs / self.profile.macs), 1.0
-
-    def suggest(self, trial: optuna.Trial, *, with_target: bool, budget: Budget) -> Proposal:
-        """Sample a :class:`Proposal` from ``trial``."""
-        methods: dict[str, str] = {}
-        weights: dict[str, float] = {}
-        for name, offered in self.choices.items():
-            methods[name] = str(trial.suggest_categorical(self.param_name(name, "method"), offered))
-            weights[name] = trial.suggest_float(
-                self.param_name(name, "weight"), *WEIGHT_RANGE, log=True
-            )
-        target = None
-        if with_target:
-            low, high = self.target_range(budget)
-            target = trial.suggest_float("target", low, high, log=True) if low < high else 1.0
-        allocation = str(trial.suggest_categorical("allocation", ALLOCATIONS))
-        return Proposal(methods, weights, target, allocation)
-
-    def params_of(self, proposal: Proposal) -> dict[str, Any]:
-        """Trial parameters that make :meth:`suggest` return ``proposal`` (for seeding)."""
-        params: dict[str, Any] = {}
-        for name in self.choices:
-            params[self.param_name(name, "method")] = proposal.methods[name]
-            w = float(proposal.weights.get(name, 1.0))
-            params[self.param_name(name, "weight")] = min(WEIGHT_RANGE[1], max(WEIGHT_RANGE[0], w))
-        if proposal.target is not None:
-            params["target"] = proposal.target
-        params["allocation"] = proposal.allocation
-        return params
-
-    def proposal_from_params(self, params: Mapping[str, Any]) -> Proposal:
-        """The :class:`Proposal` a trial with ``params`` samples (inverse of
-        :meth:`params_of`)."""
-        methods = {n: str(params[self.param_name(n, "method")]) for n in self.choices}
-        weights = {n: float(params[self.param_name(n, "weight")]) for n in self.choices}
-        target = params.get("target")
-        allocation = str(params.get("allocation", "sensitivity"))
-        return Proposal(methods, weights, None if target is None else float(target), allocation)
-
     # ------------------------------------------------------------------ realising
     def scored(
         self, layer: str, methods: Sequence[str], sensitivity: SensitivityProfile
@@ -260,8 +257,11 @@ class SearchSpace:
         for method in methods:
             if method not in sensitivity.points.get(layer, {}):
                 continue  # not in the profile (a study resumed with other methods is re-profiled)
+            # a pruned layer's point is scored where the dense layer has its share of MACs
+            scale = self._dense_macs.get(layer, 0) / max(1, self._layers[layer].macs) or 1.0
             for c in self.candidates(layer, method):
-                out.append(replace(c, score=sensitivity.score(layer, method, c.macs)))
+                score = sensitivity.score(layer, method, round(c.macs * scale))
+                out.append(replace(c, score=score))
         return out
 
     def allocate_methods(
@@ -290,7 +290,8 @@ class SearchSpace:
             return None
         layers = tuple(self.layer_plan(n, c) for n, c in zip(names, chosen, strict=True))
         macs, n_params = self.cost_of(layers)
-        return Realised(layers, macs, n_params)
+        latency_ms = self.predicted_latency_ms(layers)
+        return Realised(layers, macs, n_params, self.pruning, latency_ms)
 
     def dense_costs(self) -> dict[str, float]:
         """The dense model's cost per resource (``macs``, ``n_params``,
@@ -317,15 +318,19 @@ class SearchSpace:
         cost (:func:`~rankopt.searching.space._reach.min_cost`).
         """
         target = self.target_budget(proposal, budget)
-        methods = {n: [proposal.methods[n]] for n in self.choices}
-        realised = self.allocate_methods(
+        space = self.pruned(proposal.channels)
+        methods = {
+            n: [m for m in (proposal.methods.get(n),) if m in offered]
+            for n, offered in space.choices.items()
+        }
+        realised = space.allocate_methods(
             methods, proposal.weights, target, sensitivity, proposal.allocation
         )
         if realised is None:
             # The sampled methods cannot reach the budget (their cheapest points are too
             # costly): let every layer use any offered method, keeping the weights. Still a
             # function of the parameters.
-            realised = self.allocate_methods(self.choices, proposal.weights, target, sensitivity)
+            realised = space.allocate_methods(space.choices, proposal.weights, target, sensitivity)
         return realised
 
     def cost_of(self, layers: Sequence[LayerPlan]) -> tuple[int, int]:
@@ -348,13 +353,16 @@ class SearchSpace:
         model_name: str,
         metrics: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
+        pruning: Sequence[ChannelPruning] = (),
     ) -> CompressionPlan:
-        """A :class:`CompressionPlan` for this model holding ``layers`` (model order)."""
+        """A :class:`CompressionPlan` for the dense model holding ``layers`` (model order)
+        after ``pruning``."""
         return CompressionPlan(
             model_name=model_name,
-            fingerprint=self.profile.fingerprint,
-            input_shape=tuple(self.profile.input_shape),
+            fingerprint=self.root.profile.fingerprint,
+            input_shape=tuple(self.root.profile.input_shape),
             layers=tuple(layers),
             metrics=dict(metrics or {}),
             provenance=dict(provenance or {}),
+            pruning=tuple(pruning),
         )

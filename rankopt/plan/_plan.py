@@ -1,4 +1,4 @@
-"""Compression plans: which method and ranks each layer gets, on disk as JSON.
+"""Compression plans: which channels stay and which method and ranks each layer gets, as JSON.
 
 A :class:`CompressionPlan` records one per-layer choice for one model (identified by a
 fingerprint of its parameter names and shapes). :func:`apply_plan` builds the compressed
@@ -8,7 +8,6 @@ rule.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -20,16 +19,21 @@ from typing import Any
 from torch import nn
 
 from rankopt.errors import InvalidPlanError
+from rankopt.pruning import ChannelPruning
 
 __all__ = [
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
+    "ChannelPruning",
     "CompressionPlan",
     "LayerPlan",
-    "apply_plan",
     "model_fingerprint",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added ``pruning`` (structured channel pruning before the decompositions)."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Plans of these versions load (a version-1 plan prunes nothing)."""
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -89,9 +93,11 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class CompressionPlan:
-    """A per-layer decomposition choice for one model.
+    """A per-layer decomposition choice for one model, after optional channel pruning.
 
-    Layers the plan does not list stay dense.
+    Layers the plan does not list stay dense. With ``pruning``, the listed channel groups
+    lose their other channels first, and ``layers`` describe the pruned layers (their
+    ``weight_shape`` is the pruned one).
 
     Attributes:
         model_name: Name of the model the plan was made for (informative).
@@ -101,6 +107,7 @@ class CompressionPlan:
         metrics: Measured numbers (``accuracy``, ``macs``, ``n_params``, ...).
         provenance: Where the plan came from (``study``, ``trial``, ``rankopt_version``).
         schema_version: Version of the JSON layout.
+        pruning: Channel groups pruned before the decompositions (model order).
     """
 
     model_name: str
@@ -110,6 +117,7 @@ class CompressionPlan:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    pruning: tuple[ChannelPruning, ...] = ()
 
     def layer(self, name: str) -> LayerPlan | None:
         """The plan for layer ``name``, or None when it stays dense."""
@@ -125,6 +133,7 @@ class CompressionPlan:
             "model": {"name": self.model_name, "fingerprint": self.fingerprint},
             "input_shape": list(self.input_shape),
             "layers": [lp.to_dict() for lp in self.layers],
+            "pruning": [p.to_dict() for p in self.pruning],
             "metrics": _jsonable(dict(self.metrics)),
             "provenance": _jsonable(dict(self.provenance)),
         }
@@ -256,14 +265,31 @@ def _parse_layer(data: Any, where: str) -> LayerPlan:
     )
 
 
+def _parse_pruning(data: Any, where: str) -> ChannelPruning:
+    _expect(isinstance(data, dict), where, data, "must be an object {group, n_channels, kept}")
+    group, n, kept = data.get("group"), data.get("n_channels"), data.get("kept")
+    _expect(isinstance(group, str) and group != "", f"{where}.group", group, "must be a layer name")
+    _expect(_is_int(n) and n >= 1, f"{where}.n_channels", n, "must be an integer >= 1")
+    _expect(
+        isinstance(kept, list)
+        and len(kept) >= 1
+        and all(_is_int(i) and 0 <= i < n for i in kept)
+        and len(set(kept)) == len(kept),
+        f"{where}.kept",
+        kept,
+        f"must be distinct channel indices in 0..{n - 1}, at least one",
+    )
+    return ChannelPruning(group, n, tuple(sorted(kept)))
+
+
 def _parse_plan(data: Any) -> CompressionPlan:
     _expect(isinstance(data, dict), "(root)", data, "a plan must be a JSON object")
     version = data.get("schema_version")
     _expect(
-        version == SCHEMA_VERSION and _is_int(version),
+        version in READABLE_SCHEMA_VERSIONS and _is_int(version),
         "schema_version",
         version,
-        f"this rankopt reads schema_version {SCHEMA_VERSION}",
+        f"this rankopt reads schema_version {' or '.join(map(str, READABLE_SCHEMA_VERSIONS))}",
     )
     model = data.get("model")
     _expect(isinstance(model, dict), "model", model, "must be an object {name, fingerprint}")
@@ -284,6 +310,11 @@ def _parse_plan(data: Any) -> CompressionPlan:
     _expect(not dupes, "layers", dupes, "each layer may appear once")
     for key in ("metrics", "provenance"):
         _expect(isinstance(data.get(key, {}), dict), key, data.get(key), "must be an object")
+    pruning = data.get("pruning", [])
+    _expect(isinstance(pruning, list), "pruning", pruning, "must be a list")
+    groups = tuple(_parse_pruning(item, f"pruning[{i}]") for i, item in enumerate(pruning))
+    group_names = [g.group for g in groups]
+    _expect(len(set(group_names)) == len(group_names), "pruning", group_names, "each group once")
     return CompressionPlan(
         model_name=model["name"],
         fingerprint=model["fingerprint"],
@@ -291,88 +322,5 @@ def _parse_plan(data: Any) -> CompressionPlan:
         layers=parsed,
         metrics=dict(data.get("metrics", {})),
         provenance=dict(data.get("provenance", {})),
-    )
-
-
-# ------------------------------------------------------------------------ applying
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, attr, new)
-
-
-def apply_plan(
-    model: nn.Module, plan: CompressionPlan, *, check_fingerprint: bool = True
-) -> nn.Module:
-    """Build the compressed model described by ``plan``.
-
-    The input model is left untouched: it is deep-copied and each planned layer of the copy
-    is replaced by the method's module (plain torch layers) initialised from the decomposed
-    dense weights. Layers the plan does not list, and ``keep`` layers, stay dense.
-
-    Args:
-        model: The dense model the plan was made for.
-        plan: The plan.
-        check_fingerprint: Reject a plan whose fingerprint differs from the model's.
-
-    Returns:
-        The compressed model, in the mode (train / eval) of ``model``.
-
-    Raises:
-        InvalidPlanError: the plan was made for another model (fingerprint, missing layer or
-            weight-shape mismatch; the message names the layer and both shapes) or a rank is
-            out of range.
-    """
-    from rankopt.spaces import build_module, describe_layer
-
-    fingerprint = model_fingerprint(model)
-    if check_fingerprint and plan.fingerprint != fingerprint:
-        _raise_mismatch(model, plan, fingerprint)
-    modules = dict(model.named_modules())
-    built: list[tuple[str, nn.Module]] = []
-    for lp in plan.layers:
-        module = modules.get(lp.layer)
-        if module is None:
-            candidates = [n for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
-            raise InvalidPlanError(
-                f"plan layer {lp.layer!r} is not in the model; its conv/linear layers are: "
-                f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}"
-            )
-        weight = getattr(module, "weight", None)
-        shape = tuple(weight.shape) if weight is not None else ()
-        if lp.weight_shape and shape != tuple(lp.weight_shape):
-            raise InvalidPlanError(
-                f"layer {lp.layer!r}: plan was made for weight shape {tuple(lp.weight_shape)} "
-                f"but the model's weight has shape {shape}"
-            )
-        if lp.method == "keep":
-            continue
-        info = describe_layer(lp.layer, module)
-        built.append((lp.layer, build_module(module, info, lp.method, lp.ranks, lp.options)))
-    compressed = copy.deepcopy(model)
-    for name, new in built:
-        _set_submodule(compressed, name, new)
-    compressed.train(model.training)
-    return compressed
-
-
-def _raise_mismatch(model: nn.Module, plan: CompressionPlan, fingerprint: str) -> None:
-    modules = dict(model.named_modules())
-    for lp in plan.layers:
-        module = modules.get(lp.layer)
-        weight = getattr(module, "weight", None) if module is not None else None
-        if weight is None:
-            raise InvalidPlanError(
-                f"plan is for model {plan.model_name!r} (fingerprint {plan.fingerprint}), not "
-                f"this one ({fingerprint}): layer {lp.layer!r} is not in this model"
-            )
-        if lp.weight_shape and tuple(weight.shape) != tuple(lp.weight_shape):
-            raise InvalidPlanError(
-                f"plan is for model {plan.model_name!r} (fingerprint {plan.fingerprint}), not "
-                f"this one ({fingerprint}): layer {lp.layer!r} has weight shape "
-                f"{tuple(weight.shape)} here but {tuple(lp.weight_shape)} in the plan"
-            )
-    raise InvalidPlanError(
-        f"plan is for model {plan.model_name!r} with fingerprint {plan.fingerprint}, but this "
-        f"model's fingerprint is {fingerprint} (parameter names or shapes differ)"
+        pruning=groups,
     )
