@@ -10,7 +10,7 @@ from torch import nn
 
 from rankopt.errors import InvalidPlanError, UnknownNameError, UnsupportedLayerError
 from rankopt.evaluators import cost, count_macs, profile
-from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
+from rankopt.plan import SCHEMA_VERSION, CompressionPlan, LayerPlan, apply_plan, model_fingerprint
 
 SHAPE = (3, 16, 16)
 
@@ -132,7 +132,7 @@ def test_plan_json_round_trip_is_byte_identical(tiny_resnet: nn.Module, tmp_path
     again = CompressionPlan.load(path)
     assert again == plan
     assert again.to_json() == path.read_text()
-    assert json.loads(path.read_text())["schema_version"] == 1
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION == 2
 
 
 def test_plan_for_another_model_names_layer_and_shapes(tiny_resnet: nn.Module) -> None:
@@ -173,7 +173,7 @@ def test_depthwise_layer_only_keeps(tiny_resnet: nn.Module) -> None:
     ("mutate", "field"),
     [
         (lambda d: d.pop("layers"), "layers"),
-        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(schema_version=3), "schema_version"),
         (lambda d: d["model"].pop("fingerprint"), "model.fingerprint"),
         (lambda d: d.update(input_shape=[3, -1, 16]), "input_shape"),
         (lambda d: d["layers"][0].update(ranks={"r_in": "2"}), "layers[0].ranks.r_in"),

@@ -13,11 +13,11 @@ import optuna
 
 from rankopt.budget import Budget
 from rankopt.searching.space._proposal import ALLOCATIONS, WEIGHT_RANGE, Proposal
+from rankopt.searching.space._reach import SearchSpace as Reachable
 from rankopt.searching.space._reach import min_cost, min_latency_ms
 
 if TYPE_CHECKING:
     from rankopt.evaluators import ModelProfile
-    from rankopt.searching.space._space import SearchSpace
 
 __all__ = ["Sampling"]
 
@@ -31,7 +31,7 @@ class Sampling:
 
     if TYPE_CHECKING:  # SearchSpace's, which inherits this class
 
-        def most_pruned(self) -> SearchSpace: ...
+        def most_pruned(self) -> Reachable: ...
 
         def dense_costs(self) -> dict[str, float]: ...
 
