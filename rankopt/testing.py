@@ -11,7 +11,8 @@ check of the suite on the layers the method supports::
 The checks: full rank reproduces the dense layer's output (``rtol`` 1e-4); the analytic
 ``n_params`` / ``macs`` equal the built module's parameter count and fvcore's count
 (:func:`rankopt.count_macs`); the reconstruction error does not increase along
-``rank_path``; every point of ``useful_ranks`` is cheaper than the dense layer; layers the
+``rank_path``; every point of ``useful_ranks`` is cheaper than the dense layer; full rank on
+a channel-pruned model's layers reproduces the pruned model; layers the
 method does not support raise :class:`~rankopt.errors.UnsupportedLayerError`. Class
 attributes choose the layers (``conv_cases``, ``linear_cases``) and tolerances.
 """
@@ -29,6 +30,8 @@ from torch import nn
 from rankopt._optional import try_import
 from rankopt.errors import UnsupportedLayerError
 from rankopt.evaluators import count_macs
+from rankopt.plan import CompressionPlan, LayerPlan, apply_plan, model_fingerprint
+from rankopt.pruning import ChannelPruner, prune_model
 from rankopt.spaces import (
     DecompositionMethod,
     LayerInfo,
@@ -208,6 +211,36 @@ class MethodTestSuite:
             if useful:  # the analytic count is the built module's
                 built = build_module(case.module, case.layer, self.method, useful[-1])
                 assert _one_input_macs(built, case.x) < case.layer.macs
+
+    def test_full_rank_on_a_pruned_model_is_the_pruned_model(self) -> None:
+        """Channel pruning first (rankopt.pruning), then the method at full rank on the pruned
+        layers: the pruned dense model's output (plans that prune and decompose are exact)."""
+        case = self.supported_cases()[0]
+        if case.layer.kind != "conv2d":
+            return  # the method decomposes linears only: the pruned convs stay dense
+        torch.manual_seed(0)
+        k, pad = case.layer.kernel_size, case.layer.padding
+        net = nn.Sequential(
+            nn.Conv2d(case.layer.in_channels, 8, k, padding=pad),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 6, k, padding=pad),
+        ).eval()
+        shape = (case.layer.in_channels, *case.x.shape[2:])
+        plan_layers = []
+        pruning = ChannelPruner(net, shape).entries({"0": 5})
+        pruned = prune_model(net, shape, pruning)
+        for name in ("0", "3"):
+            info = describe_layer(name, pruned.get_submodule(name))
+            full = self.impl.rank_space(info)
+            plan_layers.append(LayerPlan(name, self.method, full, weight_shape=info.weight_shape))
+        plan = CompressionPlan(
+            "net", model_fingerprint(net), shape, tuple(plan_layers), pruning=pruning
+        )
+        with torch.no_grad():
+            y, y_hat = pruned(case.x), apply_plan(net, plan)(case.x)
+        assert y.shape[1] == 6 and pruned.get_submodule("0").out_channels == 5
+        torch.testing.assert_close(y_hat, y, rtol=self.rtol, atol=1e-5 * float(y.abs().max()))
 
     def test_unsupported_layers_raise(self) -> None:
         pytest = try_import("pytest", extra="dev", needed_for="rankopt.testing.MethodTestSuite")

@@ -108,9 +108,35 @@ def _tp() -> Any:
     return try_import("torch_pruning", extra="prune", needed_for="channel pruning")
 
 
-def _classifier(model: nn.Module) -> nn.Module | None:
+def _output_layers(model: nn.Module, input_shape: Sequence[int]) -> list[nn.Module]:
+    """Layers whose output channels are the model's outputs: the last ``Linear`` (the
+    classifier) and any conv / linear whose output tensor is the model's output (shares its
+    storage, e.g. through a flatten); their channels are never pruned."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
+    outputs: dict[nn.Module, torch.Tensor] = {}  # held, so no storage is reused meanwhile
+
+    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            outputs[module] = output
+
+    layers: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    outs = [out] if isinstance(out, torch.Tensor) else []
+    out_ptrs = {o.untyped_storage().data_ptr() for o in outs}
+    ignored = [m for m, o in outputs.items() if o.untyped_storage().data_ptr() in out_ptrs]
+    if linears and linears[-1] not in ignored:
+        ignored.append(linears[-1])
+    return ignored
 
 
 def _graph(model: nn.Module, input_shape: Sequence[int]) -> Any:
@@ -150,7 +176,8 @@ class ChannelPruner:
 
     Attributes:
         groups: The prunable groups by name, in module order: every coupled group whose
-            producers are plain convs or linears, the classifier's outputs excluded.
+            producers are plain convs or linears, the model's outputs excluded (the
+            classifier's, or a last conv's).
     """
 
     def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
@@ -160,11 +187,10 @@ class ChannelPruner:
         graph = _graph(model, self.input_shape)
         names = {m: n for n, m in model.named_modules()}
         position = {n: i for i, n in enumerate(names.values())}
-        classifier = _classifier(model)
         importance = tp.importance.GroupMagnitudeImportance(p=2)
         found: dict[str, ChannelGroup] = {}
         for group in graph.get_all_groups(
-            ignored_layers=[classifier] if classifier is not None else [],
+            ignored_layers=_output_layers(model, self.input_shape),
             root_module_types=(nn.Conv2d, nn.Linear),
         ):
             producers: list[str] = []

@@ -295,7 +295,9 @@ def seed_trials(
         # ``cp_only`` does): a seed slot is too scarce to measure one plan twice.
         params = space.params_of(proposal)
         realised = space.realise(proposal, budget, sensitivity)
-        key = (realised.layers, realised.pruning) if realised is not None else params
+        if realised is None:  # e.g. a budget only pruning reaches: not a slot for a failure
+            continue
+        key = (realised.layers, realised.pruning)
         if key in seen:
             continue
         seen.append(key)
