@@ -16,6 +16,7 @@ from rankopt.errors import BudgetError, DataError, SettingsError
 from rankopt.evaluators import count_macs, evaluate_accuracy, profile
 from rankopt.latency._runtimes import OnnxRuntime, TorchRuntime
 from rankopt.plan import CompressionPlan, apply_plan
+from rankopt.pruning import ChannelPruner
 from rankopt.searching import search
 from rankopt.searching.objective._duplicates import n_distinct_finished
 from rankopt.searching.space._allocation import Candidate, allocate, allocate_uniform
@@ -221,12 +222,16 @@ def test_realised_plans_are_a_function_of_the_trial_parameters(
         **FAST,
     )
     prof = profile(bn_net, SHAPE)
-    space = SearchSpace(prof, n_outputs=10)
+    multiple = study.user_attrs["settings"]["rank_multiple"]
+    pruner = ChannelPruner(bn_net, SHAPE)  # the search prunes channels by default
+    space = SearchSpace(prof, n_outputs=10, rank_multiple=multiple, pruner=pruner)
+    assert space.channel_choices
     sensitivity = SensitivityProfile.from_dict(study.user_attrs["sensitivity"])
     assert sensitivity is not None
     budget = Budget(max_macs=study.user_attrs["budget"]["max_macs"])
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert n_distinct_finished(study) == 6  # plus any trial that reused an earlier result
+    assert any(t.user_attrs["plan"]["pruning"] for t in trials)
     for t in trials:
         again = space.realise(space.proposal_from_params(t.params), budget, sensitivity)
         assert again is not None
@@ -234,6 +239,7 @@ def test_realised_plans_are_a_function_of_the_trial_parameters(
         assert [(lp.layer, lp.method, dict(lp.ranks)) for lp in again.layers] == [
             (lp.layer, lp.method, dict(lp.ranks)) for lp in stored.layers
         ]
+        assert again.pruning == stored.pruning
         # the recorded cost is fvcore's on the applied plan, and within the budget
         assert t.user_attrs["macs"] == count_macs(apply_plan(bn_net, stored), SHAPE)
         assert t.user_attrs["macs"] <= budget.max_macs

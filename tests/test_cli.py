@@ -357,7 +357,7 @@ def _plan_variant(study_db: dict[str, str], tmp_path: Path, kind: str) -> str:
     data: Any = json.loads(Path(study_db["plan"]).read_text())
     path = tmp_path / f"{kind}.json"
     if kind == "schema":
-        data["schema_version"] = 2
+        data["schema_version"] = 3
     elif kind == "other_model":
         data["model"]["fingerprint"] = "0123456789abcdef"
         data["layers"][0]["layer"] = "block9.conv"
@@ -383,7 +383,7 @@ def _plan_variant(study_db: dict[str, str], tmp_path: Path, kind: str) -> str:
 @pytest.mark.parametrize(
     ("kind", "fragments"),
     [
-        ("schema", ["schema_version", "2", "reads schema_version 1"]),
+        ("schema", ["schema_version", "3", "reads schema_version 1 or 2"]),
         ("other_model", ["plan is for model", "block9.conv", "not in this model"]),
         ("fingerprint", ["fingerprint 0123456789abcdef"]),
         ("rank", ["1000000"]),

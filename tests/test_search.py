@@ -83,7 +83,15 @@ def test_seeds_are_the_sensitivity_allocation_capacity_the_least_harmful_method_
     trained_digits_net: nn.Module, digits_data: dict[str, Any]
 ) -> None:
     # Every method: ONNX Runtime's latency table would leave GKPD out (not latency-friendly).
-    study = _run(trained_digits_net, digits_data, n_trials=16, max_macs=0.3, latency_runtime=None)
+    # Decomposition seeds only (prune=False; the pruning seeds: tests/test_pruning.py).
+    study = _run(
+        trained_digits_net,
+        digits_data,
+        n_trials=16,
+        max_macs=0.3,
+        latency_runtime=None,
+        prune=False,
+    )
     seeds = [t.user_attrs.get("seed") for t in study.trials]
     assert sum(s is not None for s in seeds) <= 16 // 4
     assert seeds[0] == "sensitivity", seeds
@@ -243,7 +251,7 @@ def test_nan_finetune_fails_one_trial_and_the_study_goes_on(
 def test_the_samplers_own_trials_beat_the_uniform_tucker2_seed(
     trained_digits_net: nn.Module, digits_data: dict[str, Any]
 ) -> None:
-    kwargs = dict(n_trials=14, max_macs=0.5, seed=3, finetune_steps=30)
+    kwargs = dict(n_trials=14, max_macs=0.5, seed=3, finetune_steps=30, prune=False)
     study = _run(trained_digits_net, digits_data, **kwargs)
     trials = _complete(study)
     # Kim et al.'s classic recipe, against the trials TPE proposed (not the other seeds)

@@ -15,6 +15,7 @@ surgery are its; this module only names groups, ranks channels and validates req
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -146,7 +147,8 @@ def _graph(model: nn.Module, input_shape: Sequence[int]) -> Any:
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad():  # torch-pruning traces the autograd graph
+        with torch.enable_grad(), warnings.catch_warnings():  # it traces the autograd graph
+            warnings.simplefilter("ignore")  # its notes on parameters outside layers
             return tp.DependencyGraph().build_dependency(model, example_inputs=example)
     except Exception as exc:  # torch-pruning's tracer meets many kinds of user code
         raise ModelError(
@@ -156,6 +158,26 @@ def _graph(model: nn.Module, input_shape: Sequence[int]) -> Any:
         ) from exc
     finally:
         model.train(was_training)
+
+
+def _grouped(module: nn.Module) -> bool:
+    """A conv with groups that is not depthwise (groups == in == out channels)."""
+    if not isinstance(module, nn.Conv2d) or module.groups == 1:
+        return False
+    return not module.groups == module.in_channels == module.out_channels
+
+
+def _output_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...] | None:
+    """Shape of the model's output for one zero image (None when it is not a tensor)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        model.train(was_training)
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else None
 
 
 def _prune_fn(module: nn.Module) -> Any:
@@ -195,6 +217,8 @@ class ChannelPruner:
         ):
             producers: list[str] = []
             consumers: list[str] = []
+            if any(_grouped(item.dep.target.module) for item in group):
+                continue  # torch-pruning's grouped convs can break (depthwise ones do not)
             for item in group:
                 module = item.dep.target.module
                 if not isinstance(module, nn.Conv2d | nn.Linear) or module not in names:
@@ -217,6 +241,28 @@ class ChannelPruner:
         self.groups: dict[str, ChannelGroup] = dict(
             sorted(found.items(), key=lambda kv: position[kv[0]])
         )
+        self.dropped: dict[str, str] = {}
+        """Groups torch-pruning found but could not prune into a working model, and why."""
+        if self.groups and self._fails(list(self.groups.values())):
+            for name, group in list(self.groups.items()):
+                reason = self._fails([group])
+                if reason:
+                    del self.groups[name]
+                    self.dropped[name] = reason
+
+    def _fails(self, groups: Sequence[ChannelGroup]) -> str:
+        """Why pruning ``groups`` to a quarter of their channels does not give a model with
+        the dense model's output shape ("" when it does)."""
+        entries = [g.pruning(max(1, g.n_channels // 4)) for g in groups]
+        try:
+            pruned = prune_model(self.model, self.input_shape, entries)
+            out_shape = _output_shape(pruned, self.input_shape)
+        except Exception as exc:  # torch-pruning mis-handles some layers (grouped convs)
+            return f"{type(exc).__name__}: {str(exc)[:120]}"
+        dense_shape = _output_shape(self.model, self.input_shape)
+        if out_shape != dense_shape:
+            return f"output shape {out_shape} instead of {dense_shape}"
+        return ""
 
     def entries(self, channels: Mapping[str, int]) -> tuple[ChannelPruning, ...]:
         """Plan entries keeping ``channels[group]`` channels of each named group (groups

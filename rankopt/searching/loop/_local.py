@@ -38,7 +38,8 @@ N_MOVED = 3
 LOG_STEP = 0.7
 """Standard deviation of a moved number's change, in log space (float and int params)."""
 SWITCH_PROBABILITY = 0.2
-"""Chance that a moved categorical parameter (a layer's method) takes another value."""
+"""Chance that a moved categorical parameter (a layer's method) takes another value; a
+moved channel count (ordered numbers) always steps to a neighbouring count."""
 
 
 def incumbents(trials: Sequence[FrozenTrial], k: int) -> list[FrozenTrial]:
@@ -132,6 +133,11 @@ class LocalMovesSampler(optuna.samplers.BaseSampler):
         return params
 
     def _move(self, value: Any, dist: BaseDistribution) -> Any:
+        if isinstance(dist, CategoricalDistribution) and _ordered(dist.choices):
+            # a channel count: always one step to a neighbouring count
+            i = dist.choices.index(value)
+            steps = [j for j in (i - 1, i + 1) if 0 <= j < len(dist.choices)]
+            return dist.choices[steps[int(self._rng.randint(len(steps)))]] if steps else value
         if isinstance(dist, CategoricalDistribution):
             others = [c for c in dist.choices if c != value]
             if others and self._rng.rand() < SWITCH_PROBABILITY:
@@ -172,3 +178,9 @@ class LocalMovesSampler(optuna.samplers.BaseSampler):
     ) -> None:
         """Passed to the wrapped sampler."""
         self._base.after_trial(study, trial, state, values)
+
+
+def _ordered(choices: Sequence[Any]) -> bool:
+    """Whether categorical choices are numbers in order (a channel group's counts)."""
+    nums = [c for c in choices if isinstance(c, int | float) and not isinstance(c, bool)]
+    return len(nums) == len(choices) > 1 and (nums == sorted(nums) or nums == sorted(nums)[::-1])

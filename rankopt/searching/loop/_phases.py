@@ -171,6 +171,8 @@ def prepare(
             f"{KEEP_FRACTIONS[-1]:.0%}..100% of their channels (in multiples of "
             f"{s.ranks_multiple_of})"
         )
+    for name, reason in (space.pruner.dropped if space.pruner else {}).items():
+        say(f"channel group {name!r} is not pruned: torch-pruning gave a broken model ({reason})")
     check_budget(space, budget)
     return Prepared(train, val, shape, prof, n_outputs, table, budget, space, device)
 

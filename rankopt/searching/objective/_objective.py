@@ -173,7 +173,11 @@ class Objective:
     def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.perf_counter()
         proposal = self.space.suggest(trial, with_target=self.with_target, budget=self.budget)
-        realised = self.space.realise(proposal, self.budget, self.sensitivity)
+        try:
+            realised = self.space.realise(proposal, self.budget, self.sensitivity)
+        except TrialFailedError as exc:  # a pruned model that cannot run
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
         if realised is None:  # the budget below min_cost (checked up front), or with the cap
             reason = "no allocation fits the budget"
             if self.budget.latency_cap_ms:

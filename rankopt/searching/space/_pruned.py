@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rankopt.errors import RankoptError, TrialFailedError
 from rankopt.evaluators import ModelProfile, profile
 from rankopt.pruning import ChannelPruner, ChannelPruning
 
@@ -45,4 +46,8 @@ def pruned_profile(
 ) -> tuple[ModelProfile, tuple[ChannelPruning, ...]]:
     """The profile of the model pruned to ``key`` (one fvcore trace) and its plan entries."""
     channels = dict(key)
-    return profile(pruner.prune(channels), pruner.input_shape), pruner.entries(channels)
+    try:
+        pruned = profile(pruner.prune(channels), pruner.input_shape)
+    except RankoptError as exc:  # a model torch-pruning broke: this trial fails, not the study
+        raise TrialFailedError(f"channel pruning {dict(key)} failed: {exc}") from exc
+    return pruned, pruner.entries(channels)

@@ -280,6 +280,10 @@ class SearchSpace(Sampling):
         dense = self.dense_costs()
         fixed = {k: dense[k] - sum(resource(c, k) for c in keeps) for k in limits}
         how = allocate_uniform if allocation == "uniform" else allocate
+        if not names:  # nothing to decompose (a pruned model may still meet the budget)
+            if any(fixed[k] > limit for k, limit in limits.items()):
+                return None
+            return Realised((), *self.cost_of(()), self.pruning, self.predicted_latency_ms(()))
         chosen = how(
             [self.scored(n, methods[n], sensitivity) for n in names],
             [float(weights.get(n, 1.0)) for n in names],
