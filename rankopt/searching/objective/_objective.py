@@ -27,6 +27,7 @@ from rankopt.plan import apply_plan
 from rankopt.searching.objective._duplicates import earlier_evaluation, plan_key
 from rankopt.searching.objective._memory import release_free_memory
 from rankopt.searching.space._profile import SensitivityProfile
+from rankopt.searching.space._proposal import Proposal, Realised
 from rankopt.searching.space._space import SearchSpace
 from rankopt.storage import DUPLICATE_ATTR, PLAN_KEY_ATTR, VAL_LOSS_ATTR
 
@@ -173,20 +174,7 @@ class Objective:
     def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.perf_counter()
         proposal = self.space.suggest(trial, with_target=self.with_target, budget=self.budget)
-        try:
-            realised = self.space.realise(proposal, self.budget, self.sensitivity)
-        except TrialFailedError as exc:  # a pruned model that cannot run
-            trial.set_user_attr("fail_reason", str(exc))
-            raise
-        if realised is None:  # the budget below min_cost (checked up front), or with the cap
-            reason = "no allocation fits the budget"
-            if self.budget.latency_cap_ms:
-                reason += (
-                    " and the latency cap (no plan slower than dense): raise the budget, or "
-                    "allow slower plans (allow_slower=True, --allow-slower)"
-                )
-            trial.set_user_attr("fail_reason", reason)
-            raise optuna.TrialPruned(reason)
+        realised = self._realise(trial, proposal)
         layers, macs, n_params = list(realised.layers), realised.macs, realised.n_params
         predicted = dict(realised.latency_ms)
         dense_ms = self.space.latency.model_ms if self.space.latency is not None else {}
@@ -256,6 +244,24 @@ class Objective:
             values["latency_ms"] = latency_ms
         out = tuple(values[name] for name in self.objectives)
         return out[0] if len(out) == 1 else out
+
+    def _realise(self, trial: optuna.Trial, proposal: Proposal) -> Realised:
+        """The proposal's plan, or the trial pruned / failed with its reason recorded."""
+        try:
+            realised = self.space.realise(proposal, self.budget, self.sensitivity)
+        except TrialFailedError as exc:  # a pruned model that cannot run
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        if realised is None:  # the budget below min_cost (checked up front), or with the cap
+            reason = "no allocation fits the budget"
+            if self.budget.latency_cap_ms:
+                reason += (
+                    " and the latency cap (no plan slower than dense): raise the budget, or "
+                    "allow slower plans (allow_slower=True, --allow-slower)"
+                )
+            trial.set_user_attr("fail_reason", reason)
+            raise optuna.TrialPruned(reason)
+        return realised
 
     def _score_before_finetune(
         self, trial: optuna.Trial, student: nn.Module
