@@ -12,9 +12,15 @@ import torch
 from rankopt_testmodels import TinyResNet, train_digits_net_on
 from torch import nn
 
+from rankopt.latency._pruned import time_pair_ms
+
 # One thread: tiny models run fastest so, and timings do not depend on other processes
 # competing for the two cores (torch threads spin-wait when oversubscribed).
 torch.set_num_threads(1)
+
+
+REAL_TIME_PAIR_MS = time_pair_ms
+"""The real pruned-model timing (the session fixture replaces it by the cost model)."""
 
 
 def fake_ms(module: nn.Module, batch_size: int) -> float:
@@ -40,7 +46,8 @@ def _searches_time_by_a_cost_model(tmp_path_factory: pytest.TempPathFactory) -> 
     """Every search has a deployment runtime and measures its latency table (issue 37); in
     tests (session fixtures too) the table a search builds is timed by :func:`fake_ms`
     instead, into a cache of its own, so that no test spends seconds timing and none writes
-    made-up times into a real cache. Tests of the timing itself
+    made-up times into a real cache; a pruned model's time (``rankopt.latency._pruned``) too.
+    Tests of the timing itself
     (``@pytest.mark.real_latency``, :func:`_real_latency_when_marked`) and of
     ``rankopt.latency.latency_table`` called directly time for real."""
     from rankopt.latency._runtimes import RUNTIMES
@@ -57,7 +64,15 @@ def _searches_time_by_a_cost_model(tmp_path_factory: pytest.TempPathFactory) -> 
                 stack.enter_context(mock.patch.object(runtime, "time_models_ms", fake_models_ms))
             return real(*args, **kwargs)
 
-    with mock.patch.object(_inputs, "latency_table", table_by_cost_model):
+    from rankopt.latency import _pruned
+
+    def pair_by_cost_model(_runtime: str, models: Any, x: torch.Tensor, _n: int) -> list[float]:
+        return [fake_ms(m, x.shape[0]) for m in models]
+
+    with (
+        mock.patch.object(_inputs, "latency_table", table_by_cost_model),
+        mock.patch.object(_pruned, "time_pair_ms", pair_by_cost_model),
+    ):
         yield
 
 
@@ -71,6 +86,9 @@ def _real_latency_when_marked(
         from rankopt.searching.loop import _inputs
 
         monkeypatch.setattr(_inputs, "latency_table", latency_table)
+        from rankopt.latency import _pruned
+
+        monkeypatch.setattr(_pruned, "time_pair_ms", REAL_TIME_PAIR_MS)
 
 
 @pytest.fixture

@@ -292,3 +292,36 @@ def test_the_model_outputs_are_never_a_group() -> None:
     net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 1))
     net = nn.Sequential(net, nn.Flatten())
     assert set(ChannelPruner(net.eval(), (1, 6, 6)).groups) == {"0.0"}
+
+
+def test_a_pruned_models_time_is_measured_not_scaled_from_macs(
+    resnet8: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rankopt.latency import LatencyTable, _pruned, pruned_table
+
+    prof = profile(resnet8, SHAPE)
+    layers = {i.name: i for i in prof.eligible_layers}
+    table = LatencyTable(
+        layers=layers,
+        batch_sizes=(1, 64),
+        methods=(),
+        dense_ms={(n, b): 1.0 * b for n in layers for b in (1, 64)},
+        curves={},
+        model_ms={1: 10.0, 64: 640.0},
+        n_threads=1,
+    )
+    timed: list[tuple[int, int]] = []
+
+    def pair(runtime: str, models: Any, x: torch.Tensor, n_runs: int) -> list[float]:
+        timed.append((x.shape[0], len(models)))
+        return [4.0, 3.0]  # the pruned model at 0.75x dense, whatever its MACs
+
+    monkeypatch.setattr(_pruned, "time_pair_ms", pair)
+    pruner = ChannelPruner(resnet8, SHAPE)
+    small = pruner.prune({"layer3.0.conv1": 16})
+    view = pruned_table(
+        table, resnet8, small, {i.name: i for i in profile(small, SHAPE).layers}, SHAPE
+    )
+    assert timed == [(1, 2), (64, 2)]
+    assert view.model_ms == {1: pytest.approx(7.5), 64: pytest.approx(480.0)}
+    assert view.layers["layer3.0.conv1"].out_channels == 16

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         measure_latency_ms,
     )
     from rankopt.latency._onnx import check_onnx, export_onnx, onnx_session, save_model
+    from rankopt.latency._pruned import pruned_table
     from rankopt.latency._table import (
         LATENCY_SCHEMA_VERSION,
         LatencyTable,
@@ -49,6 +50,7 @@ _LAZY: dict[str, str] = {
     "export_onnx": "rankopt.latency._onnx",
     "onnx_session": "rankopt.latency._onnx",
     "save_model": "rankopt.latency._onnx",
+    "pruned_table": "rankopt.latency._pruned",
     "LATENCY_SCHEMA_VERSION": "rankopt.latency._table",
     "LatencyTable": "rankopt.latency._table",
     "latency_table": "rankopt.latency._table",
@@ -78,6 +80,7 @@ __all__ = [
     "machine_signature",
     "measure_latency_ms",
     "onnx_session",
+    "pruned_table",
     "rank_grid",
     "save_model",
     "time_interleaved_ms",

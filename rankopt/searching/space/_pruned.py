@@ -4,8 +4,10 @@ A trial that prunes samples, per channel group, how many channels stay; its rank
 allocated on the *pruned* model (a view of the space over that model's profile: its layers'
 shapes, fvcore's count of its MACs, the latency table scaled to its layers). A pruned layer's
 decomposition is scored by the dense layer's sensitivity at the same share of the layer's
-MACs. Pruning keeps a layer's op count and shrinks both its neighbours, so it is the cheap
-way to run faster; decomposition keeps more accuracy per MAC. The sampler learns the mix.
+MACs. The pruned model's own time is measured once per configuration (a pruned conv is not
+faster in proportion to its MACs). Pruning keeps a layer's op count and shrinks both its
+neighbours, so it is the cheap way to run faster; decomposition keeps more accuracy per MAC.
+The sampler learns the mix.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 
 from rankopt.errors import RankoptError, TrialFailedError
 from rankopt.evaluators import ModelProfile, profile
+from rankopt.latency import LatencyTable, pruned_table
 from rankopt.pruning import ChannelPruner, ChannelPruning
 
 __all__ = ["MAX_VIEWS", "channels_key", "offered_counts", "pruned_profile"]
@@ -42,12 +45,18 @@ def channels_key(
 
 
 def pruned_profile(
-    pruner: ChannelPruner, key: tuple[tuple[str, int], ...]
-) -> tuple[ModelProfile, tuple[ChannelPruning, ...]]:
-    """The profile of the model pruned to ``key`` (one fvcore trace) and its plan entries."""
+    pruner: ChannelPruner, key: tuple[tuple[str, int], ...], latency: LatencyTable | None
+) -> tuple[ModelProfile, tuple[ChannelPruning, ...], LatencyTable | None]:
+    """The profile of the model pruned to ``key`` (one fvcore trace), its plan entries, and
+    its latency table (the pruned model timed once: :func:`rankopt.latency.pruned_table`)."""
     channels = dict(key)
+    model = pruner.prune(channels)
     try:
-        pruned = profile(pruner.prune(channels), pruner.input_shape)
+        pruned = profile(model, pruner.input_shape)
     except RankoptError as exc:  # a model torch-pruning broke: this trial fails, not the study
         raise TrialFailedError(f"channel pruning {dict(key)} failed: {exc}") from exc
-    return pruned, pruner.entries(channels)
+    table = None
+    if latency is not None:
+        layers = {i.name: i for i in pruned.eligible_layers}
+        table = pruned_table(latency, pruner.model, model, layers, pruner.input_shape)
+    return pruned, pruner.entries(channels), table

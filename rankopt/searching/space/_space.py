@@ -138,10 +138,7 @@ class SearchSpace(Sampling):
             root._views.move_to_end(key)
             return root._views[key]
         assert root.pruner is not None  # channel_choices is empty without one
-        pruned_prof, entries = pruned_profile(root.pruner, key)
-        latency = None
-        if root.latency is not None:
-            latency = root.latency.with_layers({i.name: i for i in pruned_prof.eligible_layers})
+        pruned_prof, entries, latency = pruned_profile(root.pruner, key, root.latency)
         view = SearchSpace(
             pruned_prof,
             root.methods,
