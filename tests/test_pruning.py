@@ -285,6 +285,14 @@ def test_pruning_reaches_latencies_decomposition_alone_cannot(
         assert t.user_attrs["latency_ratio_batch64"] <= budget + 1e-9
     seeds = [t.user_attrs.get("seed") for t in study.trials]
     assert "prune_uniform" in seeds, seeds
+    # the recommended plan exports with its pruning and applies: fvcore's MACs = the trial's
+    from rankopt.studies import export_plan
+
+    plan = export_plan(study)
+    chosen = study.trials[plan.provenance["trial"]]
+    assert plan.pruning and plan.to_dict()["pruning"] == chosen.user_attrs["plan"]["pruning"]
+    small = apply_plan(trained_digits_net, CompressionPlan.from_json(plan.to_json()))
+    assert count_macs(small, (1, 8, 8)) == chosen.user_attrs["macs"]
 
 
 def test_the_model_outputs_are_never_a_group() -> None:
