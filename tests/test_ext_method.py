@@ -88,6 +88,7 @@ def test_front_figures_report_export_and_apply(
         digits_data["val"],
         methods=[EXT],
         n_trials=3,
+        prune=False,  # the method's own plans (a plugin on pruned layers: test_method_suite)
         **FAST,
     )
     # the front: its per-layer summary uses the method's own abbreviation
