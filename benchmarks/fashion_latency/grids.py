@@ -44,9 +44,30 @@ def tltorch_grid(task: Task) -> Callable[[], dict[float, Timed]]:
     return build
 
 
-def _files(prefix: str, folder: Path) -> dict[float, Timed]:
+def _why(exc: Exception) -> str:
+    """An exception in one line, with the tail of a subprocess's stderr."""
+    stderr = str(getattr(exc, "stderr", "") or "").strip()
+    return f"{type(exc).__name__}: {(stderr or str(exc))[-300:]}"
+
+
+def _venv_grid(
+    prefix: str, folder: Path, make: Callable[[list[float]], object]
+) -> dict[float, Timed]:
+    """Each missing grid fraction made by ``make([fraction])`` (one at a time, so one that
+    fails leaves the others), then every file read back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    failed: dict[float, str] = {}
+    for fraction in GRID_MACS:
+        if not (folder / f"{prefix}_{fraction:g}.pt").exists():
+            try:
+                make([fraction])
+            except Exception as exc:  # the peer fails at this fraction: say, go on
+                failed[fraction] = _why(exc)
     out = {}
     for fraction in GRID_MACS:
+        if fraction in failed:
+            out[fraction] = Timed(fraction, None, note=f"{prefix} failed: {failed[fraction]}")
+            continue
         model, info = load_peer_model(folder / f"{prefix}_{fraction:g}.pt")
         out[fraction] = Timed(fraction, model, note=str(info.get("note") or prefix))
     return out
@@ -58,11 +79,9 @@ def musco_grid(task: Task, folder: Path) -> Callable[[], dict[float, Timed]]:
     def build() -> dict[float, Timed]:
         from benchmarks.peer_musco import musco_models
 
-        missing = [f for f in GRID_MACS if not (folder / f"musco_{f:g}.pt").exists()]
-        if missing:
-            folder.mkdir(parents=True, exist_ok=True)
-            musco_models(task.model_name, task.data_name, missing, folder)
-        return _files("musco", folder)
+        return _venv_grid(
+            "musco", folder, lambda r: musco_models(task.model_name, task.data_name, r, folder)
+        )
 
     return build
 
@@ -72,16 +91,15 @@ def aimet_grid(task: Task, folder: Path) -> Callable[[], dict[float, Timed]]:
 
     def build() -> dict[float, Timed]:
         missing = [f for f in GRID_MACS if not (folder / f"aimet_{f:g}.pt").exists()]
-        if missing:
-            if not AIMET_PYTHON.exists():
-                raise FileNotFoundError(
-                    f"no AIMET venv at {AIMET_PYTHON} (aimet-torch pins its own torch stack; "
-                    "benchmarks.peer_aimet.ensure_aimet_venv builds it, this run did not)"
-                )
-            from benchmarks.peer_aimet import aimet_models
+        if missing and not AIMET_PYTHON.exists():
+            raise FileNotFoundError(
+                f"no AIMET venv at {AIMET_PYTHON} (aimet-torch pins its own torch stack; "
+                "benchmarks.peer_aimet.ensure_aimet_venv builds it, this run did not)"
+            )
+        from benchmarks.peer_aimet import aimet_models
 
-            folder.mkdir(parents=True, exist_ok=True)
-            aimet_models(task.model_name, task.data_name, missing, folder)
-        return _files("aimet", folder)
+        return _venv_grid(
+            "aimet", folder, lambda r: aimet_models(task.model_name, task.data_name, r, folder)
+        )
 
     return build

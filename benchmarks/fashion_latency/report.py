@@ -158,16 +158,8 @@ def goal_lines(
 def budget_table(rows: Sequence[Row], budget: float) -> str:
     """One line per row label at ``budget``: mean ± std over seeds, best accuracy first."""
     groups = by_label(rows, budget)
-    order = sorted(
-        groups,
-        key=lambda k: (
-            -(
-                mean_of(groups[k], "test_accuracy")
-                if math.isfinite(mean_of(groups[k], "test_accuracy"))
-                else -1.0
-            )
-        ),
-    )
+    means = {k: mean_of(g, "test_accuracy") for k, g in groups.items()}
+    order = sorted(groups, key=lambda k: -means[k] if math.isfinite(means[k]) else 1.0)
     table = []
     for label in order:
         g = groups[label]
