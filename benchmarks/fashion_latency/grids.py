@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def tltorch_grid(task: Task) -> Callable[[], dict[float, Timed]]:
         for fraction in GRID_MACS:
             budget = Budget(max_macs=rankopt.parse_budget(fraction, task.dense_macs))
             try:
-                model, note = tltorch_model(task.model, space, budget, task.input_shape)
+                with warnings.catch_warnings():  # tensorly: each rank above a mode's size
+                    warnings.simplefilter("ignore", UserWarning)
+                    model, note = tltorch_model(task.model, space, budget, task.input_shape)
             except rankopt.BudgetError as exc:
                 out[fraction] = Timed(fraction, None, note=str(exc))
                 continue
