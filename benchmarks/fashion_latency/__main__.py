@@ -98,7 +98,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _peers(args: argparse.Namespace, task: Task) -> dict[str, LatencyPeer]:
-    """The peer builders of the selected ``--rows`` (each measures lazily, once)."""
+    """The peer builders of the selected ``--rows`` (each measures lazily, once); musco and
+    AIMET models fine-tune with oneDNN off (their convolutions crash its backward pass)."""
     shape, t = task.input_shape, args.min_timed_s
     folder = args.peers_dir / f"{task.model_name}_{task.data_name}"
     made: dict[str, LatencyPeer] = {
@@ -107,7 +108,12 @@ def _peers(args: argparse.Namespace, task: Task) -> dict[str, LatencyPeer]:
             "tensorly-torch", grids.tltorch_grid(task), task.model, shape, min_timed_s=t
         ),
         "musco": GridPeer(
-            "musco", grids.musco_grid(task, folder), task.model, shape, min_timed_s=t
+            "musco",
+            grids.musco_grid(task, folder),
+            task.model,
+            shape,
+            min_timed_s=t,
+            mkldnn_off=True,
         ),
         "aimet": GridPeer(
             "AIMET spatial SVD",
