@@ -2,9 +2,14 @@
 
 Writes ``BENCHMARKS_FASHION_LATENCY.md`` and ``fashion_latency_rows.json`` (every row and
 the run's facts, re-rendered by ``--render-only``) into ``--out`` (default ``benchmarks/``).
-The defaults (8 trials per search, a 1-epoch final fine-tune over 16,384 training images)
-keep the whole run (3 budgets x 3 seeds x the rows) near 45 minutes on a 2-core machine;
-the first search on a machine also measures ONNX Runtime's latency table (minutes, cached).
+The defaults (6 trials per search, a 1-epoch final fine-tune over 8,192 training images,
+0.5 s per model per latency timing) aim at about 45 to 55 minutes for the whole run (3
+budgets x 3 seeds x 2 searches + the peers) on a 2-core machine, estimated from a smoke run
+there: one 4-trial search 124 s (its sensitivity profile included, measured once per seed
+and shared), one fine-tune over 4,096 images 8 s (musco's, with oneDNN off, 24 s), the
+torch-pruning bisection 40 s per budget, the tensorly-torch grid 150 s once. ``--trials 4``
+shortens it; the first search on a machine also measures ONNX Runtime's latency table
+(minutes, cached on disk).
 """
 
 from __future__ import annotations
@@ -71,9 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="latency budgets, fractions of dense on ONNX Runtime",
     )
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2])
-    p.add_argument("--trials", type=int, default=8, help="trials per search")
+    p.add_argument("--trials", type=int, default=6, help="trials per search")
     p.add_argument("--ft-epochs", type=int, default=1, help="final fine-tune passes")
-    p.add_argument("--ft-images", type=int, default=16384, help="final fine-tune sample")
+    p.add_argument("--ft-images", type=int, default=8192, help="final fine-tune sample")
     p.add_argument("--rows", type=_names, default=list(ROWS), help=f"of {','.join(ROWS)}")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
     p.add_argument(
@@ -238,7 +243,9 @@ def _method_lines(args: argparse.Namespace) -> list[str]:
         "a second measurement (after the fine-tune), so a chosen model may land a little over.",
         "Peers are one model for all seeds (latency measured once); search rows are one "
         "study per seed (latency measured per seed). Wall s: a search row's search plus "
-        "fine-tune and timing; a peer row's share of building and selection plus fine-tune.",
+        "fine-tune and timing; a peer row's share (1 / seeds) of its selection (torch-pruning: "
+        "this budget's bisection; a grid peer: building and timing the whole grid, counted at "
+        "every budget though done once) plus its fine-tune and timing.",
     ]
 
 

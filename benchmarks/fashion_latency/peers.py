@@ -182,7 +182,9 @@ class PruningByLatency:
             n += 1
             lo, hi = self._bracket(budget)
         if lo is None:
-            return _unreachable(self.label, budget, list(self.timed.values()))
+            cand = _unreachable(self.label, budget, list(self.timed.values()))
+            cand.extra.update(build_s=time.perf_counter() - started, timings=n)
+            return cand
         chosen = self.timed[lo]
         return Candidate(
             self.label,
@@ -256,10 +258,12 @@ class GridPeer:
         """The row of ``budget``: the largest grid fraction meeting it, or why none does."""
         timed = self._measure()
         if self.failure:
-            return Candidate(self.label, None, None, self.failure)
+            return Candidate(self.label, None, None, self.failure, {"build_s": self.build_s})
         fits = [t for t in timed if t.meets(budget)]
         if not fits:
-            return _unreachable(self.label, budget, timed)
+            cand = _unreachable(self.label, budget, timed)
+            cand.extra["build_s"] = self.build_s
+            return cand
         chosen = fits[0]
         return Candidate(
             self.label,

@@ -131,6 +131,7 @@ def lowest_goal(rows: Sequence[Row], reach: Sequence[Mapping[str, Any]]) -> list
             f"{100 * float(r.get('probe', 0.001)):g}% at batch {r.get('batch_size', 1)}): "
             f"{pct:.1f}% of dense predicted, goal <= {TARGET_LOWEST:.0%}: "
             f"{verdict(TARGET_LOWEST - pct / 100, 'points of dense', 0.01)}"
+            + ("" if math.isfinite(pct) else f" ({r.get('message', '')})")
         )
     measured = [(worst_latency(r), r) for r in rows if r["label"] in SEARCH_LABELS]
     measured = [(w, r) for w, r in measured if math.isfinite(w)]
