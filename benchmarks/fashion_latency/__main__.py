@@ -192,19 +192,20 @@ def run(args: argparse.Namespace, meta: dict[str, Any], save: Callable[[], None]
         student = copy.deepcopy(task.model)
         finetune.calibrate(student)
         meta["dense_ft"].append(finetune(student, seed)[0])
-    searches = [(name, name == "rankopt") for name in ROWS[:2] if name in args.rows]
     peers = _peers(args, task)
-    with shared_sensitivity():
-        for _, prune in searches:
+    for budget in args.budgets:
+        for peer in peers.values():
+            rows += _peer_rows(peer, task, finetune, budget, args.seeds, args.min_timed_s)
+            save()
+    for prune in [name == "rankopt" for name in ROWS[:2] if name in args.rows]:
+        # one profile cache per prune setting: shared_sensitivity keys on the layer names
+        # only, and the joint search's profile also scores the pruning choices
+        with shared_sensitivity():
             reach = lowest_reachable(task, prune=prune)
             say(f"[reach] {reach.label}: {reach.percent:.1f}% of dense at b{reach.batch_size}")
             meta["reach"].append({**asdict(reach), "probe": PROBE_FRACTION})
-        for budget in args.budgets:
-            for peer in peers.values():
-                rows += _peer_rows(peer, task, finetune, budget, args.seeds, args.min_timed_s)
-                save()
-            for seed in args.seeds:
-                for _, prune in searches:
+            for budget in args.budgets:
+                for seed in args.seeds:
                     say(f"[{budget:.0%}] search prune={prune} seed {seed}, {args.trials} trials")
                     cand = search_candidate(
                         task, budget=budget, seed=seed, n_trials=args.trials, prune=prune
