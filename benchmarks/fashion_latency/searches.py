@@ -86,6 +86,8 @@ def search_candidate(
         )
     except rankopt.BudgetError as exc:
         return Candidate(label, None, None, f"not run: the search refused the budget: {exc}")
+    except rankopt.RankoptError as exc:  # e.g. a latency table off by more than its tolerance
+        return Candidate(label, None, None, f"not run: the search stopped: {exc}")
     wall_s = time.perf_counter() - started
     plan = rankopt.export_plan(study)
     predicted = {k: v for k, v in plan.metrics.items() if "latency" in k}
