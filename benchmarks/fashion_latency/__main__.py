@@ -95,6 +95,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        default=None,
+        help=f"merge the {JSON_NAME} of these runs (say one per budget, run side by side) "
+        "into --out's, then render",
+    )
+    p.add_argument(
         "--render-only",
         action="store_true",
         help=f"re-render {MD_NAME} from --out's {JSON_NAME}, no training",
@@ -250,6 +258,21 @@ def _method_lines(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One run's facts from several run side by side: their rows and budgets together, the
+    first run's dense fine-tune and reach, every command, the longest wall time."""
+    first = runs[0]
+    budgets = sorted({b for r in runs for b in r["budgets"]}, reverse=True)
+    return {
+        **first,
+        "command": " ; ".join(r["command"] for r in runs) + " (side by side, then --combine)",
+        "budgets": budgets,
+        "rows": [row for r in runs for row in r["rows"]],
+        "wall_s": max(float(r.get("wall_s", 0.0)) for r in runs),
+        "notes": [*first.get("notes", []), f"{len(runs)} runs side by side, combined"],
+    }
+
+
 def dump(out: Path, meta: dict[str, Any]) -> None:
     """``fashion_latency_rows.json``: every row and the run's facts."""
     out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (or re-render it) and write its files."""
     args = parse_args(argv)
     out: Path = args.out
-    if args.render_only:
+    if args.combine:
+        dump(out, combine([json.loads((d / JSON_NAME).read_text()) for d in args.combine]))
+    if args.render_only or args.combine:
         saved: dict[str, Any] = json.loads((out / JSON_NAME).read_text())
         (out / MD_NAME).write_text(render(saved, saved["rows"]))
         say(f"wrote {out / MD_NAME}")
