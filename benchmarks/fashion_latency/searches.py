@@ -5,8 +5,7 @@ of the dense model's latency at batch 1 and 64, predicted by this machine's ONNX
 latency table, ``latency_runtime="onnxruntime"``), the row's seed, and ``prune=True``
 (``rankopt``: channel pruning mixed with decomposition) or ``prune=False`` (``rankopt
 (decomposition only)``). Its recommended plan (:func:`rankopt.export_plan`) is the row's
-model. A checkout whose :func:`rankopt.search` has no ``prune`` setting runs the
-decomposition-only row without the keyword and says the joint row is not run.
+model.
 
 :func:`lowest_reachable` asks the search itself: a study with an unreachable budget (0.1 %
 of dense) is refused before any trial with the smallest predicted latency of the space
@@ -16,12 +15,10 @@ at least N%"; it names the first batch size refused (batch 1).
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import rankopt
 from benchmarks.common.harness import Candidate
@@ -40,19 +37,6 @@ _LOWEST = re.compile(
 )
 
 
-def has_prune_setting() -> bool:
-    """Whether this checkout's :func:`rankopt.search` takes ``prune``."""
-    return "prune" in inspect.signature(rankopt.search).parameters
-
-
-def _prune_kwargs(prune: bool) -> dict[str, Any] | None:
-    """``{"prune": prune}``, ``{}`` for decomposition only without the setting, None for a
-    joint row this checkout cannot run."""
-    if has_prune_setting():
-        return {"prune": prune}
-    return None if prune else {}
-
-
 def search_candidate(
     task: Task,
     *,
@@ -63,11 +47,8 @@ def search_candidate(
     finetune_steps: int = 120,
 ) -> Candidate:
     """One study at latency ``budget`` (fraction of dense) and its recommended plan as a row
-    (a refused budget or a missing ``prune`` setting: a row without a model, saying so)."""
+    (a refused budget: a row without a model, saying so)."""
     label = JOINT if prune else DECOMPOSITION
-    kwargs = _prune_kwargs(prune)
-    if kwargs is None:
-        return Candidate(label, None, None, "not run: rankopt.search has no prune setting here")
     started = time.perf_counter()
     try:
         study = rankopt.search(
@@ -82,7 +63,7 @@ def search_candidate(
             model_name=task.model_name,
             data_name=task.data_name,
             study_name=f"{task.model_name}-latency{budget}-prune{prune}-s{seed}",
-            **kwargs,
+            prune=prune,
         )
     except rankopt.BudgetError as exc:
         return Candidate(label, None, None, f"not run: the search refused the budget: {exc}")
@@ -128,9 +109,6 @@ class Reach:
 def lowest_reachable(task: Task, *, prune: bool) -> Reach:
     """Ask :func:`rankopt.search` for an unreachable latency and read the lowest it names."""
     label = JOINT if prune else DECOMPOSITION
-    kwargs = _prune_kwargs(prune)
-    if kwargs is None:
-        return Reach(label, 1, math.nan, "rankopt.search has no prune setting here")
     try:
         rankopt.search(
             task.model,
@@ -141,7 +119,7 @@ def lowest_reachable(task: Task, *, prune: bool) -> Reach:
             n_trials=1,
             model_name=task.model_name,
             data_name=task.data_name,
-            **kwargs,
+            prune=prune,
         )
     except rankopt.BudgetError as exc:
         found = _LOWEST.search(str(exc))
