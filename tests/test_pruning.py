@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -303,7 +304,7 @@ def test_the_model_outputs_are_never_a_group() -> None:
 
 
 def test_a_pruned_models_time_is_measured_not_scaled_from_macs(
-    resnet8: nn.Module, monkeypatch: pytest.MonkeyPatch
+    resnet8: nn.Module, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     from rankopt.latency import LatencyTable, _pruned, pruned_table
 
@@ -327,9 +328,16 @@ def test_a_pruned_models_time_is_measured_not_scaled_from_macs(
     monkeypatch.setattr(_pruned, "time_pair_ms", pair)
     pruner = ChannelPruner(resnet8, SHAPE)
     small = pruner.prune({"layer3.0.conv1": 16})
-    view = pruned_table(
-        table, resnet8, small, {i.name: i for i in profile(small, SHAPE).layers}, SHAPE
-    )
+    small_layers = {i.name: i for i in profile(small, SHAPE).layers}
+    view = pruned_table(table, resnet8, small, small_layers, SHAPE)
     assert timed == [(1, 2), (64, 2)]
     assert view.model_ms == {1: pytest.approx(7.5), 64: pytest.approx(480.0)}
     assert view.layers["layer3.0.conv1"].out_channels == 16
+    # with a cache file, a configuration is timed once per machine: a second call (another
+    # process, another worker) reads it
+    cached = dataclasses.replace(table, cache_path=tmp_path / "table.json")
+    for _ in range(2):
+        again = pruned_table(cached, resnet8, small, small_layers, SHAPE)
+        assert again.model_ms == view.model_ms
+    assert timed == [(1, 2), (64, 2)] * 2
+    assert (tmp_path / "table.pruned.json").exists()

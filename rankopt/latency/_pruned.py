@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +25,9 @@ from rankopt.latency._measure import timing_threads
 from rankopt.latency._runtimes import get_runtime
 from rankopt.latency._table import MIN_TIMED_S, LatencyTable
 from rankopt.latency._units import timed_rounds
+from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo
+from rankopt.storage import atomic_write
 
 __all__ = ["pruned_table", "time_pair_ms"]
 
@@ -56,13 +61,41 @@ def pruned_table(
         input_shape: Shape of one image.
     """
     view = table.with_layers(layers)
-    models = [copy.deepcopy(m).to("cpu", torch.float32).eval() for m in (dense, pruned)]
-    gen = torch.Generator().manual_seed(0)
-    model_ms = {}
-    with timing_threads(table.n_threads):
-        for batch_size in table.batch_sizes:
-            x = torch.randn((batch_size, *input_shape), generator=gen)
-            runs = timed_rounds(N_RUNS, MIN_TIMED_S, table.model_ms[batch_size])
-            dense_ms, pruned_ms = time_pair_ms(table.runtime, models, x, runs)
-            model_ms[batch_size] = table.model_ms[batch_size] * pruned_ms / dense_ms
+    shapes = ";".join(f"{n}:{p.shape[0]}" for n, p in pruned.named_parameters() if p.dim() > 1)
+    key = f"{model_fingerprint(dense)}|{tuple(input_shape)}|{table.runtime}|{shapes}"
+    cache = _cache_file(table)
+    stored = _read(cache).get(key, {})
+    ratios = {int(b): float(r) for b, r in stored.items()}
+    missing = [b for b in table.batch_sizes if b not in ratios]
+    if missing:
+        models = [copy.deepcopy(m).to("cpu", torch.float32).eval() for m in (dense, pruned)]
+        gen = torch.Generator().manual_seed(0)
+        with timing_threads(table.n_threads):
+            for batch_size in missing:
+                x = torch.randn((batch_size, *input_shape), generator=gen)
+                runs = timed_rounds(N_RUNS, MIN_TIMED_S, table.model_ms[batch_size])
+                dense_ms, pruned_ms = time_pair_ms(table.runtime, models, x, runs)
+                ratios[batch_size] = pruned_ms / dense_ms
+        if cache is not None:  # other processes and workers on this machine agree
+            everything = _read(cache)
+            everything[key] = {str(b): r for b, r in ratios.items()}
+            atomic_write(cache, (json.dumps(everything, sort_keys=True) + "\n").encode())
+    model_ms = {b: table.model_ms[b] * ratios[b] for b in table.batch_sizes}
     return dataclasses.replace(view, model_ms=model_ms)
+
+
+def _cache_file(table: LatencyTable) -> Path | None:
+    """The pruned models' ratios beside the table's cache file (None: no cache)."""
+    if table.cache_path is None:
+        return None
+    return table.cache_path.with_name(table.cache_path.stem + ".pruned.json")
+
+
+def _read(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
