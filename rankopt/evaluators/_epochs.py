@@ -18,7 +18,12 @@ from rankopt.errors import DataError, SettingsError
 from rankopt.evaluators._common import check_pair, device_of, model_mode
 from rankopt.evaluators._device import Device, on_device, resolve_device
 from rankopt.evaluators._evaluation import compute_logits, evaluate_accuracy
-from rankopt.evaluators._training import distillation_loss, raise_non_finite, shift_batch
+from rankopt.evaluators._training import (
+    distillation_loss,
+    raise_non_finite,
+    sgd_update,
+    shift_batch,
+)
 
 __all__ = ["DenseTrainResult", "full_finetune", "train_dense"]
 
@@ -190,11 +195,7 @@ def _train_epochs(
                     step += 1
                     if not torch.isfinite(loss):
                         raise_non_finite(loss, step, total, lr)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                    opt.step()
+                    sgd_update(model.parameters(), opt, loss, max_grad_norm)
                     loss_sum += float(loss.item()) * int(y.shape[0])
                     count += int(y.shape[0])
                 epoch_loss = loss_sum / max(1, count)

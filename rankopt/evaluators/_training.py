@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +90,21 @@ def distillation_loss(
         log_target=True,
     )
     return (1.0 - distill_weight) * ce + distill_weight * (t * t) * kl
+
+
+def sgd_update(
+    params: Iterable[torch.Tensor],
+    opt: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    max_grad_norm: float | None,
+) -> None:
+    """Backward, the gradients of ``params`` clipped to ``max_grad_norm`` (None: not
+    clipped), one optimizer step: every fine-tune's update."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
 
 
 def raise_non_finite(loss: torch.Tensor, step: int, steps: int | None, lr: float) -> None:
@@ -217,11 +232,7 @@ def proxy_finetune(
             )
             if not torch.isfinite(loss):
                 raise_non_finite(loss, step, steps, lr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
+            sgd_update(params, opt, loss, max_grad_norm)
             recent.append(float(loss.item()))
             del recent[:-20]
             if report_every > 0 and report is not None and step % report_every == 0:
