@@ -243,14 +243,17 @@ class ChannelPruner:
         )
         self.dropped: dict[str, str] = {}
         """Groups torch-pruning found but could not prune into a working model, and why."""
-        if self.groups and self._fails(list(self.groups.values())):
+        if not self.groups:
+            return
+        dense_shape = _output_shape(model, self.input_shape)
+        if self._fails(list(self.groups.values()), dense_shape):
             for name, group in list(self.groups.items()):
-                reason = self._fails([group])
+                reason = self._fails([group], dense_shape)
                 if reason:
                     del self.groups[name]
                     self.dropped[name] = reason
 
-    def _fails(self, groups: Sequence[ChannelGroup]) -> str:
+    def _fails(self, groups: Sequence[ChannelGroup], dense_shape: tuple[int, ...] | None) -> str:
         """Why pruning ``groups`` to a quarter of their channels does not give a model with
         the dense model's output shape ("" when it does)."""
         entries = [g.pruning(max(1, g.n_channels // 4)) for g in groups]
@@ -259,7 +262,6 @@ class ChannelPruner:
             out_shape = _output_shape(pruned, self.input_shape)
         except Exception as exc:  # torch-pruning mis-handles some layers (grouped convs)
             return f"{type(exc).__name__}: {str(exc)[:120]}"
-        dense_shape = _output_shape(self.model, self.input_shape)
         if out_shape != dense_shape:
             return f"output shape {out_shape} instead of {dense_shape}"
         return ""

@@ -103,7 +103,6 @@ class SearchSpace(Sampling):
         self.channel_choices = offered_counts(pruner, rank_multiple) if pruner else {}
         self.root: SearchSpace = self
         self.pruning: tuple[ChannelPruning, ...] = ()
-        self._dense_macs: dict[str, int] = {}  # a pruned view: the dense layers' MACs
         self._views: OrderedDict[tuple[tuple[str, int], ...], SearchSpace] = OrderedDict()
         self._layers = {layer.name: layer for layer in profile.eligible_layers}
         self._candidates: dict[tuple[str, str], tuple[Candidate, ...]] = {}
@@ -148,7 +147,6 @@ class SearchSpace(Sampling):
             only=tuple(root.choices),
         )
         view.root, view.pruning = root, entries
-        view._dense_macs = {n: root.layer(n).macs for n in view._layers if n in root._layers}
         root._views[key] = view
         while len(root._views) > MAX_VIEWS:
             root._views.popitem(last=False)
@@ -255,7 +253,7 @@ class SearchSpace(Sampling):
             if method not in sensitivity.points.get(layer, {}):
                 continue  # not in the profile (a study resumed with other methods is re-profiled)
             # a pruned layer's point is scored where the dense layer has its share of MACs
-            scale = self._dense_macs.get(layer, 0) / max(1, self._layers[layer].macs) or 1.0
+            scale = self.root.layer(layer).macs / max(1, self.layer(layer).macs)
             for c in self.candidates(layer, method):
                 score = sensitivity.score(layer, method, round(c.macs * scale))
                 out.append(replace(c, score=score))
