@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankopt.latency._entries import load_cache
 from rankopt.latency._measure import timing_threads
 from rankopt.latency._runtimes import get_runtime
-from rankopt.latency._table import MIN_TIMED_S, LatencyTable
+from rankopt.latency._table import LATENCY_SCHEMA_VERSION, MIN_TIMED_S, LatencyTable
 from rankopt.latency._units import timed_rounds
 from rankopt.plan import model_fingerprint
 from rankopt.spaces import LayerInfo
@@ -31,6 +32,8 @@ from rankopt.storage import atomic_write
 
 __all__ = ["pruned_table", "time_pair_ms"]
 
+_KEY = {"content": "pruned model / dense model latency ratios"}
+"""The side file's key (its machine, threads and torch version are the table file's)."""
 N_RUNS = 15
 """Timed rounds at least (more at small batches: each model runs >= ``MIN_TIMED_S``)."""
 
@@ -64,7 +67,7 @@ def pruned_table(
     shapes = ";".join(f"{n}:{p.shape[0]}" for n, p in pruned.named_parameters() if p.dim() > 1)
     key = f"{model_fingerprint(dense)}|{tuple(input_shape)}|{table.runtime}|{shapes}"
     cache = _cache_file(table)
-    stored = _read(cache).get(key, {})
+    stored = _load(cache)["models"].get(key, {})
     ratios = {int(b): float(r) for b, r in stored.items()}
     missing = [b for b in table.batch_sizes if b not in ratios]
     if missing:
@@ -77,8 +80,8 @@ def pruned_table(
                 dense_ms, pruned_ms = time_pair_ms(table.runtime, models, x, runs)
                 ratios[batch_size] = pruned_ms / dense_ms
         if cache is not None:  # other processes and workers on this machine agree
-            everything = _read(cache)
-            everything[key] = {str(b): r for b, r in ratios.items()}
+            everything = _load(cache)  # read again: another process may have added to it
+            everything["models"][key] = {str(b): r for b, r in ratios.items()}
             atomic_write(cache, (json.dumps(everything, sort_keys=True) + "\n").encode())
     model_ms = {b: table.model_ms[b] * ratios[b] for b in table.batch_sizes}
     return dataclasses.replace(view, model_ms=model_ms)
@@ -91,11 +94,10 @@ def _cache_file(table: LatencyTable) -> Path | None:
     return table.cache_path.with_name(table.cache_path.stem + ".pruned.json")
 
 
-def _read(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _load(path: Path | None) -> dict[str, Any]:
+    """The side file's data (``schema_version``, ``key``, ``models``), empty when absent or
+    of another schema (read as the table's own cache file is)."""
+    empty: dict[str, Any] = {"schema_version": LATENCY_SCHEMA_VERSION, "key": _KEY, "models": {}}
+    if path is None:
+        return empty
+    return load_cache(path, _KEY, LATENCY_SCHEMA_VERSION, refresh=False)
