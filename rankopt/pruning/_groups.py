@@ -122,14 +122,9 @@ def _output_layers(model: nn.Module, input_shape: Sequence[int]) -> list[nn.Modu
 
     layers: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     handles = [m.register_forward_hook(hook) for m in layers]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
-            out = model(torch.zeros((1, *input_shape), device=device))
+        out = _forward_zeros(model, input_shape)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     outs = [out] if isinstance(out, torch.Tensor) else []
@@ -167,16 +162,22 @@ def _grouped(module: nn.Module) -> bool:
     return not module.groups == module.in_channels == module.out_channels
 
 
-def _output_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...] | None:
-    """Shape of the model's output for one zero image (None when it is not a tensor)."""
+def _forward_zeros(model: nn.Module, input_shape: Sequence[int]) -> Any:
+    """The model's output for one zero image, in eval mode without gradients (its mode is
+    restored)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros((1, *input_shape), device=device))
+            return model(torch.zeros((1, *input_shape), device=device))
     finally:
         model.train(was_training)
+
+
+def _output_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...] | None:
+    """Shape of the model's output for one zero image (None when it is not a tensor)."""
+    out = _forward_zeros(model, input_shape)
     return tuple(out.shape) if isinstance(out, torch.Tensor) else None
 
 
